@@ -1,0 +1,27 @@
+# Tidemark: `make quickstart` to see it run, `make test` to run every check.
+SHELL := /bin/bash
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/tidemark-target
+CARGO ?= cargo
+
+.PHONY: services build fmt-check clippy test test-unit test-integration quickstart bench fmt
+
+services: ## Turn on logical replication / binlog on the local servers (idempotent)
+	./scripts/services.sh
+
+build:
+	$(CARGO) build --all-targets
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test: services fmt-check clippy ## Everything CI runs
+	TIDEMARK_TEST_PG=1 $(CARGO) test --workspace --all-targets
+
+bench:
+	$(CARGO) bench --workspace
