@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/tidemark-target
 CARGO ?= cargo
 
-.PHONY: services build fmt-check clippy test test-unit test-integration quickstart bench fmt
+.PHONY: services build fmt-check clippy test quickstart bench fmt
 
 services: ## Turn on logical replication / binlog on the local servers (idempotent)
 	./scripts/services.sh
@@ -22,6 +22,9 @@ clippy:
 
 test: services fmt-check clippy ## Everything CI runs
 	TIDEMARK_TEST_PG=1 $(CARGO) test --workspace --all-targets
+
+quickstart: ## Local databases ready, demo data, a pipeline running, events flowing
+	./scripts/quickstart.sh
 
 bench:
 	$(CARGO) bench --workspace

@@ -1,1 +1,122 @@
-fn main() {}
+//! The `tidemark` command line: the binary's edge, where errors become `anyhow` reports.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tidemark::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "tidemark",
+    version,
+    about = "Change data capture from PostgreSQL into Debezium-compatible events and lakehouse tables"
+)]
+struct Cli {
+    /// Log format: `text` for people, `json` for log collectors.
+    #[arg(
+        long,
+        global = true,
+        env = "TIDEMARK_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline until interrupted (Ctrl-C / SIGTERM stop it cleanly after a checkpoint).
+    Run {
+        /// The pipeline's TOML file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a pipeline's config (no IO), then, unless --offline, the source server's settings.
+    Validate {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only check the file.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Show the checkpoint, the replication slot and its lag.
+    Status {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Remove the pipeline's checkpoint, and its slot if Tidemark may drop it.
+    Reset {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Commit a realistic insert/update/delete workload to PostgreSQL.
+    Generate(tidemark::generate::GenerateArgs),
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TIDEMARK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn load(path: &PathBuf) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Run { config } => {
+            let config = load(&config)?;
+            tidemark::pipeline::run(config)
+                .await
+                .context("pipeline stopped")?;
+        }
+        Command::Validate { config, offline } => {
+            let config = load(&config)?;
+            println!("config ok: pipeline {}", config.pipeline.name);
+            if !offline {
+                let report = tidemark::pipeline::healthcheck(&config).await?;
+                println!("{report}");
+            }
+        }
+        Command::Status { config } => {
+            let config = load(&config)?;
+            println!("{}", tidemark::pipeline::status(&config).await?);
+        }
+        Command::Reset { config } => {
+            let config = load(&config)?;
+            println!("{}", tidemark::pipeline::reset(&config).await?);
+        }
+        Command::Generate(args) => {
+            let started = std::time::Instant::now();
+            let stats = tidemark::generate::run(&args).await?;
+            println!(
+                "committed {} changes ({} inserts, {} updates, {} deletes) in {} transactions, {:.1}s",
+                stats.changes(),
+                stats.inserts,
+                stats.updates,
+                stats.deletes,
+                stats.transactions,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}

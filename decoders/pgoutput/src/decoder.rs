@@ -1,0 +1,578 @@
+//! pgoutput messages → the Arrow change model.
+//!
+//! ```text
+//!  XLogData(wal_start, data) ──► Decoder::decode ──► Step::Emitted(Transaction)   rows of a committed txn
+//!                                      │            Step::Buffer { xid }         streamed chunk: caller stores
+//!                                      │            Step::StreamCommit(..)       caller replays via replay_stream
+//!                                      │            Step::StreamAbort { .. }     caller drops what it stored
+//!                                      └─ relation cache (schema versions), catalog hints from the source
+//! ```
+//!
+//! The decoder stays sans-IO: a streamed (in-progress) transaction may be larger than memory, so
+//! its raw messages are handed back to the caller, which keeps them (memory, then disk) and
+//! replays them through [`Decoder::replay_stream`] once Stream Commit arrives. Only then is the
+//! commit LSN — the first part of every row's [`Position`] — known.
+//!
+//! Long transactions are emitted in chunks of at most [`DecoderOptions::max_chunk_rows`] rows:
+//! every chunk but the last has `complete == false`, so sinks may write it but nothing may be
+//! acknowledged until the last chunk.
+//!
+//! # Traps
+//! - Unchanged TOAST (`'u'`) is not NULL: it becomes `MarkerKind::Unchanged`, never a null value.
+//! - Relation messages come before the first use of a relation in a session and again after its
+//!   schema changes; a Relation that differs from the cached one makes a new schema version,
+//!   one that is equal keeps the version (the server resends them after every reconnect).
+//! - Relation flags mark the *replica identity* columns, which under REPLICA IDENTITY FULL are
+//!   all columns: the primary key comes from the catalog hint the source registers
+//!   ([`Decoder::register_catalog`]); without one, the flags are used only for REPLICA IDENTITY
+//!   DEFAULT, where they are the primary key.
+//! - Streamed data messages carry the xid of the *sub*transaction; Stream Abort names the
+//!   subtransaction to discard (`subxid == xid` aborts everything).
+//! - Two-phase messages are only sent when the slot was created with `two_phase`; Tidemark never
+//!   asks for it, so they are a definite error rather than silently mis-ordered rows.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use tidemark_model::{
+    ChangeBatchBuilder, Column, Image, LogicalMessage as ModelMessage, Lsn, ModelError, Op,
+    PgPosition, Position, SourceType, TableId, TableSchema, Transaction, TxnItem,
+};
+
+use crate::error::DecodeError;
+use crate::message::{
+    pg_timestamp_to_unix_micros, Message, OldTuple, Relation, ReplicaIdentity, StreamAbort,
+    StreamCommit,
+};
+use crate::parse::ParseContext;
+use crate::tuple::{TupleData, TupleValue};
+
+/// What the source knows about a relation from the catalog (`pg_index`, `pg_type`, …).
+#[derive(Debug, Clone, Default)]
+pub struct RelationCatalog {
+    /// Primary key columns, in key order. Empty: the table has no primary key.
+    pub primary_key: Vec<String>,
+    /// Resolved types by column name: domains as their base type, enums with labels, arrays
+    /// of custom element types. Columns missing here are resolved from the builtin table.
+    pub types: HashMap<String, SourceType>,
+    /// NOT NULL columns.
+    pub not_null: HashSet<String>,
+}
+
+/// Decoder settings.
+#[derive(Debug, Clone)]
+pub struct DecoderOptions {
+    /// Negotiated pgoutput `proto_version`.
+    pub protocol: u32,
+    /// `streaming = parallel` was requested.
+    pub parallel_streaming: bool,
+    /// Rows per emitted chunk of a long transaction.
+    pub max_chunk_rows: usize,
+}
+
+impl Default for DecoderOptions {
+    fn default() -> Self {
+        Self {
+            protocol: 1,
+            parallel_streaming: false,
+            max_chunk_rows: 65_536,
+        }
+    }
+}
+
+/// What one message did.
+#[derive(Debug)]
+pub enum Step {
+    /// Nothing for the caller (Begin, Relation, Type, Origin, a buffered row).
+    Nothing,
+    /// A transaction (or a chunk of one, see `complete`) is ready.
+    Emitted(Transaction),
+    /// A message inside a streamed block: the caller stores `(wal_start, data)` under the
+    /// top-level `xid` until Stream Commit or Stream Abort.
+    Buffer { xid: u32, subxid: u32 },
+    /// Stream Commit: replay what was stored under `commit.xid` through [`Decoder::replay_stream`].
+    StreamCommit(StreamCommit),
+    /// Stream Abort: drop what was stored under `xid` for `subxid` (all of it if equal).
+    StreamAbort(StreamAbort),
+}
+
+/// Decoding failed: the protocol message was malformed, or a value could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DecoderError {
+    #[error(transparent)]
+    Protocol(#[from] DecodeError),
+    #[error("pgoutput {message} at lsn {lsn}: unknown relation oid {oid} (no Relation message before it)")]
+    UnknownRelation {
+        message: &'static str,
+        lsn: Lsn,
+        oid: u32,
+    },
+    #[error("pgoutput {message} at lsn {lsn}, table {table}: tuple has {got} columns, the relation has {want}")]
+    ColumnCount {
+        message: &'static str,
+        lsn: Lsn,
+        table: TableId,
+        got: usize,
+        want: usize,
+    },
+    /// A value could not be read; the model error names table, image, column and type.
+    #[error("pgoutput {message} at lsn {lsn}: {source}")]
+    Model {
+        message: &'static str,
+        lsn: Lsn,
+        source: ModelError,
+    },
+    #[error("pgoutput {message} at lsn {lsn}: {problem}")]
+    Sequence {
+        message: &'static str,
+        lsn: Lsn,
+        problem: String,
+    },
+}
+
+impl DecoderError {
+    /// Decoding errors are about the data: retrying the same bytes gives the same error.
+    pub fn is_transient(&self) -> bool {
+        false
+    }
+}
+
+struct RelationEntry {
+    schema: Arc<TableSchema>,
+}
+
+struct TxnState {
+    xid: u32,
+    final_lsn: u64,
+    commit_ts_us: Option<i64>,
+    items: Vec<TxnItem>,
+    current: Option<(u32, ChangeBatchBuilder)>,
+    index: u32,
+    rows: usize,
+}
+
+/// The pgoutput → change model decoder of one replication session.
+pub struct Decoder {
+    options: DecoderOptions,
+    ctx: ParseContext,
+    /// Top-level xid of the streamed block we are in.
+    stream_xid: Option<u32>,
+    relations: HashMap<u32, RelationEntry>,
+    /// Latest schema per table, across relation oids (a table recreated keeps counting versions).
+    versions: HashMap<TableId, Arc<TableSchema>>,
+    catalog: HashMap<u32, RelationCatalog>,
+    /// Custom types announced by Type messages: oid → `namespace.name`.
+    custom_types: HashMap<u32, String>,
+    txn: Option<TxnState>,
+    warned: HashSet<(TableId, String)>,
+}
+
+impl Decoder {
+    /// A decoder for a session with `options`.
+    pub fn new(options: DecoderOptions) -> Self {
+        let ctx =
+            ParseContext::new(options.protocol).with_parallel_streaming(options.parallel_streaming);
+        Self {
+            options,
+            ctx,
+            stream_xid: None,
+            relations: HashMap::new(),
+            versions: HashMap::new(),
+            catalog: HashMap::new(),
+            custom_types: HashMap::new(),
+            txn: None,
+            warned: HashSet::new(),
+        }
+    }
+
+    /// Registers what the catalog says about relation `oid`; call it before the Relation
+    /// message is decoded (the source peeks at it with [`Self::relation_oid`]).
+    pub fn register_catalog(&mut self, oid: u32, catalog: RelationCatalog) {
+        self.catalog.insert(oid, catalog);
+    }
+
+    /// The relation oid of `data` if it is a Relation message. The source then looks the
+    /// relation up in the catalog and calls [`Self::register_catalog`] before handing `data` to
+    /// [`Self::decode`]. Every Relation is looked up again: they are rare (once per session and
+    /// table, and after a schema change) and a schema change may have changed the key or types.
+    pub fn relation_oid(&self, data: &[u8]) -> Option<u32> {
+        match self.ctx.parse(data) {
+            Ok(Message::Relation(r)) => Some(r.oid),
+            _ => None,
+        }
+    }
+
+    /// Whether catalog information for `oid` is registered.
+    pub fn has_catalog(&self, oid: u32) -> bool {
+        self.catalog.contains_key(&oid)
+    }
+
+    /// True between Begin and Commit (nothing of the open transaction has been acknowledged).
+    pub fn in_transaction(&self) -> bool {
+        self.txn.is_some()
+    }
+
+    /// True between Stream Start and Stream Stop.
+    pub fn in_stream(&self) -> bool {
+        self.stream_xid.is_some()
+    }
+
+    /// The current schema of relation `oid`.
+    pub fn relation_schema(&self, oid: u32) -> Option<&Arc<TableSchema>> {
+        self.relations.get(&oid).map(|r| &r.schema)
+    }
+
+    /// Decodes the pgoutput message `data` that arrived in an XLogData frame at `wal_start`.
+    pub fn decode(&mut self, wal_start: u64, data: &[u8]) -> Result<Step, DecoderError> {
+        let message = self.ctx.parse(data)?;
+        match message {
+            Message::StreamStart(s) => {
+                self.ctx.in_stream = true;
+                self.stream_xid = Some(s.xid);
+                Ok(Step::Nothing)
+            }
+            Message::StreamStop => {
+                self.ctx.in_stream = false;
+                self.stream_xid = None;
+                Ok(Step::Nothing)
+            }
+            Message::StreamCommit(c) => Ok(Step::StreamCommit(c)),
+            Message::StreamAbort(a) => Ok(Step::StreamAbort(a)),
+            // Schema messages take effect at once, streamed or not: later rows need them.
+            Message::Relation(r) => {
+                self.relation(&r);
+                Ok(Step::Nothing)
+            }
+            Message::Type(t) => {
+                self.custom_types
+                    .insert(t.oid, format!("{}.{}", t.namespace_name(), t.name));
+                Ok(Step::Nothing)
+            }
+            other if self.ctx.in_stream => {
+                let xid = self.stream_xid.unwrap_or_default();
+                let subxid = data_message_xid(&other).unwrap_or(xid);
+                Ok(Step::Buffer { xid, subxid })
+            }
+            other => self.apply(wal_start, other),
+        }
+    }
+
+    /// Replays a committed streamed transaction: `messages` are the `(wal_start, data)` pairs
+    /// the caller stored for `commit.xid`, in arrival order, without the aborted subtransactions.
+    /// `emit` receives the chunks and finally the complete transaction.
+    pub fn replay_stream<'m>(
+        &mut self,
+        commit: &StreamCommit,
+        messages: impl IntoIterator<Item = (u64, &'m [u8])>,
+        emit: &mut dyn FnMut(Transaction),
+    ) -> Result<(), DecoderError> {
+        self.begin(commit.xid, commit.commit_lsn, commit.commit_timestamp);
+        let stream_ctx = self.ctx.with_in_stream(true);
+        for (wal_start, data) in messages {
+            let message = stream_ctx.parse(data)?;
+            if let Step::Emitted(txn) = self.apply(wal_start, message)? {
+                emit(txn);
+            }
+        }
+        let txn = self.commit(commit.commit_lsn, commit.end_lsn, "Stream Commit")?;
+        emit(txn);
+        Ok(())
+    }
+
+    fn apply(&mut self, wal_start: u64, message: Message<'_>) -> Result<Step, DecoderError> {
+        let lsn = Lsn(wal_start);
+        match message {
+            Message::Begin(b) => {
+                self.begin(b.xid, b.final_lsn, b.commit_timestamp);
+                Ok(Step::Nothing)
+            }
+            Message::Commit(c) => Ok(Step::Emitted(self.commit(
+                c.commit_lsn,
+                c.end_lsn,
+                "Commit",
+            )?)),
+            Message::Origin(_) => Ok(Step::Nothing),
+            Message::Insert(i) => self.row(
+                "Insert",
+                lsn,
+                i.relation_oid,
+                Op::Insert,
+                None,
+                Some(&i.new),
+            ),
+            Message::Update(u) => {
+                let old = u.old.as_ref().map(OldTuple::tuple);
+                self.row("Update", lsn, u.relation_oid, Op::Update, old, Some(&u.new))
+            }
+            Message::Delete(d) => self.row(
+                "Delete",
+                lsn,
+                d.relation_oid,
+                Op::Delete,
+                Some(d.old.tuple()),
+                None,
+            ),
+            Message::Truncate(t) => {
+                let mut step = Step::Nothing;
+                for oid in t.relation_oids {
+                    step = self.row("Truncate", lsn, oid, Op::Truncate, None, None)?;
+                }
+                Ok(step)
+            }
+            Message::LogicalMessage(m) => {
+                let transactional = m.transactional();
+                let message = ModelMessage {
+                    transactional,
+                    prefix: m.prefix.to_string(),
+                    content: m.content.to_vec(),
+                    position: Position::Postgres(PgPosition {
+                        commit_lsn: Lsn(self.txn.as_ref().map_or(m.lsn, |t| t.final_lsn)),
+                        lsn: Lsn(m.lsn),
+                        index: 0,
+                    }),
+                };
+                match (&mut self.txn, transactional) {
+                    (Some(txn), true) => {
+                        finish_current(txn)?;
+                        let mut message = message;
+                        message.position = Position::pg(Lsn(txn.final_lsn), Lsn(m.lsn), txn.index);
+                        txn.index = txn.index.saturating_add(1);
+                        txn.items.push(TxnItem::Message(message));
+                        Ok(Step::Nothing)
+                    }
+                    _ => Ok(Step::Emitted(Transaction {
+                        xid: None,
+                        commit_ts_us: None,
+                        end: Position::Postgres(PgPosition::end(Lsn(m.lsn), Lsn(m.lsn))),
+                        items: vec![TxnItem::Message(message)],
+                        complete: true,
+                    })),
+                }
+            }
+            Message::Relation(r) => {
+                self.relation(&r);
+                Ok(Step::Nothing)
+            }
+            Message::Type(_) | Message::StreamStart(_) | Message::StreamStop => Ok(Step::Nothing),
+            other => Err(DecoderError::Sequence {
+                message: message_name(&other),
+                lsn,
+                problem: "two-phase / nested stream messages are not expected: the slot must not \
+                          have two_phase enabled and streams must not nest"
+                    .into(),
+            }),
+        }
+    }
+
+    fn begin(&mut self, xid: u32, final_lsn: u64, commit_ts: i64) {
+        self.txn = Some(TxnState {
+            xid,
+            final_lsn,
+            commit_ts_us: pg_timestamp_to_unix_micros(commit_ts),
+            items: Vec::new(),
+            current: None,
+            index: 0,
+            rows: 0,
+        });
+    }
+
+    fn commit(
+        &mut self,
+        commit_lsn: u64,
+        end_lsn: u64,
+        what: &'static str,
+    ) -> Result<Transaction, DecoderError> {
+        let Some(mut txn) = self.txn.take() else {
+            return Err(DecoderError::Sequence {
+                message: what,
+                lsn: Lsn(commit_lsn),
+                problem: "commit without a Begin".into(),
+            });
+        };
+        finish_current(&mut txn)?;
+        Ok(Transaction {
+            xid: Some(u64::from(txn.xid)),
+            commit_ts_us: txn.commit_ts_us,
+            end: Position::Postgres(PgPosition::end(Lsn(commit_lsn), Lsn(end_lsn))),
+            items: txn.items,
+            complete: true,
+        })
+    }
+
+    fn row(
+        &mut self,
+        message: &'static str,
+        lsn: Lsn,
+        oid: u32,
+        op: Op,
+        before: Option<&TupleData<'_>>,
+        after: Option<&TupleData<'_>>,
+    ) -> Result<Step, DecoderError> {
+        let Some(schema) = self.relations.get(&oid).map(|r| r.schema.clone()) else {
+            return Err(DecoderError::UnknownRelation { message, lsn, oid });
+        };
+        let max_rows = self.options.max_chunk_rows.max(1);
+        let Some(txn) = self.txn.as_mut() else {
+            return Err(DecoderError::Sequence {
+                message,
+                lsn,
+                problem: "row outside a transaction".into(),
+            });
+        };
+        let same = matches!(&txn.current, Some((cur, b)) if *cur == oid && Arc::ptr_eq(b.schema(), &schema));
+        if !same {
+            finish_current(txn)?;
+            txn.current = Some((oid, ChangeBatchBuilder::new(schema.clone(), 64)));
+        }
+        let position = Position::Postgres(PgPosition {
+            commit_lsn: Lsn(txn.final_lsn),
+            lsn,
+            index: txn.index,
+        });
+        let commit_ts = txn.commit_ts_us;
+        let xid = Some(u64::from(txn.xid));
+        let Some((_, builder)) = txn.current.as_mut() else {
+            unreachable!("a builder was installed above")
+        };
+        let model = |source| DecoderError::Model {
+            message,
+            lsn,
+            source,
+        };
+        builder
+            .begin_row(op, &position, xid, commit_ts)
+            .map_err(model)?;
+        for (image, tuple) in [(Image::Before, before), (Image::After, after)] {
+            match tuple {
+                None => builder.image_null(image).map_err(model)?,
+                Some(tuple) => fill_image(builder, image, tuple, &schema, message, lsn)?,
+            }
+        }
+        builder.finish_row().map_err(model)?;
+        txn.index = txn.index.saturating_add(1);
+        txn.rows += 1;
+        if txn.rows >= max_rows {
+            finish_current(txn)?;
+            txn.rows = 0;
+            let chunk = Transaction {
+                xid,
+                commit_ts_us: commit_ts,
+                end: position,
+                items: std::mem::take(&mut txn.items),
+                complete: false,
+            };
+            return Ok(Step::Emitted(chunk));
+        }
+        Ok(Step::Nothing)
+    }
+
+    fn relation(&mut self, r: &Relation<'_>) {
+        let table = TableId::new(r.namespace_name(), r.name);
+        let catalog = self.catalog.get(&r.oid);
+        let use_flags = catalog.is_none() && r.replica_identity == ReplicaIdentity::Default;
+        let mut columns = Vec::with_capacity(r.columns.len());
+        for c in &r.columns {
+            let source_type = catalog
+                .and_then(|cat| cat.types.get(c.name).cloned())
+                .or_else(|| SourceType::pg_builtin(c.type_oid, c.type_modifier))
+                .unwrap_or_else(|| {
+                    let name = self
+                        .custom_types
+                        .get(&c.type_oid)
+                        .cloned()
+                        .unwrap_or_else(|| format!("oid {}", c.type_oid));
+                    if self.warned.insert((table.clone(), c.name.to_string())) {
+                        tracing::warn!(table = %table, column = c.name, source_type = %name,
+                            "unknown type: kept as its text form");
+                    }
+                    SourceType::pg_other(c.type_oid, name, c.type_modifier)
+                });
+            let key = match catalog {
+                Some(cat) => cat.primary_key.iter().any(|k| k == c.name),
+                None => use_flags && c.is_key(),
+            };
+            let nullable = catalog.is_none_or(|cat| !cat.not_null.contains(c.name));
+            columns.push(Column::postgres(c.name, source_type, nullable, key));
+        }
+        // Key order follows the primary key's order, not the column order.
+        let schema = match self.versions.get(&table) {
+            Some(prev) if prev.same_columns(&columns) => prev.clone(),
+            Some(prev) => TableSchema::new(table.clone(), prev.version + 1, columns),
+            None => TableSchema::new(table.clone(), 1, columns),
+        };
+        self.versions.insert(table, schema.clone());
+        self.relations.insert(r.oid, RelationEntry { schema });
+    }
+}
+
+fn finish_current(txn: &mut TxnState) -> Result<(), DecoderError> {
+    if let Some((_, builder)) = txn.current.take() {
+        let mut builder = builder;
+        if !builder.is_empty() {
+            let batch = builder.finish().map_err(|source| DecoderError::Model {
+                message: "batch",
+                lsn: Lsn(txn.final_lsn),
+                source,
+            })?;
+            txn.items.push(TxnItem::Rows(batch));
+        }
+    }
+    Ok(())
+}
+
+fn fill_image(
+    builder: &mut ChangeBatchBuilder,
+    image: Image,
+    tuple: &TupleData<'_>,
+    schema: &TableSchema,
+    message: &'static str,
+    lsn: Lsn,
+) -> Result<(), DecoderError> {
+    if tuple.len() != schema.columns.len() {
+        return Err(DecoderError::ColumnCount {
+            message,
+            lsn,
+            table: schema.table.clone(),
+            got: tuple.len(),
+            want: schema.columns.len(),
+        });
+    }
+    for (col, value) in tuple.iter().enumerate() {
+        let result = match value {
+            TupleValue::Null => builder.append_null(image, col),
+            TupleValue::UnchangedToast => builder.append_unchanged(image, col),
+            TupleValue::Text(bytes) => builder.append_text(image, col, bytes),
+            TupleValue::Binary(bytes) => builder.append_binary(image, col, bytes),
+        };
+        result.map_err(|source| DecoderError::Model {
+            message,
+            lsn,
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+fn data_message_xid(message: &Message<'_>) -> Option<u32> {
+    match message {
+        Message::Insert(m) => m.xid,
+        Message::Update(m) => m.xid,
+        Message::Delete(m) => m.xid,
+        Message::Truncate(m) => m.xid,
+        Message::LogicalMessage(m) => m.xid,
+        _ => None,
+    }
+}
+
+fn message_name(message: &Message<'_>) -> &'static str {
+    match message {
+        Message::BeginPrepare(_) => "Begin Prepare",
+        Message::Prepare(_) => "Prepare",
+        Message::CommitPrepared(_) => "Commit Prepared",
+        Message::RollbackPrepared(_) => "Rollback Prepared",
+        Message::StreamPrepare(_) => "Stream Prepare",
+        Message::StreamCommit(_) => "Stream Commit",
+        Message::StreamAbort(_) => "Stream Abort",
+        _ => "message",
+    }
+}

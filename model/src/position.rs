@@ -1,0 +1,312 @@
+//! Source positions: where a change came from, and what a checkpoint acknowledges.
+//!
+//! A position must totally order every change of a source, because sinks acknowledge "everything
+//! up to here" and the checkpointer takes the minimum over sinks. For Postgres that order is not
+//! the WAL order of the rows: transactions are decoded in *commit* order, so a row's place in
+//! the stream is `(commit_lsn, index)` and its own WAL location `lsn` only breaks ties (it never
+//! does in practice, `index` is unique inside a transaction).
+//!
+//! # Traps
+//! - Rows of one COPY or multi-row INSERT can share an `lsn`; that is why `index` exists.
+//! - The end of a transaction is `index: u32::MAX` so it sorts after all its rows; acknowledging
+//!   it acknowledges the whole transaction.
+//! - `Lsn` prints like Postgres (`%X/%X`, no zero padding): lexical order of the string is *not*
+//!   the LSN order. Use [`Position::to_bytes`] where bytes must sort.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Errors parsing or decoding a position.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PositionError {
+    /// A string that is not an LSN (`16/B374D848`).
+    #[error("invalid LSN {input:?}: {reason}")]
+    InvalidLsn { input: String, reason: &'static str },
+    /// A string that is not a checkpoint position (`pg:0/16B3748:0/16B3700:12`).
+    #[error("invalid position {input:?}: {reason}")]
+    InvalidPosition { input: String, reason: &'static str },
+    /// Bytes that are not a [`Position::to_bytes`] encoding.
+    #[error("invalid position bytes (length {len}): {reason}")]
+    InvalidBytes { len: usize, reason: &'static str },
+}
+
+/// A PostgreSQL WAL location (`pg_lsn`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Lsn(pub u64);
+
+impl Lsn {
+    /// `0/0`, Postgres' `InvalidXLogRecPtr`.
+    pub const INVALID: Lsn = Lsn(0);
+}
+
+impl fmt::Display for Lsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
+    }
+}
+
+impl FromStr for Lsn {
+    type Err = PositionError;
+
+    /// Parses `%X/%X` as `pg_lsn_in` does: 1 to 8 hex digits each side, either case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = |reason| PositionError::InvalidLsn {
+            input: s.to_owned(),
+            reason,
+        };
+        let (hi, lo) = s.split_once('/').ok_or_else(|| err("missing '/'"))?;
+        let half = |h: &str| -> Result<u64, PositionError> {
+            if h.is_empty() || h.len() > 8 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(err("each half must be 1 to 8 hex digits"));
+            }
+            u64::from_str_radix(h, 16).map_err(|_| err("not hex"))
+        };
+        Ok(Lsn((half(hi)? << 32) | half(lo)?))
+    }
+}
+
+impl From<u64> for Lsn {
+    fn from(v: u64) -> Self {
+        Lsn(v)
+    }
+}
+
+/// A Postgres change position; see the module doc for the order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PgPosition {
+    /// LSN of the transaction's Commit message.
+    pub commit_lsn: Lsn,
+    /// The event's own WAL position (XLogData `wal_start`).
+    pub lsn: Lsn,
+    /// 0-based ordinal of the event in its transaction; `u32::MAX` for the transaction's end.
+    pub index: u32,
+}
+
+impl PgPosition {
+    /// The end of a transaction: sorts after every event of it.
+    pub fn end(commit_lsn: Lsn, end_lsn: Lsn) -> Self {
+        PgPosition {
+            commit_lsn,
+            lsn: end_lsn,
+            index: u32::MAX,
+        }
+    }
+
+    /// Whether this is a transaction end (acknowledges the whole transaction).
+    pub fn is_end(&self) -> bool {
+        self.index == u32::MAX
+    }
+}
+
+impl Ord for PgPosition {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.commit_lsn, self.index, self.lsn).cmp(&(other.commit_lsn, other.index, other.lsn))
+    }
+}
+
+impl PartialOrd for PgPosition {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A source-neutral position. Ordered within one source kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Position {
+    Postgres(PgPosition),
+}
+
+/// Tag byte of [`Position::to_bytes`]; new sources take new tags, never reuse one.
+const TAG_POSTGRES: u8 = 1;
+/// Length of the Postgres byte encoding: tag, commit_lsn, index, lsn.
+const PG_BYTES_LEN: usize = 1 + 8 + 4 + 8;
+
+impl Position {
+    /// Shorthand for a Postgres position.
+    pub fn pg(commit_lsn: Lsn, lsn: Lsn, index: u32) -> Self {
+        Position::Postgres(PgPosition {
+            commit_lsn,
+            lsn,
+            index,
+        })
+    }
+
+    /// The Postgres position, if this is one.
+    pub fn as_pg(&self) -> Option<&PgPosition> {
+        match self {
+            Position::Postgres(p) => Some(p),
+        }
+    }
+
+    /// Order-preserving encoding: comparing the bytes gives the same order as `Ord`.
+    /// Postgres: `0x01`, `commit_lsn` (8 bytes BE), `index` (4 BE), `lsn` (8 BE).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(PG_BYTES_LEN);
+        self.write_bytes(&mut out);
+        out
+    }
+
+    /// Appends [`Position::to_bytes`] to `out` (no allocation when `out` has room).
+    pub fn write_bytes(&self, out: &mut Vec<u8>) {
+        match self {
+            Position::Postgres(p) => {
+                out.push(TAG_POSTGRES);
+                out.extend_from_slice(&p.commit_lsn.0.to_be_bytes());
+                out.extend_from_slice(&p.index.to_be_bytes());
+                out.extend_from_slice(&p.lsn.0.to_be_bytes());
+            }
+        }
+    }
+
+    /// Inverse of [`Position::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, PositionError> {
+        let err = |reason| PositionError::InvalidBytes {
+            len: bytes.len(),
+            reason,
+        };
+        match bytes.first() {
+            Some(&TAG_POSTGRES) => {
+                if bytes.len() != PG_BYTES_LEN {
+                    return Err(err("a Postgres position is 21 bytes"));
+                }
+                let u64_at = |at: usize| -> Result<u64, PositionError> {
+                    let b = bytes.get(at..at + 8).ok_or_else(|| err("truncated"))?;
+                    Ok(u64::from_be_bytes(
+                        b.try_into().map_err(|_| err("truncated"))?,
+                    ))
+                };
+                let idx = bytes.get(9..13).ok_or_else(|| err("truncated"))?;
+                let index = u32::from_be_bytes(idx.try_into().map_err(|_| err("truncated"))?);
+                Ok(Position::pg(Lsn(u64_at(1)?), Lsn(u64_at(13)?), index))
+            }
+            Some(_) => Err(err("unknown source tag")),
+            None => Err(err("empty")),
+        }
+    }
+}
+
+impl From<PgPosition> for Position {
+    fn from(p: PgPosition) -> Self {
+        Position::Postgres(p)
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Position::Postgres(p) => write!(f, "pg:{}:{}:{}", p.commit_lsn, p.lsn, p.index),
+        }
+    }
+}
+
+impl FromStr for Position {
+    type Err = PositionError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = |reason| PositionError::InvalidPosition {
+            input: s.to_owned(),
+            reason,
+        };
+        let rest = s
+            .strip_prefix("pg:")
+            .ok_or_else(|| err("expected prefix 'pg:'"))?;
+        let mut parts = rest.split(':');
+        let (Some(c), Some(l), Some(i), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(err("expected pg:<commit_lsn>:<lsn>:<index>"));
+        };
+        let commit_lsn = c.parse().map_err(|_| err("invalid commit LSN"))?;
+        let lsn = l.parse().map_err(|_| err("invalid LSN"))?;
+        if i.is_empty() || !i.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(err("index must be a decimal number"));
+        }
+        let index = i.parse().map_err(|_| err("index out of range"))?;
+        Ok(Position::pg(commit_lsn, lsn, index))
+    }
+}
+
+macro_rules! serde_as_string {
+    ($t:ty) => {
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+serde_as_string!(Lsn);
+serde_as_string!(Position);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn lsn_display_parse() {
+        assert_eq!(Lsn(0x16_B374_D848).to_string(), "16/B374D848");
+        assert_eq!(Lsn(0).to_string(), "0/0");
+        assert_eq!("16/b374d848".parse::<Lsn>().unwrap(), Lsn(0x16_B374_D848));
+        assert!("16".parse::<Lsn>().is_err());
+        assert!("/1".parse::<Lsn>().is_err());
+        assert!("123456789/0".parse::<Lsn>().is_err());
+        assert!("1/+2".parse::<Lsn>().is_err());
+    }
+
+    #[test]
+    fn position_display_parse() {
+        let p = Position::pg(Lsn(0x16B3748), Lsn(0x16B3700), 12);
+        assert_eq!(p.to_string(), "pg:0/16B3748:0/16B3700:12");
+        assert_eq!("pg:0/16B3748:0/16B3700:12".parse::<Position>().unwrap(), p);
+        assert!("pg:0/1:0/1".parse::<Position>().is_err());
+        assert!("pg:0/1:0/1:1:2".parse::<Position>().is_err());
+        assert!("my:0/1:0/1:1".parse::<Position>().is_err());
+        assert!("pg:0/1:0/1:-1".parse::<Position>().is_err());
+    }
+
+    #[test]
+    fn end_sorts_after_rows() {
+        let c = Lsn(100);
+        let end = Position::from(PgPosition::end(c, Lsn(120)));
+        let row = Position::pg(c, Lsn(200), 5);
+        assert!(row < end);
+        assert!(end < Position::pg(Lsn(101), Lsn(0), 0));
+    }
+
+    #[test]
+    fn from_bytes_rejects_garbage() {
+        assert!(Position::from_bytes(&[]).is_err());
+        assert!(Position::from_bytes(&[2; 21]).is_err());
+        assert!(Position::from_bytes(&[1; 20]).is_err());
+    }
+
+    fn arb_position() -> impl Strategy<Value = Position> {
+        (any::<u64>(), any::<u64>(), any::<u32>())
+            .prop_map(|(c, l, i)| Position::pg(Lsn(c), Lsn(l), i))
+    }
+
+    proptest! {
+        #[test]
+        fn prop_position_string_round_trip(p in arb_position()) {
+            prop_assert_eq!(p.to_string().parse::<Position>().unwrap(), p);
+        }
+
+        #[test]
+        fn prop_position_bytes_round_trip_and_order(a in arb_position(), b in arb_position()) {
+            prop_assert_eq!(Position::from_bytes(&a.to_bytes()).unwrap(), a);
+            prop_assert_eq!(a.to_bytes().cmp(&b.to_bytes()), a.cmp(&b));
+        }
+
+        #[test]
+        fn prop_lsn_round_trip(v in any::<u64>()) {
+            prop_assert_eq!(Lsn(v).to_string().parse::<Lsn>().unwrap(), Lsn(v));
+        }
+    }
+}

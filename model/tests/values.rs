@@ -1,0 +1,714 @@
+//! Value parsing through the public `ColumnBuilder`: text forms, binary forms (written here with
+//! small encoders) and their agreement.
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::*;
+use arrow_array::{Array, ArrayRef};
+use arrow_buffer::{i256, IntervalMonthDayNano};
+use proptest::prelude::*;
+use tidemark_model::pg_types::{self, oid};
+use tidemark_model::{ColumnBuilder, MarkerKind, SourceType, ValueError, ValueMarker};
+
+fn builder(type_oid: u32, typmod: i32) -> ColumnBuilder {
+    let t = SourceType::pg_builtin(type_oid, typmod).expect("builtin");
+    ColumnBuilder::new(&t, &pg_types::arrow_type(&t), 4)
+}
+
+fn numeric_mod(p: i32, s: i32) -> i32 {
+    ((p << 16) | (s & 0x7ff)) + 4
+}
+
+/// Parses one text value, returns the array of one element and the marker.
+fn text1(
+    type_oid: u32,
+    typmod: i32,
+    v: &str,
+) -> Result<(ArrayRef, Option<ValueMarker>), ValueError> {
+    let mut b = builder(type_oid, typmod);
+    let m = b.append_text(v.as_bytes())?;
+    Ok((b.finish(), m))
+}
+
+fn bin1(
+    type_oid: u32,
+    typmod: i32,
+    v: &[u8],
+) -> Result<(ArrayRef, Option<ValueMarker>), ValueError> {
+    let mut b = builder(type_oid, typmod);
+    let m = b.append_binary(v)?;
+    Ok((b.finish(), m))
+}
+
+fn ts(v: &str) -> i64 {
+    let (a, _) = text1(oid::TIMESTAMP, -1, v).unwrap();
+    a.as_primitive::<TimestampMicrosecondType>().value(0)
+}
+
+fn tstz(v: &str) -> i64 {
+    let (a, _) = text1(oid::TIMESTAMPTZ, -1, v).unwrap();
+    a.as_primitive::<TimestampMicrosecondType>().value(0)
+}
+
+fn date(v: &str) -> i32 {
+    let (a, _) = text1(oid::DATE, -1, v).unwrap();
+    a.as_primitive::<Date32Type>().value(0)
+}
+
+fn dec128(v: &str, p: i32, s: i32) -> Result<i128, ValueError> {
+    let (a, m) = text1(oid::NUMERIC, numeric_mod(p, s), v)?;
+    assert!(m.is_none());
+    Ok(a.as_primitive::<Decimal128Type>().value(0))
+}
+
+fn interval(v: &str) -> IntervalMonthDayNano {
+    let (a, _) = text1(oid::INTERVAL, -1, v).unwrap();
+    a.as_primitive::<IntervalMonthDayNanoType>().value(0)
+}
+
+fn utf8_of(a: &ArrayRef) -> String {
+    a.as_string::<i32>().value(0).to_owned()
+}
+
+// ---- small binary encoders (the send forms) ----
+
+fn numeric_send(text: &str) -> Vec<u8> {
+    let (neg, t) = match text.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, text),
+    };
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    let dscale = frac.len();
+    let int = int.trim_start_matches('0');
+    // Pad the integer part on the left and the fraction on the right to groups of 4.
+    let int_pad = (4 - int.len() % 4) % 4;
+    let frac_pad = (4 - frac.len() % 4) % 4;
+    let all = format!(
+        "{}{}{}{}",
+        "0".repeat(int_pad),
+        int,
+        frac,
+        "0".repeat(frac_pad)
+    );
+    let int_groups = (int.len() + int_pad) / 4;
+    let mut digits: Vec<u16> = all
+        .as_bytes()
+        .chunks(4)
+        .map(|c| std::str::from_utf8(c).unwrap().parse().unwrap())
+        .collect();
+    let mut weight = int_groups as i16 - 1;
+    while digits.first() == Some(&0) {
+        digits.remove(0);
+        weight -= 1;
+    }
+    while digits.last() == Some(&0) {
+        digits.pop();
+    }
+    if digits.is_empty() {
+        weight = 0;
+    }
+    let mut out = Vec::new();
+    out.extend((digits.len() as i16).to_be_bytes());
+    out.extend(weight.to_be_bytes());
+    out.extend(
+        (if neg && !digits.is_empty() {
+            0x4000u16
+        } else {
+            0
+        })
+        .to_be_bytes(),
+    );
+    out.extend((dscale as u16).to_be_bytes());
+    for d in digits {
+        out.extend(d.to_be_bytes());
+    }
+    out
+}
+
+fn array_send(elem_oid: u32, dims: &[(i32, i32)], elems: &[Option<Vec<u8>>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend((dims.len() as i32).to_be_bytes());
+    out.extend((elems.iter().any(Option::is_none) as i32).to_be_bytes());
+    out.extend(elem_oid.to_be_bytes());
+    for (len, lower) in dims {
+        out.extend(len.to_be_bytes());
+        out.extend(lower.to_be_bytes());
+    }
+    for e in elems {
+        match e {
+            None => out.extend((-1i32).to_be_bytes()),
+            Some(b) => {
+                out.extend((b.len() as i32).to_be_bytes());
+                out.extend(b);
+            }
+        }
+    }
+    out
+}
+
+const PG_EPOCH_US: i64 = 946_684_800_000_000;
+
+// ---- scalars ----
+
+#[test]
+fn ints_bools_floats() {
+    let (a, _) = text1(oid::INT2, -1, "-32768").unwrap();
+    assert_eq!(a.as_primitive::<Int16Type>().value(0), i16::MIN);
+    let (a, _) = text1(oid::INT8, -1, "9223372036854775807").unwrap();
+    assert_eq!(a.as_primitive::<Int64Type>().value(0), i64::MAX);
+    assert!(text1(oid::INT4, -1, "2147483648").is_err());
+    let (a, _) = text1(oid::OID, -1, "4294967295").unwrap();
+    assert_eq!(a.as_primitive::<UInt32Type>().value(0), u32::MAX);
+    let (a, _) = text1(oid::BOOL, -1, "t").unwrap();
+    assert!(a.as_boolean().value(0));
+    let (a, _) = text1(oid::FLOAT8, -1, "-Infinity").unwrap();
+    assert_eq!(a.as_primitive::<Float64Type>().value(0), f64::NEG_INFINITY);
+    let (a, _) = text1(oid::FLOAT8, -1, "NaN").unwrap();
+    assert!(a.as_primitive::<Float64Type>().value(0).is_nan());
+    let (a, _) = text1(oid::FLOAT4, -1, "1.17549435e-38").unwrap();
+    assert_eq!(a.as_primitive::<Float32Type>().value(0), 1.175_494_4e-38);
+    let (a, _) = text1(oid::FLOAT8, -1, "0.30000000000000004").unwrap();
+    assert_eq!(a.as_primitive::<Float64Type>().value(0), 0.1 + 0.2);
+    assert!(text1(oid::FLOAT8, -1, "inf").is_err());
+}
+
+#[test]
+fn numeric_text_exact() {
+    assert_eq!(dec128("1.50", 10, 2).unwrap(), 150);
+    assert_eq!(dec128("-0.01", 10, 2).unwrap(), -1);
+    assert_eq!(dec128("12345678.9", 10, 2).unwrap(), 1_234_567_890);
+    assert_eq!(
+        dec128("1.500", 10, 2).unwrap(),
+        150,
+        "extra zero digits are fine"
+    );
+    assert!(dec128("1.505", 10, 2).is_err(), "would lose a digit");
+    assert!(
+        dec128("123456789", 10, 2).is_err(),
+        "too many integer digits"
+    );
+    assert!(dec128("1e5", 10, 2).is_err());
+    assert!(dec128("", 10, 2).is_err());
+    let max = "9".repeat(38);
+    assert_eq!(dec128(&max, 38, 0).unwrap(), 10i128.pow(38) - 1);
+    for (s, k) in [
+        ("NaN", MarkerKind::NaN),
+        ("Infinity", MarkerKind::PosInfinity),
+        ("-Infinity", MarkerKind::NegInfinity),
+    ] {
+        let (a, m) = text1(oid::NUMERIC, numeric_mod(10, 2), s).unwrap();
+        assert!(a.is_null(0));
+        assert_eq!(m.unwrap().kind, k);
+    }
+}
+
+#[test]
+fn numeric_wide_and_unbounded() {
+    let v = format!("-{}.{}", "1".repeat(40), "2".repeat(20));
+    let (a, _) = text1(oid::NUMERIC, numeric_mod(60, 20), &v).unwrap();
+    let got = a.as_primitive::<Decimal256Type>().value(0);
+    let expect = i256::from_string(&format!("-{}{}", "1".repeat(40), "2".repeat(20))).unwrap();
+    assert_eq!(got, expect);
+    // No typmod: the server's text, exactly.
+    let (a, m) = text1(oid::NUMERIC, -1, "NaN").unwrap();
+    assert_eq!((utf8_of(&a).as_str(), m), ("NaN", None));
+    let (a, _) = bin1(oid::NUMERIC, -1, &numeric_send("-1234.5000")).unwrap();
+    assert_eq!(utf8_of(&a), "-1234.5000");
+}
+
+#[test]
+fn numeric_binary_matches_text() {
+    for v in [
+        "0",
+        "0.00",
+        "1",
+        "-1",
+        "10000",
+        "0.0001",
+        "12345.6789",
+        "-0.5",
+        "99999999.99",
+        "100000000",
+        "0.000001",
+        "123456789012345678.12",
+    ] {
+        let (a, _) = bin1(oid::NUMERIC, -1, &numeric_send(v)).unwrap();
+        assert_eq!(utf8_of(&a), v, "render of {v}");
+    }
+    let (a, _) = bin1(oid::NUMERIC, numeric_mod(12, 4), &numeric_send("-12.5")).unwrap();
+    assert_eq!(a.as_primitive::<Decimal128Type>().value(0), -125_000);
+    let specials = [
+        (0xC000u16, MarkerKind::NaN),
+        (0xD000, MarkerKind::PosInfinity),
+        (0xF000, MarkerKind::NegInfinity),
+    ];
+    for (sign, kind) in specials {
+        let mut b = vec![0, 0, 0, 0];
+        b.extend(sign.to_be_bytes());
+        b.extend([0, 0]);
+        let (a, m) = bin1(oid::NUMERIC, numeric_mod(10, 2), &b).unwrap();
+        assert!(a.is_null(0));
+        assert_eq!(m.unwrap().kind, kind);
+    }
+    assert!(
+        bin1(oid::NUMERIC, -1, &[0, 1, 0, 0, 0, 0, 0, 0]).is_err(),
+        "truncated"
+    );
+}
+
+#[test]
+fn money() {
+    let cents = |s: &str| {
+        let (a, _) = text1(oid::MONEY, -1, s).unwrap();
+        a.as_primitive::<Decimal128Type>().value(0)
+    };
+    assert_eq!(cents("$1,234.56"), 123_456);
+    assert_eq!(cents("-$1.00"), -100);
+    assert_eq!(cents("($1.00)"), -100);
+    assert_eq!(cents("$0.01"), 1);
+    assert_eq!(cents("-$92,233,720,368,547,758.08"), i64::MIN as i128);
+    let (a, _) = bin1(oid::MONEY, -1, &(-1250i64).to_be_bytes()).unwrap();
+    assert_eq!(a.as_primitive::<Decimal128Type>().value(0), -1250);
+    assert!(text1(oid::MONEY, -1, "€1").is_err());
+}
+
+#[test]
+fn bytea_uuid_json() {
+    let (a, _) = text1(oid::BYTEA, -1, "\\x0a0bff").unwrap();
+    assert_eq!(a.as_binary::<i32>().value(0), &[0x0a, 0x0b, 0xff]);
+    let (a, _) = text1(oid::BYTEA, -1, "a\\000\\\\b\\377").unwrap();
+    assert_eq!(a.as_binary::<i32>().value(0), b"a\0\\b\xff");
+    assert!(text1(oid::BYTEA, -1, "\\x0").is_err());
+    let (a, _) = bin1(oid::BYTEA, -1, &[1, 2, 3]).unwrap();
+    assert_eq!(a.as_binary::<i32>().value(0), &[1, 2, 3]);
+
+    let u = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11";
+    let (a, _) = text1(oid::UUID, -1, u).unwrap();
+    let bytes = a.as_fixed_size_binary().value(0).to_vec();
+    assert_eq!(bytes[0], 0xa0);
+    let (b, _) = bin1(oid::UUID, -1, &bytes).unwrap();
+    assert_eq!(b.as_fixed_size_binary().value(0), &bytes[..]);
+
+    let (a, _) = bin1(oid::JSONB, -1, b"\x01{\"a\": 1}").unwrap();
+    assert_eq!(utf8_of(&a), "{\"a\": 1}");
+    assert!(bin1(oid::JSONB, -1, b"\x02{}").is_err());
+}
+
+// ---- dates and times ----
+
+#[test]
+fn dates() {
+    assert_eq!(date("1970-01-01"), 0);
+    assert_eq!(date("2000-01-01"), 10_957);
+    assert_eq!(date("1969-12-31"), -1);
+    assert_eq!(date("0001-01-01"), -719_162);
+    assert_eq!(date("0001-12-31 BC"), -719_163, "1 BC is year 0");
+    assert_eq!(date("2000-02-29"), 11_016);
+    assert_eq!(date("infinity"), i32::MAX);
+    assert_eq!(date("-infinity"), i32::MIN);
+    assert!(text1(oid::DATE, -1, "2001-02-29").is_err());
+    assert!(text1(oid::DATE, -1, "2001-13-01").is_err());
+    let (a, _) = bin1(oid::DATE, -1, &(-10_957i32).to_be_bytes()).unwrap();
+    assert_eq!(a.as_primitive::<Date32Type>().value(0), 0);
+    let (a, _) = bin1(oid::DATE, -1, &i32::MAX.to_be_bytes()).unwrap();
+    assert_eq!(a.as_primitive::<Date32Type>().value(0), i32::MAX);
+}
+
+#[test]
+fn timestamps() {
+    assert_eq!(ts("1970-01-01 00:00:00"), 0);
+    assert_eq!(ts("2024-01-02 03:04:05.123456"), 1_704_164_645_123_456);
+    assert_eq!(ts("1969-12-31 23:59:59.5"), -500_000);
+    assert_eq!(ts("1900-01-01 00:00:00"), -2_208_988_800_000_000);
+    assert_eq!(
+        ts("2100-01-01 00:00:00"),
+        4_102_444_800_000_000,
+        "after 2038"
+    );
+    assert_eq!(ts("0001-01-01 00:00:00 BC"), -62_167_219_200_000_000);
+    assert_eq!(ts("infinity"), i64::MAX);
+    assert_eq!(ts("-infinity"), i64::MIN);
+    assert_eq!(
+        tstz("2024-01-01 10:00:00+05:30"),
+        tstz("2024-01-01 04:30:00+00")
+    );
+    assert_eq!(
+        tstz("1900-01-01 00:00:00-03:30:52"),
+        ts("1900-01-01 03:30:52")
+    );
+    assert_eq!(
+        tstz("0044-03-15 00:00:00-03:30:52 BC"),
+        ts("0044-03-15 03:30:52 BC")
+    );
+    assert_eq!(ts("10000-01-01 00:00:00"), 253_402_300_800_000_000);
+    assert!(text1(oid::TIMESTAMP, -1, "2024-01-02").is_err());
+    assert!(text1(oid::TIMESTAMP, -1, "2024-01-02 25:00:00").is_err());
+    // Binary: µs since 2000-01-01.
+    let (a, _) = bin1(oid::TIMESTAMPTZ, -1, &0i64.to_be_bytes()).unwrap();
+    assert_eq!(
+        a.as_primitive::<TimestampMicrosecondType>().value(0),
+        PG_EPOCH_US
+    );
+    let (a, _) = bin1(oid::TIMESTAMP, -1, &i64::MIN.to_be_bytes()).unwrap();
+    assert_eq!(
+        a.as_primitive::<TimestampMicrosecondType>().value(0),
+        i64::MIN
+    );
+    // Near Postgres' maximum the Unix-epoch value overflows: an error, not garbage.
+    assert!(bin1(oid::TIMESTAMP, -1, &(i64::MAX - 1).to_be_bytes()).is_err());
+}
+
+#[test]
+fn times() {
+    let t = |s: &str| {
+        let (a, _) = text1(oid::TIME, -1, s).unwrap();
+        a.as_primitive::<Time64MicrosecondType>().value(0)
+    };
+    assert_eq!(t("00:00:00"), 0);
+    assert_eq!(t("24:00:00"), 86_400_000_000);
+    assert_eq!(t("12:34:56.789"), 45_296_789_000);
+    assert!(text1(oid::TIME, -1, "24:00:01").is_err());
+    // timetz: text kept, binary rendered.
+    let mut b = 45_296_500_000i64.to_be_bytes().to_vec();
+    b.extend((-19_800i32).to_be_bytes());
+    let (a, _) = bin1(oid::TIMETZ, -1, &b).unwrap();
+    assert_eq!(utf8_of(&a), "12:34:56.5+05:30");
+    let mut b = 0i64.to_be_bytes().to_vec();
+    b.extend(12_652i32.to_be_bytes());
+    let (a, _) = bin1(oid::TIMETZ, -1, &b).unwrap();
+    assert_eq!(utf8_of(&a), "00:00:00-03:30:52");
+}
+
+#[test]
+fn intervals() {
+    let us = 1000i64;
+    assert_eq!(
+        interval("1 year 2 mons 3 days 04:05:06.789"),
+        IntervalMonthDayNano::new(
+            14,
+            3,
+            (4 * 3600 + 5 * 60 + 6) * 1_000_000 * us + 789_000 * us
+        )
+    );
+    assert_eq!(
+        interval("-10 mons -3 days +04:05:06.789"),
+        IntervalMonthDayNano::new(-10, -3, 14_706_789_000 * us)
+    );
+    assert_eq!(
+        interval("-1 years -2 mons"),
+        IntervalMonthDayNano::new(-14, 0, 0)
+    );
+    assert_eq!(
+        interval("1 day -00:00:01"),
+        IntervalMonthDayNano::new(0, 1, -1_000_000 * us)
+    );
+    assert_eq!(interval("00:00:00"), IntervalMonthDayNano::new(0, 0, 0));
+    assert_eq!(
+        interval("2000000:00:00"),
+        IntervalMonthDayNano::new(0, 0, 2_000_000 * 3_600_000_000 * us)
+    );
+    // Beyond ~106 751 days of time part, i64 nanoseconds overflow: an error, never garbage.
+    assert!(matches!(
+        text1(oid::INTERVAL, -1, "3000000:00:00"),
+        Err(ValueError::OutOfRange { .. })
+    ));
+    assert_eq!(
+        interval("00:00:01.5"),
+        IntervalMonthDayNano::new(0, 0, 1_500_000 * us)
+    );
+    assert!(text1(oid::INTERVAL, -1, "P1Y").is_err());
+    assert!(text1(oid::INTERVAL, -1, "3 hours").is_err());
+    let mut b = (-1_000_000i64).to_be_bytes().to_vec();
+    b.extend(1i32.to_be_bytes());
+    b.extend(14i32.to_be_bytes());
+    let (a, _) = bin1(oid::INTERVAL, -1, &b).unwrap();
+    assert_eq!(
+        a.as_primitive::<IntervalMonthDayNanoType>().value(0),
+        IntervalMonthDayNano::new(14, 1, -1_000_000 * us)
+    );
+}
+
+// ---- network, bits, char ----
+
+fn inet_send(family: u8, bits: u8, cidr: bool, addr: &[u8]) -> Vec<u8> {
+    let mut v = vec![family, bits, cidr as u8, addr.len() as u8];
+    v.extend(addr);
+    v
+}
+
+#[test]
+fn network_binary_renders() {
+    let r = |o, b: Vec<u8>| utf8_of(&bin1(o, -1, &b).unwrap().0);
+    assert_eq!(
+        r(oid::INET, inet_send(2, 32, false, &[192, 168, 0, 1])),
+        "192.168.0.1"
+    );
+    assert_eq!(
+        r(oid::INET, inet_send(2, 24, false, &[192, 168, 0, 1])),
+        "192.168.0.1/24"
+    );
+    assert_eq!(
+        r(oid::CIDR, inet_send(2, 32, true, &[10, 0, 0, 1])),
+        "10.0.0.1/32"
+    );
+    let mut v6 = [0u8; 16];
+    v6[15] = 1;
+    assert_eq!(r(oid::INET, inet_send(3, 128, false, &v6)), "::1");
+    let mut mapped = [0u8; 16];
+    mapped[10] = 0xff;
+    mapped[11] = 0xff;
+    mapped[12..].copy_from_slice(&[1, 2, 3, 4]);
+    assert_eq!(
+        r(oid::INET, inet_send(3, 128, false, &mapped)),
+        "::ffff:1.2.3.4"
+    );
+    let mut compat = [0u8; 16];
+    compat[12..].copy_from_slice(&[1, 2, 3, 4]);
+    assert_eq!(r(oid::INET, inet_send(3, 128, false, &compat)), "::1.2.3.4");
+    let doc = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+    assert_eq!(
+        r(oid::CIDR, inet_send(3, 128, true, &doc)),
+        "2001:db8::1:0:0:1/128"
+    );
+    assert_eq!(
+        r(oid::MACADDR, vec![8, 0, 0x2b, 1, 2, 3]),
+        "08:00:2b:01:02:03"
+    );
+    assert_eq!(
+        r(oid::MACADDR8, vec![8, 0, 0x2b, 1, 2, 3, 4, 5]),
+        "08:00:2b:01:02:03:04:05"
+    );
+    let mut bits = 10i32.to_be_bytes().to_vec();
+    bits.extend([0b1010_0000, 0b1100_0000]);
+    assert_eq!(r(oid::VARBIT, bits), "1010000011");
+    assert_eq!(r(oid::CHAR, vec![b'x']), "x");
+    assert_eq!(r(oid::CHAR, vec![0x80]), "\\200");
+    // Types without a binary renderer say so.
+    let e = bin1(oid::POINT, -1, &[0; 16]).unwrap_err();
+    assert!(matches!(e, ValueError::BinaryUnsupported { .. }), "{e}");
+    let (a, _) = text1(oid::POINT, -1, "(1,2)").unwrap();
+    assert_eq!(utf8_of(&a), "(1,2)");
+}
+
+// ---- arrays ----
+
+fn int_list(v: &str) -> (Vec<Option<i32>>, Option<ValueMarker>) {
+    let (a, m) = text1(oid::INT4_ARRAY, -1, v).unwrap();
+    let l = a.as_list::<i32>();
+    let vals = l.value(0);
+    let p = vals.as_primitive::<Int32Type>();
+    (
+        (0..p.len())
+            .map(|i| p.is_valid(i).then(|| p.value(i)))
+            .collect(),
+        m,
+    )
+}
+
+fn text_list(v: &str) -> Vec<Option<String>> {
+    let (a, _) = text1(oid::TEXT_ARRAY, -1, v).unwrap();
+    let l = a.as_list::<i32>();
+    let vals = l.value(0);
+    let s = vals.as_string::<i32>();
+    (0..s.len())
+        .map(|i| s.is_valid(i).then(|| s.value(i).to_owned()))
+        .collect()
+}
+
+#[test]
+fn arrays_text() {
+    assert_eq!(
+        int_list("{1,2,NULL,-3}"),
+        (vec![Some(1), Some(2), None, Some(-3)], None)
+    );
+    assert_eq!(int_list("{}"), (vec![], None));
+    let (v, m) = int_list("{{1,2},{3,4}}");
+    assert_eq!(v, vec![Some(1), Some(2), Some(3), Some(4)]);
+    let m = m.unwrap();
+    assert_eq!(
+        (m.kind, m.detail.as_deref()),
+        (MarkerKind::ArrayDims, Some("[1:2][1:2]"))
+    );
+    let (v, m) = int_list("[0:2]={1,2,3}");
+    assert_eq!(v.len(), 3);
+    assert_eq!(m.unwrap().detail.as_deref(), Some("[0:2]"));
+    assert_eq!(
+        text_list(r#"{"a b","NULL",NULL,"","x\"y","b\\c","{"," s",plain,Ünïcödé}"#),
+        vec![
+            Some("a b".into()),
+            Some("NULL".into()),
+            None,
+            Some("".into()),
+            Some("x\"y".into()),
+            Some("b\\c".into()),
+            Some("{".into()),
+            Some(" s".into()),
+            Some("plain".into()),
+            Some("Ünïcödé".into()),
+        ]
+    );
+    for bad in [
+        "{1,2",
+        "{{1,2},{3}}",
+        "{{1},2}",
+        "1,2",
+        "{1,,2}",
+        "[1:2]={1}",
+        "{\"a}",
+    ] {
+        assert!(text1(oid::INT4_ARRAY, -1, bad).is_err(), "{bad} must fail");
+    }
+    assert!(
+        text1(oid::INT4_ARRAY, -1, "{1,x}").is_err(),
+        "element error propagates"
+    );
+}
+
+#[test]
+fn box_array_uses_semicolon() {
+    let (a, _) = text1(oid::BOX_ARRAY, -1, "{(1,1),(0,0);(2,2),(1,1)}").unwrap();
+    let vals = a.as_list::<i32>().value(0);
+    let s = vals.as_string::<i32>();
+    assert_eq!((s.value(0), s.value(1)), ("(1,1),(0,0)", "(2,2),(1,1)"));
+}
+
+#[test]
+fn arrays_binary_match_text() {
+    let elems: Vec<Option<Vec<u8>>> = vec![
+        Some(1i32.to_be_bytes().to_vec()),
+        None,
+        Some((-3i32).to_be_bytes().to_vec()),
+    ];
+    let (a, m) = bin1(
+        oid::INT4_ARRAY,
+        -1,
+        &array_send(oid::INT4, &[(3, 1)], &elems),
+    )
+    .unwrap();
+    let (t, tm) = text1(oid::INT4_ARRAY, -1, "{1,NULL,-3}").unwrap();
+    assert_eq!(&a, &t);
+    assert_eq!((m, tm), (None, None));
+    // 2x2 with lower bound 0 in the first dimension.
+    let four: Vec<Option<Vec<u8>>> = (1..=4)
+        .map(|i: i32| Some(i.to_be_bytes().to_vec()))
+        .collect();
+    let (a, m) = bin1(
+        oid::INT4_ARRAY,
+        -1,
+        &array_send(oid::INT4, &[(2, 0), (2, 1)], &four),
+    )
+    .unwrap();
+    let (t, tm) = text1(oid::INT4_ARRAY, -1, "[0:1][1:2]={{1,2},{3,4}}").unwrap();
+    assert_eq!(&a, &t);
+    assert_eq!(m, tm);
+    assert_eq!(m.unwrap().detail.as_deref(), Some("[0:1][1:2]"));
+    // Empty.
+    let (a, _) = bin1(oid::INT4_ARRAY, -1, &array_send(oid::INT4, &[], &[])).unwrap();
+    assert_eq!(a.as_list::<i32>().value_length(0), 0);
+    // Hostile sizes fail without allocating.
+    assert!(bin1(
+        oid::INT4_ARRAY,
+        -1,
+        &array_send(oid::INT4, &[(i32::MAX, 1), (i32::MAX, 1)], &[])
+    )
+    .is_err());
+}
+
+#[test]
+fn numeric_array_with_nan_is_marked() {
+    let t = numeric_mod(10, 2);
+    let (a, m) = text1(oid::NUMERIC_ARRAY, t, "{1.00,NaN}").unwrap();
+    assert!(a.is_null(0));
+    let m = m.unwrap();
+    assert_eq!(
+        (m.kind, m.detail.as_deref()),
+        (MarkerKind::NaN, Some("{1.00,NaN}"))
+    );
+    let mut nan = vec![0, 0, 0, 0];
+    nan.extend(0xC000u16.to_be_bytes());
+    nan.extend([0, 0]);
+    let elems = vec![Some(numeric_send("1.00")), Some(nan), None];
+    let (a, m) = bin1(
+        oid::NUMERIC_ARRAY,
+        t,
+        &array_send(oid::NUMERIC, &[(3, 1)], &elems),
+    )
+    .unwrap();
+    assert!(a.is_null(0));
+    assert_eq!(m.unwrap().detail.as_deref(), Some("{1.00,NaN,NULL}"));
+}
+
+#[test]
+fn failed_append_leaves_builder_unchanged() {
+    let mut b = builder(oid::INT4_ARRAY, -1);
+    b.append_text(b"{1,2}").unwrap();
+    assert!(b.append_text(b"{3,oops}").is_err());
+    b.append_text(b"{4}").unwrap();
+    let a = b.finish();
+    let l = a.as_list::<i32>();
+    assert_eq!(l.len(), 2);
+    assert_eq!(
+        l.value(1).as_primitive::<Int32Type>().values().to_vec(),
+        vec![4]
+    );
+}
+
+// ---- properties ----
+
+proptest! {
+    /// Any digit string at precision/scale parses to exactly its digits.
+    #[test]
+    fn prop_numeric_text_lossless(int in "[0-9]{0,8}", frac in "[0-9]{0,10}", neg in any::<bool>(), scale in 0i32..12) {
+        let p = 8 + scale;
+        let frac_fits = frac.len() <= scale as usize || frac[scale as usize..].bytes().all(|b| b == b'0');
+        prop_assume!(!(int.is_empty() && frac.is_empty()));
+        let text = format!("{}{}{}{}", if neg { "-" } else { "" }, int, if frac.is_empty() { "" } else { "." }, frac);
+        let r = dec128(&text, p, scale);
+        if !frac_fits {
+            prop_assert!(r.is_err());
+        } else {
+            let mut digits = format!("{}{}", int, &frac[..frac.len().min(scale as usize)]);
+            digits.push_str(&"0".repeat((scale as usize).saturating_sub(frac.len())));
+            let mut want: i128 = digits.parse().unwrap_or(0);
+            if neg { want = -want; }
+            prop_assert_eq!(r.unwrap(), want);
+        }
+    }
+
+    /// Binary numeric renders to the same text `numeric_out` would print, and parses the same.
+    #[test]
+    fn prop_numeric_binary_agrees(int in "[1-9][0-9]{0,20}|0", frac in "[0-9]{0,12}", neg in any::<bool>()) {
+        let text = format!("{}{}{}{}", if neg && int != "0" { "-" } else { "" }, int, if frac.is_empty() { "" } else { "." }, frac);
+        let (a, _) = bin1(oid::NUMERIC, -1, &numeric_send(&text)).unwrap();
+        prop_assert_eq!(utf8_of(&a), text.clone());
+        let m = numeric_mod(34, 12);
+        let (t, _) = text1(oid::NUMERIC, m, &text).unwrap();
+        let (b, _) = bin1(oid::NUMERIC, m, &numeric_send(&text)).unwrap();
+        prop_assert_eq!(&t, &b);
+    }
+
+    /// Timestamp text and binary agree for any date in years 1..=9999 and BC.
+    #[test]
+    fn prop_timestamp_text_binary_agree(days in -3_000_000i64..2_900_000, us in 0i64..86_400_000_000) {
+        let (y, m, d) = tidemark_model::pg_value::civil_from_days(days);
+        let (year, bc) = if y <= 0 { (1 - y, " BC") } else { (y, "") };
+        let frac = us % 1_000_000;
+        let secs = us / 1_000_000;
+        let text = format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}{}", year, m, d, secs / 3600, secs / 60 % 60, secs % 60, frac, bc);
+        let want = days * 86_400_000_000 + us;
+        prop_assert_eq!(ts(&text), want);
+        let (a, _) = bin1(oid::TIMESTAMP, -1, &(want - PG_EPOCH_US).to_be_bytes()).unwrap();
+        prop_assert_eq!(a.as_primitive::<TimestampMicrosecondType>().value(0), want);
+        prop_assert_eq!(tidemark_model::pg_value::days_from_civil(y, m, d), days);
+    }
+
+    /// Text arrays of arbitrary strings round-trip through quoting.
+    #[test]
+    fn prop_text_array_quoting(elems in proptest::collection::vec(proptest::option::of("[a-zA-Z0-9 ,{}\"\\\\é]{0,6}"), 0..6)) {
+        let quoted: Vec<String> = elems.iter().map(|e| match e {
+            None => "NULL".to_owned(),
+            Some(s) => format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")),
+        }).collect();
+        let text = format!("{{{}}}", quoted.join(","));
+        prop_assert_eq!(text_list(&text), elems);
+    }
+}

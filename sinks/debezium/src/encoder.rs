@@ -1,0 +1,356 @@
+//! [`DebeziumEncoder`]: transactions → Debezium records (topic, JSON key, JSON value, headers).
+//! Pure and deterministic except for the processing-time fields (`ts_ms`/`ts_us`/`ts_ns` of the
+//! envelope), whose clock is injectable ([`DebeziumEncoder::with_clock`]).
+//!
+//! ```text
+//! Transaction ─┬─ Rows(ChangeBatch) ─ per row ─ op c/u/d/t/r ─► Record(s) on <prefix>.<schema>.<table>
+//!              └─ Message ────────────────────── op m ────────► Record on <prefix>.message
+//! ```
+//!
+//! Submodules: `values` (one column value), `envelope` (rows, keys, source block), `schema`
+//! (the Connect schema part), `codec` (base64, decimals, ISO dates).
+
+mod codec;
+mod envelope;
+mod schema;
+mod values;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Map, Value};
+use tidemark_model::{
+    ChangeBatch, Image, LogicalMessage, Lsn, Op, Position, TableId, TableSchema, Transaction,
+    TxnItem,
+};
+
+pub use codec::{base64, base64_decode, digits_to_twos_complement};
+use envelope::SourceInfo;
+use values::Conv;
+
+use crate::config::EncoderOptions;
+
+/// Header on the delete of a primary key change: the new key (JSON).
+pub const HEADER_NEW_KEY: &str = "__debezium.newkey";
+/// Header on the create of a primary key change: the old key (JSON).
+pub const HEADER_OLD_KEY: &str = "__debezium.oldkey";
+
+/// One Kafka-style record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// `<prefix>.<schema>.<table>` or `<prefix>.message`.
+    pub topic: String,
+    /// The JSON key; `None` for tables without a primary key and for truncates.
+    pub key: Option<Vec<u8>>,
+    /// The JSON value; `None` is a tombstone.
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Debezium's `op` (`c`, `u`, `d`, `t`, `r`, `m`); `None` for a tombstone.
+    pub op: Option<&'static str>,
+    /// The source position of the event.
+    pub position: Position,
+}
+
+/// Encoding failed for a value (an Arrow type the plan does not expect, malformed text).
+/// Definite: the same batch fails the same way.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    #[error("debezium encoder: table {table}, column {column} ({source_type}): {reason}")]
+    Value {
+        table: String,
+        column: String,
+        source_type: String,
+        reason: String,
+    },
+    #[error("debezium encoder: JSON serialisation failed: {0}")]
+    Json(String),
+}
+
+/// Per table and schema version: conversions, topic and (with schemas) the Connect schemas.
+#[derive(Debug)]
+pub(crate) struct TablePlan {
+    pub(crate) convs: Vec<Conv>,
+    topic: String,
+    has_key: bool,
+    key_schema: Option<Value>,
+    envelope_schema: Option<Value>,
+}
+
+type Clock = Box<dyn Fn() -> i128 + Send>;
+
+/// Encodes transactions as Debezium records. Keeps per-table plans and the end LSN of the
+/// previous transaction (`source.sequence`).
+pub struct DebeziumEncoder {
+    opts: EncoderOptions,
+    plans: HashMap<(TableId, u32), Arc<TablePlan>>,
+    last_commit_lsn: Option<Lsn>,
+    last_commit_ts_us: Option<i64>,
+    clock: Clock,
+}
+
+fn system_now_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+impl DebeziumEncoder {
+    pub fn new(opts: EncoderOptions) -> Self {
+        DebeziumEncoder {
+            opts,
+            plans: HashMap::new(),
+            last_commit_lsn: None,
+            last_commit_ts_us: None,
+            clock: Box::new(system_now_ns),
+        }
+    }
+
+    /// Replaces the processing-time clock (ns since the epoch); for tests.
+    pub fn with_clock(mut self, clock: impl Fn() -> i128 + Send + 'static) -> Self {
+        self.clock = Box::new(clock);
+        self
+    }
+
+    pub fn options(&self) -> &EncoderOptions {
+        &self.opts
+    }
+
+    /// Sets the end LSN of the last transaction before the next one (after a restart), so the
+    /// first `source.sequence` is not `[null, ..]`.
+    pub fn set_last_commit_lsn(&mut self, lsn: Option<Lsn>) {
+        self.last_commit_lsn = lsn;
+    }
+
+    fn plan(&mut self, schema: &Arc<TableSchema>) -> Arc<TablePlan> {
+        let id = (schema.table.clone(), schema.version);
+        if let Some(p) = self.plans.get(&id) {
+            return p.clone();
+        }
+        let convs: Vec<Conv> = schema
+            .columns
+            .iter()
+            .map(|c| values::plan(&c.source_type, &c.data_type, &self.opts))
+            .collect();
+        let (key_schema, envelope_schema) = if self.opts.schemas_enable {
+            let value = schema::row_schema(schema, &convs, false, &self.opts);
+            (
+                Some(schema::row_schema(schema, &convs, true, &self.opts)),
+                Some(schema::envelope_schema(schema, &value, &self.opts)),
+            )
+        } else {
+            (None, None)
+        };
+        let plan = Arc::new(TablePlan {
+            topic: format!(
+                "{}.{}.{}",
+                self.opts.server_name, schema.table.namespace, schema.table.name
+            ),
+            has_key: schema.has_key(),
+            convs,
+            key_schema,
+            envelope_schema,
+        });
+        self.plans.insert(id, plan.clone());
+        plan
+    }
+
+    /// Encodes every item of `txn` in order, handing each record to `out`.
+    pub fn encode_transaction(
+        &mut self,
+        txn: &Transaction,
+        out: &mut impl FnMut(Record),
+    ) -> Result<(), EncodeError> {
+        for item in &txn.items {
+            match item {
+                TxnItem::Rows(batch) => self.encode_batch(txn, batch, out)?,
+                TxnItem::Message(m) => self.encode_message(txn, m, out)?,
+            }
+        }
+        // A chunk of a long transaction (`complete == false`) has not committed yet.
+        if txn.xid.is_some() && txn.complete {
+            if let Some(pg) = txn.end.as_pg() {
+                self.last_commit_lsn = Some(pg.lsn);
+            }
+            self.last_commit_ts_us = txn.commit_ts_us.or(self.last_commit_ts_us);
+        }
+        Ok(())
+    }
+
+    fn wrap(&self, schema: Option<&Value>, payload: Value) -> Result<Vec<u8>, EncodeError> {
+        let v = match schema {
+            Some(s) if self.opts.schemas_enable => json!({"schema": s, "payload": payload}),
+            _ => payload,
+        };
+        serde_json::to_vec(&v).map_err(|e| EncodeError::Json(e.to_string()))
+    }
+
+    fn encode_batch(
+        &mut self,
+        txn: &Transaction,
+        batch: &ChangeBatch,
+        out: &mut impl FnMut(Record),
+    ) -> Result<(), EncodeError> {
+        let plan = self.plan(&batch.schema);
+        for row in 0..batch.num_rows() {
+            self.encode_row(txn, batch, &plan, row, out)?;
+        }
+        Ok(())
+    }
+
+    fn encode_row(
+        &self,
+        txn: &Transaction,
+        batch: &ChangeBatch,
+        plan: &TablePlan,
+        row: usize,
+        out: &mut impl FnMut(Record),
+    ) -> Result<(), EncodeError> {
+        let opts = &self.opts;
+        let op = batch.op(row);
+        let (position, lsn) = envelope::row_lsn(batch, row);
+        let table = &batch.schema.table;
+        let source = envelope::source_block(
+            opts,
+            &SourceInfo {
+                schema: &table.namespace,
+                table: &table.name,
+                commit_ts_us: batch.commit_ts_us(row).or(txn.commit_ts_us),
+                snapshot: if op == Op::Read { "true" } else { "false" },
+                last_commit_lsn: self.last_commit_lsn.map(|l| l.0),
+                lsn,
+                xid: batch.txid(row).or(txn.xid),
+            },
+        );
+        let now = (self.clock)();
+        let before = envelope::image(batch, plan, row, Image::Before, opts, false)?;
+        let after = envelope::image(batch, plan, row, Image::After, opts, false)?;
+        let key_of = |img: Image| -> Result<Option<Value>, EncodeError> {
+            if !plan.has_key {
+                return Ok(None);
+            }
+            envelope::image(batch, plan, row, img, opts, true)
+        };
+        let env_schema = plan.envelope_schema.as_ref();
+        let key_schema = plan.key_schema.as_ref();
+        let record =
+            |key: &Option<Value>, value: Option<Value>, op: Option<&'static str>, headers| {
+                Ok::<_, EncodeError>(Record {
+                    topic: plan.topic.clone(),
+                    key: key.clone().map(|k| self.wrap(key_schema, k)).transpose()?,
+                    value: value.map(|v| self.wrap(env_schema, v)).transpose()?,
+                    headers,
+                    op,
+                    position,
+                })
+            };
+        match op {
+            Op::Insert | Op::Read => {
+                let key = key_of(Image::After)?;
+                let v = envelope::envelope(None, after, source, op.debezium_code(), now);
+                out(record(&key, Some(v), Some(op.debezium_code()), Vec::new())?);
+            }
+            Op::Update => {
+                let new_key = key_of(Image::After)?;
+                let old_key = if before.is_some() {
+                    key_of(Image::Before)?
+                } else {
+                    None
+                };
+                match old_key {
+                    Some(old) if Some(&old) != new_key.as_ref() => {
+                        let new_json = serde_json::to_vec(&new_key).unwrap_or_default();
+                        let old_json = serde_json::to_vec(&old).unwrap_or_default();
+                        let old = Some(old);
+                        let d = envelope::envelope(before, None, source.clone(), "d", now);
+                        out(record(
+                            &old,
+                            Some(d),
+                            Some("d"),
+                            vec![(HEADER_NEW_KEY.into(), new_json)],
+                        )?);
+                        if opts.tombstones_on_delete {
+                            out(record(&old, None, None, Vec::new())?);
+                        }
+                        let c = envelope::envelope(None, after, source, "c", now);
+                        out(record(
+                            &new_key,
+                            Some(c),
+                            Some("c"),
+                            vec![(HEADER_OLD_KEY.into(), old_json)],
+                        )?);
+                    }
+                    _ => {
+                        let v = envelope::envelope(before, after, source, "u", now);
+                        out(record(&new_key, Some(v), Some("u"), Vec::new())?);
+                    }
+                }
+            }
+            Op::Delete => {
+                let key = key_of(Image::Before)?;
+                let v = envelope::envelope(before, None, source, "d", now);
+                out(record(&key, Some(v), Some("d"), Vec::new())?);
+                // Debezium writes the tombstone even with a null key (no primary key).
+                if opts.tombstones_on_delete {
+                    out(record(&key, None, None, Vec::new())?);
+                }
+            }
+            // Debezium's default `skipped.operations=t` drops truncates.
+            Op::Truncate if !opts.emit_truncate => {}
+            Op::Truncate => {
+                let v = envelope::envelope(None, None, source, "t", now);
+                out(record(&None, Some(v), Some("t"), Vec::new())?);
+            }
+        }
+        Ok(())
+    }
+
+    fn encode_message(
+        &self,
+        txn: &Transaction,
+        m: &LogicalMessage,
+        out: &mut impl FnMut(Record),
+    ) -> Result<(), EncodeError> {
+        let lsn = m.position.as_pg().map(|p| p.lsn.0);
+        let source = envelope::source_block(
+            &self.opts,
+            &SourceInfo {
+                schema: "",
+                table: "",
+                // A non-transactional message has no commit: Debezium shows the last one's.
+                commit_ts_us: txn.commit_ts_us.or(self.last_commit_ts_us),
+                snapshot: "false",
+                last_commit_lsn: self.last_commit_lsn.map(|l| l.0),
+                lsn,
+                xid: if m.transactional { txn.xid } else { None },
+            },
+        );
+        let now = (self.clock)();
+        let mut v = Map::new();
+        v.insert("op".into(), Value::from("m"));
+        let ns = i64::try_from(now).unwrap_or(i64::MAX);
+        v.insert("ts_ms".into(), Value::from(ns.div_euclid(1_000_000)));
+        v.insert("source".into(), source);
+        v.insert("transaction".into(), Value::Null);
+        v.insert(
+            "message".into(),
+            json!({"prefix": m.prefix, "content": base64(&m.content)}),
+        );
+        let key = json!({"prefix": m.prefix});
+        out(Record {
+            topic: format!("{}.message", self.opts.server_name),
+            key: Some(serde_json::to_vec(&key).map_err(|e| EncodeError::Json(e.to_string()))?),
+            value: Some(
+                serde_json::to_vec(&Value::Object(v))
+                    .map_err(|e| EncodeError::Json(e.to_string()))?,
+            ),
+            headers: Vec::new(),
+            op: Some("m"),
+            position: m.position,
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,200 @@
+//! One pipeline: a source, the engine and its sinks, the checkpoint store and the metrics
+//! endpoint, wired together and run until shutdown or a definite error.
+
+use anyhow::Context;
+use tidemark_model::Sink;
+use tokio::sync::watch;
+
+use crate::checkpoint::FileCheckpointStore;
+use crate::config::{Config, PostgresSourceConfig, SinkConfig, SourceConfig};
+use crate::engine::{queue, Engine};
+use crate::metrics::{self, Metrics};
+use crate::source::postgres::config::PgConnectConfig;
+use crate::source::postgres::control::PgControl;
+use crate::source::postgres::stream::PgSource;
+
+/// Memory for streamed transactions before they spill to disk.
+const SPILL_MEMORY: usize = 64 << 20;
+
+/// The connection settings of a Postgres source, password included.
+pub fn connect_config(pg: &PostgresSourceConfig) -> anyhow::Result<PgConnectConfig> {
+    let mut cfg = PgConnectConfig::from_url(&pg.url)?;
+    if let Some(secret) = &pg.password {
+        let password = secret
+            .read()
+            .map_err(|e| anyhow::anyhow!("source.password: {e}"))?;
+        cfg.password = Some(password);
+    }
+    Ok(cfg)
+}
+
+fn build_sinks(config: &Config, database: &str) -> anyhow::Result<Vec<Box<dyn Sink>>> {
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    for (i, sink) in config.sinks.iter().enumerate() {
+        match sink {
+            SinkConfig::DebeziumJson(c) => {
+                let s =
+                    tidemark_debezium::JsonlSink::new(c.clone(), config.server_name(), database)
+                        .with_context(|| format!("sinks[{i}]"))?;
+                sinks.push(Box::new(s));
+            }
+        }
+    }
+    Ok(sinks)
+}
+
+/// Runs the pipeline until Ctrl-C / SIGTERM or a definite error.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested; finishing the current transaction and checkpointing");
+        let _ = shutdown_tx.send(true);
+    });
+    run_until(config, shutdown_rx).await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs the pipeline until `shutdown` turns true or a definite error.
+pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let name = config.pipeline.name.clone();
+    let metrics = Metrics::new(&name);
+    if config.metrics.enabled {
+        let (m, listen) = (metrics.clone(), config.metrics.listen);
+        tokio::spawn(async move {
+            if let Err(e) = metrics::serve(m, listen).await {
+                tracing::error!(error = %e, %listen, "metrics endpoint failed");
+            }
+        });
+    }
+    let store = FileCheckpointStore::open(&config.checkpoint.dir, &name)?;
+    let resume = match store.load()? {
+        Some(cp) => Some(cp.position()?),
+        None => None,
+    };
+    match &resume {
+        Some(p) => tracing::info!(pipeline = %name, position = %p, "resuming from checkpoint"),
+        None => tracing::info!(pipeline = %name, "no checkpoint: starting at the slot's position"),
+    }
+    let SourceConfig::Postgres(pg) = &config.source;
+    let connect = connect_config(pg)?;
+    let sinks = build_sinks(&config, &connect.dbname)?;
+    let (tx, rx) = queue::channel(config.pipeline.max_queue_bytes);
+    let (acked_tx, acked_rx) = watch::channel(resume.clone());
+    let engine = Engine::new(
+        sinks,
+        store,
+        metrics.clone(),
+        config.checkpoint.interval,
+        resume.clone(),
+    );
+    let engine_task = tokio::spawn(engine.run(rx, acked_tx));
+    let source = PgSource {
+        config: pg.clone(),
+        connect,
+        pipeline: name.clone(),
+        metrics: metrics.clone(),
+        queue: tx,
+        acked: acked_rx,
+        resume,
+        spill_dir: config.checkpoint.dir.join(format!("{name}.spill")),
+        spill_memory: SPILL_MEMORY,
+        shutdown,
+    };
+    let source_result = source.run().await;
+    // The source dropped its queue sender: the engine drains what is queued, checkpoints, ends.
+    let engine_result = engine_task.await.context("engine task panicked")?;
+    if let Err(e) = &source_result {
+        metrics.set_error(e.to_string());
+    }
+    match (source_result, engine_result) {
+        (_, Err(e)) => {
+            metrics.set_error(e.to_string());
+            Err(e).context("sink or checkpoint failed")
+        }
+        (Err(e), Ok(())) => Err(e).context("postgres source failed"),
+        (Ok(()), Ok(())) => Ok(()),
+    }
+}
+
+/// `tidemark validate`: the server's settings for logical replication.
+pub async fn healthcheck(config: &Config) -> anyhow::Result<String> {
+    let SourceConfig::Postgres(pg) = &config.source;
+    let control = PgControl::connect(&connect_config(pg)?).await?;
+    let info = control.check_server().await?;
+    Ok(format!(
+        "postgres ok: server {}, wal_level={}, replication slots {}/{}, role {} (replication: {})",
+        info.server_version_num,
+        info.wal_level,
+        info.used_replication_slots,
+        info.max_replication_slots,
+        info.role,
+        info.has_replication || info.is_superuser
+    ))
+}
+
+/// `tidemark status`: checkpoint, slot and lag.
+pub async fn status(config: &Config) -> anyhow::Result<String> {
+    let name = &config.pipeline.name;
+    let store = FileCheckpointStore::open(&config.checkpoint.dir, name)?;
+    let mut out = match store.load()? {
+        Some(cp) => format!(
+            "pipeline {name}: checkpoint {} (saved at {} ms)\n",
+            cp.position, cp.saved_at_ms
+        ),
+        None => format!("pipeline {name}: no checkpoint yet\n"),
+    };
+    let SourceConfig::Postgres(pg) = &config.source;
+    let slot = pg.slot_name(name);
+    let control = PgControl::connect(&connect_config(pg)?).await?;
+    match control.slot_info(&slot).await? {
+        Some(s) => out.push_str(&format!(
+            "slot {slot}: active={} confirmed_flush={} wal_status={} retained_wal_bytes={}\n",
+            s.active,
+            s.confirmed_flush_lsn
+                .map(|l| tidemark_model::Lsn(l).to_string())
+                .unwrap_or_default(),
+            s.wal_status.unwrap_or_default(),
+            s.lag_bytes.unwrap_or(0)
+        )),
+        None => out.push_str(&format!("slot {slot}: does not exist\n")),
+    }
+    Ok(out.trim_end().to_string())
+}
+
+/// `tidemark reset`: forget the checkpoint; drop the slot only if allowed.
+pub async fn reset(config: &Config) -> anyhow::Result<String> {
+    let name = &config.pipeline.name;
+    let store = FileCheckpointStore::open(&config.checkpoint.dir, name)?;
+    store.remove()?;
+    let SourceConfig::Postgres(pg) = &config.source;
+    let slot = pg.slot_name(name);
+    if pg.drop_slot_on_reset {
+        let control = PgControl::connect(&connect_config(pg)?).await?;
+        let dropped = control.drop_slot(&slot).await?;
+        Ok(format!(
+            "checkpoint removed; slot {slot} {}",
+            if dropped { "dropped" } else { "did not exist" }
+        ))
+    } else {
+        Ok(format!("checkpoint removed; slot {slot} kept (set source.drop_slot_on_reset = true to drop it)"))
+    }
+}

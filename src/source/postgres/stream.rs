@@ -1,0 +1,408 @@
+//! The PostgreSQL source loop: replication connection → pgoutput decoder → engine queue, and
+//! acknowledged positions back to the server.
+//!
+//! ```text
+//!  run ─┬─ session ──► PgControl: check server, publication, slot
+//!       │              ReplicationConnection: START_REPLICATION (proto by server version)
+//!       │              loop select! {
+//!       │                frame      → XLogData → Decoder → Transaction → queue.send(.., bytes).await
+//!       │                             keepalive → reply; maybe advance flush when idle
+//!       │                status timer / acked changed → Standby Status Update (flush = acked)
+//!       │              }
+//!       └─ transient error → back off (1 s … 30 s) → new session from the last acked position
+//! ```
+//!
+//! # Traps
+//! - The flush LSN we report is the end LSN of the last transaction every sink made durable
+//!   (`acked`), never what was merely received: the slot's `confirmed_flush_lsn` becomes it,
+//!   and the server may recycle WAL before it.
+//! - An idle or filtered database still writes WAL (other databases, checkpoints); without
+//!   feedback the slot would retain it forever. When nothing is pending — no open transaction,
+//!   no streamed transaction buffered, everything sent also acknowledged — a keepalive's
+//!   `wal_end` (the last position the server *sent*) is safe to report as flushed.
+//! - After a reconnect the server resends every transaction committed after the slot's
+//!   `confirmed_flush_lsn`, which may be behind our checkpoint: transactions ending at or before
+//!   the resume position are dropped here, so sinks see each at most once more after a crash
+//!   (between the last checkpoint and the crash), never skipped.
+//! - Protocol by server version: 1 before 14, 2 on 14, 3 on 15, 4 from 16. Streaming of
+//!   in-progress transactions needs 2+; we never ask for `two_phase`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tidemark_model::{Op, Position, SourceType, Transaction};
+use tidemark_pgoutput::decoder::{Decoder, DecoderError, DecoderOptions, RelationCatalog, Step};
+use tidemark_pgoutput::replication::ReplicationMessage;
+use tokio::sync::watch;
+
+use super::catalog::RelationCatalog as PgRelationCatalog;
+use super::config::PgConnectConfig;
+use super::control::{PgControl, PublicationTables};
+use super::error::PgSourceError;
+use super::replication::ReplicationConnection;
+use super::spill::SpillStore;
+use crate::config::PostgresSourceConfig;
+use crate::engine::queue::{QueueClosed, QueueSender};
+use crate::metrics::Metrics;
+
+/// Why the source stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Postgres(#[from] PgSourceError),
+    #[error(transparent)]
+    Decode(#[from] DecoderError),
+    #[error("spill file for streamed transactions: {0}")]
+    Spill(#[from] std::io::Error),
+    #[error(transparent)]
+    QueueClosed(#[from] QueueClosed),
+}
+
+impl SourceError {
+    /// Whether a new session may fix it.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SourceError::Postgres(e) => e.is_transient(),
+            SourceError::Decode(e) => e.is_transient(),
+            SourceError::Spill(_) | SourceError::QueueClosed(_) => false,
+        }
+    }
+}
+
+/// Everything the source needs from the pipeline.
+pub struct PgSource {
+    pub config: PostgresSourceConfig,
+    pub connect: PgConnectConfig,
+    pub pipeline: String,
+    pub metrics: Arc<Metrics>,
+    pub queue: QueueSender<Arc<Transaction>>,
+    /// Positions every sink has durably committed (from the engine's checkpointer).
+    pub acked: watch::Receiver<Option<Position>>,
+    /// The checkpoint the pipeline resumed from.
+    pub resume: Option<Position>,
+    /// Where streamed transactions spill past `spill_memory` bytes.
+    pub spill_dir: PathBuf,
+    pub spill_memory: usize,
+    /// Stop cleanly when this turns true.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+impl PgSource {
+    /// Streams until shutdown or a definite error; transient errors reconnect with backoff.
+    pub async fn run(mut self) -> Result<(), SourceError> {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let started = tokio::time::Instant::now();
+            match self.session().await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_transient() && !*self.shutdown.borrow() => {
+                    self.metrics.set_streaming(false);
+                    // A session that streamed for a while earns a fresh backoff.
+                    if started.elapsed() > Duration::from_secs(60) {
+                        backoff = Duration::from_secs(1);
+                    }
+                    tracing::warn!(error = %e, retry_in = ?backoff, "postgres source: transient error; reconnecting");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.shutdown.changed() => return Ok(()),
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn session(&mut self) -> Result<(), SourceError> {
+        let control = PgControl::connect(&self.connect).await?;
+        let server = control.check_server().await?;
+        let slot = self.config.slot_name(&self.pipeline);
+        let publication = self.config.publication_name(&self.pipeline);
+        let tables = if self.config.tables.is_empty() {
+            PublicationTables::All
+        } else {
+            PublicationTables::Tables(
+                self.config
+                    .table_ids()
+                    .into_iter()
+                    .map(|t| (t.namespace, t.name))
+                    .collect(),
+            )
+        };
+        control
+            .ensure_publication(&publication, &tables, self.config.create_publication)
+            .await?;
+        let ensured = control.ensure_slot(&slot, self.config.create_slot).await?;
+        if ensured.created {
+            tracing::info!(%slot, lsn = %tidemark_model::Lsn(ensured.confirmed_flush_lsn), "replication slot created");
+        }
+        let protocol = protocol_for(server.server_version_num);
+        let streaming = self.config.streaming && protocol >= 2;
+        let proto = protocol.to_string();
+        let publication_names = format!("\"{}\"", publication.replace('"', "\"\""));
+        let mut options: Vec<(&str, &str)> = vec![
+            ("proto_version", &proto),
+            ("publication_names", &publication_names),
+        ];
+        if server.server_version_num >= 140_000 {
+            options.push(("messages", "true"));
+            if self.config.binary {
+                options.push(("binary", "true"));
+            }
+        }
+        if streaming {
+            options.push(("streaming", "on"));
+        }
+        let acked_lsn = self.acked_end_lsn();
+        let start_lsn = acked_lsn.unwrap_or(0).max(0);
+        let mut conn = ReplicationConnection::connect(&self.connect).await?;
+        control
+            .start_replication_reclaiming(
+                &mut conn,
+                &slot,
+                start_lsn,
+                &options,
+                self.config.terminate_stale,
+            )
+            .await?;
+        self.metrics.set_streaming(true);
+        tracing::info!(%slot, protocol, streaming, "streaming changes");
+        let decoder = Decoder::new(DecoderOptions {
+            protocol,
+            ..DecoderOptions::default()
+        });
+        let mut state = Session {
+            decoder,
+            spill: SpillStore::new(&self.spill_dir, self.spill_memory),
+            last_received: start_lsn,
+            last_sent_end: acked_lsn.unwrap_or(0),
+            flushed: acked_lsn.unwrap_or(0),
+        };
+        let result = self.stream(&control, &mut conn, &mut state, &slot).await;
+        if result.is_ok() {
+            let _ = conn.stop().await;
+            conn.close().await;
+        }
+        result
+    }
+
+    async fn stream(
+        &mut self,
+        control: &PgControl,
+        conn: &mut ReplicationConnection,
+        state: &mut Session,
+        slot: &str,
+    ) -> Result<(), SourceError> {
+        let mut status = tokio::time::interval(self.config.status_interval);
+        status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut lag_check = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                frame = conn.recv() => {
+                    let Some(frame) = frame? else { return Ok(()) };
+                    self.frame(control, conn, state, &frame).await?;
+                }
+                _ = status.tick() => self.send_status(conn, state, false).await?,
+                changed = self.acked.changed() => {
+                    if changed.is_ok() {
+                        self.send_status(conn, state, false).await?;
+                    }
+                }
+                _ = lag_check.tick() => {
+                    if let Ok(Some(info)) = control.slot_info(slot).await {
+                        self.metrics.set_slot_lag_bytes(info.lag_bytes.unwrap_or(0));
+                    }
+                }
+                _ = self.shutdown.changed() => {
+                    self.send_status(conn, state, false).await?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    async fn frame(
+        &mut self,
+        control: &PgControl,
+        conn: &mut ReplicationConnection,
+        state: &mut Session,
+        frame: &[u8],
+    ) -> Result<(), SourceError> {
+        match ReplicationMessage::parse(frame).map_err(DecoderError::from)? {
+            ReplicationMessage::PrimaryKeepalive(k) => {
+                state.last_received = state.last_received.max(k.wal_end);
+                // Idle: everything sent was acknowledged, nothing open — the keepalive's
+                // position is safe to report (module traps).
+                let idle = !state.decoder.in_transaction()
+                    && !state.decoder.in_stream()
+                    && state.spill.is_empty()
+                    && state.flushed >= state.last_sent_end;
+                if idle && k.wal_end > state.flushed {
+                    state.flushed = k.wal_end;
+                    state.last_sent_end = state.last_sent_end.max(k.wal_end);
+                }
+                if k.reply_requested {
+                    self.send_status(conn, state, false).await?;
+                }
+            }
+            ReplicationMessage::XLogData(x) => {
+                state.last_received = state.last_received.max(x.wal_end);
+                if let Some(oid) = state.decoder.relation_oid(x.data) {
+                    let catalog = control.relation_catalog(oid).await?;
+                    state
+                        .decoder
+                        .register_catalog(oid, to_decoder_catalog(&catalog));
+                }
+                match state.decoder.decode(x.wal_start, x.data)? {
+                    Step::Nothing => {}
+                    Step::Emitted(txn) => self.emit(state, txn, x.data.len()).await?,
+                    Step::Buffer { xid, subxid } => {
+                        state.spill.push(xid, subxid, x.wal_start, x.data)?
+                    }
+                    Step::StreamAbort(a) => state.spill.abort(a.xid, a.subxid),
+                    Step::StreamCommit(c) => {
+                        let messages = state.spill.take(c.xid)?;
+                        let mut ready = Vec::new();
+                        state.decoder.replay_stream(
+                            &c,
+                            messages.iter().map(|(lsn, data)| (*lsn, data.as_slice())),
+                            &mut |txn| ready.push(txn),
+                        )?;
+                        let bytes: usize = messages.iter().map(|(_, d)| d.len()).sum();
+                        for txn in ready {
+                            self.emit(state, txn, bytes).await?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn emit(
+        &mut self,
+        state: &mut Session,
+        txn: Transaction,
+        wire_bytes: usize,
+    ) -> Result<(), SourceError> {
+        let end_lsn = end_lsn(&txn.end);
+        if self.resume.as_ref().is_some_and(|r| txn.end <= *r) {
+            // Already durable downstream before the restart (module traps).
+            return Ok(());
+        }
+        for batch in txn.batches() {
+            let table = batch.schema.table.to_string();
+            let rows = batch.num_rows().max(1) as u64;
+            for op in [Op::Insert, Op::Update, Op::Delete, Op::Truncate, Op::Read] {
+                let n = (0..batch.num_rows()).filter(|&i| batch.op(i) == op).count() as u64;
+                if n > 0 {
+                    let bytes = wire_bytes as u64 * n / rows;
+                    self.metrics
+                        .count_source(&table, op.debezium_code(), n, bytes);
+                }
+            }
+        }
+        if txn.complete {
+            self.metrics.count_transaction();
+            state.last_sent_end = state.last_sent_end.max(end_lsn);
+        }
+        let bytes = txn.byte_size() as u64;
+        self.queue.send(Arc::new(txn), bytes).await?;
+        Ok(())
+    }
+
+    fn acked_end_lsn(&self) -> Option<u64> {
+        let acked = self.acked.borrow().clone();
+        acked.or_else(|| self.resume.clone()).map(|p| end_lsn(&p))
+    }
+
+    async fn send_status(
+        &mut self,
+        conn: &mut ReplicationConnection,
+        state: &mut Session,
+        reply: bool,
+    ) -> Result<(), SourceError> {
+        if let Some(acked) = self.acked.borrow_and_update().clone() {
+            state.flushed = state.flushed.max(end_lsn(&acked));
+        }
+        let write = state.last_received.max(state.flushed);
+        conn.send_standby_status(write, state.flushed, state.flushed, reply)
+            .await?;
+        Ok(())
+    }
+}
+
+struct Session {
+    decoder: Decoder,
+    spill: SpillStore,
+    /// Highest WAL position received (write LSN of the status update).
+    last_received: u64,
+    /// End LSN of the last complete transaction handed to the engine.
+    last_sent_end: u64,
+    /// The flush LSN reported to the server.
+    flushed: u64,
+}
+
+/// pgoutput protocol for a server version (module traps).
+pub fn protocol_for(server_version_num: u32) -> u32 {
+    match server_version_num {
+        v if v >= 160_000 => 4,
+        v if v >= 150_000 => 3,
+        v if v >= 140_000 => 2,
+        _ => 1,
+    }
+}
+
+/// The WAL position to report for a position: a transaction's end LSN, or the event's LSN.
+fn end_lsn(p: &Position) -> u64 {
+    match p {
+        Position::Postgres(pg) => pg.lsn.0,
+    }
+}
+
+/// What the decoder needs from the catalog: key columns and resolved types.
+fn to_decoder_catalog(c: &PgRelationCatalog) -> RelationCatalog {
+    let mut out = RelationCatalog {
+        primary_key: c.primary_key.clone(),
+        ..Default::default()
+    };
+    for col in &c.columns {
+        if !col.nullable {
+            out.not_null.insert(col.name.clone());
+        }
+        if let Some(t) = resolve_type(col) {
+            out.types.insert(col.name.clone(), t);
+        }
+    }
+    out
+}
+
+fn resolve_type(col: &super::catalog::CatalogColumn) -> Option<SourceType> {
+    let scalar = |oid: u32, typmod: i32| -> Option<SourceType> {
+        match &col.enum_labels {
+            Some(labels) => Some(SourceType::pg_enum(
+                oid,
+                col.type_name.trim_start_matches('_'),
+                labels.clone(),
+            )),
+            None => SourceType::pg_builtin(oid, typmod),
+        }
+    };
+    if col.is_array {
+        let element_oid = col.element_type_oid?;
+        let element = scalar(element_oid, col.typmod)?;
+        return Some(SourceType::pg_array(
+            col.type_oid,
+            col.type_name.clone(),
+            element,
+        ));
+    }
+    if col.base_type_oid != col.type_oid {
+        // A domain: described by its base type.
+        return scalar(col.base_type_oid, col.typmod);
+    }
+    scalar(col.type_oid, col.typmod)
+}
