@@ -10,9 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tidemark_pgoutput::{
-    encode, ParseContext, ReplicationMessage, StandbyStatusUpdate, TupleData,
-};
+use tidemark_pgoutput::{encode, ParseContext, ReplicationMessage, StandbyStatusUpdate, TupleData};
 
 fn parse_all_contexts(data: &[u8]) {
     for protocol in 0..=5 {
