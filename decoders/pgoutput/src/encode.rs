@@ -3,7 +3,7 @@
 //! `encode::message(&msg)` writes exactly the bytes PostgreSQL would send for `msg`, so that
 //! `Message::parse(&encode::message(&m), &ctx) == Ok(m)` for the context the message was built
 //! for (xid fields `Some` iff `in_stream`; Stream Abort info `Some` iff protocol 4 with parallel
-//! streaming). Tuples are built from values with [`tuple`] or the [`insert`]/[`update`]/[`delete`]
+//! streaming). Tuples are built from values with [`tuple()`] or the [`insert`]/[`update`]/[`delete`]
 //! shortcuts.
 //!
 //! The encoder trusts its input: it panics on values the protocol cannot express (more than

@@ -14,13 +14,7 @@ use tidemark::source::postgres::{
     ReplicationConnection, StreamMessage, TlsMode,
 };
 
-fn enabled(test: &str) -> bool {
-    let on = std::env::var("TIDEMARK_TEST_PG").as_deref() == Ok("1");
-    if !on {
-        eprintln!("skipping {test}: set TIDEMARK_TEST_PG=1 to run against the local PostgreSQL");
-    }
-    on
-}
+use super::support::{pg_enabled as enabled, suffix};
 
 fn scram_cfg() -> PgConnectConfig {
     let mut c = PgConnectConfig::new("127.0.0.1", "tidemark", "tidemark");
@@ -34,10 +28,6 @@ fn trust_cfg() -> PgConnectConfig {
     let mut c = PgConnectConfig::new("127.0.0.1", "postgres", "tidemark");
     c.tls = TlsMode::Disable;
     c
-}
-
-fn suffix() -> String {
-    format!("{:08x}", rand::random::<u32>())
 }
 
 /// Runs `body` in its own task so a panic still lets `cleanup` run, then re-raises it.

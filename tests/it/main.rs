@@ -1,0 +1,7 @@
+//! Integration tests on the real local servers: one test binary, one link (STYLE.md §6).
+//!
+//! Server-dependent tests run only with `TIDEMARK_TEST_PG=1` (set by `make test`), and print a
+//! note otherwise, so `cargo test` works on a laptop without the services.
+
+mod pg_replication;
+mod support;
