@@ -98,13 +98,13 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
     let connect = connect_config(pg)?;
     let sinks = build_sinks(&config, &connect.dbname)?;
     let (tx, rx) = queue::channel(config.pipeline.max_queue_bytes);
-    let (acked_tx, acked_rx) = watch::channel(resume.clone());
+    let (acked_tx, acked_rx) = watch::channel(resume);
     let engine = Engine::new(
         sinks,
         store,
         metrics.clone(),
         config.checkpoint.interval,
-        resume.clone(),
+        resume,
     );
     let engine_task = tokio::spawn(engine.run(rx, acked_tx));
     let source = PgSource {

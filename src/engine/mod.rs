@@ -114,7 +114,7 @@ impl Engine {
             self.metrics.count_sink(sink.name(), rows);
         }
         if txn.complete {
-            self.pending.push_back((txn.end.clone(), txn.commit_ts_us));
+            self.pending.push_back((txn.end, txn.commit_ts_us));
         }
         Ok(())
     }
@@ -157,7 +157,7 @@ impl Engine {
         }
         self.metrics.checkpointed(commit_ts);
         tracing::debug!(%position, "checkpoint saved");
-        self.last_saved = Some(position.clone());
+        self.last_saved = Some(position);
         acked.send_replace(Some(position));
         Ok(())
     }

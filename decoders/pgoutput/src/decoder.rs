@@ -120,7 +120,7 @@ pub enum DecoderError {
     Model {
         message: &'static str,
         lsn: Lsn,
-        source: ModelError,
+        source: Box<ModelError>,
     },
     #[error("pgoutput {message} at lsn {lsn}: {problem}")]
     Sequence {
@@ -437,7 +437,7 @@ impl Decoder {
         let model = |source| DecoderError::Model {
             message,
             lsn,
-            source,
+            source: Box::new(source),
         };
         builder
             .begin_row(op, &position, xid, commit_ts)
@@ -512,7 +512,7 @@ fn finish_current(txn: &mut TxnState) -> Result<(), DecoderError> {
             let batch = builder.finish().map_err(|source| DecoderError::Model {
                 message: "batch",
                 lsn: Lsn(txn.final_lsn),
-                source,
+                source: Box::new(source),
             })?;
             txn.items.push(TxnItem::Rows(batch));
         }
@@ -547,7 +547,7 @@ fn fill_image(
         result.map_err(|source| DecoderError::Model {
             message,
             lsn,
-            source,
+            source: Box::new(source),
         })?;
     }
     Ok(())

@@ -157,7 +157,7 @@ impl PgSource {
             options.push(("streaming", "on"));
         }
         let acked_lsn = self.acked_end_lsn();
-        let start_lsn = acked_lsn.unwrap_or(0).max(0);
+        let start_lsn = acked_lsn.unwrap_or(0);
         let mut conn = ReplicationConnection::connect(&self.connect).await?;
         control
             .start_replication_reclaiming(
@@ -315,8 +315,8 @@ impl PgSource {
     }
 
     fn acked_end_lsn(&self) -> Option<u64> {
-        let acked = self.acked.borrow().clone();
-        acked.or_else(|| self.resume.clone()).map(|p| end_lsn(&p))
+        let acked = *self.acked.borrow();
+        acked.or(self.resume).map(|p| end_lsn(&p))
     }
 
     async fn send_status(
@@ -325,7 +325,7 @@ impl PgSource {
         state: &mut Session,
         reply: bool,
     ) -> Result<(), SourceError> {
-        if let Some(acked) = self.acked.borrow_and_update().clone() {
+        if let Some(acked) = *self.acked.borrow_and_update() {
             state.flushed = state.flushed.max(end_lsn(&acked));
         }
         let write = state.last_received.max(state.flushed);
