@@ -1,9 +1,15 @@
 //! The trait every sink implements, kept free of async runtimes so sinks depend only on this
 //! crate: a boxed future, no tokio, no `async-trait`.
 //!
-//! Contract: `write` may buffer; `flush` makes everything written so far durable and returns
-//! the highest position that is now durably committed; `committed` reports that position
-//! without IO. A position is never reported before its data is durable (STYLE §10).
+//! Contract: `write` may buffer (and may commit on its own when its buffer is full); `flush`
+//! makes everything written so far durable and returns the highest position that is now durably
+//! committed; `committed` reports that position without IO. A position is never reported before
+//! its data is durable (STYLE §10).
+//!
+//! The engine asks at every checkpoint tick whether a sink [`Sink::wants_flush`]: a sink whose
+//! commits are expensive (a lake table version, a Kafka transaction) batches by its own
+//! rows/bytes/time policy and says no until the policy is met; the engine then uses
+//! [`Sink::committed`] for the checkpoint. At shutdown the engine flushes every sink regardless.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,6 +31,11 @@ pub trait Sink: Send {
     fn flush<'a>(&'a mut self) -> BoxFuture<'a, Result<Option<Position>, SinkError>>;
     /// Highest position durably committed.
     fn committed(&self) -> Option<Position>;
+    /// Whether the engine's checkpoint tick should call [`Sink::flush`] now. Default: always
+    /// (cheap commits: a file fsync, a producer flush).
+    fn wants_flush(&self) -> bool {
+        true
+    }
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

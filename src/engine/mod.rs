@@ -96,10 +96,10 @@ impl Engine {
                     Some(queued) => self.write(queued.item).await?,
                     None => break,
                 },
-                _ = tick.tick() => self.checkpoint(&acked).await?,
+                _ = tick.tick() => self.checkpoint(&acked, false).await?,
             }
         }
-        self.checkpoint(&acked).await
+        self.checkpoint(&acked, true).await
     }
 
     async fn write(&mut self, txn: Arc<Transaction>) -> Result<(), EngineError> {
@@ -119,17 +119,23 @@ impl Engine {
         Ok(())
     }
 
-    /// Flushes every sink and persists the lowest position all of them committed.
+    /// Flushes the sinks (every one if `force`, else those that [`Sink::wants_flush`]) and
+    /// persists the lowest position all of them committed.
     pub async fn checkpoint(
         &mut self,
         acked: &watch::Sender<Option<Position>>,
+        force: bool,
     ) -> Result<(), EngineError> {
         let mut lowest: Option<Position> = None;
         for sink in &mut self.sinks {
-            let committed = sink.flush().await.map_err(|source| EngineError::Sink {
-                sink: sink.name().to_string(),
-                source,
-            })?;
+            let committed = if force || sink.wants_flush() {
+                sink.flush().await.map_err(|source| EngineError::Sink {
+                    sink: sink.name().to_string(),
+                    source,
+                })?
+            } else {
+                sink.committed()
+            };
             match committed {
                 // A sink with nothing committed yet holds everything back.
                 None => return Ok(()),
