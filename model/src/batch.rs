@@ -109,6 +109,11 @@ pub enum MarkerKind {
     /// A multi-dimensional array or one with lower bounds other than 1; `detail` holds the
     /// dimension decoration, the list holds the elements row-major.
     ArrayDims = 4,
+    /// A value the source stored that its type cannot hold (MySQL zero or partial dates such
+    /// as `0000-00-00`): the slot is null, `detail` holds the source's text form.
+    Invalid = 5,
+    /// A MySQL geometry's non-zero SRID: the slot holds the WKB (not null), `detail` the SRID.
+    Srid = 6,
 }
 
 impl MarkerKind {
@@ -119,6 +124,8 @@ impl MarkerKind {
             2 => MarkerKind::PosInfinity,
             3 => MarkerKind::NegInfinity,
             4 => MarkerKind::ArrayDims,
+            5 => MarkerKind::Invalid,
+            6 => MarkerKind::Srid,
             _ => return None,
         })
     }

@@ -24,6 +24,7 @@ use arrow_schema::{DataType, Field};
 
 use crate::batch::{ChangeBatch, Image, MarkerKind, Op};
 use crate::error::{ModelError, ValueError};
+use crate::mysql_value::{MysqlColumnBuilder, MysqlValue};
 use crate::pg_value::{ColumnBuilder, ValueMarker};
 use crate::position::Position;
 use crate::table::{commit_ts_type, marker_fields, TableSchema};
@@ -34,7 +35,7 @@ const VALUE_OVERHEAD: usize = 8;
 const ROW_OVERHEAD: usize = 48;
 
 struct ImageBuilder {
-    columns: Vec<ColumnBuilder>,
+    columns: Vec<AnyColumn>,
     validity: NullBufferBuilder,
     /// Columns given in the current row.
     set: Vec<bool>,
@@ -48,7 +49,7 @@ impl ImageBuilder {
             columns: schema
                 .columns
                 .iter()
-                .map(|c| ColumnBuilder::new(&c.source_type, &c.data_type, capacity))
+                .map(|c| AnyColumn::new(c, capacity))
                 .collect(),
             validity: NullBufferBuilder::new(capacity),
             set: vec![false; schema.columns.len()],
@@ -63,7 +64,7 @@ impl ImageBuilder {
 
     fn finish_row(&mut self) {
         if self.explicit_null || !self.touched() {
-            self.columns.iter_mut().for_each(ColumnBuilder::append_null);
+            self.columns.iter_mut().for_each(AnyColumn::append_null);
             self.validity.append_null();
         } else {
             self.validity.append_non_null();
@@ -363,6 +364,62 @@ impl ChangeBatchBuilder {
         Ok(())
     }
 
+    /// A typed value decoded from a MySQL/MariaDB binlog (the column must be a MySQL one).
+    pub fn append_value(
+        &mut self,
+        image: Image,
+        col: usize,
+        value: MysqlValue<'_>,
+    ) -> Result<(), ModelError> {
+        self.claim(image, col)?;
+        self.bytes += value.byte_len();
+        let r = self.images[image as usize].columns[col]
+            .append_value(value)
+            .map(|()| None);
+        self.value_result(image, col, r)
+    }
+
+    /// A typed value with a marker on its (non-null) slot, e.g. a geometry's `Srid`.
+    pub fn append_value_marked(
+        &mut self,
+        image: Image,
+        col: usize,
+        value: MysqlValue<'_>,
+        kind: MarkerKind,
+        detail: Option<&str>,
+    ) -> Result<(), ModelError> {
+        self.claim(image, col)?;
+        self.bytes += value.byte_len();
+        let marker = ValueMarker {
+            kind,
+            detail: detail.map(str::to_owned),
+        };
+        let r = self.images[image as usize].columns[col]
+            .append_value(value)
+            .map(|()| Some(marker));
+        self.value_result(image, col, r)
+    }
+
+    /// A null slot with a marker: a value the Arrow type cannot hold (`Invalid` for a MySQL
+    /// zero date, with its text in `detail`).
+    pub fn append_marked_null(
+        &mut self,
+        image: Image,
+        col: usize,
+        kind: MarkerKind,
+        detail: Option<&str>,
+    ) -> Result<(), ModelError> {
+        self.claim(image, col)?;
+        self.bytes += detail.map_or(0, str::len);
+        self.images[image as usize].columns[col].append_null();
+        let m = ValueMarker {
+            kind,
+            detail: detail.map(str::to_owned),
+        };
+        self.markers.push(image, col, m);
+        Ok(())
+    }
+
     /// Ends the row: checks that started images are complete, appends the system columns.
     pub fn finish_row(&mut self) -> Result<(), ModelError> {
         self.check_usable()?;
@@ -409,7 +466,7 @@ impl ChangeBatchBuilder {
         let fields = self.schema.image_fields().clone();
         let mut images = Vec::with_capacity(2);
         for ib in &mut self.images {
-            let arrays: Vec<ArrayRef> = ib.columns.iter_mut().map(ColumnBuilder::finish).collect();
+            let arrays: Vec<ArrayRef> = ib.columns.iter_mut().map(AnyColumn::finish).collect();
             let nulls = ib.validity.finish();
             let s = if fields.is_empty() {
                 StructArray::new_empty_fields(rows, nulls)
@@ -437,5 +494,70 @@ impl ChangeBatchBuilder {
             schema: Arc::clone(&self.schema),
             batch,
         })
+    }
+}
+
+/// The column builder of one image column: Postgres wire forms or typed MySQL values.
+enum AnyColumn {
+    Pg(ColumnBuilder),
+    Mysql(MysqlColumnBuilder),
+}
+
+impl AnyColumn {
+    fn new(c: &crate::table::Column, capacity: usize) -> Self {
+        if crate::mysql_types::is_mysql(&c.source_type) {
+            AnyColumn::Mysql(MysqlColumnBuilder::new(
+                &c.source_type.display,
+                &c.data_type,
+                capacity,
+            ))
+        } else {
+            AnyColumn::Pg(ColumnBuilder::new(&c.source_type, &c.data_type, capacity))
+        }
+    }
+
+    fn wire_mismatch(m: &MysqlColumnBuilder, form: &str) -> ValueError {
+        ValueError::TypeMismatch {
+            type_name: format!("MySQL column given a Postgres {form} value"),
+            data_type: m.data_type().to_string(),
+        }
+    }
+
+    fn append_text(&mut self, bytes: &[u8]) -> Result<Option<ValueMarker>, ValueError> {
+        match self {
+            AnyColumn::Pg(c) => c.append_text(bytes),
+            AnyColumn::Mysql(m) => Err(Self::wire_mismatch(m, "text")),
+        }
+    }
+
+    fn append_binary(&mut self, bytes: &[u8]) -> Result<Option<ValueMarker>, ValueError> {
+        match self {
+            AnyColumn::Pg(c) => c.append_binary(bytes),
+            AnyColumn::Mysql(m) => Err(Self::wire_mismatch(m, "binary")),
+        }
+    }
+
+    fn append_value(&mut self, v: MysqlValue<'_>) -> Result<(), ValueError> {
+        match self {
+            AnyColumn::Mysql(m) => m.append(v),
+            AnyColumn::Pg(c) => Err(ValueError::TypeMismatch {
+                type_name: format!("{} given a MySQL value", c.type_display()),
+                data_type: "a Postgres column".into(),
+            }),
+        }
+    }
+
+    fn append_null(&mut self) {
+        match self {
+            AnyColumn::Pg(c) => c.append_null(),
+            AnyColumn::Mysql(m) => m.append_null(),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            AnyColumn::Pg(c) => c.finish(),
+            AnyColumn::Mysql(m) => m.finish(),
+        }
     }
 }

@@ -15,6 +15,7 @@
 //! - [`table`]: `TableId`, `SourceType`, `Column`, `TableSchema` (versioned, with its Arrow
 //!   schema).
 //! - [`pg_types`]: the Postgres → Arrow type mapping; [`pg_value`]: value parsing.
+//! - [`mysql_types`], [`mysql_value`], [`mysql_position`]: the same for MySQL/MariaDB binlogs.
 //! - [`batch`] / [`builder`]: `ChangeBatch` and its row-by-row builder.
 //! - [`txn`], [`sink`]: transactions and the sink trait.
 //!
@@ -26,6 +27,9 @@
 pub mod batch;
 pub mod builder;
 pub mod error;
+pub mod mysql_position;
+pub mod mysql_types;
+pub mod mysql_value;
 pub mod pg_types;
 pub mod pg_value;
 pub mod position;
@@ -37,7 +41,9 @@ pub use batch::{ChangeBatch, Image, Marker, MarkerKind, Op};
 pub use builder::ChangeBatchBuilder;
 pub use error::{ModelError, ValueError};
 pub use pg_value::{ColumnBuilder, ValueMarker};
-pub use position::{Lsn, PgPosition, Position, PositionError};
+pub use mysql_types::MysqlType;
+pub use mysql_value::{MysqlColumnBuilder, MysqlValue};
+pub use position::{Gtid, Lsn, MysqlPosition, PgPosition, Position, PositionError};
 pub use sink::{BoxFuture, Sink, SinkError};
 pub use table::{Column, SourceType, TableId, TableSchema};
 pub use txn::{LogicalMessage, Transaction, TxnItem};

@@ -16,6 +16,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+pub use crate::mysql_position::{Gtid, MysqlPosition};
+
 /// Errors parsing or decoding a position.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PositionError {
@@ -114,10 +116,14 @@ impl PartialOrd for PgPosition {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Position {
     Postgres(PgPosition),
+    /// MySQL/MariaDB binlog (`crate::mysql_position`).
+    Mysql(MysqlPosition),
 }
 
 /// Tag byte of [`Position::to_bytes`]; new sources take new tags, never reuse one.
 const TAG_POSTGRES: u8 = 1;
+/// Tag byte of a MySQL/MariaDB position.
+const TAG_MYSQL: u8 = 2;
 /// Length of the Postgres byte encoding: tag, commit_lsn, index, lsn.
 const PG_BYTES_LEN: usize = 1 + 8 + 4 + 8;
 
@@ -135,13 +141,23 @@ impl Position {
     pub fn as_pg(&self) -> Option<&PgPosition> {
         match self {
             Position::Postgres(p) => Some(p),
+            Position::Mysql(_) => None,
+        }
+    }
+
+    /// The MySQL/MariaDB position, if this is one.
+    pub fn as_mysql(&self) -> Option<&MysqlPosition> {
+        match self {
+            Position::Mysql(p) => Some(p),
+            Position::Postgres(_) => None,
         }
     }
 
     /// Order-preserving encoding: comparing the bytes gives the same order as `Ord`.
     /// Postgres: `0x01`, `commit_lsn` (8 bytes BE), `index` (4 BE), `lsn` (8 BE).
+    /// MySQL: `0x02`, then see [`crate::mysql_position`].
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(PG_BYTES_LEN);
+        let mut out = Vec::with_capacity(crate::mysql_position::MYSQL_BYTES_LEN);
         self.write_bytes(&mut out);
         out
     }
@@ -154,6 +170,10 @@ impl Position {
                 out.extend_from_slice(&p.commit_lsn.0.to_be_bytes());
                 out.extend_from_slice(&p.index.to_be_bytes());
                 out.extend_from_slice(&p.lsn.0.to_be_bytes());
+            }
+            Position::Mysql(p) => {
+                out.push(TAG_MYSQL);
+                crate::mysql_position::write_bytes(p, out);
             }
         }
     }
@@ -179,6 +199,7 @@ impl Position {
                 let index = u32::from_be_bytes(idx.try_into().map_err(|_| err("truncated"))?);
                 Ok(Position::pg(Lsn(u64_at(1)?), Lsn(u64_at(13)?), index))
             }
+            Some(&TAG_MYSQL) => Ok(Position::Mysql(crate::mysql_position::from_bytes(bytes)?)),
             Some(_) => Err(err("unknown source tag")),
             None => Err(err("empty")),
         }
@@ -195,6 +216,7 @@ impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Position::Postgres(p) => write!(f, "pg:{}:{}:{}", p.commit_lsn, p.lsn, p.index),
+            Position::Mysql(p) => write!(f, "{p}"),
         }
     }
 }
@@ -207,9 +229,12 @@ impl FromStr for Position {
             input: s.to_owned(),
             reason,
         };
+        if let Some(rest) = s.strip_prefix("my:") {
+            return Ok(Position::Mysql(crate::mysql_position::parse(s, rest)?));
+        }
         let rest = s
             .strip_prefix("pg:")
-            .ok_or_else(|| err("expected prefix 'pg:'"))?;
+            .ok_or_else(|| err("expected prefix 'pg:' or 'my:'"))?;
         let mut parts = rest.split(':');
         let (Some(c), Some(l), Some(i), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())

@@ -128,6 +128,17 @@ impl Column {
         Column::new(name, source_type, data_type, nullable, key)
     }
 
+    /// A MySQL/MariaDB column: the Arrow type comes from [`crate::MysqlType::arrow_type`].
+    pub fn mysql(
+        name: impl Into<String>,
+        mysql_type: &crate::MysqlType,
+        nullable: bool,
+        key: bool,
+    ) -> Self {
+        let data_type = mysql_type.arrow_type();
+        Column::new(name, mysql_type.source_type(), data_type, nullable, key)
+    }
+
     /// The Arrow field of this column inside the image structs, with its metadata.
     pub fn image_field(&self) -> Field {
         let mut meta = HashMap::new();
@@ -139,6 +150,9 @@ impl Column {
             meta.insert(META_KEY.to_owned(), "true".to_owned());
         }
         if let Some(ext) = crate::pg_types::extension_name(&self.source_type, &self.data_type) {
+            add_extension(&mut meta, ext);
+        }
+        if let Some(ext) = crate::mysql_types::extension_name(&self.source_type) {
             add_extension(&mut meta, ext);
         }
         Field::new(&self.name, self.data_type.clone(), true).with_metadata(meta)
