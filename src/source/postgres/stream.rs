@@ -360,6 +360,8 @@ pub fn protocol_for(server_version_num: u32) -> u32 {
 fn end_lsn(p: &Position) -> u64 {
     match p {
         Position::Postgres(pg) => pg.lsn.0,
+        // Never reaches a Postgres source; 0 (InvalidXLogRecPtr) reports nothing.
+        Position::Mysql(_) => 0,
     }
 }
 
