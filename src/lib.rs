@@ -6,6 +6,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod diff;
 pub mod engine;
 pub mod generate;
 pub mod metrics;

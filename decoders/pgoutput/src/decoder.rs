@@ -19,6 +19,8 @@
 //!
 //! # Traps
 //! - Unchanged TOAST (`'u'`) is not NULL: it becomes `MarkerKind::Unchanged`, never a null value.
+//!   Under REPLICA IDENTITY FULL the old tuple carries the value (detoasted), so the new row takes
+//!   it from there and no marker is needed; only DEFAULT/INDEX identity leaves the marker.
 //! - Relation messages come before the first use of a relation in a session and again after its
 //!   schema changes; a Relation that differs from the cached one makes a new schema version,
 //!   one that is equal keeps the version (the server resends them after every reconnect).
@@ -26,6 +28,11 @@
 //!   all columns: the primary key comes from the catalog hint the source registers
 //!   ([`Decoder::register_catalog`]); without one, the flags are used only for REPLICA IDENTITY
 //!   DEFAULT, where they are the primary key.
+//! - **Catalog lookups are not historical.** The source reads `pg_attribute`/`pg_type` when a
+//!   Relation message arrives, which may be long after the WAL it describes: by then a column
+//!   may have another type, name or key status. The Relation message itself is authoritative for
+//!   names and type oids; catalog types are used only where their oid matches
+//!   ([`RelationCatalog::type_oids`]), otherwise the builtin mapping of the message's oid is used.
 //! - Streamed data messages carry the xid of the *sub*transaction; Stream Abort names the
 //!   subtransaction to discard (`subxid == xid` aborts everything).
 //! - Two-phase messages are only sent when the slot was created with `two_phase`; Tidemark never
@@ -57,6 +64,12 @@ pub struct RelationCatalog {
     pub types: HashMap<String, SourceType>,
     /// NOT NULL columns.
     pub not_null: HashSet<String>,
+    /// The declared type oid (`pg_attribute.atttypid`) each entry of `types` was resolved
+    /// for. The catalog is read when the Relation message is decoded, which may be later than
+    /// the WAL it describes (the table may have been altered since): an entry of `types` is used
+    /// only when this oid equals the Relation message's type oid for the column (trap
+    /// "catalog lookups are not historical").
+    pub type_oids: HashMap<String, u32>,
 }
 
 /// Decoder settings.
@@ -260,23 +273,53 @@ impl Decoder {
     /// Replays a committed streamed transaction: `messages` are the `(wal_start, data)` pairs
     /// the caller stored for `commit.xid`, in arrival order, without the aborted subtransactions.
     /// `emit` receives the chunks and finally the complete transaction.
+    ///
+    /// This holds every chunk the callback keeps; a caller that must stay within bounded memory
+    /// drives the replay itself with [`Decoder::begin_stream_replay`],
+    /// [`Decoder::replay_message`] and [`Decoder::finish_stream_replay`], handing each chunk on
+    /// before reading the next message.
     pub fn replay_stream<'m>(
         &mut self,
         commit: &StreamCommit,
         messages: impl IntoIterator<Item = (u64, &'m [u8])>,
         emit: &mut dyn FnMut(Transaction),
     ) -> Result<(), DecoderError> {
-        self.begin(commit.xid, commit.commit_lsn, commit.commit_timestamp);
-        let stream_ctx = self.ctx.with_in_stream(true);
+        self.begin_stream_replay(commit);
         for (wal_start, data) in messages {
-            let message = stream_ctx.parse(data)?;
-            if let Step::Emitted(txn) = self.apply(wal_start, message)? {
-                emit(txn);
+            if let Some(chunk) = self.replay_message(wal_start, data)? {
+                emit(chunk);
             }
         }
-        let txn = self.commit(commit.commit_lsn, commit.end_lsn, "Stream Commit")?;
-        emit(txn);
+        emit(self.finish_stream_replay(commit)?);
         Ok(())
+    }
+
+    /// Starts replaying the committed streamed transaction `commit.xid` (see
+    /// [`Decoder::replay_stream`]): its rows are ordered by `commit.commit_lsn`.
+    pub fn begin_stream_replay(&mut self, commit: &StreamCommit) {
+        self.begin(commit.xid, commit.commit_lsn, commit.commit_timestamp);
+    }
+
+    /// Applies one stored message of the transaction being replayed; returns a chunk
+    /// (`complete == false`) when [`DecoderOptions::max_chunk_rows`] rows are ready.
+    pub fn replay_message(
+        &mut self,
+        wal_start: u64,
+        data: &[u8],
+    ) -> Result<Option<Transaction>, DecoderError> {
+        let message = self.ctx.with_in_stream(true).parse(data)?;
+        match self.apply(wal_start, message)? {
+            Step::Emitted(chunk) => Ok(Some(chunk)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Ends the replay: the last part of the transaction, `complete == true`.
+    pub fn finish_stream_replay(
+        &mut self,
+        commit: &StreamCommit,
+    ) -> Result<Transaction, DecoderError> {
+        self.commit(commit.commit_lsn, commit.end_lsn, "Stream Commit")
     }
 
     fn apply(&mut self, wal_start: u64, message: Message<'_>) -> Result<Step, DecoderError> {
@@ -443,9 +486,12 @@ impl Decoder {
             .begin_row(op, &position, xid, commit_ts)
             .map_err(model)?;
         for (image, tuple) in [(Image::Before, before), (Image::After, after)] {
+            // Unchanged TOAST in the new row is taken from the old row when the server sent
+            // one with the value (REPLICA IDENTITY FULL), as Debezium does (module traps).
+            let old = if image == Image::After { before } else { None };
             match tuple {
                 None => builder.image_null(image).map_err(model)?,
-                Some(tuple) => fill_image(builder, image, tuple, &schema, message, lsn)?,
+                Some(tuple) => fill_image(builder, image, tuple, old, &schema, message, lsn)?,
             }
         }
         builder.finish_row().map_err(model)?;
@@ -472,7 +518,14 @@ impl Decoder {
         let use_flags = catalog.is_none() && r.replica_identity == ReplicaIdentity::Default;
         let mut columns = Vec::with_capacity(r.columns.len());
         for c in &r.columns {
+            // Catalog lookups are not historical (module traps): trust the catalog's type only
+            // when it was resolved for the type the Relation message names.
             let source_type = catalog
+                .filter(|cat| {
+                    cat.type_oids
+                        .get(c.name)
+                        .is_none_or(|&oid| oid == c.type_oid)
+                })
                 .and_then(|cat| cat.types.get(c.name).cloned())
                 .or_else(|| SourceType::pg_builtin(c.type_oid, c.type_modifier))
                 .unwrap_or_else(|| {
@@ -524,6 +577,7 @@ fn fill_image(
     builder: &mut ChangeBatchBuilder,
     image: Image,
     tuple: &TupleData<'_>,
+    old: Option<&TupleData<'_>>,
     schema: &TableSchema,
     message: &'static str,
     lsn: Lsn,
@@ -537,7 +591,16 @@ fn fill_image(
             want: schema.columns.len(),
         });
     }
+    let mut old_values = old.filter(|o| o.len() == tuple.len()).map(|o| o.iter());
     for (col, value) in tuple.iter().enumerate() {
+        let old_value = old_values.as_mut().and_then(|it| it.next());
+        let value = match (value, old_value) {
+            (
+                TupleValue::UnchangedToast,
+                Some(v @ (TupleValue::Text(_) | TupleValue::Binary(_))),
+            ) => v,
+            (v, _) => v,
+        };
         let result = match value {
             TupleValue::Null => builder.append_null(image, col),
             TupleValue::UnchangedToast => builder.append_unchanged(image, col),

@@ -2,6 +2,9 @@
 //! for append, created if missing) or stdout; [`JsonlWriter::sync`] flushes the buffer and, for
 //! a file with `fsync`, calls `fsync(2)` so the data survives a crash.
 //!
+//! With `include_topic`, a line is `{"topic":…,"key":…,"value":…}` plus `"headers":{name: JSON}`
+//! when the record has Kafka headers (a primary-key change).
+//!
 //! # Traps
 //! - A line is written whole into the buffer; a crash can still leave a partial last line in
 //!   the file (the buffer is flushed in chunks). Readers must tolerate a torn final line; the
@@ -70,6 +73,25 @@ impl JsonlWriter {
         out.extend_from_slice(record.key.as_deref().unwrap_or(b"null"));
         out.extend_from_slice(b",\"value\":");
         out.extend_from_slice(record.value.as_deref().unwrap_or(b"null"));
+        if !record.headers.is_empty() {
+            // Kafka record headers (the primary-key change's `__debezium.newkey`/`oldkey`):
+            // their values are the encoder's JSON key documents, spliced in like the key.
+            out.extend_from_slice(b",\"headers\":{");
+            for (i, (name, value)) in record.headers.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut *out, name).map_err(io::Error::other)?;
+                out.push(b':');
+                if serde_json::from_slice::<serde::de::IgnoredAny>(value).is_ok() {
+                    out.extend_from_slice(value);
+                } else {
+                    let text = String::from_utf8_lossy(value);
+                    serde_json::to_writer(&mut *out, &text).map_err(io::Error::other)?;
+                }
+            }
+            out.push(b'}');
+        }
         out.push(b'}');
         Ok(())
     }

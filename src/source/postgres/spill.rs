@@ -96,49 +96,31 @@ impl SpillStore {
         }
     }
 
-    /// Takes the committed transaction `xid`: its messages in arrival order, aborted
-    /// subtransactions left out. Spilled messages come first (they are the oldest: spilling
-    /// starts when the budget runs out and never stops for that transaction).
-    pub fn take(&mut self, xid: u32) -> std::io::Result<Vec<(u64, Vec<u8>)>> {
+    /// Takes the committed transaction `xid`: a reader of its messages in arrival order,
+    /// aborted subtransactions left out. Spilled messages come after the in-memory ones (memory
+    /// holds the oldest: spilling starts when the budget runs out and never stops for that
+    /// transaction). The reader reads the file one message at a time, so replaying a
+    /// transaction larger than memory needs no more memory than its largest message.
+    pub fn take(&mut self, xid: u32) -> std::io::Result<SpillReader> {
         let Some(mut txn) = self.txns.remove(&xid) else {
-            return Ok(Vec::new());
+            return Ok(SpillReader::default());
         };
-        let mut out = Vec::new();
         let memory = std::mem::take(&mut txn.memory);
         self.memory_used = self
             .memory_used
             .saturating_sub(memory.iter().map(|m| m.2.len()).sum());
-        // Memory holds the messages from before the budget ran out, so they come first.
-        for (subxid, wal_start, data) in memory {
-            if !txn.aborted.contains(&subxid) {
-                out.push((wal_start, data));
-            }
-        }
+        let mut file = None;
         if let Some((path, mut w)) = txn.file.take() {
             w.flush()?;
-            let file = w.into_inner().map_err(|e| e.into_error())?;
-            drop(file);
-            let mut r = BufReader::new(File::open(&path)?);
-            let mut header = [0u8; 16];
-            loop {
-                match r.read_exact(&mut header) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-                    Err(e) => return Err(e),
-                }
-                let subxid = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
-                let mut wal = [0u8; 8];
-                wal.copy_from_slice(&header[4..12]);
-                let len = u32::from_be_bytes([header[12], header[13], header[14], header[15]]);
-                let mut data = vec![0u8; len as usize];
-                r.read_exact(&mut data)?;
-                if !txn.aborted.contains(&subxid) {
-                    out.push((u64::from_be_bytes(wal), data));
-                }
-            }
-            let _ = std::fs::remove_file(&path);
+            drop(w.into_inner().map_err(|e| e.into_error())?);
+            let reader = BufReader::with_capacity(1 << 20, File::open(&path)?);
+            file = Some((path, reader));
         }
-        Ok(out)
+        Ok(SpillReader {
+            memory: memory.into_iter(),
+            file,
+            aborted: std::mem::take(&mut txn.aborted),
+        })
     }
 
     fn release(&mut self, txn: StreamedTxn) {
@@ -157,6 +139,55 @@ impl SpillStore {
             self.release(txn);
         }
         self.memory_used = 0;
+    }
+}
+
+/// The messages of one committed streamed transaction, from memory and then from its spill
+/// file (removed when the reader is dropped).
+#[derive(Default)]
+pub struct SpillReader {
+    memory: std::vec::IntoIter<StoredMessage>,
+    file: Option<(PathBuf, BufReader<File>)>,
+    aborted: HashSet<u32>,
+}
+
+impl SpillReader {
+    /// The next `(wal_start, data)` of a subtransaction that did not abort; `None` at the end.
+    pub fn next_message(&mut self) -> std::io::Result<Option<(u64, Vec<u8>)>> {
+        for (subxid, wal_start, data) in self.memory.by_ref() {
+            if !self.aborted.contains(&subxid) {
+                return Ok(Some((wal_start, data)));
+            }
+        }
+        let Some((_, r)) = self.file.as_mut() else {
+            return Ok(None);
+        };
+        let mut header = [0u8; 16];
+        loop {
+            match r.read_exact(&mut header) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+                Err(e) => return Err(e),
+            }
+            let subxid = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+            let mut wal = [0u8; 8];
+            wal.copy_from_slice(&header[4..12]);
+            let len = u32::from_be_bytes([header[12], header[13], header[14], header[15]]);
+            let mut data = vec![0u8; len as usize];
+            r.read_exact(&mut data)?;
+            if !self.aborted.contains(&subxid) {
+                return Ok(Some((u64::from_be_bytes(wal), data)));
+            }
+        }
+    }
+}
+
+impl Drop for SpillReader {
+    fn drop(&mut self) {
+        if let Some((path, r)) = self.file.take() {
+            drop(r);
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -180,7 +211,12 @@ mod tests {
         store.push(7, 8, 4, b"dddd").unwrap();
         store.push(9, 9, 5, b"eeee").unwrap();
         store.abort(7, 8);
-        let got = store.take(7).unwrap();
+        let mut reader = store.take(7).unwrap();
+        let mut got = Vec::new();
+        while let Some(m) = reader.next_message().unwrap() {
+            got.push(m);
+        }
+        drop(reader);
         assert_eq!(got, vec![(1, b"aaaa".to_vec()), (3, b"cccc".to_vec())]);
         store.abort(9, 9);
         assert!(store.is_empty());

@@ -21,9 +21,13 @@
 //!   no streamed transaction buffered, everything sent also acknowledged — a keepalive's
 //!   `wal_end` (the last position the server *sent*) is safe to report as flushed.
 //! - After a reconnect the server resends every transaction committed after the slot's
-//!   `confirmed_flush_lsn`, which may be behind our checkpoint: transactions ending at or before
-//!   the resume position are dropped here, so sinks see each at most once more after a crash
-//!   (between the last checkpoint and the crash), never skipped.
+//!   `confirmed_flush_lsn`, which may be behind our checkpoint and behind what this process
+//!   already handed to the engine: transactions (and chunks) ending at or before the last one
+//!   emitted are dropped here, so sinks see each at most once more after a crash (between the
+//!   last checkpoint and the crash), never after a mere reconnect, and never skipped.
+//! - A missing slot while a checkpoint exists is a definite error (`SlotLost`), even with
+//!   `create_slot = true`: a new slot starts at the current WAL end, so the changes since the
+//!   checkpoint would be skipped without a word.
 //! - Protocol by server version: 1 before 14, 2 on 14, 3 on 15, 4 from 16. Streaming of
 //!   in-progress transactions needs 2+; we never ask for `two_phase`.
 
@@ -90,13 +94,20 @@ pub struct PgSource {
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// Rows per chunk of a long transaction: a few MB of Arrow for typical rows, so the queue,
+/// the chunk being decoded and the one a sink is writing stay small next to the spill budget.
+const MAX_CHUNK_ROWS: usize = 16_384;
+
 impl PgSource {
     /// Streams until shutdown or a definite error; transient errors reconnect with backoff.
     pub async fn run(mut self) -> Result<(), SourceError> {
         let mut backoff = Duration::from_secs(1);
+        // The end of the last transaction (or chunk) handed to the engine, across sessions: a
+        // new session resends from the slot's confirmed_flush_lsn (module traps).
+        let mut emitted = self.resume;
         loop {
             let started = tokio::time::Instant::now();
-            match self.session().await {
+            match self.session(&mut emitted).await {
                 Ok(()) => return Ok(()),
                 Err(e) if e.is_transient() && !*self.shutdown.borrow() => {
                     self.metrics.set_streaming(false);
@@ -116,7 +127,7 @@ impl PgSource {
         }
     }
 
-    async fn session(&mut self) -> Result<(), SourceError> {
+    async fn session(&mut self, emitted: &mut Option<Position>) -> Result<(), SourceError> {
         let control = PgControl::connect(&self.connect).await?;
         let server = control.check_server().await?;
         let slot = self.config.slot_name(&self.pipeline);
@@ -135,7 +146,26 @@ impl PgSource {
         control
             .ensure_publication(&publication, &tables, self.config.create_publication)
             .await?;
-        let ensured = control.ensure_slot(&slot, self.config.create_slot).await?;
+        let acked_lsn = self.acked_end_lsn();
+        // With a checkpoint, a missing slot means the WAL since the checkpoint is gone:
+        // creating a new slot would silently skip those changes.
+        let ensured = match control
+            .ensure_slot(&slot, self.config.create_slot && acked_lsn.is_none())
+            .await
+        {
+            Err(PgSourceError::SlotMissing { at }) if acked_lsn.is_some() => {
+                return Err(PgSourceError::SlotLost {
+                    at,
+                    reason: format!(
+                        "the slot does not exist but the pipeline has a checkpoint at {}: the \
+                         changes since were not retained; run `tidemark reset` to start over",
+                        tidemark_model::Lsn(acked_lsn.unwrap_or(0))
+                    ),
+                }
+                .into())
+            }
+            other => other?,
+        };
         if ensured.created {
             tracing::info!(%slot, lsn = %tidemark_model::Lsn(ensured.confirmed_flush_lsn), "replication slot created");
         }
@@ -156,7 +186,6 @@ impl PgSource {
         if streaming {
             options.push(("streaming", "on"));
         }
-        let acked_lsn = self.acked_end_lsn();
         let start_lsn = acked_lsn.unwrap_or(0);
         let mut conn = ReplicationConnection::connect(&self.connect).await?;
         control
@@ -172,6 +201,7 @@ impl PgSource {
         tracing::info!(%slot, protocol, streaming, "streaming changes");
         let decoder = Decoder::new(DecoderOptions {
             protocol,
+            max_chunk_rows: MAX_CHUNK_ROWS,
             ..DecoderOptions::default()
         });
         let mut state = Session {
@@ -180,8 +210,11 @@ impl PgSource {
             last_received: start_lsn,
             last_sent_end: acked_lsn.unwrap_or(0),
             flushed: acked_lsn.unwrap_or(0),
+            emitted: *emitted,
+            last_status: tokio::time::Instant::now(),
         };
         let result = self.stream(&control, &mut conn, &mut state, &slot).await;
+        *emitted = state.emitted;
         if result.is_ok() {
             let _ = conn.stop().await;
             conn.close().await;
@@ -258,23 +291,29 @@ impl PgSource {
                 }
                 match state.decoder.decode(x.wal_start, x.data)? {
                     Step::Nothing => {}
-                    Step::Emitted(txn) => self.emit(state, txn, x.data.len()).await?,
+                    Step::Emitted(txn) => self.emit(conn, state, txn, x.data.len()).await?,
                     Step::Buffer { xid, subxid } => {
                         state.spill.push(xid, subxid, x.wal_start, x.data)?
                     }
                     Step::StreamAbort(a) => state.spill.abort(a.xid, a.subxid),
                     Step::StreamCommit(c) => {
-                        let messages = state.spill.take(c.xid)?;
-                        let mut ready = Vec::new();
-                        state.decoder.replay_stream(
-                            &c,
-                            messages.iter().map(|(lsn, data)| (*lsn, data.as_slice())),
-                            &mut |txn| ready.push(txn),
-                        )?;
-                        let bytes: usize = messages.iter().map(|(_, d)| d.len()).sum();
-                        for txn in ready {
-                            self.emit(state, txn, bytes).await?;
+                        // One message at a time from the spill file, each chunk handed to the
+                        // queue (which may make us wait) before the next is decoded: a
+                        // transaction larger than memory passes with bounded memory.
+                        let mut reader = state.spill.take(c.xid)?;
+                        tracing::debug!(xid = c.xid, commit_lsn = %tidemark_model::Lsn(c.commit_lsn),
+                            "replaying streamed transaction");
+                        state.decoder.begin_stream_replay(&c);
+                        let mut bytes = 0;
+                        while let Some((lsn, data)) = reader.next_message()? {
+                            bytes += data.len();
+                            if let Some(chunk) = state.decoder.replay_message(lsn, &data)? {
+                                self.emit(conn, state, chunk, std::mem::take(&mut bytes))
+                                    .await?;
+                            }
                         }
+                        let txn = state.decoder.finish_stream_replay(&c)?;
+                        self.emit(conn, state, txn, bytes).await?;
                     }
                 }
             }
@@ -284,13 +323,16 @@ impl PgSource {
 
     async fn emit(
         &mut self,
+        conn: &mut ReplicationConnection,
         state: &mut Session,
         txn: Transaction,
         wire_bytes: usize,
     ) -> Result<(), SourceError> {
         let end_lsn = end_lsn(&txn.end);
-        if self.resume.as_ref().is_some_and(|r| txn.end <= *r) {
-            // Already durable downstream before the restart (module traps).
+        if state.emitted.is_some_and(|e| txn.end <= e) {
+            // Durable downstream before a restart, or handed to the engine before a reconnect
+            // (module traps). Chunks of a long transaction end at the same rows every time
+            // (every `max_chunk_rows` rows), so a resent chunk is recognised too.
             return Ok(());
         }
         for batch in txn.batches() {
@@ -310,7 +352,29 @@ impl PgSource {
             state.last_sent_end = state.last_sent_end.max(end_lsn);
         }
         let bytes = txn.byte_size() as u64;
-        self.queue.send(Arc::new(txn), bytes).await?;
+        let end = txn.end;
+        // Keep the walsender alive while we are busy here (replaying a long streamed
+        // transaction, or waiting for a slow sink): it drops a client silent for
+        // wal_sender_timeout (trap "feedback at least every wal_sender_timeout / 2").
+        let interval = self.config.status_interval;
+        if state.last_status.elapsed() >= interval {
+            status_update(&mut self.acked, conn, state, false).await?;
+        }
+        let send = self.queue.send(Arc::new(txn), bytes);
+        tokio::pin!(send);
+        loop {
+            let due = state.last_status + interval;
+            tokio::select! {
+                sent = &mut send => {
+                    sent?;
+                    break;
+                }
+                _ = tokio::time::sleep_until(due) => {
+                    status_update(&mut self.acked, conn, state, false).await?;
+                }
+            }
+        }
+        state.emitted = Some(end);
         Ok(())
     }
 
@@ -325,14 +389,25 @@ impl PgSource {
         state: &mut Session,
         reply: bool,
     ) -> Result<(), SourceError> {
-        if let Some(acked) = *self.acked.borrow_and_update() {
-            state.flushed = state.flushed.max(end_lsn(&acked));
-        }
-        let write = state.last_received.max(state.flushed);
-        conn.send_standby_status(write, state.flushed, state.flushed, reply)
-            .await?;
-        Ok(())
+        status_update(&mut self.acked, conn, state, reply).await
     }
+}
+
+/// Sends a Standby Status Update: flush = the newest position every sink made durable.
+async fn status_update(
+    acked: &mut watch::Receiver<Option<Position>>,
+    conn: &mut ReplicationConnection,
+    state: &mut Session,
+    reply: bool,
+) -> Result<(), SourceError> {
+    if let Some(acked) = *acked.borrow_and_update() {
+        state.flushed = state.flushed.max(end_lsn(&acked));
+    }
+    let write = state.last_received.max(state.flushed);
+    conn.send_standby_status(write, state.flushed, state.flushed, reply)
+        .await?;
+    state.last_status = tokio::time::Instant::now();
+    Ok(())
 }
 
 struct Session {
@@ -344,6 +419,10 @@ struct Session {
     last_sent_end: u64,
     /// The flush LSN reported to the server.
     flushed: u64,
+    /// End of the last transaction or chunk handed to the engine (by any session).
+    emitted: Option<Position>,
+    /// When the last Standby Status Update went out.
+    last_status: tokio::time::Instant,
 }
 
 /// pgoutput protocol for a server version (module traps).
@@ -377,6 +456,7 @@ fn to_decoder_catalog(c: &PgRelationCatalog) -> RelationCatalog {
         }
         if let Some(t) = resolve_type(col) {
             out.types.insert(col.name.clone(), t);
+            out.type_oids.insert(col.name.clone(), col.type_oid);
         }
     }
     out
