@@ -186,6 +186,9 @@ impl Secret {
 pub enum SinkConfig {
     /// Debezium-compatible JSON events, one per line, to a file or stdout.
     DebeziumJson(tidemark_debezium::JsonlSinkConfig),
+    /// Debezium-compatible records to Kafka (docs/kafka.md).
+    #[cfg(feature = "kafka")]
+    Kafka(tidemark_kafka::KafkaSinkConfig),
 }
 
 impl SinkConfig {
@@ -193,6 +196,8 @@ impl SinkConfig {
     pub fn name(&self) -> String {
         match self {
             SinkConfig::DebeziumJson(c) => c.name.clone().unwrap_or_else(|| "debezium_json".into()),
+            #[cfg(feature = "kafka")]
+            SinkConfig::Kafka(c) => c.sink_name().to_owned(),
         }
     }
 }
@@ -390,6 +395,12 @@ impl Config {
             }
             match sink {
                 SinkConfig::DebeziumJson(c) => {
+                    for p in c.validate() {
+                        problem(&format!("sinks[{i}].{}", p.0), p.1);
+                    }
+                }
+                #[cfg(feature = "kafka")]
+                SinkConfig::Kafka(c) => {
                     for p in c.validate() {
                         problem(&format!("sinks[{i}].{}", p.0), p.1);
                     }
@@ -618,7 +629,9 @@ path = "-"
         let SourceConfig::Postgres(pg) = &c.source;
         assert_eq!(pg.slot.as_deref(), Some("other_slot"));
         assert!(pg.binary);
-        let SinkConfig::DebeziumJson(s) = &c.sinks[0];
+        let SinkConfig::DebeziumJson(s) = &c.sinks[0] else {
+            panic!("sinks[0] is the debezium_json sink")
+        };
         assert_eq!(s.path, "/tmp/x.jsonl");
     }
 

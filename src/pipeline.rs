@@ -38,6 +38,17 @@ fn build_sinks(config: &Config, database: &str) -> anyhow::Result<Vec<Box<dyn Si
                         .with_context(|| format!("sinks[{i}]"))?;
                 sinks.push(Box::new(s));
             }
+            #[cfg(feature = "kafka")]
+            SinkConfig::Kafka(c) => {
+                let s = tidemark_kafka::KafkaSink::new(
+                    c.clone(),
+                    &config.pipeline.name,
+                    config.server_name(),
+                    database,
+                )
+                .with_context(|| format!("sinks[{i}]"))?;
+                sinks.push(Box::new(s));
+            }
         }
     }
     Ok(sinks)

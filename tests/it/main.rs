@@ -3,6 +3,7 @@
 //! Server-dependent tests run only with `TIDEMARK_TEST_PG=1` (set by `make test`), and print a
 //! note otherwise, so `cargo test` works on a laptop without the services.
 
+mod pg_crash;
 mod pg_pipeline;
 mod pg_replication;
 mod pg_types;

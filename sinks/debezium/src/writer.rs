@@ -9,6 +9,9 @@
 //! - A line is written whole into the buffer; a crash can still leave a partial last line in
 //!   the file (the buffer is flushed in chunks). Readers must tolerate a torn final line; the
 //!   position acknowledged is only ever that of data before the last successful `sync`.
+//! - Appending after a crash would glue the next line onto the torn one, corrupting a line in
+//!   the middle of the file: [`JsonlWriter::open`] first cuts the file back to its last newline
+//!   (what it cuts was never acknowledged, so the source sends it again).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Stdout, Write};
@@ -32,13 +35,46 @@ pub struct JsonlWriter {
     line: Vec<u8>,
 }
 
+/// Truncates `file` after its last `\n` when it does not end with one (module traps).
+fn drop_torn_tail(file: &File) -> io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut reader = file;
+    let mut end = len;
+    let mut buf = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        reader.seek(SeekFrom::Start(start))?;
+        reader.read_exact(chunk)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            let keep = start + i as u64 + 1;
+            if keep < len {
+                file.set_len(keep)?;
+            }
+            return Ok(());
+        }
+        end = start;
+    }
+    // No newline at all: the whole file is one torn line.
+    file.set_len(0)
+}
+
 impl JsonlWriter {
     /// Opens `path` for append (`-` = stdout).
     pub fn open(path: &str, fsync: bool, include_topic: bool) -> io::Result<Self> {
         let target = if path == "-" {
             Target::Stdout(BufWriter::new(io::stdout()))
         } else {
-            let file = OpenOptions::new().create(true).append(true).open(path)?;
+            let file = OpenOptions::new()
+                .create(true)
+                .read(true)
+                .append(true)
+                .open(path)?;
+            drop_torn_tail(&file)?;
             Target::File {
                 file: BufWriter::with_capacity(1 << 16, file),
                 path: PathBuf::from(path),
@@ -119,5 +155,34 @@ impl JsonlWriter {
             }
             Target::Stdout(out) => out.flush(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_cuts_a_torn_last_line_so_appends_start_on_a_fresh_line() {
+        let dir = std::env::temp_dir().join(format!("tidemark-jsonl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (before, after) in [
+            ("{\"a\":1}\n{\"b\":", "{\"a\":1}\n"),
+            ("{\"a\":1}\n", "{\"a\":1}\n"),
+            ("{\"torn", ""),
+            ("", ""),
+        ] {
+            let path = dir.join("out.jsonl");
+            std::fs::write(&path, before).unwrap();
+            let w = JsonlWriter::open(path.to_str().unwrap(), false, true).unwrap();
+            drop(w);
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), after, "{before:?}");
+        }
+        let big = format!("{}\n{}", "x".repeat(200_000), "y".repeat(100_000));
+        let path = dir.join("big.jsonl");
+        std::fs::write(&path, &big).unwrap();
+        drop(JsonlWriter::open(path.to_str().unwrap(), false, true).unwrap());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 200_001);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
