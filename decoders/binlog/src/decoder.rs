@@ -1,0 +1,926 @@
+//! Binlog events → the Arrow change model: the stateful part of the decoder.
+//!
+//! ```text
+//!  event bytes ──► Decoder::decode ──► Step::Emitted(Transaction)   at XID / COMMIT (or a chunk)
+//!       │                              Step::Ddl { query, end }     a statement outside a transaction
+//!       │                              Step::Rotate / Heartbeat / FormatDescription / Stop
+//!       └─ state: format description (checksum), file name and number, table maps by id,
+//!                 schema versions by table, catalog from the source, the open transaction
+//! ```
+//!
+//! A transaction is `GTID? (MySQL) | GTID (MariaDB, replaces BEGIN)`, `QUERY BEGIN` (MySQL),
+//! `(ROWS_QUERY | ANNOTATE_ROWS)? TABLE_MAP+ ROWS+ ...`, `XID | QUERY COMMIT`. MySQL 8.0.20+
+//! may wrap everything after the GTID in one zstd TRANSACTION_PAYLOAD_EVENT.
+//!
+//! # Traps
+//! - Table ids are valid only until the next TABLE_MAP (trap "table-map ids are not stable
+//!   identities"): schemas are versioned by `db.table`, never by id.
+//! - MariaDB has no BEGIN query: its GTID event starts the group unless it is flagged
+//!   standalone (a DDL follows, no COMMIT).
+//! - Events inside a transaction payload have `log_pos` 0 and no checksum: their position is the
+//!   payload event's.
+//! - Resuming inside a transaction re-reads it from its first event; rows at or before the
+//!   checkpoint are dropped here ([`Decoder::skip_until`]), so nothing is repeated.
+//! - Long transactions are emitted in chunks of [`DecoderOptions::max_chunk_rows`] rows with
+//!   `complete == false`: memory stays bounded by the chunk, not the transaction.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use tidemark_model::mysql_position::binlog_file_number;
+use tidemark_model::{
+    ChangeBatch, ChangeBatchBuilder, Gtid, Image, MarkerKind, MysqlPosition, Op, Position,
+    TableId, TableSchema, Transaction, TxnItem,
+};
+
+use crate::error::{DecodeError, ErrorKind};
+use crate::event::{code, event_name, strip_checksum, Checksum, EventHeader, FormatDescription, HEADER_LEN};
+use crate::events::{self, MariadbGtidEvent, MysqlGtidEvent, Query};
+use crate::reader::Reader;
+use crate::rows::{bit, rows_event, RowsHeader, RowsKind};
+use crate::schema::{resolve, TableCatalog, TableEntry};
+use crate::table_map::TableMap;
+use crate::values::{self, Decoded, Kind, Scratch};
+
+/// Batch-level Arrow metadata keys the decoder sets on every MySQL change batch (the model has
+/// no per-row place for them; Debezium's `source` block needs them).
+pub mod meta {
+    /// The binlog file name (`mysql-bin.000003`).
+    pub const FILE: &str = "tidemark.mysql.file";
+    /// `server_id` of the server that wrote the events.
+    pub const SERVER_ID: &str = "tidemark.mysql.server_id";
+    /// Thread id of the BEGIN query (MySQL; MariaDB has none).
+    pub const THREAD: &str = "tidemark.mysql.thread";
+    /// The statement from ROWS_QUERY / ANNOTATE_ROWS, when the server logs it.
+    pub const QUERY: &str = "tidemark.mysql.query";
+}
+
+/// Decoder settings.
+#[derive(Debug, Clone)]
+pub struct DecoderOptions {
+    /// Rows per emitted chunk of a long transaction.
+    pub max_chunk_rows: usize,
+    /// Largest decompressed transaction payload / compressed event accepted (bytes).
+    pub max_uncompressed_bytes: usize,
+    /// Emit transactions that have no rows of included tables (so checkpoints advance).
+    pub emit_empty_transactions: bool,
+}
+
+impl Default for DecoderOptions {
+    fn default() -> Self {
+        DecoderOptions {
+            max_chunk_rows: 65_536,
+            // MySQL's own limit for a payload is max_allowed_packet-ish; 1 GiB is its maximum.
+            max_uncompressed_bytes: 1 << 30,
+            emit_empty_transactions: true,
+        }
+    }
+}
+
+/// What one event did.
+#[derive(Debug)]
+pub enum Step {
+    /// A transaction (or a chunk of one, see `complete`).
+    Emitted(Transaction),
+    /// A statement outside a transaction (DDL): the catalog was dropped; `end` is the position
+    /// after it.
+    Ddl {
+        database: String,
+        query: String,
+        end: Position,
+    },
+    Rotate {
+        file: String,
+        pos: u64,
+    },
+    Heartbeat {
+        file: String,
+        pos: u64,
+    },
+    FormatDescription {
+        server_version: String,
+        checksum: Checksum,
+    },
+    Stop,
+}
+
+struct Txn {
+    txn_pos: u64,
+    gtid: Option<Gtid>,
+    commit_ts_us: Option<i64>,
+    thread: Option<u32>,
+    items: Vec<TxnItem>,
+    current: Option<(Arc<TableSchema>, ChangeBatchBuilder, BatchMeta)>,
+    index: u32,
+    chunk_rows: usize,
+    last: Option<MysqlPosition>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+struct BatchMeta {
+    file: Arc<str>,
+    server_id: u32,
+    query: Option<Arc<str>>,
+}
+
+/// A GTID that arrived before its transaction started.
+#[derive(Clone, Copy)]
+struct PendingGtid {
+    gtid: Option<Gtid>,
+    pos: u64,
+    commit_ts_us: Option<i64>,
+}
+
+type Filter = Box<dyn Fn(&TableId) -> bool + Send>;
+
+/// The binlog → change model decoder of one replication session.
+pub struct Decoder {
+    options: DecoderOptions,
+    fde: FormatDescription,
+    checksum: Checksum,
+    file: String,
+    /// `file` shared by the batches of the file.
+    file_arc: Arc<str>,
+    file_number: u32,
+    maps: HashMap<u64, Arc<TableEntry>>,
+    versions: HashMap<TableId, Arc<TableSchema>>,
+    catalog: HashMap<TableId, TableCatalog>,
+    catalog_generation: u64,
+    filter: Option<Filter>,
+    pending: Option<PendingGtid>,
+    txn: Option<Txn>,
+    query: Option<Arc<str>>,
+    skip_until: Option<MysqlPosition>,
+    scratch: Scratch,
+    before_json: Vec<Option<String>>,
+    out: Vec<Step>,
+}
+
+/// Where an event is, for errors.
+#[derive(Clone, Copy)]
+struct At {
+    pos: u64,
+    event: &'static str,
+}
+
+impl Decoder {
+    pub fn new(options: DecoderOptions) -> Self {
+        Decoder {
+            options,
+            fde: FormatDescription::default(),
+            checksum: Checksum::None,
+            file: String::new(),
+            file_arc: Arc::from(""),
+            file_number: 0,
+            maps: HashMap::new(),
+            versions: HashMap::new(),
+            catalog: HashMap::new(),
+            catalog_generation: 0,
+            filter: None,
+            pending: None,
+            txn: None,
+            query: None,
+            skip_until: None,
+            scratch: Scratch::default(),
+            before_json: Vec::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// The checksum algorithm negotiated with `@master_binlog_checksum`, used until the format
+    /// description event says otherwise (trap "checksum negotiation").
+    pub fn set_checksum(&mut self, c: Checksum) {
+        self.checksum = c;
+    }
+
+    /// The binlog file the stream starts in (the first ROTATE says it again).
+    pub fn set_file(&mut self, name: &str) -> Result<(), DecodeError> {
+        self.file_number = binlog_file_number(name).ok_or_else(|| DecodeError {
+            file: name.to_owned(),
+            pos: 0,
+            event: "ROTATE_EVENT",
+            kind: ErrorKind::Unsupported {
+                what: "a binlog file name without a numeric suffix".into(),
+            },
+        })?;
+        self.file = name.to_owned();
+        self.file_arc = Arc::from(name);
+        Ok(())
+    }
+
+    /// Only tables for which `f` is true produce rows.
+    pub fn set_filter(&mut self, f: impl Fn(&TableId) -> bool + Send + 'static) {
+        self.filter = Some(Box::new(f));
+    }
+
+    /// Drops rows and transactions at or before `p` (resume after a checkpoint).
+    pub fn skip_until(&mut self, p: MysqlPosition) {
+        self.skip_until = Some(p);
+    }
+
+    /// Registers what the catalog says about a table (before its TABLE_MAP is decoded).
+    pub fn register_catalog(&mut self, table: TableId, catalog: TableCatalog) {
+        self.catalog.insert(table, catalog);
+        self.catalog_generation += 1;
+    }
+
+    /// Whether the source should look `table` up before decoding its table map.
+    pub fn needs_catalog(&self, table: &TableId) -> bool {
+        self.included(table) && !self.catalog.contains_key(table)
+    }
+
+    /// The table named by a TABLE_MAP event (whole event bytes), without decoding it.
+    pub fn peek_table_map(event: &[u8]) -> Option<TableId> {
+        let h = EventHeader::parse(event).ok()?;
+        if h.event_type != code::TABLE_MAP {
+            return None;
+        }
+        let mut r = Reader::new(event.get(HEADER_LEN..)?);
+        r.take(8).ok()?;
+        let n = usize::from(r.u8().ok()?);
+        let db = String::from_utf8(r.take(n).ok()?.to_vec()).ok()?;
+        r.u8().ok()?;
+        let n = usize::from(r.u8().ok()?);
+        let t = String::from_utf8(r.take(n).ok()?.to_vec()).ok()?;
+        Some(TableId::new(db, t))
+    }
+
+    fn included(&self, t: &TableId) -> bool {
+        self.filter.as_ref().is_none_or(|f| f(t))
+    }
+
+    /// True between the start of a transaction and its commit.
+    pub fn in_transaction(&self) -> bool {
+        self.txn.is_some()
+    }
+
+    /// The current binlog file and its number.
+    pub fn file(&self) -> (&str, u32) {
+        (&self.file, self.file_number)
+    }
+
+    /// The latest schema of a table.
+    pub fn schema(&self, t: &TableId) -> Option<&Arc<TableSchema>> {
+        self.versions.get(t)
+    }
+
+    /// The format description in force.
+    pub fn format(&self) -> &FormatDescription {
+        &self.fde
+    }
+
+    /// Decodes one whole event (header, body and checksum footer as the server sent it).
+    pub fn decode(&mut self, event: &[u8]) -> Result<Vec<Step>, DecodeError> {
+        self.out.clear();
+        let r = self.event(event, None);
+        let steps = std::mem::take(&mut self.out);
+        r.map(|()| steps)
+    }
+
+    fn err(&self, at: At, kind: ErrorKind) -> DecodeError {
+        DecodeError {
+            file: self.file.clone(),
+            pos: at.pos,
+            event: at.event,
+            kind,
+        }
+    }
+
+    /// `inner`: the payload event's position and next position for events inside a
+    /// TRANSACTION_PAYLOAD (no checksum, `log_pos` 0).
+    fn event(&mut self, event: &[u8], inner: Option<(u64, u64)>) -> Result<(), DecodeError> {
+        let unknown = At {
+            pos: 0,
+            event: "event",
+        };
+        let h = EventHeader::parse(event).map_err(|k| self.err(unknown, k))?;
+        let at = At {
+            pos: inner.map_or_else(|| h.start_pos().unwrap_or(0), |i| i.0),
+            event: event_name(h.event_type),
+        };
+        if h.event_size as usize != event.len() {
+            return Err(self.err(
+                at,
+                ErrorKind::Invalid {
+                    offset: 9,
+                    reason: "event_size differs from the event's length",
+                },
+            ));
+        }
+        let next = inner.map_or(u64::from(h.log_pos), |i| i.1);
+        if h.event_type == code::FORMAT_DESCRIPTION {
+            let (fde, _) = FormatDescription::parse_event(event).map_err(|k| self.err(at, k))?;
+            self.checksum = fde.checksum;
+            self.out.push(Step::FormatDescription {
+                server_version: fde.server_version.clone(),
+                checksum: fde.checksum,
+            });
+            self.fde = fde;
+            return Ok(());
+        }
+        let alg = if inner.is_some() {
+            Checksum::None
+        } else {
+            self.checksum
+        };
+        let data = strip_checksum(event, alg).map_err(|k| self.err(at, k))?;
+        let body = &data[HEADER_LEN..];
+        self.dispatch(&h, body, at, next).map_err(|k| self.err(at, k))
+    }
+
+    fn dispatch(&mut self, h: &EventHeader, body: &[u8], at: At, next: u64) -> Result<(), ErrorKind> {
+        use code::*;
+        match h.event_type {
+            ROTATE => {
+                let (pos, name) = events::parse_rotate(body)?;
+                self.file_number = binlog_file_number(&name).ok_or_else(|| ErrorKind::Unsupported {
+                    what: format!("binlog file name {name:?} without a numeric suffix"),
+                })?;
+                self.file = name.clone();
+                self.file_arc = Arc::from(name.as_str());
+                self.out.push(Step::Rotate { file: name, pos });
+            }
+            QUERY | MARIADB_QUERY_COMPRESSED => {
+                let (mut q, text) = Query::parse(body)?;
+                q.query = if h.event_type == MARIADB_QUERY_COMPRESSED {
+                    let raw = events::mariadb_uncompress(text, self.options.max_uncompressed_bytes)?;
+                    String::from_utf8_lossy(&raw).into_owned()
+                } else {
+                    String::from_utf8_lossy(text).into_owned()
+                };
+                self.on_query(h, q, at, next)?;
+            }
+            XID => {
+                let xid = Reader::new(body).u64()?;
+                self.commit(h, Some(xid), next)?;
+            }
+            TABLE_MAP => self.on_table_map(body)?,
+            GTID | ANONYMOUS_GTID => {
+                let g = MysqlGtidEvent::parse(body)?;
+                self.pending = Some(PendingGtid {
+                    gtid: g.gtid(),
+                    pos: at.pos,
+                    commit_ts_us: g.immediate_commit_ts_us.map(|t| t as i64),
+                });
+            }
+            MARIADB_GTID => {
+                let g = MariadbGtidEvent::parse(body)?;
+                let pending = PendingGtid {
+                    gtid: Some(Gtid::Mariadb {
+                        domain: g.domain,
+                        server: h.server_id,
+                        seq: g.seq,
+                    }),
+                    pos: at.pos,
+                    commit_ts_us: None,
+                };
+                self.pending = Some(pending);
+                if !g.standalone() {
+                    self.begin(h, None)?;
+                }
+            }
+            TRANSACTION_PAYLOAD => self.on_payload(body, at, next)?,
+            ROWS_QUERY => self.query = Some(events::parse_rows_query(body)?.into()),
+            MARIADB_ANNOTATE_ROWS => {
+                self.query = Some(String::from_utf8_lossy(body).into_owned().into());
+            }
+            HEARTBEAT => {
+                let file = events::parse_heartbeat(body)?;
+                self.out.push(Step::Heartbeat {
+                    file,
+                    pos: u64::from(h.log_pos),
+                });
+            }
+            HEARTBEAT_V2 => {
+                let (file, pos) = events::parse_heartbeat_v2(body)?;
+                self.out.push(Step::Heartbeat {
+                    file,
+                    pos: pos.unwrap_or(u64::from(h.log_pos)),
+                });
+            }
+            STOP => self.out.push(Step::Stop),
+            PREVIOUS_GTIDS => {
+                events::parse_previous_gtids(body)?;
+            }
+            MARIADB_GTID_LIST => {
+                events::parse_gtid_list(body)?;
+            }
+            MARIADB_BINLOG_CHECKPOINT => {
+                events::parse_binlog_checkpoint(body)?;
+            }
+            INTVAR | RAND | USER_VAR | IGNORABLE | MARIADB_START_ENCRYPTION
+            | TRANSACTION_CONTEXT | VIEW_CHANGE => {}
+            XA_PREPARE => {
+                return Err(ErrorKind::Unsupported {
+                    what: "XA transactions (XA_PREPARE_LOG_EVENT)".into(),
+                })
+            }
+            t => match rows_event(t) {
+                Some((kind, v2, compressed)) => self.on_rows(h, body, kind, v2, compressed, at)?,
+                None if matches!(t, WRITE_ROWS_V0 | UPDATE_ROWS_V0 | DELETE_ROWS_V0) => {
+                    return Err(ErrorKind::Unsupported {
+                        what: "pre-GA (v0) rows events".into(),
+                    })
+                }
+                None if h.flags & 0x80 != 0 => {} // LOG_EVENT_IGNORABLE_F: may be skipped.
+                None => {
+                    return Err(ErrorKind::Unsupported {
+                        what: format!("event type {t}"),
+                    })
+                }
+            },
+        }
+        Ok(())
+    }
+
+    fn begin(&mut self, h: &EventHeader, thread: Option<u32>) -> Result<(), ErrorKind> {
+        if self.txn.is_some() {
+            return Err(ErrorKind::Sequence(
+                "a transaction starts while another is open".into(),
+            ));
+        }
+        let p = self.pending.take();
+        let start = p.map_or(0, |p| p.pos);
+        self.txn = Some(Txn {
+            txn_pos: start,
+            gtid: p.and_then(|p| p.gtid),
+            commit_ts_us: p.and_then(|p| p.commit_ts_us),
+            thread,
+            items: Vec::new(),
+            current: None,
+            index: 0,
+            chunk_rows: 0,
+            last: None,
+        });
+        let _ = h;
+        self.query = None;
+        Ok(())
+    }
+
+    fn on_query(&mut self, h: &EventHeader, q: Query, at: At, next: u64) -> Result<(), ErrorKind> {
+        let stmt = q.query.trim();
+        let upper = stmt
+            .get(..stmt.len().min(16))
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        if upper == "BEGIN" || upper.starts_with("XA START") {
+            if upper.starts_with("XA") {
+                return Err(ErrorKind::Unsupported {
+                    what: "XA transactions".into(),
+                });
+            }
+            if self.pending.is_none() {
+                self.pending = Some(PendingGtid {
+                    gtid: None,
+                    pos: at.pos,
+                    commit_ts_us: None,
+                });
+            }
+            if let Some(t) = self.txn.as_mut() {
+                // MariaDB after a GTID event: the BEGIN only carries the thread id.
+                t.thread = Some(q.thread_id);
+                return Ok(());
+            }
+            return self.begin(h, Some(q.thread_id));
+        }
+        if upper == "COMMIT" || upper == "ROLLBACK" {
+            return self.commit(h, None, next);
+        }
+        if self.txn.is_some() {
+            let dml = ["INSERT", "UPDATE", "DELETE", "REPLACE", "LOAD DATA"];
+            if dml.iter().any(|d| upper.starts_with(d)) {
+                return Err(ErrorKind::Unsupported {
+                    what: "a statement-based DML event in the binlog; set binlog_format=ROW".into(),
+                });
+            }
+            // SAVEPOINT, ROLLBACK TO and similar: nothing to do.
+            return Ok(());
+        }
+        // A statement of its own (DDL): schemas may have changed under every cached table.
+        let p = self.pending.take();
+        let end = MysqlPosition::end(
+            self.file_number,
+            p.map_or(at.pos, |p| p.pos),
+            next,
+            p.and_then(|p| p.gtid),
+        );
+        self.catalog.clear();
+        self.catalog_generation += 1;
+        self.maps.clear();
+        if self.skipped(&end) {
+            return Ok(());
+        }
+        self.out.push(Step::Ddl {
+            database: q.schema,
+            query: q.query,
+            end: Position::Mysql(end),
+        });
+        Ok(())
+    }
+
+    fn skipped(&mut self, p: &MysqlPosition) -> bool {
+        match self.skip_until {
+            Some(s) if p <= &s => true,
+            Some(_) => {
+                self.skip_until = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn on_table_map(&mut self, body: &[u8]) -> Result<(), ErrorKind> {
+        let id_len = self.fde.table_id_len(code::TABLE_MAP);
+        let table_id = Reader::new(body).uint(id_len)?;
+        let raw = &body[id_len..];
+        if let Some(e) = self.maps.get(&table_id) {
+            if e.raw == raw && e.catalog_generation == self.catalog_generation {
+                return Ok(());
+            }
+        }
+        let map = TableMap::parse(body, id_len)?;
+        let table = TableId::new(map.database.clone(), map.table.clone());
+        let (schema, kinds) = if self.included(&table) {
+            let (columns, kinds) = resolve(&map, &table, self.catalog.get(&table))?;
+            let schema = match self.versions.get(&table) {
+                Some(s) if s.same_columns(&columns) => Arc::clone(s),
+                Some(s) => TableSchema::new(table.clone(), s.version + 1, columns),
+                None => TableSchema::new(table.clone(), 1, columns),
+            };
+            self.versions.insert(table.clone(), Arc::clone(&schema));
+            (Some(schema), kinds)
+        } else {
+            (None, Vec::new())
+        };
+        self.maps.insert(
+            table_id,
+            Arc::new(TableEntry {
+                table,
+                schema,
+                kinds,
+                raw: raw.to_vec(),
+                catalog_generation: self.catalog_generation,
+            }),
+        );
+        Ok(())
+    }
+
+    fn on_payload(&mut self, body: &[u8], at: At, next: u64) -> Result<(), ErrorKind> {
+        let (h, payload) = events::parse_transaction_payload(body)?;
+        let data = match h.compression {
+            0 => events::zstd_uncompress(payload, h.uncompressed_size, self.options.max_uncompressed_bytes)?,
+            255 => payload.to_vec(),
+            c => {
+                return Err(ErrorKind::Unsupported {
+                    what: format!("transaction payload compression type {c}"),
+                })
+            }
+        };
+        let mut r = Reader::new(&data);
+        while !r.is_empty() {
+            let head = Reader::new(r.clone().take(HEADER_LEN)?).rest();
+            let ev = EventHeader::parse(head)?;
+            let inner = r.take(ev.event_size as usize)?;
+            // Inner errors carry their own location; unwrap them back to a kind here.
+            self.event(inner, Some((at.pos, next))).map_err(|e| e.kind)?;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, h: &EventHeader, xid: Option<u64>, next: u64) -> Result<(), ErrorKind> {
+        let Some(mut txn) = self.txn.take() else {
+            return Err(ErrorKind::Sequence("commit without a transaction".into()));
+        };
+        self.query = None;
+        flush_batch(&mut txn)?;
+        let end = MysqlPosition::end(self.file_number, txn.txn_pos, next, txn.gtid);
+        if self.skipped(&end) {
+            return Ok(());
+        }
+        if txn.items.is_empty() && !self.options.emit_empty_transactions && txn.index == 0 {
+            return Ok(());
+        }
+        let mut t = Transaction::new(
+            xid,
+            txn.commit_ts_us.or(Some(i64::from(h.timestamp) * 1_000_000)),
+            Position::Mysql(end),
+        );
+        t.items = txn.items;
+        self.out.push(Step::Emitted(t));
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_rows(
+        &mut self,
+        h: &EventHeader,
+        body: &[u8],
+        kind: RowsKind,
+        v2: bool,
+        compressed: bool,
+        at: At,
+    ) -> Result<(), ErrorKind> {
+        let id_len = self.fde.table_id_len(h.event_type);
+        let rh = RowsHeader::parse(body, kind, v2, id_len)?;
+        let entry = Arc::clone(
+            self.maps
+                .get(&rh.table_id)
+                .ok_or(ErrorKind::UnknownTable {
+                    table_id: rh.table_id,
+                })?,
+        );
+        if self.txn.is_none() {
+            return Err(ErrorKind::Sequence("rows event outside a transaction".into()));
+        }
+        let Some(schema) = entry.schema.clone() else {
+            return Ok(()); // excluded table
+        };
+        if rh.width != entry.kinds.len() {
+            return Err(ErrorKind::Sequence(format!(
+                "rows event for {} has {} columns, its table map {}",
+                entry.table,
+                rh.width,
+                entry.kinds.len()
+            )));
+        }
+        let decompressed;
+        let rows = if compressed {
+            decompressed = events::mariadb_uncompress(
+                &body[rh.rows_offset..],
+                self.options.max_uncompressed_bytes,
+            )?;
+            &decompressed[..]
+        } else {
+            &body[rh.rows_offset..]
+        };
+        let bm = BatchMeta {
+            file: Arc::clone(&self.file_arc),
+            server_id: h.server_id,
+            query: self.query.clone(),
+        };
+        let ts = Some(i64::from(h.timestamp) * 1_000_000);
+        let mut r = Reader::new(rows);
+        let mut row_in_event = 0u32;
+        while !r.is_empty() {
+            let txn = self.txn.as_mut().expect("checked above");
+            let pos = MysqlPosition {
+                file: self.file_number,
+                txn_pos: txn.txn_pos,
+                event_pos: at.pos,
+                row: row_in_event,
+                index: txn.index,
+                gtid: txn.gtid,
+            };
+            txn.index = txn.index.checked_add(1).filter(|i| *i < u32::MAX).ok_or_else(|| {
+                ErrorKind::Unsupported {
+                    what: "more than 2^32-2 rows in one transaction".into(),
+                }
+            })?;
+            row_in_event += 1;
+            let skip = match self.skip_until {
+                Some(s) => pos <= s,
+                None => false,
+            };
+            let mut ctx = RowCtx {
+                entry: &entry,
+                scratch: &mut self.scratch,
+                before_json: &mut self.before_json,
+            };
+            if skip {
+                ctx.skip_row(&mut r, kind, &rh)?;
+                continue;
+            }
+            ensure_batch(txn, &schema, &bm)?;
+            let (_, b, _) = txn.current.as_mut().expect("ensured");
+            let op = match kind {
+                RowsKind::Write => Op::Insert,
+                RowsKind::Delete => Op::Delete,
+                RowsKind::Update | RowsKind::PartialUpdate => Op::Update,
+            };
+            b.begin_row(op, &Position::Mysql(pos), None, ts)?;
+            match kind {
+                RowsKind::Write => {
+                    b.image_null(Image::Before)?;
+                    ctx.image(&mut r, b, Image::After, rh.present, false)?;
+                }
+                RowsKind::Delete => {
+                    ctx.image(&mut r, b, Image::Before, rh.present, false)?;
+                    b.image_null(Image::After)?;
+                }
+                RowsKind::Update => {
+                    ctx.image(&mut r, b, Image::Before, rh.present, false)?;
+                    ctx.image(&mut r, b, Image::After, rh.present_after, false)?;
+                }
+                RowsKind::PartialUpdate => {
+                    ctx.image(&mut r, b, Image::Before, rh.present, true)?;
+                    ctx.image(&mut r, b, Image::After, rh.present_after, true)?;
+                }
+            }
+            b.finish_row()?;
+            txn.last = Some(pos);
+            txn.chunk_rows += 1;
+        }
+        let max = self.options.max_chunk_rows;
+        let txn = self.txn.as_mut().expect("checked above");
+        if txn.chunk_rows >= max {
+            flush_batch(txn)?;
+            let mut chunk = Transaction::new(
+                None,
+                txn.commit_ts_us,
+                Position::Mysql(txn.last.expect("rows were added")),
+            );
+            chunk.items = std::mem::take(&mut txn.items);
+            chunk.complete = false;
+            txn.chunk_rows = 0;
+            self.out.push(Step::Emitted(chunk));
+        }
+        Ok(())
+    }
+}
+
+/// Starts a new batch when the table, version or batch metadata changes.
+fn ensure_batch(txn: &mut Txn, schema: &Arc<TableSchema>, bm: &BatchMeta) -> Result<(), ErrorKind> {
+    let same = txn
+        .current
+        .as_ref()
+        .is_some_and(|(s, _, m)| Arc::ptr_eq(s, schema) && m == bm);
+    if !same {
+        flush_batch(txn)?;
+        txn.current = Some((Arc::clone(schema), ChangeBatchBuilder::new(Arc::clone(schema), 256), bm.clone()));
+    }
+    Ok(())
+}
+
+fn flush_batch(txn: &mut Txn) -> Result<(), ErrorKind> {
+    if let Some((_, mut b, m)) = txn.current.take() {
+        if b.is_empty() {
+            return Ok(());
+        }
+        let cb = b.finish()?;
+        txn.items.push(TxnItem::Rows(with_meta(cb, &m, txn.thread)?));
+    }
+    Ok(())
+}
+
+/// The batch with the MySQL batch metadata on its Arrow schema (fields unchanged).
+fn with_meta(cb: ChangeBatch, m: &BatchMeta, thread: Option<u32>) -> Result<ChangeBatch, ErrorKind> {
+    let mut md = cb.batch.schema().metadata().clone();
+    md.insert(meta::FILE.into(), m.file.to_string());
+    md.insert(meta::SERVER_ID.into(), m.server_id.to_string());
+    if let Some(t) = thread {
+        md.insert(meta::THREAD.into(), t.to_string());
+    }
+    if let Some(q) = &m.query {
+        md.insert(meta::QUERY.into(), q.to_string());
+    }
+    let schema = Arc::new(cb.batch.schema().as_ref().clone().with_metadata(md));
+    let batch = RecordBatch::try_new(schema, cb.batch.columns().to_vec()).map_err(|e| {
+        ErrorKind::Sequence(format!("rebuilding the batch with metadata: {e}"))
+    })?;
+    Ok(ChangeBatch {
+        schema: cb.schema,
+        batch,
+    })
+}
+
+/// Borrowed state for reading one row's images.
+struct RowCtx<'e> {
+    entry: &'e TableEntry,
+    scratch: &'e mut Scratch,
+    before_json: &'e mut Vec<Option<String>>,
+}
+
+fn popcount(map: &[u8], width: usize) -> usize {
+    (0..width).filter(|&i| bit(map, i)).count()
+}
+
+fn value_err(entry: &TableEntry, col: usize, reason: String) -> ErrorKind {
+    let c = entry.schema.as_ref().map(|s| &s.columns[col]);
+    ErrorKind::Value {
+        table: entry.table.to_string(),
+        column: c.map_or_else(|| col.to_string(), |c| c.name.clone()),
+        source_type: c.map_or_else(String::new, |c| c.source_type.display.clone()),
+        reason,
+    }
+}
+
+impl RowCtx<'_> {
+
+    /// Reads one image into `b`; columns absent from `present` are `Unchanged`.
+    fn image(
+        &mut self,
+        r: &mut Reader<'_>,
+        b: &mut ChangeBatchBuilder,
+        image: Image,
+        present: &[u8],
+        partial: bool,
+    ) -> Result<(), ErrorKind> {
+        let width = self.entry.kinds.len();
+        let mut partial_bits: &[u8] = &[];
+        if partial && image == Image::After {
+            let opts = r.packed()?.unwrap_or(0);
+            if opts & 1 != 0 {
+                let n_json = (0..width)
+                    .filter(|&i| bit(present, i) && matches!(self.entry.kinds[i], Kind::Json { .. }))
+                    .count();
+                partial_bits = r.take(n_json.div_ceil(8))?;
+            }
+        }
+        if partial && image == Image::Before {
+            self.before_json.clear();
+            self.before_json.resize(width, None);
+        }
+        let nulls = r.take(popcount(present, width).div_ceil(8))?;
+        let (mut k, mut json_i) = (0usize, 0usize);
+        for col in 0..width {
+            if !bit(present, col) {
+                b.append_unchanged(image, col)?;
+                continue;
+            }
+            let is_null = bit(nulls, k);
+            k += 1;
+            let kind = &self.entry.kinds[col];
+            let is_json = matches!(kind, Kind::Json { .. });
+            let diff = is_json && bit(partial_bits, json_i);
+            if is_json {
+                json_i += 1;
+            }
+            if is_null {
+                b.append_null(image, col)?;
+                continue;
+            }
+            if diff {
+                let len = r.uint(4)? as usize;
+                let diffs = r.take(len)?;
+                let entry = self.entry;
+                let before = self.before_json.get(col).and_then(|v| v.as_deref()).ok_or_else(|| {
+                    value_err(entry, col, "partial JSON update without a before image".into())
+                })?;
+                crate::json_diff::apply(before, diffs, &mut self.scratch.text)
+                    .map_err(|e| value_err(entry, col, e))?;
+                b.append_value(image, col, tidemark_model::MysqlValue::Str(&self.scratch.text))?;
+                continue;
+            }
+            let entry = self.entry;
+            let v = values::decode(r, kind, self.scratch).map_err(|e| value_err(entry, col, e))?;
+            if partial && image == Image::Before && is_json {
+                if let Decoded::Value(tidemark_model::MysqlValue::Str(s)) = v {
+                    self.before_json[col] = Some(s.to_owned());
+                }
+            }
+            match v {
+                Decoded::Value(v) => b.append_value(image, col, v)?,
+                Decoded::Invalid(t) => b.append_marked_null(image, col, MarkerKind::Invalid, Some(t))?,
+                Decoded::Srid(v, d) => b.append_value_marked(image, col, v, MarkerKind::Srid, Some(d))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads past one row without building it (rows before the resume point).
+    fn skip_row(&mut self, r: &mut Reader<'_>, kind: RowsKind, rh: &RowsHeader<'_>) -> Result<(), ErrorKind> {
+        let images: &[(&[u8], bool)] = match kind {
+            RowsKind::Write | RowsKind::Delete => &[(rh.present, false)],
+            RowsKind::Update => &[(rh.present, false), (rh.present_after, false)],
+            RowsKind::PartialUpdate => &[(rh.present, false), (rh.present_after, true)],
+        };
+        let width = self.entry.kinds.len();
+        for &(present, after_partial) in images {
+            let mut partial_bits: &[u8] = &[];
+            if after_partial {
+                if r.packed()?.unwrap_or(0) & 1 != 0 {
+                    let n = (0..width)
+                        .filter(|&i| bit(present, i) && matches!(self.entry.kinds[i], Kind::Json { .. }))
+                        .count();
+                    partial_bits = r.take(n.div_ceil(8))?;
+                }
+            }
+            let nulls = r.take(popcount(present, width).div_ceil(8))?;
+            let (mut k, mut j) = (0, 0);
+            for col in 0..width {
+                if !bit(present, col) {
+                    continue;
+                }
+                let null = bit(nulls, k);
+                k += 1;
+                let kind = &self.entry.kinds[col];
+                let is_json = matches!(kind, Kind::Json { .. });
+                let diff = is_json && bit(partial_bits, j);
+                j += usize::from(is_json);
+                if null {
+                    continue;
+                }
+                if diff {
+                    let len = r.uint(4)? as usize;
+                    r.take(len)?;
+                } else {
+                    let entry = self.entry;
+                    values::decode(r, kind, self.scratch).map_err(|e| value_err(entry, col, e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
