@@ -253,7 +253,7 @@ fn is_numeric(t: u8) -> bool {
 }
 
 fn is_character(c: &ColumnSpec) -> bool {
-    matches!(c.ty, ty::VARCHAR | ty::VAR_STRING | ty::BLOB) || (c.ty == ty::STRING && !matches!((c.meta >> 8) as u8, ty::ENUM | ty::SET))
+    matches!(c.ty, ty::VARCHAR | ty::VAR_STRING | ty::BLOB | ty::GEOMETRY) || (c.ty == ty::STRING && !matches!((c.meta >> 8) as u8, ty::ENUM | ty::SET))
 }
 
 fn bitmap_msb(bits: &[bool]) -> Vec<u8> {

@@ -193,6 +193,24 @@ pub fn strip_checksum(event: &[u8], alg: Checksum) -> Result<&[u8], ErrorKind> {
     }
 }
 
+/// `LOG_EVENT_BINLOG_IN_USE_F`: set in the FDE of the binlog file the server is writing.
+pub const FLAG_BINLOG_IN_USE: u16 = 0x1;
+
+/// The FDE's checksum. Trap: the server sets `LOG_EVENT_BINLOG_IN_USE_F` in the FDE of the
+/// file it is writing *after* computing the CRC (and clears it on close), so a file read while
+/// active has a CRC over the flags without that bit (mysqlbinlog does the same check).
+fn fde_checksum(event: &[u8]) -> Result<&[u8], ErrorKind> {
+    match strip_checksum(event, Checksum::Crc32) {
+        Err(ErrorKind::Checksum { expected, actual }) if event.len() > 18 && event[17] & 1 != 0 => {
+            let mut copy = event.to_vec();
+            copy[17] &= !1;
+            strip_checksum(&copy, Checksum::Crc32).map_err(|_| ErrorKind::Checksum { expected, actual })?;
+            Ok(&event[..event.len() - CHECKSUM_LEN])
+        }
+        other => other,
+    }
+}
+
 /// FORMAT_DESCRIPTION_EVENT: binlog version, server version, post-header lengths and the
 /// checksum algorithm of the events that follow.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,7 +276,7 @@ impl FormatDescription {
             };
             // The FDE carries a checksum footer exactly when its algorithm is CRC32.
             let data = if alg == Checksum::Crc32 {
-                strip_checksum(event, alg)?
+                fde_checksum(event)?
             } else {
                 &event[..event.len() - CHECKSUM_LEN]
             };

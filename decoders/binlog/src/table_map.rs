@@ -114,11 +114,13 @@ impl MapColumn {
         )
     }
 
-    /// Charset metadata covers these.
+    /// Charset metadata covers these: geometry too (its base class is BLOB, charset binary;
+    /// MySQL `is_character_type`), but not ENUM/SET, which have their own lists.
     pub fn is_character(&self) -> bool {
         matches!(
             self.ty,
-            ty::STRING
+            ty::GEOMETRY
+                | ty::STRING
                 | ty::VAR_STRING
                 | ty::VARCHAR
                 | ty::BLOB
