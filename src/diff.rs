@@ -11,7 +11,8 @@
 //!
 //! A record is one line of the capture format that `tests/debezium/capture.py` and the
 //! `debezium_json` sink (with `include_topic = true`) both write:
-//! `{"topic": …, "key": <json|null>, "value": <json|null>}` (and, from our sink, `headers`).
+//! `{"topic": …, "key": <json|null>, "value": <json|null>}`, plus `"headers": {name: json}` when
+//! the record has Kafka headers (a primary-key change's `__debezium.newkey` / `oldkey`).
 //!
 //! Records are paired by a [`MatchKey`]: topic, key, op (`null` for a tombstone) and, when
 //! [`DiffOptions::match_lsn`] is set, `source.lsn`. Within one match key, the n-th expected
@@ -44,6 +45,8 @@ pub struct Record {
     pub key: Value,
     /// The value document, `null` for a tombstone.
     pub value: Value,
+    /// Kafka headers by name (`__debezium.newkey`, …), `null` when the line has none.
+    pub headers: Value,
 }
 
 impl Record {
@@ -64,6 +67,7 @@ impl Record {
             topic,
             key: v.get("key").cloned().unwrap_or(Value::Null),
             value: v.get("value").cloned().unwrap_or(Value::Null),
+            headers: v.get("headers").cloned().unwrap_or(Value::Null),
         })
     }
 
@@ -334,6 +338,11 @@ pub fn diff(expected: &[Record], actual: &[Record], options: &DiffOptions) -> Di
             ),
             ("key", expected[i].key.clone(), actual[j].key.clone()),
             ("value", expected[i].value.clone(), actual[j].value.clone()),
+            (
+                "headers",
+                expected[i].headers.clone(),
+                actual[j].headers.clone(),
+            ),
         ] {
             path.push(name.to_string());
             compare(Some(&e), Some(&a), &mut path, options, &mut fields);
@@ -400,6 +409,7 @@ mod tests {
             topic: topic.into(),
             key,
             value,
+            headers: Value::Null,
         }
     }
 

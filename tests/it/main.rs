@@ -4,6 +4,7 @@
 //! note otherwise, so `cargo test` works on a laptop without the services.
 
 mod pg_crash;
+mod pg_debezium;
 mod pg_pipeline;
 mod pg_replication;
 mod pg_types;

@@ -161,6 +161,14 @@ impl DebeziumEncoder {
         txn: &Transaction,
         out: &mut impl FnMut(Record),
     ) -> Result<(), EncodeError> {
+        // A non-transactional logical message is "processed" before it is encoded: Debezium's
+        // `sequence[0]` is its own LSN, and stays so for the events after it (observed live by
+        // the differential test; docs/debezium-compatibility.md §3).
+        if txn.xid.is_none() && txn.complete {
+            if let Some(pg) = txn.end.as_pg() {
+                self.last_commit_lsn = Some(pg.lsn);
+            }
+        }
         for item in &txn.items {
             match item {
                 TxnItem::Rows(batch) => self.encode_batch(txn, batch, out)?,
