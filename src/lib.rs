@@ -9,6 +9,8 @@ pub mod config;
 pub mod diff;
 pub mod engine;
 pub mod generate;
+#[cfg(feature = "iceberg")]
+pub mod iceberg_cli;
 pub mod metrics;
 pub mod pipeline;
 pub mod source;

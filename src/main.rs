@@ -59,6 +59,38 @@ enum Command {
     },
     /// Commit a realistic insert/update/delete workload to PostgreSQL.
     Generate(tidemark::generate::GenerateArgs),
+    /// Maintenance of the pipeline's Iceberg tables.
+    #[cfg(feature = "iceberg")]
+    Iceberg {
+        #[command(subcommand)]
+        action: IcebergAction,
+    },
+}
+
+#[cfg(feature = "iceberg")]
+#[derive(Subcommand)]
+enum IcebergAction {
+    /// Rewrite each table's data files with its deletes applied (one `replace` snapshot).
+    Compact {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this table (`namespace.name` in the catalog).
+        #[arg(long)]
+        table: Option<String>,
+    },
+    /// Remove old snapshots and delete the files only they reference.
+    Expire {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        table: Option<String>,
+        /// Age past which snapshots go (`1h`, `7days`). Default: the sink's `maintenance.max_snapshot_age`.
+        #[arg(long, value_parser = humantime_serde::re::humantime::parse_duration)]
+        older_than: Option<std::time::Duration>,
+        /// Snapshots always kept. Default: the sink's `maintenance.keep_snapshots`.
+        #[arg(long)]
+        keep: Option<u32>,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -103,6 +135,18 @@ async fn main() -> anyhow::Result<()> {
         Command::Reset { config } => {
             let config = load(&config)?;
             println!("{}", tidemark::pipeline::reset(&config).await?);
+        }
+        #[cfg(feature = "iceberg")]
+        Command::Iceberg { action } => {
+            use tidemark::iceberg_cli::{run, Action};
+            let (config, action, table) = match action {
+                IcebergAction::Compact { config, table } => (config, Action::Compact, table),
+                IcebergAction::Expire { config, table, older_than, keep } => {
+                    (config, Action::Expire { older_than, keep }, table)
+                }
+            };
+            let config = load(&config)?;
+            println!("{}", run(&config, action, table.as_deref()).await?);
         }
         Command::Generate(args) => {
             let started = std::time::Instant::now();

@@ -49,9 +49,26 @@ fn build_sinks(config: &Config, database: &str) -> anyhow::Result<Vec<Box<dyn Si
                 .with_context(|| format!("sinks[{i}]"))?;
                 sinks.push(Box::new(s));
             }
+            // Connects to its catalog: built by `add_iceberg_sinks` (async).
+            #[cfg(feature = "iceberg")]
+            SinkConfig::Iceberg(_) => {}
         }
     }
     Ok(sinks)
+}
+
+/// Appends the Iceberg sinks of `config` (their catalog connection is async).
+#[cfg(feature = "iceberg")]
+async fn add_iceberg_sinks(config: &Config, sinks: &mut Vec<Box<dyn Sink>>) -> anyhow::Result<()> {
+    for (i, sink) in config.sinks.iter().enumerate() {
+        if let SinkConfig::Iceberg(c) = sink {
+            let s = tidemark_iceberg::IcebergSink::new(c.clone())
+                .await
+                .with_context(|| format!("sinks[{i}]"))?;
+            sinks.push(Box::new(s));
+        }
+    }
+    Ok(())
 }
 
 /// Runs the pipeline until Ctrl-C / SIGTERM or a definite error.
@@ -107,7 +124,10 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
     }
     let SourceConfig::Postgres(pg) = &config.source;
     let connect = connect_config(pg)?;
-    let sinks = build_sinks(&config, &connect.dbname)?;
+    #[allow(unused_mut)]
+    let mut sinks = build_sinks(&config, &connect.dbname)?;
+    #[cfg(feature = "iceberg")]
+    add_iceberg_sinks(&config, &mut sinks).await?;
     let (tx, rx) = queue::channel(config.pipeline.max_queue_bytes);
     let (acked_tx, acked_rx) = watch::channel(resume);
     let engine = Engine::new(

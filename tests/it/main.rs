@@ -9,3 +9,7 @@ mod pg_pipeline;
 mod pg_replication;
 mod pg_types;
 mod support;
+#[cfg(feature = "iceberg")]
+mod iceberg_sink;
+#[cfg(feature = "iceberg")]
+mod iceberg_support;

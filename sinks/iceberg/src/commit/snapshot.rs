@@ -1,0 +1,339 @@
+//! One Iceberg snapshot, written by hand on the crate's public spec types: new data and
+//! delete manifests, the manifest list (the parent's manifests carried over, or rewritten
+//! when files are removed), the snapshot with its summary, and the metadata update that the
+//! catalog swaps in atomically.
+//!
+//! ```text
+//! data files ─┐                         ┌─ carried parent manifests (append / row delta)
+//! deletes   ──┼─► new manifests ──► manifest list ──► Snapshot{summary: tidemark.position}
+//! removed   ──┘   (ADDED / DELETED)     └─ or rewritten ones (truncate, compaction)
+//!                                              │
+//!                  AddSchema? + AddSnapshot + SetSnapshotRef(main) ──► Catalog::commit (CAS)
+//! ```
+//!
+//! # Traps
+//! - New entries leave their sequence numbers null: they inherit the manifest list's
+//!   sequence number, which is the snapshot's (Iceberg spec, "Sequence Number Inheritance").
+//! - `Existing` and `Deleted` entries must keep both original sequence numbers.
+//! - The operation is `overwrite` when anything is deleted (pyiceberg and Spark treat
+//!   `append` snapshots as delete-free for incremental reads), `append` otherwise.
+
+use std::collections::{HashMap, HashSet};
+
+use iceberg::io::FileIO;
+use iceberg::spec::{
+    DataContentType, DataFile, ManifestContentType, ManifestFile, ManifestList, ManifestListWriter,
+    ManifestWriterBuilder, Operation, Schema, SchemaRef, Snapshot, SnapshotReference,
+    SnapshotRetention, Summary, MAIN_BRANCH,
+};
+use iceberg::{TableRequirement, TableUpdate};
+
+use crate::commit::catalog::{Catalog, LoadedTable};
+use crate::error::{IcebergError, IoContext};
+use crate::writer::DataWriter;
+
+/// Snapshot summary key holding the last source position the snapshot contains.
+pub const SUMMARY_POSITION: &str = "tidemark.position";
+
+/// What one snapshot changes.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub data_files: Vec<DataFile>,
+    pub delete_files: Vec<DataFile>,
+    /// Remove every live file of the parent first (a truncate).
+    pub remove_all: bool,
+    /// Remove these live files (a compaction).
+    pub remove_paths: HashSet<String>,
+    /// A new current schema (schema evolution), added before the snapshot.
+    pub new_schema: Option<Schema>,
+    /// Extra summary properties (`tidemark.position`, …).
+    pub summary: HashMap<String, String>,
+    /// `replace` for a compaction; otherwise derived.
+    pub replace: bool,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.data_files.is_empty()
+            && self.delete_files.is_empty()
+            && !self.remove_all
+            && self.remove_paths.is_empty()
+            && self.new_schema.is_none()
+    }
+}
+
+/// What a commit did (delta-rs style metrics).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    pub snapshot_id: i64,
+    pub sequence_number: i64,
+    pub data_files: usize,
+    pub delete_files: usize,
+    pub records: u64,
+    pub position_deletes: u64,
+    pub removed_files: usize,
+}
+
+/// The manifests of the table's current snapshot.
+pub async fn current_manifests(
+    file_io: &FileIO,
+    t: &LoadedTable,
+) -> Result<Vec<ManifestFile>, IcebergError> {
+    let Some(snap) = t.metadata.current_snapshot() else {
+        return Ok(Vec::new());
+    };
+    let loc = snap.manifest_list();
+    let bytes = file_io
+        .new_input(loc)
+        .io_ctx("open manifest list", loc)?
+        .read()
+        .await
+        .io_ctx("read manifest list", loc)?;
+    Ok(
+        ManifestList::parse_with_version(&bytes, t.metadata.format_version())
+            .map_err(|e| IcebergError::corrupt(loc, e.to_string()))?
+            .consume_entries()
+            .into_iter()
+            .collect(),
+    )
+}
+
+/// Every live file of the current snapshot with its entry.
+pub async fn live_entries(
+    file_io: &FileIO,
+    t: &LoadedTable,
+) -> Result<Vec<iceberg::spec::ManifestEntryRef>, IcebergError> {
+    let mut out = Vec::new();
+    for m in current_manifests(file_io, t).await? {
+        let manifest = m
+            .load_manifest(file_io)
+            .await
+            .io_ctx("read manifest", &m.manifest_path)?;
+        out.extend(manifest.entries().iter().filter(|e| e.is_alive()).cloned());
+    }
+    Ok(out)
+}
+
+/// Writes manifests and the manifest list, then commits through the catalog. Every file it
+/// creates is first added to `log`'s pending-files log (orphan cleanup after a crash).
+pub async fn commit(
+    catalog: &Catalog,
+    base: &LoadedTable,
+    changes: Changes,
+    log: &mut DataWriter,
+) -> Result<(LoadedTable, CommitStats), IcebergError> {
+    let file_io = &catalog.file_io;
+    let md = &base.metadata;
+    let table = base.ident.to_string();
+    let snapshot_id = new_snapshot_id(base);
+    let seq = md.last_sequence_number() + 1;
+    let parent = md.current_snapshot_id();
+    let schema: SchemaRef = match &changes.new_schema {
+        Some(s) => {
+            // The id the metadata builder will give it.
+            let next_id = md.schemas_iter().map(|s| s.schema_id()).max().unwrap_or(0) + 1;
+            std::sync::Arc::new(
+                s.clone()
+                    .into_builder()
+                    .with_schema_id(next_id)
+                    .build()
+                    .map_err(|e| IcebergError::corrupt(&table, format!("schema: {e}")))?,
+            )
+        }
+        None => md.current_schema().clone(),
+    };
+    let spec = md.default_partition_spec().as_ref().clone();
+    let location = md.location().trim_end_matches('/').to_owned();
+    let mut stats = CommitStats {
+        snapshot_id,
+        sequence_number: seq,
+        data_files: changes.data_files.len(),
+        delete_files: changes.delete_files.len(),
+        records: changes.data_files.iter().map(|f| f.record_count()).sum(),
+        position_deletes: changes.delete_files.iter().map(|f| f.record_count()).sum(),
+        removed_files: 0,
+    };
+    let mut manifests: Vec<ManifestFile> = Vec::new();
+    let new_manifest = async |content: DataContentType, log: &mut DataWriter| {
+        let path = format!("{location}/metadata/{}-m0.avro", uuid::Uuid::new_v4());
+        log.log_new_path(&path).await?;
+        let out = file_io.new_output(&path).io_ctx("create manifest", &path)?;
+        let b = ManifestWriterBuilder::new(out, Some(snapshot_id), schema.clone(), spec.clone());
+        Ok::<_, IcebergError>(match content {
+            DataContentType::Data => b.build_v2_data(),
+            _ => b.build_v2_deletes(),
+        })
+    };
+    // Carry or rewrite the parent's manifests.
+    let rewrite = changes.remove_all || !changes.remove_paths.is_empty();
+    for m in current_manifests(file_io, base).await? {
+        if !rewrite {
+            manifests.push(m);
+            continue;
+        }
+        let manifest = m
+            .load_manifest(file_io)
+            .await
+            .io_ctx("read manifest", &m.manifest_path)?;
+        let alive: Vec<_> = manifest.entries().iter().filter(|e| e.is_alive()).collect();
+        if alive.is_empty() {
+            continue;
+        }
+        let content = match m.content {
+            ManifestContentType::Data => DataContentType::Data,
+            ManifestContentType::Deletes => DataContentType::PositionDeletes,
+        };
+        let mut w = new_manifest(content, log).await?;
+        for e in alive {
+            let (s, fs) = (
+                e.sequence_number.unwrap_or(0),
+                e.file_sequence_number.or(e.sequence_number),
+            );
+            let gone = changes.remove_all || changes.remove_paths.contains(e.file_path());
+            if gone {
+                stats.removed_files += 1;
+                w.add_delete_file(e.data_file.clone(), s, fs.or(Some(0)))
+            } else {
+                w.add_existing_file(
+                    e.data_file.clone(),
+                    e.snapshot_id.unwrap_or(snapshot_id),
+                    s,
+                    fs.or(Some(0)),
+                )
+            }
+            .map_err(|err| IcebergError::corrupt(&table, format!("manifest entry: {err}")))?;
+        }
+        manifests.push(
+            w.write_manifest_file()
+                .await
+                .io_ctx("write manifest", &table)?,
+        );
+    }
+    for (files, content) in [
+        (&changes.data_files, DataContentType::Data),
+        (&changes.delete_files, DataContentType::PositionDeletes),
+    ] {
+        if files.is_empty() {
+            continue;
+        }
+        let mut w = new_manifest(content, log).await?;
+        for f in files {
+            w.add_file(f.clone(), -1)
+                .map_err(|err| IcebergError::corrupt(&table, format!("manifest entry: {err}")))?;
+        }
+        manifests.insert(
+            0,
+            w.write_manifest_file()
+                .await
+                .io_ctx("write manifest", &table)?,
+        );
+    }
+    let list_path = format!(
+        "{location}/metadata/snap-{snapshot_id}-1-{}.avro",
+        uuid::Uuid::new_v4()
+    );
+    log.log_new_path(&list_path).await?;
+    let out = file_io
+        .new_output(&list_path)
+        .io_ctx("create manifest list", &list_path)?;
+    let mut list = ManifestListWriter::v2(
+        out.writer()
+            .await
+            .io_ctx("create manifest list", &list_path)?,
+        snapshot_id,
+        parent,
+        seq,
+    );
+    list.add_manifests(manifests.into_iter())
+        .map_err(|e| IcebergError::corrupt(&table, format!("manifest list: {e}")))?;
+    list.close()
+        .await
+        .io_ctx("write manifest list", &list_path)?;
+
+    let operation = if changes.replace {
+        Operation::Replace
+    } else if changes.remove_all || !changes.delete_files.is_empty() {
+        Operation::Overwrite
+    } else {
+        Operation::Append
+    };
+    let mut props = changes.summary;
+    props.insert("added-data-files".into(), stats.data_files.to_string());
+    props.insert("added-records".into(), stats.records.to_string());
+    props.insert("added-delete-files".into(), stats.delete_files.to_string());
+    props.insert(
+        "added-position-deletes".into(),
+        stats.position_deletes.to_string(),
+    );
+    if stats.removed_files > 0 {
+        props.insert("deleted-data-files".into(), stats.removed_files.to_string());
+    }
+    let snapshot = Snapshot::builder()
+        .with_snapshot_id(snapshot_id)
+        .with_parent_snapshot_id(parent)
+        .with_sequence_number(seq)
+        .with_timestamp_ms(now_ms().max(md.last_updated_ms() + 1))
+        .with_manifest_list(list_path)
+        .with_summary(Summary {
+            operation,
+            additional_properties: props,
+        })
+        .with_schema_id(schema.schema_id())
+        .build();
+    let mut updates = Vec::new();
+    if let Some(s) = changes.new_schema {
+        updates.push(TableUpdate::AddSchema { schema: s });
+        updates.push(TableUpdate::SetCurrentSchema { schema_id: -1 });
+    }
+    updates.push(TableUpdate::AddSnapshot { snapshot });
+    updates.push(TableUpdate::SetSnapshotRef {
+        ref_name: MAIN_BRANCH.to_owned(),
+        reference: SnapshotReference::new(snapshot_id, SnapshotRetention::branch(None, None, None)),
+    });
+    // Checked locally; the catalog's compare-and-swap makes them hold at commit time.
+    let requirement = TableRequirement::RefSnapshotIdMatch {
+        r#ref: MAIN_BRANCH.to_owned(),
+        snapshot_id: parent,
+    };
+    requirement
+        .check(Some(md))
+        .map_err(|_| IcebergError::Conflict {
+            table: table.clone(),
+            expected: base.metadata_location.clone(),
+        })?;
+    let loaded = catalog.commit(base, updates).await?;
+    Ok((loaded, stats))
+}
+
+fn new_snapshot_id(t: &LoadedTable) -> i64 {
+    loop {
+        let (hi, lo) = uuid::Uuid::new_v4().as_u64_pair();
+        let id = ((hi ^ lo) & (i64::MAX as u64)) as i64;
+        if id != 0 && t.metadata.snapshot_by_id(id).is_none() {
+            return id;
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The last source position recorded in the current snapshot's summary (or an ancestor's,
+/// when maintenance snapshots came after it).
+pub fn recorded_position(t: &LoadedTable) -> Option<String> {
+    let md = &t.metadata;
+    let mut snap = md.current_snapshot().cloned();
+    while let Some(s) = snap {
+        if let Some(p) = s.summary().additional_properties.get(SUMMARY_POSITION) {
+            return Some(p.clone());
+        }
+        snap = s
+            .parent_snapshot_id()
+            .and_then(|id| md.snapshot_by_id(id).cloned());
+    }
+    None
+}

@@ -1,0 +1,250 @@
+//! Table maintenance: compaction (rewrite the live rows into new data files with every
+//! delete applied, one `replace` snapshot) and snapshot expiry (drop old snapshots from the
+//! metadata and delete the files only they referenced).
+//!
+//! Both run automatically after `maintenance.compact_every_snapshots` commits, or from the
+//! CLI (`tidemark iceberg compact|expire --config pipeline.toml`).
+//!
+//! # Traps
+//! - Compaction reads the table through iceberg-rust's own scan (deletes applied, old files
+//!   projected onto the current schema by field id): the same rows any reader sees.
+//! - The compaction snapshot copies `tidemark.position` so exactly-once survives expiry of
+//!   the snapshots that recorded it.
+//! - Expiry deletes a file only when no remaining snapshot references it; readers holding an
+//!   expired snapshot open (time travel) lose it, as in every Iceberg engine.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use iceberg::spec::{ManifestList, Snapshot};
+use iceberg::{NamespaceIdent, TableUpdate};
+
+use crate::commit::catalog::{Catalog, LoadedTable};
+use crate::commit::snapshot::{self, recorded_position, Changes, CommitStats, SUMMARY_POSITION};
+use crate::config::IcebergSinkConfig;
+use crate::encoder::rows::cast_to;
+use crate::error::{IcebergError, IoContext};
+use crate::table::TableState;
+use crate::writer::{DataWriter, FileTable};
+
+/// What an expiry did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExpireStats {
+    pub snapshots_removed: usize,
+    pub files_deleted: usize,
+}
+
+/// The iceberg-rust `Table` of a loaded table (for scans).
+pub fn iceberg_table(
+    catalog: &Catalog,
+    t: &LoadedTable,
+) -> Result<iceberg::table::Table, IcebergError> {
+    iceberg::table::Table::builder()
+        .metadata(t.metadata.clone())
+        .metadata_location(t.metadata_location.clone())
+        .identifier(iceberg::TableIdent::new(
+            NamespaceIdent::new(t.ident.namespace.clone()),
+            t.ident.name.clone(),
+        ))
+        .file_io(catalog.file_io.clone())
+        .runtime(iceberg::Runtime::try_current().map_err(|e| {
+            IcebergError::corrupt(t.ident.to_string(), format!("no tokio runtime: {e}"))
+        })?)
+        .readonly(true)
+        .build()
+        .map_err(|e| IcebergError::corrupt(t.ident.to_string(), e.to_string()))
+}
+
+/// Every live row of the table, as iceberg-rust's own reader returns it (deletes applied).
+pub async fn scan_all(
+    catalog: &Catalog,
+    t: &LoadedTable,
+) -> Result<Vec<arrow_array::RecordBatch>, IcebergError> {
+    let name = t.ident.to_string();
+    let stream = iceberg_table(catalog, t)?
+        .scan()
+        .select_all()
+        .build()
+        .map_err(|e| IcebergError::corrupt(&name, format!("scan: {e}")))?
+        .to_arrow()
+        .await
+        .io_ctx("scan", &name)?;
+    stream.try_collect().await.io_ctx("scan", &name)
+}
+
+/// Rewrites the table's live rows without deletes. `None` if there was nothing to compact.
+pub async fn compact(
+    catalog: &Catalog,
+    t: &LoadedTable,
+    target_size: u64,
+) -> Result<Option<(LoadedTable, CommitStats)>, IcebergError> {
+    let name = t.ident.to_string();
+    let entries = snapshot::live_entries(&catalog.file_io, t).await?;
+    let deletes = entries
+        .iter()
+        .filter(|e| TableState::is_delete(&e.data_file))
+        .count();
+    let data = entries.len() - deletes;
+    if deletes == 0 && data <= 1 {
+        return Ok(None);
+    }
+    let md = &t.metadata;
+    let mut writer = DataWriter::new(
+        catalog.file_io.clone(),
+        md.location(),
+        md.current_schema().clone(),
+        md.default_partition_spec().clone(),
+        target_size,
+        &name,
+    )?;
+    let arrow = Arc::new(
+        iceberg::arrow::schema_to_arrow_schema(md.current_schema())
+            .map_err(|e| IcebergError::corrupt(&name, e.to_string()))?,
+    );
+    let table = iceberg_table(catalog, t)?;
+    let mut stream = table
+        .scan()
+        .select_all()
+        .build()
+        .map_err(|e| IcebergError::corrupt(&name, format!("scan: {e}")))?
+        .to_arrow()
+        .await
+        .io_ctx("scan", &name)?;
+    let mut files = FileTable::default();
+    while let Some(batch) = stream.try_next().await.io_ctx("scan", &name)? {
+        let cols = arrow
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .map(|(f, c)| cast_to(c, f.data_type()))
+            .collect::<Result<Vec<_>, _>>()
+            .io_ctx("compact batch", &name)?;
+        let b = arrow_array::RecordBatch::try_new(arrow.clone(), cols)
+            .io_ctx("compact batch", &name)?;
+        writer.write(&b, &mut files).await?;
+    }
+    let new_files = writer.finish(&files).await?;
+    let mut summary = HashMap::new();
+    if let Some(p) = recorded_position(t) {
+        summary.insert(SUMMARY_POSITION.to_owned(), p);
+    }
+    summary.insert("tidemark.compaction".into(), "true".into());
+    let changes = Changes {
+        data_files: new_files,
+        remove_paths: entries.iter().map(|e| e.file_path().to_owned()).collect(),
+        summary,
+        replace: true,
+        ..Changes::default()
+    };
+    let out = snapshot::commit(catalog, t, changes, &mut writer).await?;
+    writer.committed().await?;
+    tracing::info!(table = %name, removed = out.1.removed_files, written = out.1.data_files, "compacted");
+    Ok(Some(out))
+}
+
+/// All files a snapshot references: manifest list, manifests, data and delete files.
+async fn snapshot_files(
+    catalog: &Catalog,
+    t: &LoadedTable,
+    s: &Snapshot,
+) -> Result<HashSet<String>, IcebergError> {
+    let io = &catalog.file_io;
+    let mut out = HashSet::new();
+    let loc = s.manifest_list();
+    out.insert(loc.to_owned());
+    let bytes = match io
+        .new_input(loc)
+        .io_ctx("open manifest list", loc)?
+        .read()
+        .await
+    {
+        Ok(b) => b,
+        Err(_) => return Ok(out), // already gone
+    };
+    let list = ManifestList::parse_with_version(&bytes, t.metadata.format_version())
+        .map_err(|e| IcebergError::corrupt(loc, e.to_string()))?;
+    for m in list.entries() {
+        out.insert(m.manifest_path.clone());
+        if let Ok(manifest) = m.load_manifest(io).await {
+            for e in manifest.entries() {
+                out.insert(e.file_path().to_owned());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Removes snapshots older than `max_age` (keeping the newest `keep` and the current one)
+/// and deletes the files only they referenced.
+pub async fn expire(
+    catalog: &Catalog,
+    t: &LoadedTable,
+    max_age: std::time::Duration,
+    keep: u32,
+) -> Result<(LoadedTable, ExpireStats), IcebergError> {
+    let md = &t.metadata;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let mut snaps: Vec<_> = md.snapshots().cloned().collect();
+    snaps.sort_by_key(|s| std::cmp::Reverse(s.timestamp_ms()));
+    let current = md.current_snapshot_id();
+    let (kept, expired): (Vec<_>, Vec<_>) = snaps.into_iter().enumerate().partition(|(i, s)| {
+        *i < keep as usize
+            || Some(s.snapshot_id()) == current
+            || now - s.timestamp_ms() < max_age.as_millis() as i64
+    });
+    if expired.is_empty() {
+        return Ok((t.clone(), ExpireStats::default()));
+    }
+    let mut keep_files = HashSet::new();
+    for (_, s) in &kept {
+        keep_files.extend(snapshot_files(catalog, t, s).await?);
+    }
+    let mut gone = HashSet::new();
+    for (_, s) in &expired {
+        gone.extend(snapshot_files(catalog, t, s).await?);
+    }
+    let ids: Vec<i64> = expired.iter().map(|(_, s)| s.snapshot_id()).collect();
+    let loaded = catalog
+        .commit(
+            t,
+            vec![TableUpdate::RemoveSnapshots {
+                snapshot_ids: ids.clone(),
+            }],
+        )
+        .await?;
+    let mut files_deleted = 0;
+    for f in gone.difference(&keep_files) {
+        if catalog.file_io.delete(f).await.is_ok() {
+            files_deleted += 1;
+        }
+    }
+    tracing::info!(table = %t.ident, snapshots = ids.len(), files_deleted, "expired snapshots");
+    Ok((
+        loaded,
+        ExpireStats {
+            snapshots_removed: ids.len(),
+            files_deleted,
+        },
+    ))
+}
+
+/// Automatic maintenance of a sink table after a commit: compact, rebuild the index, expire.
+pub async fn maintain(
+    catalog: &Catalog,
+    state: &mut TableState,
+    cfg: &IcebergSinkConfig,
+) -> Result<(), IcebergError> {
+    if let Some((loaded, _)) = compact(catalog, &state.loaded, cfg.target_file_size_bytes).await? {
+        state.loaded = loaded;
+        state.reset_after_rewrite(catalog, cfg).await?;
+    }
+    let m = &cfg.maintenance;
+    let (loaded, _) = expire(catalog, &state.loaded, m.max_snapshot_age, m.keep_snapshots).await?;
+    state.loaded = loaded;
+    state.since_compact = 0;
+    Ok(())
+}

@@ -1,0 +1,232 @@
+//! The mirror's primary key → (data file, row position) index.
+//!
+//! Keys are `arrow-row` encodings of the key columns after [`normalize_key`], so a key column
+//! widened by schema evolution (int → long) keeps its bytes. The index is rebuilt from the
+//! table on start: the key columns of every live data file, minus every position in the live
+//! position delete files.
+//!
+//! # Traps
+//! - Memory is ~60 bytes per live row plus the key; `max_index_keys` bounds it with a
+//!   definite error instead of growing without limit.
+//! - Rows written in the current segment are not in a file yet: they carry the
+//!   [`PENDING_FILE`] marker and their slot in the segment as position.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_row::{RowConverter, SortField};
+use arrow_schema::DataType;
+use bytes::Bytes;
+use iceberg::io::FileIO;
+use iceberg::spec::DataContentType;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+
+use crate::commit::catalog::LoadedTable;
+use crate::commit::snapshot::live_entries;
+use crate::encoder::rows::normalize_key;
+use crate::error::{IcebergError, IoContext};
+use crate::writer::{FileTable, Loc};
+
+/// `Loc::file` of a row of the segment being prepared (not written yet).
+pub const PENDING_FILE: u32 = u32::MAX;
+
+/// Key bytes → row location.
+pub struct KeyIndex {
+    map: HashMap<Box<[u8]>, Loc>,
+    converter: RowConverter,
+    /// Normalised key column types, in key order.
+    pub key_types: Vec<DataType>,
+}
+
+impl KeyIndex {
+    pub fn new(key_types: Vec<DataType>) -> Result<Self, arrow_schema::ArrowError> {
+        let converter = RowConverter::new(key_types.iter().cloned().map(SortField::new).collect())?;
+        Ok(KeyIndex {
+            map: HashMap::new(),
+            converter,
+            key_types,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.map.clear();
+    }
+
+    /// Encodes the key of every row of `cols` (already normalised); `None` where a key
+    /// column is null (an old image without the key).
+    pub fn encode(
+        &self,
+        cols: &[ArrayRef],
+    ) -> Result<Vec<Option<Box<[u8]>>>, arrow_schema::ArrowError> {
+        let rows = self.converter.convert_columns(cols)?;
+        Ok((0..rows.num_rows())
+            .map(|i| {
+                if cols.iter().any(|c| c.is_null(i)) {
+                    None
+                } else {
+                    Some(Box::from(rows.row(i).as_ref()))
+                }
+            })
+            .collect())
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<Loc> {
+        self.map.get(key).copied()
+    }
+
+    pub fn insert(&mut self, key: Box<[u8]>, loc: Loc) -> Option<Loc> {
+        self.map.insert(key, loc)
+    }
+
+    pub fn remove(&mut self, key: &[u8]) -> Option<Loc> {
+        self.map.remove(key)
+    }
+
+    /// Moves every entry of a pending slot to its written location.
+    pub fn settle(&mut self, key: &[u8], loc: Loc) {
+        if let Some(l) = self.map.get_mut(key) {
+            *l = loc;
+        }
+    }
+}
+
+/// Reads the root columns of `bytes` whose Parquet field ids are `ids` (in that order).
+pub fn read_columns(bytes: Bytes, ids: &[i32], path: &str) -> Result<Vec<ArrayRef>, IcebergError> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).io_ctx("open parquet", path)?;
+    let fields = builder.schema().fields().clone();
+    let field_id = |f: &arrow_schema::Field| -> Option<i32> {
+        f.metadata()
+            .get("PARQUET:field_id")
+            .and_then(|v| v.parse().ok())
+    };
+    let mut roots = Vec::new();
+    for id in ids {
+        let i = fields
+            .iter()
+            .position(|f| field_id(f) == Some(*id))
+            .ok_or_else(|| IcebergError::corrupt(path, format!("no column with field id {id}")))?;
+        roots.push(i);
+    }
+    let mut sorted = roots.clone();
+    sorted.sort_unstable();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), sorted.iter().copied());
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(64 * 1024)
+        .build()
+        .io_ctx("read parquet", path)?;
+    let mut batches: Vec<RecordBatch> = Vec::new();
+    for b in reader {
+        batches.push(b.io_ctx("read parquet", path)?);
+    }
+    let schema = match batches.first() {
+        Some(b) => b.schema(),
+        None => return Ok(Vec::new()),
+    };
+    let all =
+        arrow_select::concat::concat_batches(&schema, &batches).io_ctx("read parquet", path)?;
+    // Projected columns come in file order; put them in `ids` order.
+    Ok(roots
+        .iter()
+        .map(|r| {
+            all.column(sorted.iter().position(|s| s == r).unwrap_or(0))
+                .clone()
+        })
+        .collect())
+}
+
+/// Reads a whole file from storage.
+pub async fn read_file(file_io: &FileIO, path: &str) -> Result<Bytes, IcebergError> {
+    file_io
+        .new_input(path)
+        .io_ctx("open", path)?
+        .read()
+        .await
+        .io_ctx("read", path)
+}
+
+/// Rebuilds the index (and the file table) from the table's live files.
+pub async fn rebuild(
+    file_io: &FileIO,
+    table: &LoadedTable,
+    key_field_ids: &[i32],
+    index: &mut KeyIndex,
+    files: &mut FileTable,
+    max_keys: u64,
+) -> Result<(), IcebergError> {
+    index.clear();
+    let entries = live_entries(file_io, table).await?;
+    let mut deleted: HashMap<Arc<str>, HashSet<u32>> = HashMap::new();
+    for e in entries
+        .iter()
+        .filter(|e| e.content_type() == DataContentType::PositionDeletes)
+    {
+        let path = e.file_path();
+        let cols = read_columns(
+            read_file(file_io, path).await?,
+            &[
+                iceberg::metadata_columns::RESERVED_FIELD_ID_DELETE_FILE_PATH,
+                iceberg::metadata_columns::RESERVED_FIELD_ID_DELETE_FILE_POS,
+            ],
+            path,
+        )?;
+        if cols.len() != 2 {
+            continue;
+        }
+        let paths = arrow_cast::cast(&cols[0], &DataType::Utf8).io_ctx("read delete file", path)?;
+        let paths = paths.as_string::<i32>();
+        let pos = cols[1].as_primitive::<Int64Type>();
+        for i in 0..paths.len() {
+            deleted
+                .entry(Arc::from(paths.value(i)))
+                .or_default()
+                .insert(pos.value(i) as u32);
+        }
+    }
+    for e in entries
+        .iter()
+        .filter(|e| e.content_type() == DataContentType::Data)
+    {
+        let path = e.file_path();
+        let file = files.add(path, e.data_file.partition().clone());
+        let cols = read_columns(read_file(file_io, path).await?, key_field_ids, path)?;
+        if cols.is_empty() {
+            continue;
+        }
+        let cols = cols
+            .iter()
+            .map(normalize_key)
+            .collect::<Result<Vec<_>, _>>()
+            .io_ctx("read key columns", path)?;
+        let keys = index.encode(&cols).io_ctx("encode keys", path)?;
+        let gone = deleted.get(path);
+        for (pos, key) in keys.into_iter().enumerate() {
+            let pos = pos as u32;
+            if gone.is_some_and(|g| g.contains(&pos)) {
+                continue;
+            }
+            if let Some(k) = key {
+                index.insert(k, Loc { file, pos });
+            }
+        }
+        if index.len() as u64 > max_keys {
+            return Err(IcebergError::Limit(format!(
+                "table {}: more than max_index_keys = {max_keys} live rows; raise it",
+                table.ident
+            )));
+        }
+    }
+    Ok(())
+}

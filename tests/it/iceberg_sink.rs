@@ -1,0 +1,373 @@
+//! The Iceberg sink against the real PostgreSQL, read back by independent readers.
+//!
+//! Gated by `TIDEMARK_TEST_ICEBERG=1` (set by `make test`). Every test has its own database,
+//! slot, publication, catalog file and warehouse directory.
+
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+
+use crate::iceberg_support::{self as ice, SinkSpec};
+use crate::support::{psql, TestDb};
+
+/// Every type of the table, Postgres → Iceberg (docs/iceberg.md, "Type mapping").
+const CREATE: &str = "CREATE TABLE t (
+  id bigint PRIMARY KEY,
+  i2 smallint, i4 integer, i8 bigint,
+  n numeric(12,3), nu numeric, f4 real, f8 double precision,
+  b boolean, tx text, vc varchar(20), ch char(5), by bytea,
+  d date, tm time, ts timestamp, tstz timestamptz, iv interval,
+  u uuid, js json, jb jsonb, ia integer[], ta text[], ip inet,
+  big text);
+ALTER TABLE t ALTER COLUMN big SET STORAGE EXTERNAL;";
+
+/// Values for row `g` (server-side randomness: the comparison reads Postgres' final state).
+fn values(g: &str) -> String {
+    format!(
+        "{g}, (random()*60000-30000)::int2, CASE WHEN random() < 0.1 THEN NULL ELSE (random()*2e9-1e9)::int4 END,
+         (random()*9e18-4.5e18)::int8, round((random()*1e6)::numeric, 3),
+         CASE WHEN random() < 0.05 THEN 'NaN'::numeric ELSE (random()*1e6)::numeric / 7 END,
+         random()::real, CASE WHEN random() < 0.05 THEN 'Infinity'::float8 ELSE random()*1e10 END,
+         random() > 0.5, md5(random()::text), left(md5({g}::text), 10), 'ab',
+         decode(md5({g}::text), 'hex'), date '2000-01-01' + (random()*10000)::int - 12000,
+         time '00:00' + random() * interval '23 hours', timestamp '1960-01-01' + random() * interval '80 years',
+         timestamptz '2020-01-01 00:00+00' + random() * interval '1000 days',
+         make_interval(days => (random()*100)::int, secs => round((random()*86400)::numeric, 3)::float8),
+         gen_random_uuid(), json_build_object('a', {g}, 'b', md5({g}::text)),
+         jsonb_build_object('k', {g}, 'arr', jsonb_build_array(1, 2, {g})),
+         ARRAY[{g}::int, NULL, 3], ARRAY['x', md5({g}::text)],
+         ('10.0.' || ({g} % 256) || '.' || (({g} / 256) % 256))::inet,
+         CASE WHEN random() < 0.3 THEN repeat(md5(random()::text), 150) ELSE 'small' END"
+    )
+}
+
+fn insert(lo: i64, hi: i64) -> String {
+    format!(
+        "INSERT INTO t SELECT {} FROM generate_series({lo}, {hi}) g;",
+        values("g")
+    )
+}
+
+/// One random transaction of the workload.
+fn random_txn(rng: &mut rand::rngs::StdRng, next_id: &mut i64, round: usize) -> String {
+    let mut sql = String::from("BEGIN;");
+    for _ in 0..rng.gen_range(1..4) {
+        match rng.gen_range(0..100) {
+            0..=34 => {
+                let n = rng.gen_range(1..200);
+                sql += &insert(*next_id, *next_id + n - 1);
+                *next_id += n;
+            }
+            35..=59 => {
+                // Non-key update: `big` is not touched, so toasted values arrive unchanged.
+                let (k, r) = (rng.gen_range(3..9), rng.gen_range(0..3));
+                sql += &format!(
+                    "UPDATE t SET i4 = (random()*1000)::int, tx = md5(random()::text), f8 = random() WHERE id % {k} = {r};"
+                );
+            }
+            60..=69 => {
+                // Primary key change (old key sent in the old image).
+                sql += &format!(
+                    "UPDATE t SET id = id + 100000000 * {} WHERE id IN (SELECT id FROM t ORDER BY random() LIMIT 5);",
+                    round + 1
+                );
+            }
+            70..=84 => {
+                sql += "DELETE FROM t WHERE id IN (SELECT id FROM t ORDER BY random() LIMIT 20);";
+            }
+            85..=94 => {
+                // Insert, update and delete the same rows inside one transaction.
+                let lo = *next_id;
+                sql += &insert(lo, lo + 9);
+                sql += &format!(
+                    "UPDATE t SET tx = 'changed' WHERE id BETWEEN {lo} AND {};",
+                    lo + 5
+                );
+                sql += &format!("DELETE FROM t WHERE id BETWEEN {lo} AND {};", lo + 2);
+                *next_id += 10;
+            }
+            _ => {
+                sql += "UPDATE t SET big = repeat(md5(random()::text), 160) WHERE id IN (SELECT id FROM t ORDER BY random() LIMIT 3);";
+            }
+        }
+    }
+    sql + "COMMIT;"
+}
+
+fn seed() -> u64 {
+    let s = std::env::var("TIDEMARK_TEST_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("iceberg workload seed {s} (TIDEMARK_TEST_SEED to repeat)");
+    s
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn iceberg_mirror_randomized_workload_matches_source() {
+    if !ice::enabled("iceberg_mirror_randomized_workload_matches_source") {
+        return;
+    }
+    let db = TestDb::create("tm_ice_mirror");
+    psql(&db.name, CREATE);
+    let (mut p, lake) = ice::pipeline(
+        &db.name,
+        &["public.t"],
+        SinkSpec {
+            mode: "mirror",
+            extra: "commit = { max_rows = 5000, interval = \"500ms\" }",
+            jsonl: false,
+        },
+    );
+    p.start();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
+    let mut next_id = 1;
+    psql(&db.name, &insert(1, 500));
+    next_id += 500;
+    for round in 0..4 {
+        for _ in 0..8 {
+            psql(&db.name, &random_txn(&mut rng, &mut next_id, round));
+        }
+        // Schema changes mid-stream, each followed by changes so Postgres sends the
+        // new Relation: add, rename, widen, drop.
+        match round {
+            0 => psql(&db.name, "ALTER TABLE t ADD COLUMN extra integer; UPDATE t SET extra = 7 WHERE id % 4 = 0;"),
+            1 => psql(&db.name, "ALTER TABLE t RENAME COLUMN vc TO vc2; UPDATE t SET vc2 = 'renamed' WHERE id % 5 = 0;"),
+            2 => psql(&db.name, "ALTER TABLE t ALTER COLUMN i4 TYPE bigint; UPDATE t SET i4 = 5000000000 WHERE id % 6 = 0;"),
+            _ => psql(&db.name, "ALTER TABLE t DROP COLUMN ch; UPDATE t SET tx = 'after drop' WHERE id % 7 = 0;"),
+        }
+        if round == 1 {
+            psql(
+                &db.name,
+                &format!(
+                    "BEGIN; TRUNCATE t; {} COMMIT;",
+                    insert(next_id, next_id + 299)
+                ),
+            );
+            next_id += 300;
+        }
+    }
+    let r = ice::wait_equal(
+        &mut p,
+        &lake,
+        &db.name,
+        "public.t",
+        "t",
+        Duration::from_secs(120),
+    );
+    eprintln!("pyiceberg: {r}");
+    // The same table through the other readers.
+    for reader in ["polars", "duckdb"] {
+        let r = ice::compare(&lake, reader, &db.name, "public.t", "t");
+        eprintln!("{reader}: {r}");
+        assert_eq!(r["equal"], true, "{reader} reads a different table: {r}");
+    }
+    let rows = ice::iceberg_rust_rows(&lake, "t").await;
+    assert_eq!(
+        ice::ids_of(&rows),
+        ice::pg_ids(&db.name, "t"),
+        "iceberg-rust sees other keys"
+    );
+    p.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn iceberg_changelog_matches_captured_stream() {
+    if !ice::enabled("iceberg_changelog_matches_captured_stream") {
+        return;
+    }
+    let db = TestDb::create("tm_ice_log");
+    psql(&db.name, CREATE);
+    let (mut p, lake) = ice::pipeline(
+        &db.name,
+        &["public.t"],
+        SinkSpec {
+            mode: "changelog",
+            extra: "commit = { interval = \"300ms\" }\n[sinks.tables.\"public.t\"]\npartition = [\"day(_commit_ts)\"]",
+            jsonl: true,
+        },
+    );
+    p.start();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
+    let mut next_id = 1;
+    psql(&db.name, &insert(1, 200));
+    next_id += 200;
+    for round in 0..2 {
+        for _ in 0..6 {
+            psql(&db.name, &random_txn(&mut rng, &mut next_id, round));
+        }
+    }
+    psql(&db.name, "TRUNCATE t");
+    psql(&db.name, &insert(next_id, next_id + 9));
+    // The Debezium JSON sink of the same pipeline is the captured stream.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let expected: Vec<(String, String, Option<i64>)> = loop {
+        let lines = p.lines();
+        let ev: Vec<_> = lines
+            .iter()
+            .filter(|l| !l["value"].is_null())
+            .map(|l| {
+                let v = &l["value"];
+                let op = v["op"].as_str().unwrap_or("").to_owned();
+                let id = if op == "d" {
+                    v["before"]["id"].as_i64()
+                } else {
+                    v["after"]["id"].as_i64()
+                };
+                (op, v["source"]["lsn"].to_string(), id)
+            })
+            .collect();
+        let log = ice::changelog_rows(&lake, "t");
+        if log.len() >= ev.len()
+            && !ev.is_empty()
+            && ev.last().is_some_and(|e| e.0 == "c")
+            && log.len() == ev.len()
+        {
+            break ev;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "changelog has {} rows, stream {}\n{}",
+            log.len(),
+            ev.len(),
+            ice::tail(&p.log_text(), 40)
+        );
+        std::thread::sleep(Duration::from_millis(700));
+    };
+    let mut log = ice::changelog_rows(&lake, "t");
+    // Order by source position: `_position` is pg:<commit_lsn>:<lsn>:<index>.
+    let key = |r: &serde_json::Value| -> (u64, u32) {
+        let s = r["_position"].as_str().unwrap_or("");
+        let parts: Vec<&str> = s.split(':').collect();
+        let lsn = |x: &str| {
+            let (h, l) = x.split_once('/').unwrap_or(("0", "0"));
+            (u64::from_str_radix(h, 16).unwrap_or(0) << 32)
+                | u64::from_str_radix(l, 16).unwrap_or(0)
+        };
+        (
+            lsn(parts.get(1).unwrap_or(&"0/0")),
+            parts.get(3).and_then(|i| i.parse().ok()).unwrap_or(0),
+        )
+    };
+    log.sort_by_key(key);
+    let actual: Vec<(String, Option<i64>)> = log
+        .iter()
+        .map(|r| (r["_op"].as_str().unwrap_or("").to_owned(), r["id"].as_i64()))
+        .collect();
+    let expected: Vec<(String, Option<i64>)> =
+        expected.into_iter().map(|(op, _, id)| (op, id)).collect();
+    assert_eq!(actual.len(), expected.len());
+    assert_eq!(
+        actual, expected,
+        "changelog (op, id) sequence differs from the captured stream"
+    );
+    assert!(log
+        .iter()
+        .all(|r| r["_txid"].as_i64().is_some() && r["_commit_ts"].is_string()));
+    assert!(
+        log.iter().any(|r| r["_op"] == "t"),
+        "the truncate is a changelog row"
+    );
+    p.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn iceberg_kill9_loop_no_loss_no_duplicates() {
+    if !ice::enabled("iceberg_kill9_loop_no_loss_no_duplicates") {
+        return;
+    }
+    let db = TestDb::create("tm_ice_kill");
+    psql(&db.name, CREATE);
+    let (mut p, lake) = ice::pipeline(
+        &db.name,
+        &["public.t"],
+        SinkSpec {
+            mode: "mirror",
+            // Small, frequent commits: kills land while files are written and mid-commit.
+            extra: "commit = { max_rows = 300, interval = \"150ms\" }",
+            jsonl: false,
+        },
+    );
+    p.start();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
+    let mut next_id = 1;
+    psql(&db.name, &insert(1, 300));
+    next_id += 300;
+    let cycles = 20;
+    for cycle in 0..cycles {
+        let mut batch = String::new();
+        for _ in 0..6 {
+            batch += &random_txn(&mut rng, &mut next_id, cycle);
+        }
+        let dbn = db.name.clone();
+        let load = std::thread::spawn(move || psql(&dbn, &batch));
+        std::thread::sleep(Duration::from_millis(rng.gen_range(100..900)));
+        p.kill9();
+        load.join().expect("workload thread");
+        if cycle % 5 == 4 {
+            psql(
+                &db.name,
+                "UPDATE t SET tx = 'between kills' WHERE id % 3 = 0",
+            );
+        }
+        p.start();
+    }
+    let r = ice::wait_equal(
+        &mut p,
+        &lake,
+        &db.name,
+        "public.t",
+        "t",
+        Duration::from_secs(120),
+    );
+    eprintln!("after {cycles} kill -9 cycles: {r}");
+    assert_eq!(r["duplicates"], 0);
+    let log = p.log_text();
+    assert!(log.contains("cleaned files of an uncommitted snapshot") || cycles > 0);
+    p.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn iceberg_million_row_transaction_bounded_memory() {
+    if !ice::enabled("iceberg_million_row_transaction_bounded_memory") {
+        return;
+    }
+    let db = TestDb::create("tm_ice_big");
+    psql(
+        &db.name,
+        "CREATE TABLE big (id bigint PRIMARY KEY, v text, n integer)",
+    );
+    let (mut p, lake) = ice::pipeline(
+        &db.name,
+        &["public.big"],
+        SinkSpec {
+            mode: "mirror",
+            extra: "",
+            jsonl: false,
+        },
+    );
+    p.start();
+    psql(
+        &db.name,
+        "INSERT INTO big SELECT g, md5(g::text), g % 1000 FROM generate_series(1, 1000000) g",
+    );
+    psql(&db.name, "UPDATE big SET n = -1 WHERE id % 100000 = 0");
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    loop {
+        let r = ice::compare(&lake, "pyiceberg", &db.name, "public.big", "big");
+        if r["equal"] == true {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{r}\n{}",
+            ice::tail(&p.log_text(), 40)
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let peak = p.current_peak_rss_kib().unwrap_or(0);
+    eprintln!("1,000,000-row transaction: peak RSS {} MiB", peak / 1024);
+    // The index holds 1M keys (~60 MiB); Parquet row groups and the source's spill are bounded.
+    assert!(peak < 1024 * 1024, "peak RSS {} MiB", peak / 1024);
+    p.stop();
+}

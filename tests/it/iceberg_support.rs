@@ -1,0 +1,279 @@
+//! Helpers of the Iceberg integration tests: a pipeline from the real PostgreSQL into an
+//! Iceberg sink (SQLite catalog, local warehouse under the pipeline's temp dir), and the
+//! independent readers of `scripts/iceberg_compare.py` (pyiceberg, polars, DuckDB).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::support::{Pipeline, PipelineSpec};
+
+/// True when the Iceberg tests should run (`make test` sets `TIDEMARK_TEST_ICEBERG=1`).
+pub fn enabled(test: &str) -> bool {
+    if std::env::var("TIDEMARK_TEST_ICEBERG").as_deref() == Ok("1") {
+        true
+    } else {
+        eprintln!("skipping {test}: set TIDEMARK_TEST_ICEBERG=1 (make test does) to run it");
+        false
+    }
+}
+
+/// The lake-readers venv's python (set up once by `scripts/lake-readers.sh`).
+pub fn python() -> &'static str {
+    static PY: OnceLock<String> = OnceLock::new();
+    PY.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lake-readers.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .output()
+            .expect("run lake-readers.sh");
+        assert!(
+            out.status.success(),
+            "lake-readers.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    })
+}
+
+/// Where a test's Iceberg sink keeps its catalog and warehouse.
+#[derive(Clone, Debug)]
+pub struct Lake {
+    pub catalog_db: PathBuf,
+    pub warehouse: PathBuf,
+    pub namespace: String,
+}
+
+impl Lake {
+    pub fn catalog_uri_sqlx(&self) -> String {
+        format!("sqlite://{}", self.catalog_db.display())
+    }
+    /// SQLAlchemy's form (pyiceberg).
+    pub fn catalog_uri_sqlalchemy(&self) -> String {
+        format!("sqlite:///{}", self.catalog_db.display())
+    }
+}
+
+/// What sink(s) the pipeline gets.
+pub struct SinkSpec<'a> {
+    pub mode: &'a str,
+    /// Extra TOML lines inside the iceberg `[[sinks]]` table.
+    pub extra: &'a str,
+    /// Also a Debezium JSON sink into `Pipeline::out` (to compare a changelog against).
+    pub jsonl: bool,
+}
+
+/// A pipeline whose sink is an Iceberg table (config rewritten from `Pipeline::new`'s).
+pub fn pipeline(db: &str, tables: &[&str], sink: SinkSpec<'_>) -> (Pipeline, Lake) {
+    let mut spec = PipelineSpec::new(db, tables);
+    spec.checkpoint_interval = "300ms".into();
+    let p = Pipeline::new(spec);
+    let lake = Lake {
+        catalog_db: p.dir.join("catalog.db"),
+        warehouse: p.dir.join("warehouse"),
+        namespace: "lake".into(),
+    };
+    let tables = p
+        .spec
+        .tables
+        .iter()
+        .map(|t| format!("{t:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let jsonl = if sink.jsonl {
+        format!(
+            "[[sinks]]\nkind = \"debezium_json\"\npath = \"{}\"\nfsync = false\nemit_truncate = true\n",
+            p.out.display()
+        )
+    } else {
+        String::new()
+    };
+    let toml = format!(
+        r#"[pipeline]
+name = "it_{slot}"
+
+[source]
+kind = "postgres"
+url = "postgres://postgres@127.0.0.1:5432/{db}"
+slot = "{slot}"
+publication = "{publication}"
+tables = [{tables}]
+status_interval = "1s"
+
+[[sinks]]
+kind = "iceberg"
+mode = "{mode}"
+namespace = "{ns}"
+target_file_size_bytes = 8388608
+catalog = {{ kind = "sql", uri = "{catalog}", warehouse = "{warehouse}" }}
+{extra}
+
+{jsonl}
+[checkpoint]
+dir = "{cp}"
+interval = "300ms"
+
+[metrics]
+listen = "127.0.0.1:{port}"
+"#,
+        slot = p.spec.slot,
+        db = p.spec.db,
+        publication = p.spec.publication,
+        mode = sink.mode,
+        ns = lake.namespace,
+        catalog = lake.catalog_uri_sqlx(),
+        warehouse = lake.warehouse.display(),
+        extra = sink.extra,
+        cp = p.dir.join("checkpoints").display(),
+        port = p.metrics_port,
+    );
+    std::fs::write(&p.config, toml).expect("write config");
+    (p, lake)
+}
+
+/// Runs the compare script; its JSON answer.
+pub fn compare(
+    lake: &Lake,
+    reader: &str,
+    db: &str,
+    pg_table: &str,
+    table: &str,
+) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/iceberg_compare.py");
+    let out = Command::new(python())
+        .arg(script)
+        .args(["--catalog-uri", &lake.catalog_uri_sqlalchemy()])
+        .args(["--table", &format!("{}.{table}", lake.namespace)])
+        .args(["--reader", reader])
+        .args([
+            "--pg-dsn",
+            &format!("host=127.0.0.1 user=postgres dbname={db}"),
+        ])
+        .args(["--pg-table", pg_table])
+        .output()
+        .expect("run iceberg_compare.py");
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        serde_json::json!({"error": format!("{e}: {text} {}", String::from_utf8_lossy(&out.stderr))})
+    })
+}
+
+/// The changelog table's rows (pyiceberg), values canonicalised.
+pub fn changelog_rows(lake: &Lake, table: &str) -> Vec<serde_json::Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/iceberg_compare.py");
+    let out = Command::new(python())
+        .arg(script)
+        .args(["--catalog-uri", &lake.catalog_uri_sqlalchemy()])
+        .args(["--table", &format!("{}.{table}", lake.namespace)])
+        .arg("--changelog")
+        .output()
+        .expect("run iceberg_compare.py");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    v["rows"].as_array().cloned().unwrap_or_default()
+}
+
+/// Polls the pyiceberg comparison until it is equal (or panics after `timeout` with the last
+/// answer and the pipeline log).
+pub fn wait_equal(
+    p: &mut Pipeline,
+    lake: &Lake,
+    db: &str,
+    pg_table: &str,
+    table: &str,
+    timeout: Duration,
+) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let r = compare(lake, "pyiceberg", db, pg_table, table);
+        if r["equal"] == true {
+            return r;
+        }
+        if let Some(status) = p.try_wait() {
+            panic!(
+                "tidemark exited ({status}); last compare {r}\n{}",
+                p.log_text()
+            );
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "not equal after {timeout:?}: {r}\n{}",
+                tail(&p.log_text(), 60)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(700));
+    }
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The sink's config as the CLI reads it (for `tidemark iceberg compact|expire`).
+pub fn tidemark(args: &[&str]) -> (bool, String) {
+    let out = Command::new(crate::support::TIDEMARK)
+        .args(args)
+        .output()
+        .expect("run tidemark");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Opens the lake's table with iceberg-rust (through the sink crate's catalog).
+pub async fn iceberg_rust_rows(lake: &Lake, table: &str) -> Vec<arrow_array::RecordBatch> {
+    let cfg = tidemark_iceberg::IcebergSinkConfig::sqlite(
+        &lake.catalog_db.display().to_string(),
+        &lake.warehouse.display().to_string(),
+    );
+    let catalog = tidemark_iceberg::Catalog::connect(&cfg.catalog, &cfg.storage)
+        .await
+        .expect("catalog");
+    let ident = tidemark_iceberg::TableIdent {
+        namespace: lake.namespace.clone(),
+        name: table.to_owned(),
+    };
+    let t = catalog
+        .load(&ident)
+        .await
+        .expect("load")
+        .expect("table exists");
+    tidemark_iceberg::maintenance::scan_all(&catalog, &t)
+        .await
+        .expect("iceberg-rust scan")
+}
+
+/// Primary keys (`id` bigint) in PostgreSQL.
+pub fn pg_ids(db: &str, table: &str) -> Vec<i64> {
+    let text = crate::support::psql(db, &format!("SELECT id FROM {table} ORDER BY id"));
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.parse().expect("id"))
+        .collect()
+}
+
+/// The `id` column of iceberg-rust's scan, sorted.
+pub fn ids_of(batches: &[arrow_array::RecordBatch]) -> Vec<i64> {
+    use arrow_array::cast::AsArray;
+    let mut out = Vec::new();
+    for b in batches {
+        let col = b.column_by_name("id").expect("id column");
+        out.extend(
+            col.as_primitive::<arrow_array::types::Int64Type>()
+                .values()
+                .iter()
+                .copied(),
+        );
+    }
+    out.sort_unstable();
+    out
+}
