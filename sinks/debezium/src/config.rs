@@ -91,6 +91,14 @@ pub struct EncoderOptions {
     /// `skipped.operations=t`; set true for `skipped.operations=none`.
     #[serde(default)]
     pub emit_truncate: bool,
+    /// Debezium `provide.transaction.metadata`: a BEGIN and an END record per transaction on
+    /// `transaction_topic` and a `transaction` block in every event. Default: false.
+    #[serde(default)]
+    pub provide_transaction_metadata: bool,
+    /// Topic of the BEGIN/END records. Default: `<server_name>.transaction` (Debezium's
+    /// `topic.transaction`).
+    #[serde(default)]
+    pub transaction_topic: Option<String>,
 }
 
 impl EncoderOptions {
@@ -107,6 +115,8 @@ impl EncoderOptions {
             tombstones_on_delete: true,
             unavailable_value_placeholder: DEFAULT_UNAVAILABLE_VALUE_PLACEHOLDER.to_owned(),
             emit_truncate: false,
+            provide_transaction_metadata: false,
+            transaction_topic: None,
         }
     }
 }

@@ -13,6 +13,7 @@
 mod codec;
 mod envelope;
 mod schema;
+mod txmeta;
 mod values;
 
 use std::collections::HashMap;
@@ -27,6 +28,7 @@ use tidemark_model::{
 
 pub use codec::{base64, base64_decode, digits_to_twos_complement};
 use envelope::SourceInfo;
+use txmeta::{Marker, TxMeta};
 use values::Conv;
 
 use crate::config::EncoderOptions;
@@ -87,6 +89,8 @@ pub struct DebeziumEncoder {
     last_commit_lsn: Option<Lsn>,
     last_commit_ts_us: Option<i64>,
     clock: Clock,
+    /// `provide_transaction_metadata`: the transaction whose END is still due (chunks).
+    txmeta: Option<TxMeta>,
 }
 
 fn system_now_ns() -> i128 {
@@ -103,6 +107,7 @@ impl DebeziumEncoder {
             last_commit_lsn: None,
             last_commit_ts_us: None,
             clock: Box::new(system_now_ns),
+            txmeta: None,
         }
     }
 
@@ -120,6 +125,16 @@ impl DebeziumEncoder {
     /// first `source.sequence` is not `[null, ..]`.
     pub fn set_last_commit_lsn(&mut self, lsn: Option<Lsn>) {
         self.last_commit_lsn = lsn;
+    }
+
+    /// Debezium's topic of a table: `<topic.prefix>.<schema>.<table>` (Postgres) or
+    /// `<topic.prefix>.<database>.<table>` (MySQL, whose `TableId::namespace` is the database).
+    /// The Kafka sink routes by it.
+    pub fn table_topic(&self, table: &TableId) -> String {
+        format!(
+            "{}.{}.{}",
+            self.opts.server_name, table.namespace, table.name
+        )
     }
 
     fn plan(&mut self, schema: &Arc<TableSchema>) -> Arc<TablePlan> {
@@ -142,10 +157,7 @@ impl DebeziumEncoder {
             (None, None)
         };
         let plan = Arc::new(TablePlan {
-            topic: format!(
-                "{}.{}.{}",
-                self.opts.server_name, schema.table.namespace, schema.table.name
-            ),
+            topic: self.table_topic(&schema.table),
             has_key: schema.has_key(),
             convs,
             key_schema,
@@ -161,6 +173,15 @@ impl DebeziumEncoder {
         txn: &Transaction,
         out: &mut impl FnMut(Record),
     ) -> Result<(), EncodeError> {
+        let meta_on = self.opts.provide_transaction_metadata && txn.xid.is_some();
+        let mut tm = match (meta_on, self.txmeta.take()) {
+            (false, kept) => {
+                self.txmeta = kept;
+                None
+            }
+            (true, Some(t)) if Some(t.xid()) == txn.xid => Some(t),
+            (true, _) => Some(TxMeta::new(txn.xid.unwrap_or_default())),
+        };
         // A non-transactional logical message is "processed" before it is encoded: Debezium's
         // `sequence[0]` is its own LSN, and stays so for the events after it (observed live by
         // the differential test; docs/debezium-compatibility.md §3).
@@ -171,8 +192,19 @@ impl DebeziumEncoder {
         }
         for item in &txn.items {
             match item {
-                TxnItem::Rows(batch) => self.encode_batch(txn, batch, out)?,
-                TxnItem::Message(m) => self.encode_message(txn, m, out)?,
+                TxnItem::Rows(batch) => self.encode_batch(txn, batch, &mut tm, out)?,
+                TxnItem::Message(m) => self.encode_message(txn, m, &mut tm, out)?,
+            }
+        }
+        if let Some(t) = tm {
+            if txn.complete {
+                let ts_ms = txn.commit_ts_us.unwrap_or(0).div_euclid(1000);
+                let end_lsn = txn.end.as_pg().map(|p| p.lsn.0);
+                if let Some(m) = t.end(end_lsn, ts_ms, txn.end) {
+                    out(self.marker_record(m)?);
+                }
+            } else {
+                self.txmeta = Some(t);
             }
         }
         // A chunk of a long transaction (`complete == false`) has not committed yet.
@@ -193,15 +225,32 @@ impl DebeziumEncoder {
         serde_json::to_vec(&v).map_err(|e| EncodeError::Json(e.to_string()))
     }
 
+    /// A BEGIN/END record of `provide_transaction_metadata`.
+    fn marker_record(&self, m: Marker) -> Result<Record, EncodeError> {
+        Ok(Record {
+            topic: self
+                .opts
+                .transaction_topic
+                .clone()
+                .unwrap_or_else(|| format!("{}.transaction", self.opts.server_name)),
+            key: Some(self.wrap(Some(&m.key_schema), m.key)?),
+            value: Some(self.wrap(Some(&m.value_schema), m.value)?),
+            headers: Vec::new(),
+            op: None,
+            position: m.position,
+        })
+    }
+
     fn encode_batch(
         &mut self,
         txn: &Transaction,
         batch: &ChangeBatch,
+        tm: &mut Option<TxMeta>,
         out: &mut impl FnMut(Record),
     ) -> Result<(), EncodeError> {
         let plan = self.plan(&batch.schema);
         for row in 0..batch.num_rows() {
-            self.encode_row(txn, batch, &plan, row, out)?;
+            self.encode_row(txn, batch, &plan, row, tm, out)?;
         }
         Ok(())
     }
@@ -212,6 +261,7 @@ impl DebeziumEncoder {
         batch: &ChangeBatch,
         plan: &TablePlan,
         row: usize,
+        tm: &mut Option<TxMeta>,
         out: &mut impl FnMut(Record),
     ) -> Result<(), EncodeError> {
         let opts = &self.opts;
@@ -241,22 +291,42 @@ impl DebeziumEncoder {
         };
         let env_schema = plan.envelope_schema.as_ref();
         let key_schema = plan.key_schema.as_ref();
-        let record =
-            |key: &Option<Value>, value: Option<Value>, op: Option<&'static str>, headers| {
-                Ok::<_, EncodeError>(Record {
-                    topic: plan.topic.clone(),
-                    key: key.clone().map(|k| self.wrap(key_schema, k)).transpose()?,
-                    value: value.map(|v| self.wrap(env_schema, v)).transpose()?,
-                    headers,
-                    op,
-                    position,
-                })
+        let commit_ms = batch
+            .commit_ts_us(row)
+            .or(txn.commit_ts_us)
+            .unwrap_or(0)
+            .div_euclid(1000);
+        let collection = format!("{}.{}", table.namespace, table.name);
+        let mut emit = |key: &Option<Value>,
+                        value: Option<Value>,
+                        op: Option<&'static str>,
+                        headers: Vec<(String, Vec<u8>)>| {
+            let value = match (value, tm.as_mut()) {
+                // `provide_transaction_metadata`: BEGIN before the first event, a block in each.
+                (Some(mut v), Some(m)) => {
+                    if let Some(begin) = m.begin(lsn, commit_ms, position) {
+                        out(self.marker_record(begin)?);
+                    }
+                    v["transaction"] = m.block(&collection, lsn);
+                    Some(v)
+                }
+                (v, _) => v,
             };
+            out(Record {
+                topic: plan.topic.clone(),
+                key: key.clone().map(|k| self.wrap(key_schema, k)).transpose()?,
+                value: value.map(|v| self.wrap(env_schema, v)).transpose()?,
+                headers,
+                op,
+                position,
+            });
+            Ok::<_, EncodeError>(())
+        };
         match op {
             Op::Insert | Op::Read => {
                 let key = key_of(Image::After)?;
                 let v = envelope::envelope(None, after, source, op.debezium_code(), now);
-                out(record(&key, Some(v), Some(op.debezium_code()), Vec::new())?);
+                emit(&key, Some(v), Some(op.debezium_code()), Vec::new())?;
             }
             Op::Update => {
                 let new_key = key_of(Image::After)?;
@@ -271,43 +341,43 @@ impl DebeziumEncoder {
                         let old_json = serde_json::to_vec(&old).unwrap_or_default();
                         let old = Some(old);
                         let d = envelope::envelope(before, None, source.clone(), "d", now);
-                        out(record(
+                        emit(
                             &old,
                             Some(d),
                             Some("d"),
                             vec![(HEADER_NEW_KEY.into(), new_json)],
-                        )?);
+                        )?;
                         if opts.tombstones_on_delete {
-                            out(record(&old, None, None, Vec::new())?);
+                            emit(&old, None, None, Vec::new())?;
                         }
                         let c = envelope::envelope(None, after, source, "c", now);
-                        out(record(
+                        emit(
                             &new_key,
                             Some(c),
                             Some("c"),
                             vec![(HEADER_OLD_KEY.into(), old_json)],
-                        )?);
+                        )?;
                     }
                     _ => {
                         let v = envelope::envelope(before, after, source, "u", now);
-                        out(record(&new_key, Some(v), Some("u"), Vec::new())?);
+                        emit(&new_key, Some(v), Some("u"), Vec::new())?;
                     }
                 }
             }
             Op::Delete => {
                 let key = key_of(Image::Before)?;
                 let v = envelope::envelope(before, None, source, "d", now);
-                out(record(&key, Some(v), Some("d"), Vec::new())?);
+                emit(&key, Some(v), Some("d"), Vec::new())?;
                 // Debezium writes the tombstone even with a null key (no primary key).
                 if opts.tombstones_on_delete {
-                    out(record(&key, None, None, Vec::new())?);
+                    emit(&key, None, None, Vec::new())?;
                 }
             }
             // Debezium's default `skipped.operations=t` drops truncates.
             Op::Truncate if !opts.emit_truncate => {}
             Op::Truncate => {
                 let v = envelope::envelope(None, None, source, "t", now);
-                out(record(&None, Some(v), Some("t"), Vec::new())?);
+                emit(&None, Some(v), Some("t"), Vec::new())?;
             }
         }
         Ok(())
@@ -317,6 +387,7 @@ impl DebeziumEncoder {
         &self,
         txn: &Transaction,
         m: &LogicalMessage,
+        tm: &mut Option<TxMeta>,
         out: &mut impl FnMut(Record),
     ) -> Result<(), EncodeError> {
         let lsn = m.position.as_pg().map(|p| p.lsn.0);
@@ -339,7 +410,18 @@ impl DebeziumEncoder {
         let ns = i64::try_from(now).unwrap_or(i64::MAX);
         v.insert("ts_ms".into(), Value::from(ns.div_euclid(1_000_000)));
         v.insert("source".into(), source);
-        v.insert("transaction".into(), Value::Null);
+        let block = match tm.as_mut().filter(|_| m.transactional) {
+            Some(t) => {
+                let ts_ms = txn.commit_ts_us.unwrap_or(0).div_euclid(1000);
+                if let Some(begin) = t.begin(lsn, ts_ms, m.position) {
+                    out(self.marker_record(begin)?);
+                }
+                // Debezium names the collection of a message by a Java object identity.
+                t.block("message", lsn)
+            }
+            None => Value::Null,
+        };
+        v.insert("transaction".into(), block);
         v.insert(
             "message".into(),
             json!({"prefix": m.prefix, "content": base64(&m.content)}),
