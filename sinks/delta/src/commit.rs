@@ -395,3 +395,7 @@ impl Sink for DeltaSink {
         self.due()
     }
 }
+
+#[cfg(test)]
+#[path = "commit_tests.rs"]
+mod tests;

@@ -214,7 +214,9 @@ impl MirrorReducer {
                         .filter(|&e| !self.entries[e].delete);
                     let mut entry = self.new_entry(after_src, i, position, prior, cb, &colmap);
                     if let Some(old) = old_key {
-                        if prior.is_none() && entry.slots.contains(&Slot::Keep) {
+                        // Keep cells (its own, or inherited from the old key's entry) refer to
+                        // the stored row of the old key.
+                        if entry.lookup.is_none() && self.keeps(&entry.slots) {
                             entry.lookup = Some(self.key_cells(before_src, i));
                         }
                         self.set_deleted(old, before_src, i, position);
@@ -224,6 +226,22 @@ impl MirrorReducer {
             }
         }
         Ok(())
+    }
+
+    /// Whether a data column's slot keeps the stored value.
+    fn keeps(&self, slots: &[Slot]) -> bool {
+        slots
+            .iter()
+            .zip(&self.layout.fields)
+            .any(|(s, f)| *s == Slot::Keep && !self.layout.is_system(f.name()))
+    }
+
+    /// The type of layout column `c`'s converted arrays.
+    fn source_type(&self, c: usize) -> DataType {
+        self.sources
+            .iter()
+            .find_map(|s| s[c].as_ref().map(|a| a.data_type().clone()))
+            .unwrap_or_else(|| self.layout.fields[c].data_type().clone())
     }
 
     fn key_cells(&self, src: usize, row: usize) -> Vec<Cell> {
@@ -299,15 +317,16 @@ impl MirrorReducer {
                 }
             }
         }
+        let lookup = prior
+            .and_then(|p| self.entries[p].lookup.clone())
+            .filter(|_| self.keeps(&slots));
         Entry {
             delete: false,
             slots,
             key_cells: self.key_cells(src, row),
             markers,
             position,
-            lookup: prior
-                .and_then(|p| self.entries[p].lookup.clone())
-                .filter(|_| !unchanged.is_empty()),
+            lookup,
         }
     }
 
@@ -337,12 +356,7 @@ impl MirrorReducer {
     /// Gathers cells of layout column `c`; `src == usize::MAX` is a null.
     fn gather(&self, c: usize, idx: &[(usize, usize)]) -> Result<ArrayRef, DeltaError> {
         // The converted arrays' type (list element names may differ from the table's).
-        let dt = self
-            .sources
-            .iter()
-            .find_map(|s| s[c].as_ref().map(|a| a.data_type().clone()))
-            .unwrap_or_else(|| self.layout.fields[c].data_type().clone());
-        let null = new_null_array(&dt, 1);
+        let null = new_null_array(&self.source_type(c), 1);
         let mut arrays: Vec<&dyn Array> = Vec::with_capacity(self.sources.len() + 1);
         for s in &self.sources {
             arrays.push(s[c].as_deref().unwrap_or(null.as_ref()));
@@ -451,7 +465,10 @@ impl MirrorReducer {
                 continue;
             }
             if let Some(a) = stored.column_by_name(f.name()) {
-                by_layout[c] = Some(a.clone());
+                // DataFusion reads strings as views: back to the converted arrays' type.
+                let a = arrow_cast::cast(a, &self.source_type(c))
+                    .map_err(self.arrow_err(&format!("stored column {}", f.name())))?;
+                by_layout[c] = Some(a);
             }
         }
         self.sources.push(by_layout);

@@ -10,8 +10,9 @@
 //!   dropped or renamed in it.
 //! - Adding columns is its own commit (metadata only) before the data commit; a crash between
 //!   the two leaves the new, empty columns, which the restart accepts.
-//! - `object_store`'s local file system creates directories on write: a typo'd root is
-//!   created, not reported. `root_url` refuses relative-looking URIs such as `s3:/x`.
+//! - delta-rs refuses a local table location that does not exist, so `open` creates the
+//!   directory: a typo'd root is created, not reported. `root_url` refuses URI-looking typos
+//!   such as `s3:/x`.
 
 pub mod append;
 pub mod maintenance;
@@ -131,6 +132,13 @@ impl TableWriter {
             op: "open",
             source,
         };
+        // delta-rs refuses a local location that does not exist yet.
+        if url.scheme() == "file" {
+            if let Ok(path) = url.to_file_path() {
+                std::fs::create_dir_all(&path)
+                    .map_err(|e| err(DeltaTableError::Io { source: e }))?;
+            }
+        }
         let mut table = DeltaTableBuilder::from_url(url.clone())
             .map_err(err)?
             .with_storage_options(storage_options.clone())
@@ -185,6 +193,18 @@ impl TableWriter {
                     ),
                 });
             }
+        }
+        if self.mode == TableMode::Mirror && fields.iter().any(|f| f.name() == encoder::CHANGE_TYPE)
+        {
+            return Err(DeltaError::Schema {
+                table: self.id.clone(),
+                column: encoder::CHANGE_TYPE.into(),
+                message: format!(
+                    "the Delta table at {} has this changelog column, so it was not written by a \
+                     mirror sink; configure mode = \"changelog\" for it or another path",
+                    self.url
+                ),
+            });
         }
         Layout::existing(self.id.clone(), self.mode, fields, key)
     }

@@ -1,0 +1,190 @@
+//! The sink against real Delta tables on the local file system (read back with DataFusion).
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int32Type;
+use arrow_array::Array;
+use deltalake::datafusion::prelude::SessionContext;
+use tidemark_model::{Lsn, Op, PgPosition, TxnItem};
+
+use super::*;
+use crate::encoder::testutil::{batch, schema, V};
+
+fn txn(lsn: u64, rows: &[(Op, Option<Vec<V>>, Option<Vec<V>>)]) -> Arc<Transaction> {
+    let s = schema(1, true);
+    let mut t = Transaction::new(
+        Some(7),
+        Some(1),
+        Position::from(PgPosition::end(Lsn(lsn), Lsn(lsn + 1))),
+    );
+    t.items.push(TxnItem::Rows(batch(&s, lsn, rows)));
+    Arc::new(t)
+}
+
+async fn rows(url: &Url) -> Vec<(i32, Option<String>)> {
+    let t = deltalake::open_table(url.clone()).await.unwrap();
+    let ctx = SessionContext::new();
+    t.update_datafusion_session(&ctx.state()).unwrap();
+    let df = ctx.read_table(t.table_provider().await.unwrap()).unwrap();
+    let mut out = Vec::new();
+    for b in df.collect().await.unwrap() {
+        let id = b.column_by_name("id").unwrap().as_primitive::<Int32Type>();
+        let v = arrow_cast::cast(
+            b.column_by_name("v").unwrap(),
+            &arrow_schema::DataType::Utf8,
+        )
+        .unwrap();
+        let v = v.as_string::<i32>();
+        for i in 0..b.num_rows() {
+            out.push((id.value(i), v.is_valid(i).then(|| v.value(i).to_owned())));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn config(dir: &std::path::Path, mode: TableMode) -> DeltaSinkConfig {
+    let mut c = DeltaSinkConfig::new(dir.display().to_string());
+    c.mode = mode;
+    c.maintenance.optimize_every_commits = Some(2);
+    c
+}
+
+#[tokio::test]
+async fn mirror_merges_keeps_unchanged_values_and_skips_what_it_has_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink = DeltaSink::new(config(dir.path(), TableMode::Mirror), "p").unwrap();
+    let t1 = txn(
+        100,
+        &[
+            (
+                Op::Insert,
+                None,
+                Some(vec![V::T("1"), V::T("big"), V::T("1.00")]),
+            ),
+            (
+                Op::Insert,
+                None,
+                Some(vec![V::T("2"), V::T("two"), V::Null]),
+            ),
+        ],
+    );
+    let t2 = txn(
+        200,
+        &[
+            (
+                Op::Update,
+                None,
+                Some(vec![V::T("1"), V::Unchanged, V::T("2.00")]),
+            ),
+            (Op::Delete, Some(vec![V::T("2"), V::Null, V::Null]), None),
+            (
+                Op::Update,
+                Some(vec![V::T("1"), V::Null, V::Null]),
+                Some(vec![V::T("10"), V::Unchanged, V::Null]),
+            ),
+        ],
+    );
+    sink.write(t1.clone()).await.unwrap();
+    assert!(!sink.wants_flush(), "10 s interval, 2 rows: not due");
+    assert_eq!(sink.flush().await.unwrap(), Some(t1.end));
+    sink.write(t2.clone()).await.unwrap();
+    assert_eq!(sink.flush().await.unwrap(), Some(t2.end));
+    let url = sink.table_url(&TableId::new("public", "t")).unwrap();
+    // id 1 kept "big" through an unchanged update and then moved to id 10 (a key change with
+    // the value read from the stored row).
+    assert_eq!(rows(&url).await, [(10, Some("big".into()))]);
+    let stats = sink.take_stats();
+    assert_eq!(stats.len(), 2);
+
+    // Restart: the same transactions again are skipped, a new one is applied.
+    let mut sink = DeltaSink::new(config(dir.path(), TableMode::Mirror), "p").unwrap();
+    sink.write(t1.clone()).await.unwrap();
+    sink.write(t2.clone()).await.unwrap();
+    let t3 = txn(
+        300,
+        &[(
+            Op::Insert,
+            None,
+            Some(vec![V::T("3"), V::T("three"), V::Null]),
+        )],
+    );
+    sink.write(t3.clone()).await.unwrap();
+    assert_eq!(sink.flush().await.unwrap(), Some(t3.end));
+    assert_eq!(
+        sink.table_ack(&TableId::new("public", "t"))
+            .unwrap()
+            .position,
+        Some(t3.end)
+    );
+    assert_eq!(
+        rows(&url).await,
+        [(3, Some("three".into())), (10, Some("big".into()))]
+    );
+    // A different sink name does not see these commits as its own.
+    let mut other = config(dir.path(), TableMode::Mirror);
+    other.name = Some("other".into());
+    let mut sink = DeltaSink::new(other, "p").unwrap();
+    sink.write(t3.clone()).await.unwrap();
+    sink.flush().await.unwrap();
+    assert_eq!(
+        sink.table_ack(&TableId::new("public", "t"))
+            .unwrap()
+            .txn_version,
+        1
+    );
+}
+
+#[tokio::test]
+async fn changelog_appends_and_incomplete_transactions_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink = DeltaSink::new(config(dir.path(), TableMode::Changelog), "p").unwrap();
+    let mut chunk = (*txn(
+        100,
+        &[(Op::Insert, None, Some(vec![V::T("1"), V::T("a"), V::Null]))],
+    ))
+    .clone();
+    chunk.complete = false;
+    sink.write(Arc::new(chunk)).await.unwrap();
+    assert_eq!(
+        sink.flush().await.unwrap(),
+        None,
+        "an incomplete transaction is not committed"
+    );
+    let last = txn(
+        100,
+        &[(Op::Insert, None, Some(vec![V::T("2"), V::T("b"), V::Null]))],
+    );
+    sink.write(last.clone()).await.unwrap();
+    assert_eq!(sink.flush().await.unwrap(), Some(last.end));
+    let url = sink.table_url(&TableId::new("public", "t")).unwrap();
+    assert_eq!(
+        rows(&url).await,
+        [(1, Some("a".into())), (2, Some("b".into()))]
+    );
+}
+
+#[tokio::test]
+async fn a_table_written_in_the_other_mode_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink = DeltaSink::new(config(dir.path(), TableMode::Changelog), "p").unwrap();
+    sink.write(txn(
+        100,
+        &[(Op::Insert, None, Some(vec![V::T("1"), V::T("a"), V::Null]))],
+    ))
+    .await
+    .unwrap();
+    sink.flush().await.unwrap();
+    let mut sink = DeltaSink::new(config(dir.path(), TableMode::Mirror), "p").unwrap();
+    sink.write(txn(
+        200,
+        &[(Op::Insert, None, Some(vec![V::T("2"), V::T("a"), V::Null]))],
+    ))
+    .await
+    .unwrap();
+    let err = sink.flush().await.unwrap_err();
+    assert!(!err.is_transient());
+    assert!(
+        err.to_string().contains("not written by a mirror sink"),
+        "{err}"
+    );
+}
