@@ -43,7 +43,7 @@ pub use error::{ModelError, ValueError};
 pub use pg_value::{ColumnBuilder, ValueMarker};
 pub use mysql_types::MysqlType;
 pub use mysql_value::{MysqlColumnBuilder, MysqlValue};
-pub use position::{Gtid, Lsn, MysqlPosition, PgPosition, Position, PositionError};
+pub use position::{DeltaPosition, Gtid, Lsn, MysqlPosition, PgPosition, Position, PositionError};
 pub use sink::{BoxFuture, Sink, SinkError};
 pub use table::{Column, SourceType, TableId, TableSchema};
 pub use txn::{LogicalMessage, Transaction, TxnItem};

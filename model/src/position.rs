@@ -112,12 +112,37 @@ impl PartialOrd for PgPosition {
     }
 }
 
+/// A position in a Delta table's change feed: the table version and the row's index among the
+/// version's changes (`u32::MAX` is the version's end). Ordered by `(version, index)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeltaPosition {
+    pub version: u64,
+    pub index: u32,
+}
+
+impl DeltaPosition {
+    /// The end of a table version: sorts after every row of it.
+    pub fn end(version: u64) -> Self {
+        DeltaPosition {
+            version,
+            index: u32::MAX,
+        }
+    }
+}
+
+/// Tag byte of a Delta change-feed position.
+const TAG_DELTA: u8 = 3;
+/// Length of the Delta byte encoding: tag, version (8 BE), index (4 BE).
+const DELTA_BYTES_LEN: usize = 1 + 8 + 4;
+
 /// A source-neutral position. Ordered within one source kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Position {
     Postgres(PgPosition),
     /// MySQL/MariaDB binlog (`crate::mysql_position`).
     Mysql(MysqlPosition),
+    /// A Delta table's change feed (`delta:<version>:<index>`).
+    Delta(DeltaPosition),
 }
 
 /// Tag byte of [`Position::to_bytes`]; new sources take new tags, never reuse one.
@@ -141,7 +166,7 @@ impl Position {
     pub fn as_pg(&self) -> Option<&PgPosition> {
         match self {
             Position::Postgres(p) => Some(p),
-            Position::Mysql(_) => None,
+            Position::Mysql(_) | Position::Delta(_) => None,
         }
     }
 
@@ -149,7 +174,7 @@ impl Position {
     pub fn as_mysql(&self) -> Option<&MysqlPosition> {
         match self {
             Position::Mysql(p) => Some(p),
-            Position::Postgres(_) => None,
+            Position::Postgres(_) | Position::Delta(_) => None,
         }
     }
 
@@ -174,6 +199,11 @@ impl Position {
             Position::Mysql(p) => {
                 out.push(TAG_MYSQL);
                 crate::mysql_position::write_bytes(p, out);
+            }
+            Position::Delta(p) => {
+                out.push(TAG_DELTA);
+                out.extend_from_slice(&p.version.to_be_bytes());
+                out.extend_from_slice(&p.index.to_be_bytes());
             }
         }
     }
@@ -200,6 +230,17 @@ impl Position {
                 Ok(Position::pg(Lsn(u64_at(1)?), Lsn(u64_at(13)?), index))
             }
             Some(&TAG_MYSQL) => Ok(Position::Mysql(crate::mysql_position::from_bytes(bytes)?)),
+            Some(&TAG_DELTA) => {
+                let (Some(v), Some(i), DELTA_BYTES_LEN) =
+                    (bytes.get(1..9), bytes.get(9..13), bytes.len())
+                else {
+                    return Err(err("a Delta position is 13 bytes"));
+                };
+                Ok(Position::Delta(DeltaPosition {
+                    version: u64::from_be_bytes(v.try_into().map_err(|_| err("truncated"))?),
+                    index: u32::from_be_bytes(i.try_into().map_err(|_| err("truncated"))?),
+                }))
+            }
             Some(_) => Err(err("unknown source tag")),
             None => Err(err("empty")),
         }
@@ -217,6 +258,7 @@ impl fmt::Display for Position {
         match self {
             Position::Postgres(p) => write!(f, "pg:{}:{}:{}", p.commit_lsn, p.lsn, p.index),
             Position::Mysql(p) => write!(f, "{p}"),
+            Position::Delta(p) => write!(f, "delta:{}:{}", p.version, p.index),
         }
     }
 }
@@ -229,12 +271,25 @@ impl FromStr for Position {
             input: s.to_owned(),
             reason,
         };
+        if let Some(rest) = s.strip_prefix("delta:") {
+            let (v, i) = rest
+                .split_once(':')
+                .ok_or_else(|| err("expected delta:<version>:<index>"))?;
+            let digits = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
+            if !digits(v) || !digits(i) {
+                return Err(err("version and index must be decimal numbers"));
+            }
+            return Ok(Position::Delta(DeltaPosition {
+                version: v.parse().map_err(|_| err("version out of range"))?,
+                index: i.parse().map_err(|_| err("index out of range"))?,
+            }));
+        }
         if let Some(rest) = s.strip_prefix("my:") {
             return Ok(Position::Mysql(crate::mysql_position::parse(s, rest)?));
         }
         let rest = s
             .strip_prefix("pg:")
-            .ok_or_else(|| err("expected prefix 'pg:' or 'my:'"))?;
+            .ok_or_else(|| err("expected prefix 'pg:', 'my:' or 'delta:'"))?;
         let mut parts = rest.split(':');
         let (Some(c), Some(l), Some(i), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -310,6 +365,34 @@ mod tests {
         assert!(Position::from_bytes(&[]).is_err());
         assert!(Position::from_bytes(&[2; 21]).is_err());
         assert!(Position::from_bytes(&[1; 20]).is_err());
+    }
+
+    fn arb_delta() -> impl Strategy<Value = Position> {
+        (any::<u64>(), any::<u32>())
+            .prop_map(|(version, index)| Position::Delta(DeltaPosition { version, index }))
+    }
+
+    #[test]
+    fn delta_position_forms() {
+        let p = Position::Delta(DeltaPosition {
+            version: 7,
+            index: 3,
+        });
+        assert_eq!(p.to_string(), "delta:7:3");
+        assert_eq!("delta:7:3".parse::<Position>().unwrap(), p);
+        assert!("delta:7".parse::<Position>().is_err());
+        assert!("delta:x:1".parse::<Position>().is_err());
+        assert!(Position::from_bytes(&[3; 12]).is_err());
+        assert!(p < Position::Delta(DeltaPosition::end(7)));
+    }
+
+    proptest! {
+        #[test]
+        fn prop_delta_position_round_trips_and_orders(a in arb_delta(), b in arb_delta()) {
+            prop_assert_eq!(a.to_string().parse::<Position>().unwrap(), a);
+            prop_assert_eq!(Position::from_bytes(&a.to_bytes()).unwrap(), a);
+            prop_assert_eq!(a.to_bytes().cmp(&b.to_bytes()), a.cmp(&b));
+        }
     }
 
     fn arb_position() -> impl Strategy<Value = Position> {

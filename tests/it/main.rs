@@ -9,6 +9,10 @@ mod pg_pipeline;
 mod pg_replication;
 mod pg_types;
 mod support;
+#[cfg(feature = "kafka")]
+mod kafka_sink;
+#[cfg(feature = "kafka")]
+mod kafka_support;
 #[cfg(feature = "iceberg")]
 mod iceberg_sink;
 #[cfg(feature = "iceberg")]

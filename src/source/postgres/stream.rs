@@ -440,7 +440,7 @@ fn end_lsn(p: &Position) -> u64 {
     match p {
         Position::Postgres(pg) => pg.lsn.0,
         // Never reaches a Postgres source; 0 (InvalidXLogRecPtr) reports nothing.
-        Position::Mysql(_) => 0,
+        Position::Mysql(_) | Position::Delta(_) => 0,
     }
 }
 
