@@ -34,12 +34,12 @@ def canon(v, kind=None):
         return repr(struct.unpack("f", struct.pack("f", v))[0])
     if kind == "interval":
         if isinstance(v, dt.timedelta):
-            return v.total_seconds()
+            return (v.days * 86400 + v.seconds) * 1_000_000 + v.microseconds
         m = INTERVAL_RE.match(v)
         if m:
             months, days, sign, h, mi, s, frac = m.groups()
-            secs = int(h) * 3600 + int(mi) * 60 + int(s) + int((frac or "0").ljust(6, "0")) / 1e6
-            return int(months) * 30 * 86400 + int(days) * 86400 + (-secs if sign else secs)
+            us = (int(h) * 3600 + int(mi) * 60 + int(s)) * 1_000_000 + int((frac or "0").ljust(6, "0"))
+            return (int(months) * 30 * 86400 + int(days) * 86400) * 1_000_000 + (-us if sign else us)
         return v
     if kind in ("json", "jsonb"):
         if isinstance(v, str):

@@ -130,12 +130,12 @@ async fn iceberg_mirror_randomized_workload_matches_source() {
         }
         // Schema changes mid-stream, each followed by changes so Postgres sends the
         // new Relation: add, rename, widen, drop.
-        match round {
+        let _ = match round {
             0 => psql(&db.name, "ALTER TABLE t ADD COLUMN extra integer; UPDATE t SET extra = 7 WHERE id % 4 = 0;"),
             1 => psql(&db.name, "ALTER TABLE t RENAME COLUMN vc TO vc2; UPDATE t SET vc2 = 'renamed' WHERE id % 5 = 0;"),
             2 => psql(&db.name, "ALTER TABLE t ALTER COLUMN i4 TYPE bigint; UPDATE t SET i4 = 5000000000 WHERE id % 6 = 0;"),
             _ => psql(&db.name, "ALTER TABLE t DROP COLUMN ch; UPDATE t SET tx = 'after drop' WHERE id % 7 = 0;"),
-        }
+        };
         if round == 1 {
             psql(
                 &db.name,
