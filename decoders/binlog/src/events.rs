@@ -350,3 +350,21 @@ pub fn zstd_uncompress(src: &[u8], declared: u64, max_len: usize) -> Result<Vec<
     }
     Ok(out)
 }
+
+/// The number of events inside a TRANSACTION_PAYLOAD_EVENT (whole event bytes).
+pub fn payload_event_count(event: &[u8], alg: crate::event::Checksum) -> Result<usize, ErrorKind> {
+    let data = crate::event::strip_checksum(event, alg)?;
+    let (h, payload) = parse_transaction_payload(&data[crate::event::HEADER_LEN..])?;
+    let raw = match h.compression {
+        0 => zstd_uncompress(payload, h.uncompressed_size, 1 << 30)?,
+        _ => payload.to_vec(),
+    };
+    let mut r = Reader::new(&raw);
+    let mut n = 0;
+    while !r.is_empty() {
+        let head = crate::event::EventHeader::parse(r.clone().take(crate::event::HEADER_LEN)?)?;
+        r.take(head.event_size as usize)?;
+        n += 1;
+    }
+    Ok(n)
+}

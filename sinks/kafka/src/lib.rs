@@ -55,6 +55,9 @@ use std::sync::Arc;
 use tidemark_debezium::Record;
 use tidemark_model::{BoxFuture, Position, Sink, SinkError, Transaction};
 
+/// The librdkafka binding this sink is built on (tests and `tidemark compare` consume with it).
+pub use rdkafka;
+
 pub use ack::{AckTracker, DeliveryFailure};
 pub use commit::{CommitStats, KafkaCommit};
 pub use config::{Compression, KafkaSecret, KafkaSinkConfig, SaslMechanism, SecurityProtocol};
