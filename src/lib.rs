@@ -5,6 +5,7 @@
 //! crate wires them together. See `docs/` and `../shared/ARCHITECTURE.md` for the data flow.
 
 pub mod checkpoint;
+pub mod compare;
 pub mod config;
 pub mod diff;
 pub mod engine;

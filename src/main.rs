@@ -59,6 +59,9 @@ enum Command {
     },
     /// Commit a realistic insert/update/delete workload to PostgreSQL.
     Generate(tidemark::generate::GenerateArgs),
+    /// Compare two event streams (JSON-lines files or Kafka topics) event by event: matched,
+    /// missing, extra and differing events. Exits 1 when they differ.
+    Compare(tidemark::compare::CompareArgs),
     /// Maintenance of the pipeline's Iceberg tables.
     #[cfg(feature = "iceberg")]
     Iceberg {
@@ -147,6 +150,13 @@ async fn main() -> anyhow::Result<()> {
             };
             let config = load(&config)?;
             println!("{}", run(&config, action, table.as_deref()).await?);
+        }
+        Command::Compare(args) => {
+            let (report, equal) = tidemark::compare::run(&args)?;
+            print!("{report}");
+            if !equal {
+                std::process::exit(1);
+            }
         }
         Command::Generate(args) => {
             let started = std::time::Instant::now();

@@ -277,3 +277,42 @@ pub fn ids_of(batches: &[arrow_array::RecordBatch]) -> Vec<i64> {
     out.sort_unstable();
     out
 }
+
+/// Data and delete files under the warehouse that no snapshot references (orphans).
+pub async fn orphan_files(lake: &Lake, table: &str) -> Vec<String> {
+    let cfg = tidemark_iceberg::IcebergSinkConfig::sqlite(
+        &lake.catalog_db.display().to_string(),
+        &lake.warehouse.display().to_string(),
+    );
+    let catalog = tidemark_iceberg::Catalog::connect(&cfg.catalog, &cfg.storage)
+        .await
+        .expect("catalog");
+    let ident = tidemark_iceberg::TableIdent {
+        namespace: lake.namespace.clone(),
+        name: table.to_owned(),
+    };
+    let t = catalog
+        .load(&ident)
+        .await
+        .expect("load")
+        .expect("table exists");
+    let referenced = tidemark_iceberg::maintenance::referenced_files(&catalog, &t)
+        .await
+        .expect("referenced files");
+    let mut out = Vec::new();
+    let mut stack = vec![lake.warehouse.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                let uri = format!("file://{}", p.display());
+                if !referenced.contains(&uri) {
+                    out.push(uri);
+                }
+            }
+        }
+    }
+    out
+}

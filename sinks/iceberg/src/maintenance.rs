@@ -175,6 +175,19 @@ async fn snapshot_files(
     Ok(out)
 }
 
+/// Every file some snapshot of the table references (manifest lists, manifests, data and
+/// delete files): anything else under the table's location is an orphan.
+pub async fn referenced_files(
+    catalog: &Catalog,
+    t: &LoadedTable,
+) -> Result<HashSet<String>, IcebergError> {
+    let mut out = HashSet::new();
+    for s in t.metadata.snapshots() {
+        out.extend(snapshot_files(catalog, t, s).await?);
+    }
+    Ok(out)
+}
+
 /// Removes snapshots older than `max_age` (keeping the newest `keep` and the current one)
 /// and deletes the files only they referenced.
 pub async fn expire(
