@@ -10,6 +10,8 @@ mod pg_replication;
 mod pg_types;
 mod support;
 #[cfg(feature = "kafka")]
+mod kafka_compare;
+#[cfg(feature = "kafka")]
 mod kafka_sink;
 #[cfg(feature = "kafka")]
 mod kafka_support;

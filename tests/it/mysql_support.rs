@@ -1,0 +1,197 @@
+//! Helpers for the MySQL/MariaDB integration tests: SQL through the `mariadb` client, a
+//! throw-away database per test, and a `tidemark run` child configured for a MySQL source
+//! (the generic [`Pipeline`] with a MySQL config written over its Postgres one).
+
+#![allow(dead_code)]
+
+use std::process::Command;
+
+use super::support::{suffix, Pipeline, PipelineSpec};
+
+/// Port of the MySQL server under test (`TIDEMARK_MYSQL_PORT`, default 3306; `make test-mysql8`
+/// points it at the compose MySQL 8 service).
+pub fn port() -> u16 {
+    std::env::var("TIDEMARK_MYSQL_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3306)
+}
+
+/// True when the MySQL tests should run; prints why not otherwise.
+pub fn mysql_enabled(test: &str) -> bool {
+    if std::env::var("TIDEMARK_TEST_MYSQL").as_deref() == Ok("1") {
+        true
+    } else {
+        eprintln!("skipping {test}: set TIDEMARK_TEST_MYSQL=1 (make test does) to run it against MariaDB/MySQL");
+        false
+    }
+}
+
+/// Runs SQL as root (utf8mb4, UTC session); panics with the client's stderr on failure.
+pub fn sql(db: &str, statements: &str) -> String {
+    let out = Command::new("mariadb")
+        .args(["-uroot", "-h127.0.0.1", "-N", "-B", "--default-character-set=utf8mb4"])
+        .arg(format!("-P{}", port()))
+        .arg(format!("--init-command=SET time_zone='+00:00'"))
+        .args(if db.is_empty() { vec![] } else { vec![db.to_string()] })
+        .arg("-e")
+        .arg(statements)
+        .output()
+        .expect("mariadb client runs");
+    assert!(
+        out.status.success(),
+        "mariadb failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        statements.chars().take(2000).collect::<String>()
+    );
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
+/// A database dropped when the guard goes out of scope.
+pub struct MyDb {
+    pub name: String,
+}
+
+impl MyDb {
+    pub fn create(prefix: &str) -> Self {
+        let name = format!("{prefix}_{}", suffix());
+        sql("", &format!("CREATE DATABASE {name} DEFAULT CHARSET utf8mb4"));
+        MyDb { name }
+    }
+}
+
+impl Drop for MyDb {
+    fn drop(&mut self) {
+        let _ = Command::new("mariadb")
+            .args(["-uroot", "-h127.0.0.1"])
+            .arg(format!("-P{}", port()))
+            .arg("-e")
+            .arg(format!("DROP DATABASE IF EXISTS {}", self.name))
+            .output();
+    }
+}
+
+/// A replication user with a password (dropped on drop), to test auth and to find our
+/// connections in the process list.
+pub struct MyUser {
+    pub name: String,
+    pub password: String,
+}
+
+impl MyUser {
+    pub fn create() -> Self {
+        let name = format!("tm_{}", suffix());
+        let password = format!("pw-{}", suffix());
+        sql(
+            "",
+            &format!(
+                "CREATE USER '{name}'@'%' IDENTIFIED BY '{password}'; \
+                 GRANT SELECT, RELOAD, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{name}'@'%'"
+            ),
+        );
+        MyUser { name, password }
+    }
+
+    /// Kills every connection of this user (the binlog dump included).
+    pub fn kill_connections(&self) -> usize {
+        let ids = sql("", &format!("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{}'", self.name));
+        let ids: Vec<&str> = ids.lines().filter(|l| !l.is_empty()).collect();
+        for id in &ids {
+            let _ = Command::new("mariadb").args(["-uroot", "-h127.0.0.1", "-e"]).arg(format!("KILL {id}")).output();
+        }
+        ids.len()
+    }
+}
+
+impl Drop for MyUser {
+    fn drop(&mut self) {
+        self.kill_connections();
+        let _ = Command::new("mariadb")
+            .args(["-uroot", "-h127.0.0.1", "-e"])
+            .arg(format!("DROP USER IF EXISTS '{}'@'%'", self.name))
+            .output();
+    }
+}
+
+/// Options of a MySQL pipeline.
+pub struct MySpec {
+    pub db: String,
+    /// `user` (root without password when `None`).
+    pub user: Option<(String, String)>,
+    pub source_extra: String,
+    pub sink_extra: String,
+    pub pipeline_extra: String,
+    pub checkpoint_interval: String,
+}
+
+impl MySpec {
+    pub fn new(db: &str) -> Self {
+        MySpec {
+            db: db.into(),
+            user: None,
+            source_extra: String::new(),
+            sink_extra: String::new(),
+            pipeline_extra: String::new(),
+            checkpoint_interval: "200ms".into(),
+        }
+    }
+}
+
+/// A `tidemark run` pipeline on the MySQL server, starting at its current position.
+pub fn pipeline(spec: MySpec) -> Pipeline {
+    let p = Pipeline::new(PipelineSpec::new("unused", &[]));
+    let (user, password) = match &spec.user {
+        Some((u, _)) => (u.clone(), format!("password = {{ env = \"TM_MY_PW_{}\" }}", suffix())),
+        None => ("root".into(), String::new()),
+    };
+    let pw_env = password.split('"').nth(1).map(str::to_owned);
+    let toml = format!(
+        r#"[pipeline]
+name = "it_my_{s}"
+{pipeline_extra}
+
+[source]
+kind = "mysql"
+url = "mysql://{user}@127.0.0.1:{port}"
+{password}
+server_id = {server_id}
+databases = ["{db}"]
+heartbeat_interval = "1s"
+max_backoff = "2s"
+server_name = "tm"
+{source_extra}
+
+[[sinks]]
+kind = "debezium_json"
+path = "{out}"
+fsync = false
+{sink_extra}
+
+[checkpoint]
+dir = "{cp}"
+interval = "{interval}"
+
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
+"#,
+        s = suffix(),
+        pipeline_extra = spec.pipeline_extra,
+        port = port(),
+        server_id = 10_000 + rand::random::<u32>() % 1_000_000,
+        db = spec.db,
+        source_extra = spec.source_extra,
+        sink_extra = spec.sink_extra,
+        out = p.out.display(),
+        cp = p.dir.join("checkpoints").display(),
+        interval = spec.checkpoint_interval,
+        metrics_port = p.metrics_port,
+    );
+    std::fs::write(&p.config, toml).expect("write config");
+    if let (Some(env), Some((_, pw))) = (pw_env, &spec.user) {
+        // The child inherits the environment.
+        std::env::set_var(env, pw);
+    }
+    p
+}
+
+/// The `payload` of a line written with or without the schema envelope.
+pub fn payload(v: &serde_json::Value) -> &serde_json::Value {
+    v.get("value").map_or(v, |x| x.get("payload").unwrap_or(x))
+}
