@@ -169,6 +169,25 @@ async fn iceberg_mirror_randomized_workload_matches_source() {
         "iceberg-rust sees other keys"
     );
     p.stop();
+    // Maintenance from the CLI: the table reads the same after compaction and expiry.
+    let config = p.config.display().to_string();
+    let (ok, out) = ice::tidemark(&["iceberg", "compact", "--config", &config]);
+    assert!(ok && out.contains("compacted"), "{out}");
+    let (ok, out) = ice::tidemark(&[
+        "iceberg",
+        "expire",
+        "--config",
+        &config,
+        "--older-than",
+        "0s",
+        "--keep",
+        "1",
+    ]);
+    assert!(ok && out.contains("expired"), "{out}");
+    eprintln!("{out}");
+    let r = ice::compare(&lake, "pyiceberg", &db.name, "public.t", "t");
+    assert_eq!(r["equal"], true, "after compaction and expiry: {r}");
+    assert_eq!(ice::orphan_files(&lake, "t").await, Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -382,6 +401,6 @@ async fn iceberg_million_row_transaction_bounded_memory() {
     let peak = p.current_peak_rss_kib().unwrap_or(0);
     eprintln!("1,000,000-row transaction: peak RSS {} MiB", peak / 1024);
     // The index holds 1M keys (~60 MiB); Parquet row groups and the source's spill are bounded.
-    assert!(peak < 1024 * 1024, "peak RSS {} MiB", peak / 1024);
+    assert!(peak < 512 * 1024, "peak RSS {} MiB", peak / 1024);
     p.stop();
 }
