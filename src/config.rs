@@ -84,6 +84,20 @@ const fn default_max_queue_bytes() -> u64 {
 pub enum SourceConfig {
     /// A PostgreSQL logical replication slot with the pgoutput plugin.
     Postgres(PostgresSourceConfig),
+    /// A MySQL 8.x / MariaDB 10.5+ server read as a replica (row-based binlog).
+    #[cfg(feature = "mysql")]
+    Mysql(crate::source::mysql::MysqlSourceConfig),
+}
+
+impl SourceConfig {
+    /// The Postgres source, if this is one (commands that talk to a replication slot).
+    pub fn as_postgres(&self) -> Option<&PostgresSourceConfig> {
+        #[allow(unreachable_patterns)]
+        match self {
+            SourceConfig::Postgres(pg) => Some(pg),
+            _ => None,
+        }
+    }
 }
 
 /// `[source]` with `kind = "postgres"`.
@@ -383,6 +397,8 @@ impl Config {
         }
         match &self.source {
             SourceConfig::Postgres(pg) => pg.validate(&mut problem),
+            #[cfg(feature = "mysql")]
+            SourceConfig::Mysql(m) => m.validate(&mut problem),
         }
         if self.sinks.is_empty() {
             problem("sinks", "no sink configured; add a [[sinks]] table".into());
@@ -431,6 +447,8 @@ impl Config {
     pub fn server_name(&self) -> &str {
         match &self.source {
             SourceConfig::Postgres(pg) => pg.server_name.as_deref().unwrap_or(&self.pipeline.name),
+            #[cfg(feature = "mysql")]
+            SourceConfig::Mysql(m) => m.server_name.as_deref().unwrap_or(&self.pipeline.name),
         }
     }
 }
@@ -619,7 +637,7 @@ path = "-"
     #[test]
     fn minimal_config_loads_with_defaults() {
         let c = load(MINIMAL, &[]).expect("valid");
-        let SourceConfig::Postgres(pg) = &c.source;
+        let pg = c.source.as_postgres().expect("a postgres source");
         assert_eq!(pg.slot_name("shop"), "tidemark_shop");
         assert!(pg.create_slot && pg.streaming && !pg.binary);
         assert_eq!(c.checkpoint.interval, Duration::from_secs(1));
@@ -637,7 +655,7 @@ path = "-"
             ],
         )
         .expect("valid");
-        let SourceConfig::Postgres(pg) = &c.source;
+        let pg = c.source.as_postgres().expect("a postgres source");
         assert_eq!(pg.slot.as_deref(), Some("other_slot"));
         assert!(pg.binary);
         let SinkConfig::DebeziumJson(s) = &c.sinks[0] else {

@@ -28,7 +28,7 @@ pub fn connect_config(pg: &PostgresSourceConfig) -> anyhow::Result<PgConnectConf
     Ok(cfg)
 }
 
-fn build_sinks(config: &Config, database: &str) -> anyhow::Result<Vec<Box<dyn Sink>>> {
+pub(crate) fn build_sinks(config: &Config, database: &str) -> anyhow::Result<Vec<Box<dyn Sink>>> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     for (i, sink) in config.sinks.iter().enumerate() {
         match sink {
@@ -59,7 +59,7 @@ fn build_sinks(config: &Config, database: &str) -> anyhow::Result<Vec<Box<dyn Si
 
 /// Appends the Iceberg sinks of `config` (their catalog connection is async).
 #[cfg(feature = "iceberg")]
-async fn add_iceberg_sinks(config: &Config, sinks: &mut Vec<Box<dyn Sink>>) -> anyhow::Result<()> {
+pub(crate) async fn add_iceberg_sinks(config: &Config, sinks: &mut Vec<Box<dyn Sink>>) -> anyhow::Result<()> {
     for (i, sink) in config.sinks.iter().enumerate() {
         if let SinkConfig::Iceberg(c) = sink {
             let s = tidemark_iceberg::IcebergSink::new(c.clone())
@@ -122,7 +122,11 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
         Some(p) => tracing::info!(pipeline = %name, position = %p, "resuming from checkpoint"),
         None => tracing::info!(pipeline = %name, "no checkpoint: starting at the slot's position"),
     }
-    let SourceConfig::Postgres(pg) = &config.source;
+    #[cfg(feature = "mysql")]
+    if let SourceConfig::Mysql(m) = &config.source {
+        return crate::source::mysql::pipeline::run(&config, m, store, metrics, resume, shutdown).await;
+    }
+    let pg = postgres(&config)?;
     let connect = connect_config(pg)?;
     #[allow(unused_mut)]
     let mut sinks = build_sinks(&config, &connect.dbname)?;
@@ -166,9 +170,21 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
     }
 }
 
+/// The Postgres source of commands that need one.
+fn postgres(config: &Config) -> anyhow::Result<&PostgresSourceConfig> {
+    config
+        .source
+        .as_postgres()
+        .context("this command needs a postgres source (source.kind = \"postgres\")")
+}
+
 /// `tidemark validate`: the server's settings for logical replication.
 pub async fn healthcheck(config: &Config) -> anyhow::Result<String> {
-    let SourceConfig::Postgres(pg) = &config.source;
+    #[cfg(feature = "mysql")]
+    if let SourceConfig::Mysql(m) = &config.source {
+        return crate::source::mysql::pipeline::healthcheck(m).await;
+    }
+    let pg = postgres(config)?;
     let control = PgControl::connect(&connect_config(pg)?).await?;
     let info = control.check_server().await?;
     Ok(format!(
@@ -193,7 +209,12 @@ pub async fn status(config: &Config) -> anyhow::Result<String> {
         ),
         None => format!("pipeline {name}: no checkpoint yet\n"),
     };
-    let SourceConfig::Postgres(pg) = &config.source;
+    #[cfg(feature = "mysql")]
+    if let SourceConfig::Mysql(m) = &config.source {
+        out.push_str(&crate::source::mysql::pipeline::status(m, &store).await?);
+        return Ok(out.trim_end().to_string());
+    }
+    let pg = postgres(config)?;
     let slot = pg.slot_name(name);
     let control = PgControl::connect(&connect_config(pg)?).await?;
     match control.slot_info(&slot).await? {
@@ -216,7 +237,11 @@ pub async fn reset(config: &Config) -> anyhow::Result<String> {
     let name = &config.pipeline.name;
     let store = FileCheckpointStore::open(&config.checkpoint.dir, name)?;
     store.remove()?;
-    let SourceConfig::Postgres(pg) = &config.source;
+    #[cfg(feature = "mysql")]
+    if let SourceConfig::Mysql(_) = &config.source {
+        return Ok("checkpoint removed (a MySQL replica holds nothing on the server)".into());
+    }
+    let pg = postgres(config)?;
     let slot = pg.slot_name(name);
     if pg.drop_slot_on_reset {
         let control = PgControl::connect(&connect_config(pg)?).await?;

@@ -1,1 +1,3 @@
+#[cfg(feature = "mysql")]
+pub mod mysql;
 pub mod postgres;

@@ -9,6 +9,10 @@ mod pg_pipeline;
 mod pg_replication;
 mod pg_types;
 mod support;
+#[cfg(feature = "mysql")]
+mod mysql_pipeline;
+#[cfg(feature = "mysql")]
+mod mysql_support;
 #[cfg(feature = "kafka")]
 mod kafka_compare;
 #[cfg(feature = "kafka")]
