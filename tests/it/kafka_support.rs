@@ -10,10 +10,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tidemark_kafka::rdkafka::config::ClientConfig;
-use tidemark_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
-use tidemark_kafka::rdkafka::error::KafkaError;
-use tidemark_kafka::rdkafka::message::{Headers, Message};
-use tidemark_kafka::rdkafka::{Offset, TopicPartitionList};
 
 use super::support::free_port;
 
@@ -156,87 +152,26 @@ impl Consumed {
     }
 }
 
-/// Partitions of `topic` (0 when the topic does not exist yet).
-pub fn partitions(bootstrap: &str, topic: &str) -> i32 {
-    let c = consumer(bootstrap, false);
-    match c.fetch_metadata(Some(topic), Duration::from_secs(10)) {
-        Ok(md) => md
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic)
-            .map_or(0, |t| t.partitions().len() as i32),
-        Err(_) => 0,
-    }
-}
-
-fn consumer(bootstrap: &str, read_committed: bool) -> BaseConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("tm-it-{}", super::support::suffix()))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set(
-            "isolation.level",
-            if read_committed {
-                "read_committed"
-            } else {
-                "read_uncommitted"
-            },
-        )
-        .create()
-        .expect("consumer")
-}
-
-/// Reads every partition of `topics` from the beginning until each is at its end (or `timeout`),
-/// with assigned partitions (no group join: tansu's takes ~20 s). Records are in partition and
-/// offset order per partition.
+/// Reads every partition of `topics` from the beginning to its end (assigned partitions: no
+/// group join, which takes ~20 s on tansu).
 pub fn consume_all(
     bootstrap: &str,
     topics: &[&str],
     read_committed: bool,
     timeout: Duration,
 ) -> Vec<Consumed> {
-    let c = consumer(bootstrap, read_committed);
-    let mut tpl = TopicPartitionList::new();
-    let mut open = 0;
-    for t in topics {
-        for p in 0..partitions(bootstrap, t) {
-            tpl.add_partition_offset(t, p, Offset::Beginning)
-                .expect("add partition");
-            open += 1;
-        }
-    }
-    if open == 0 {
-        return Vec::new();
-    }
-    c.assign(&tpl).expect("assign");
-    let deadline = Instant::now() + timeout;
-    let mut out = Vec::new();
-    while open > 0 && Instant::now() < deadline {
-        match c.poll(Duration::from_millis(200)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(_))) => open -= 1,
-            Some(Err(e)) => panic!("consume: {e}"),
-            Some(Ok(m)) => {
-                let mut headers = BTreeMap::new();
-                if let Some(h) = m.headers() {
-                    for i in 0..h.count() {
-                        let hd = h.get(i);
-                        headers.insert(hd.key.to_string(), hd.value.unwrap_or(&[]).to_vec());
-                    }
-                }
-                out.push(Consumed {
-                    topic: m.topic().to_string(),
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    key: m.key().map(<[u8]>::to_vec),
-                    value: m.payload().map(<[u8]>::to_vec),
-                    headers,
-                });
-            }
-        }
-    }
-    out
+    tidemark_kafka::consume::read_topics(bootstrap, topics, read_committed, timeout)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .map(|r| Consumed {
+            topic: r.topic,
+            partition: r.partition,
+            offset: r.offset,
+            key: r.key,
+            value: r.value,
+            headers: r.headers.into_iter().collect(),
+        })
+        .collect()
 }
 
 /// Waits until `topics` hold at least `n` records; returns them.

@@ -47,6 +47,7 @@
 pub mod ack;
 pub mod commit;
 pub mod config;
+pub mod consume;
 pub mod encoder;
 pub mod writer;
 
