@@ -40,6 +40,21 @@ pub enum Connector {
     /// `io.debezium.connector.postgresql.PostgresConnector` (`"connector":"postgresql"`).
     #[default]
     Postgres,
+    /// `io.debezium.connector.mysql.MySqlConnector` (`"connector":"mysql"`).
+    Mysql,
+    /// `io.debezium.connector.mariadb.MariaDbConnector` (`"connector":"mariadb"`).
+    Mariadb,
+}
+
+/// Debezium's `bigint.unsigned.handling.mode` (MySQL/MariaDB).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BigintUnsignedHandling {
+    /// A Java `long`: values above 2^63-1 wrap negative (Debezium's default).
+    #[default]
+    Long,
+    /// A Connect `Decimal` with scale 0.
+    Precise,
 }
 
 impl Connector {
@@ -47,6 +62,8 @@ impl Connector {
     pub fn name(self) -> &'static str {
         match self {
             Connector::Postgres => "postgresql",
+            Connector::Mysql => "mysql",
+            Connector::Mariadb => "mariadb",
         }
     }
 }
@@ -71,6 +88,9 @@ pub struct EncoderOptions {
     /// Debezium `time.precision.mode`. Default: adaptive.
     #[serde(default)]
     pub time_precision_mode: TimePrecision,
+    /// Debezium `bigint.unsigned.handling.mode` (MySQL/MariaDB `BIGINT UNSIGNED`). Default: long.
+    #[serde(default)]
+    pub bigint_unsigned_handling_mode: BigintUnsignedHandling,
     /// Wrap key and value in `{"schema":..,"payload":..}` as Kafka Connect's JsonConverter does
     /// with `schemas.enable=true`. Default: false.
     #[serde(default)]
@@ -110,6 +130,7 @@ impl EncoderOptions {
             connector: Connector::Postgres,
             decimal_handling_mode: DecimalHandling::Precise,
             time_precision_mode: TimePrecision::Adaptive,
+            bigint_unsigned_handling_mode: BigintUnsignedHandling::Long,
             schemas_enable: false,
             lossless: false,
             tombstones_on_delete: true,
@@ -150,6 +171,9 @@ pub struct JsonlSinkConfig {
     /// or `connect`.
     #[serde(default)]
     pub time_precision_mode: TimePrecision,
+    /// Debezium `bigint.unsigned.handling.mode` (MySQL/MariaDB). Default: long.
+    #[serde(default)]
+    pub bigint_unsigned_handling_mode: BigintUnsignedHandling,
     /// Include the Kafka Connect `schema` part (JsonConverter `schemas.enable=true`).
     /// Default: false.
     #[serde(default)]
@@ -181,6 +205,7 @@ impl JsonlSinkConfig {
             fsync: true,
             decimal_handling_mode: DecimalHandling::Precise,
             time_precision_mode: TimePrecision::Adaptive,
+            bigint_unsigned_handling_mode: BigintUnsignedHandling::Long,
             schemas_enable: false,
             lossless: false,
             tombstones_on_delete: true,
@@ -224,6 +249,7 @@ impl JsonlSinkConfig {
         EncoderOptions {
             decimal_handling_mode: self.decimal_handling_mode,
             time_precision_mode: self.time_precision_mode,
+            bigint_unsigned_handling_mode: self.bigint_unsigned_handling_mode,
             schemas_enable: self.schemas_enable,
             lossless: self.lossless,
             tombstones_on_delete: self.tombstones_on_delete,

@@ -12,6 +12,7 @@
 
 mod codec;
 mod envelope;
+mod mysql;
 mod schema;
 mod txmeta;
 mod values;
@@ -268,7 +269,19 @@ impl DebeziumEncoder {
         let op = batch.op(row);
         let (position, lsn) = envelope::row_lsn(batch, row);
         let table = &batch.schema.table;
-        let source = envelope::source_block(
+        let snapshot = if op == Op::Read { "true" } else { "false" };
+        let source = if let Some(my) = position.as_mysql() {
+            mysql::source_block(
+                opts,
+                &batch.batch,
+                &table.namespace,
+                &table.name,
+                batch.commit_ts_us(row).or(txn.commit_ts_us),
+                snapshot,
+                my,
+            )
+        } else {
+            envelope::source_block(
             opts,
             &SourceInfo {
                 schema: &table.namespace,
@@ -279,7 +292,8 @@ impl DebeziumEncoder {
                 lsn,
                 xid: batch.txid(row).or(txn.xid),
             },
-        );
+        )
+        };
         let now = (self.clock)();
         let before = envelope::image(batch, plan, row, Image::Before, opts, false)?;
         let after = envelope::image(batch, plan, row, Image::After, opts, false)?;

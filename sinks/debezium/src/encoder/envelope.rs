@@ -86,6 +86,7 @@ fn fallback(conv: &Conv, opts: &EncoderOptions) -> Value {
         Conv::List(_) => Value::Array(Vec::new()),
         Conv::Omit | Conv::Name | Conv::Point => Value::Null,
         Conv::Text | Conv::Bytes | Conv::Uuid | Conv::Bits { .. } => Value::from(""),
+        Conv::Mysql(c) => super::mysql::fallback(c),
     }
 }
 
@@ -137,6 +138,9 @@ pub fn image(
                 values::array_dims(flat, detail.unwrap_or(""), opts.lossless)
             }
             Some((kind, detail)) => match conv {
+                Conv::Mysql(c) => {
+                    super::mysql::marked(c, kind, detail, child.as_ref(), row, opts).map_err(err)?
+                }
                 // A special numeric inside an array: the slot is null, detail is the text.
                 Conv::List(_) if opts.lossless => detail.map_or(Value::Null, Value::from),
                 Conv::List(_) => Value::Null,

@@ -53,6 +53,7 @@ fn conv_schema(
     let mode = opts.decimal_handling_mode;
     let plain = |ty: &str| json!({"type": ty, "optional": optional});
     match conv {
+        Conv::Mysql(c) => super::mysql::schema(c, &col.source_type, optional, opts),
         Conv::Omit => Value::Null,
         Conv::Bool => plain("boolean"),
         Conv::Int => plain(match dt {
@@ -181,6 +182,18 @@ pub fn source_schema() -> Value {
 
 /// The envelope schema (`<prefix>.<schema>.<table>.Envelope`, version 2).
 pub fn envelope_schema(table: &TableSchema, value: &Value, opts: &EncoderOptions) -> Value {
+    let mysql = table
+        .columns
+        .first()
+        .is_some_and(|c| tidemark_model::mysql_types::is_mysql(&c.source_type));
+    let source = if mysql {
+        super::mysql::source_schema(match opts.connector {
+            crate::config::Connector::Mysql => "mysql",
+            _ => "mariadb",
+        })
+    } else {
+        source_schema()
+    };
     let txn = json!({"type": "struct", "fields": [
         {"type": "string", "optional": false, "field": "id"},
         {"type": "int64", "optional": false, "field": "total_order"},
@@ -188,7 +201,7 @@ pub fn envelope_schema(table: &TableSchema, value: &Value, opts: &EncoderOptions
         "optional": true, "name": "event.block", "version": 1, "field": "transaction"});
     json!({"type": "struct", "fields": [
         with_field(value.clone(), "before"), with_field(value.clone(), "after"),
-        with_field(source_schema(), "source"), txn,
+        with_field(source, "source"), txn,
         {"type": "string", "optional": false, "field": "op"},
         {"type": "int64", "optional": true, "field": "ts_ms"},
         {"type": "int64", "optional": true, "field": "ts_us"},

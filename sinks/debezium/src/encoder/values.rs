@@ -81,6 +81,8 @@ pub enum Conv {
     },
     Point,
     List(Box<Conv>),
+    /// A MySQL/MariaDB column (`mysql.rs`).
+    Mysql(super::mysql::MyConv),
 }
 
 /// Element types whose arrays Debezium does not convert (`PostgresValueConverter`, DBZ-459).
@@ -112,6 +114,9 @@ fn time_precision(t: &SourceType) -> i32 {
 
 /// Plans the conversion of a column of type `t` stored as `dt`.
 pub fn plan(t: &SourceType, dt: &DataType, opts: &EncoderOptions) -> Conv {
+    if tidemark_model::mysql_types::is_mysql(t) {
+        return Conv::Mysql(super::mysql::plan(t, dt, opts));
+    }
     if let Some(element) = &t.element {
         let DataType::List(item) = dt else {
             return Conv::Text;
@@ -354,6 +359,9 @@ pub fn value(
     i: usize,
     opts: &EncoderOptions,
 ) -> Result<Value, String> {
+    if let Conv::Mysql(c) = conv {
+        return super::mysql::value(c, arr, i, opts);
+    }
     if i >= arr.len() {
         return Err(format!("row {i} out of range"));
     }
