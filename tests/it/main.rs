@@ -10,6 +10,8 @@ mod pg_replication;
 mod pg_types;
 mod support;
 #[cfg(feature = "mysql")]
+mod mysql_debezium;
+#[cfg(feature = "mysql")]
 mod mysql_pipeline;
 #[cfg(feature = "mysql")]
 mod mysql_support;
