@@ -49,6 +49,22 @@ fn mysql_same_workload_matches_real_debezium_mariadb_connector() {
     if !mysql_enabled("mysql_same_workload_matches_real_debezium_mariadb_connector") {
         return;
     }
+    differential(&[], "");
+}
+
+#[test]
+fn mysql_debezium_options_match_decimal_string_time_connect_bigint_precise() {
+    if !mysql_enabled("mysql_debezium_options_match_decimal_string_time_connect_bigint_precise") {
+        return;
+    }
+    differential(
+        &["decimal.handling.mode=string", "time.precision.mode=connect", "bigint.unsigned.handling.mode=precise"],
+        "decimal_handling_mode = \"string\"\ntime_precision_mode = \"connect\"\nbigint_unsigned_handling_mode = \"precise\"",
+    );
+}
+
+/// Runs the workload under Debezium (with `props`) and Tidemark (with `sink_extra`).
+fn differential(props: &[&str], sink_extra: &str) {
     let db = MyDb::create("tm_dbz");
     let setup = std::fs::read_to_string(root().join("tests/debezium/workloads/mariadb/all_types_setup.sql")).expect("setup");
     sql(&db.name, &setup);
@@ -57,12 +73,15 @@ fn mysql_same_workload_matches_real_debezium_mariadb_connector() {
     workload.push_str("UPDATE all_types SET id = 30 WHERE id = 3;\nINSERT INTO nopk VALUES (1,'x');\nUPDATE nopk SET b='y';\nDELETE FROM nopk;\n");
     let wl = std::env::temp_dir().join(format!("tm_dbz_{}.sql", db.name));
     std::fs::write(&wl, &workload).expect("write workload");
-    let mut p = pipeline(MySpec::new(&db.name));
+    let mut spec = MySpec::new(&db.name);
+    spec.sink_extra = sink_extra.into();
+    let mut p = pipeline(spec);
     p.start();
     let out = std::env::temp_dir().join(format!("tm_dbz_{}.jsonl", db.name));
     let status = Command::new(debezium_python())
         .arg(root().join("tests/debezium/capture_mariadb.py"))
         .args(["--database", &db.name, "--topic-prefix", "tm", "--idle-timeout", "5"])
+        .args(props.iter().flat_map(|kv| ["--prop", kv]))
         .arg("--workload-sql")
         .arg(&wl)
         .arg("--out")

@@ -12,7 +12,10 @@
 //! - `BIT(1)` is a boolean; `BIT(n)` bytes, *little-endian* (`b'1000000001'` → `AQI=`).
 //! - `DATETIME(0..3)` is epoch milliseconds (`io.debezium.time.Timestamp`), `DATETIME(4..6)`
 //!   microseconds, with no zone shift; `TIMESTAMP` an ISO-8601 UTC string; `TIME` always
-//!   microseconds (`adaptive_time_microseconds` is the connectors' default).
+//!   microseconds (`adaptive_time_microseconds` is the connectors' default). With
+//!   `time.precision.mode=connect` a TIME outside 00:00..24:00 (negative, > 24 h) is `null`.
+//! - `bigint.unsigned.handling.mode=precise` is Connect `Decimal` bytes even with
+//!   `decimal.handling.mode=string`.
 //! - Geometry is `{"wkb", "srid"}`, POINT `{"x", "y", "wkb", "srid"}`; SRID 0 is `null`.
 //! - `source.pos` is the offset of the rows event, `source.row` the row inside it,
 //!   `source.gtid` the transaction's GTID, `thread`/`query` null unless `include.query`.
@@ -155,8 +158,9 @@ pub fn value(c: &MyConv, arr: &dyn Array, i: usize, opts: &EncoderOptions) -> Re
             match (opts.lossless, opts.bigint_unsigned_handling_mode) {
                 (true, _) => Value::from(v),
                 (false, BigintUnsignedHandling::Long) => Value::from(v as i64),
+                // Always Connect Decimal bytes, whatever decimal.handling.mode says (observed).
                 (false, BigintUnsignedHandling::Precise) => {
-                    decimal_json(i256::from_i128(i128::from(v)), 0, opts.decimal_handling_mode)
+                    decimal_json(i256::from_i128(i128::from(v)), 0, DecimalHandling::Precise)
                 }
             }
         }
@@ -187,6 +191,9 @@ pub fn value(c: &MyConv, arr: &dyn Array, i: usize, opts: &EncoderOptions) -> Re
         MyConv::Time => {
             let us = arr.as_primitive::<DurationMicrosecondType>().value(i);
             match opts.time_precision_mode {
+                // Connect's `Time` is a time of day: Debezium writes null outside 00:00..24:00
+                // (negative or > 24 h durations, observed); lossless keeps the milliseconds.
+                TimePrecision::Connect if !(0..86_400_000_000).contains(&us) && !opts.lossless => Value::Null,
                 TimePrecision::Connect => Value::from(us.div_euclid(1000)),
                 _ => Value::from(us),
             }
@@ -333,6 +340,8 @@ pub fn schema(c: &MyConv, t: &SourceType, optional: bool, opts: &EncoderOptions)
             "version": 1, "parameters": {"length": bits.to_string()}}),
         MyConv::Year => logical("int32", "io.debezium.time.Year"),
         MyConv::Date => logical("int32", "io.debezium.time.Date"),
+        MyConv::Time if opts.time_precision_mode == TimePrecision::Connect => json!({"type": "int32",
+            "optional": optional, "name": "org.apache.kafka.connect.data.Time", "version": 1}),
         MyConv::Time => logical("int64", "io.debezium.time.MicroTime"),
         MyConv::DateTime { micros: true } => logical("int64", "io.debezium.time.MicroTimestamp"),
         MyConv::DateTime { micros: false } => logical("int64", "io.debezium.time.Timestamp"),
