@@ -222,11 +222,24 @@ pub async fn serve(metrics: Arc<Metrics>, listen: SocketAddr) -> std::io::Result
         let (mut socket, _) = listener.accept().await?;
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let n = match socket.read(&mut buf).await {
-                Ok(n) => n,
-                Err(_) => return,
+            // The request line may arrive in several segments: read until the end of the
+            // headers (bounded in size and time) before routing.
+            let mut buf = vec![0u8; 8192];
+            let mut n = 0;
+            let read_head = async {
+                while n < buf.len() && !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf[n..]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(m) => n += m,
+                    }
+                }
             };
+            if tokio::time::timeout(std::time::Duration::from_secs(5), read_head)
+                .await
+                .is_err()
+            {
+                return;
+            }
             let request = String::from_utf8_lossy(&buf[..n]);
             let path = request.split_whitespace().nth(1).unwrap_or("/");
             let (status, content_type, body) = route(&metrics, path);

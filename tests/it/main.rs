@@ -5,6 +5,7 @@
 
 mod pg_crash;
 mod pg_debezium;
+mod pg_ops;
 mod pg_pipeline;
 mod pg_replication;
 mod pg_types;

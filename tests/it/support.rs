@@ -135,11 +135,8 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
         .ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let status = buf.split_whitespace().nth(1)?.parse().ok()?;
@@ -214,6 +211,8 @@ pub struct Pipeline {
     child: Option<std::process::Child>,
     /// Peak RSS (VmHWM, KiB) of every child this pipeline ran, sampled at exit.
     pub peak_rss_kib: u64,
+    /// Extra environment of the child (e.g. `TIDEMARK__…` config overrides).
+    pub env: Vec<(String, String)>,
 }
 
 impl Pipeline {
@@ -280,6 +279,7 @@ listen = "127.0.0.1:{metrics_port}"
             metrics_port,
             child: None,
             peak_rss_kib: 0,
+            env: Vec::new(),
         }
     }
 
@@ -301,6 +301,7 @@ listen = "127.0.0.1:{metrics_port}"
             .args(["run", "--config"])
             .arg(&self.config)
             .env("TIDEMARK_LOG", "info,tidemark=debug")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()
@@ -460,7 +461,8 @@ listen = "127.0.0.1:{metrics_port}"
         panic!("/metrics does not answer:\n{}", self.log_text())
     }
 
-    /// The checkpoint file's JSON, if one was saved.
+    /// The checkpoint file's JSON, if one was saved. Panics if the file exists but is not a
+    /// whole JSON document: checkpoints are written atomically, even under kill -9.
     pub fn checkpoint(&self) -> Option<serde_json::Value> {
         let dir = self.dir.join("checkpoints");
         let path = std::fs::read_dir(dir)
@@ -468,7 +470,11 @@ listen = "127.0.0.1:{metrics_port}"
             .filter_map(|e| e.ok())
             .map(|e| e.path())
             .find(|p| p.extension().is_some_and(|x| x == "json"))?;
-        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+        let text = std::fs::read_to_string(&path).ok()?;
+        Some(
+            serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("torn checkpoint {} ({e}): {text:?}", path.display())),
+        )
     }
 }
 
