@@ -117,6 +117,7 @@ async fn iceberg_mirror_randomized_workload_matches_source() {
             mode: "mirror",
             extra: "commit = { max_rows = 5000, interval = \"500ms\" }",
             jsonl: false,
+            pg_catalog: false,
         },
     );
     p.start();
@@ -204,6 +205,7 @@ async fn iceberg_changelog_matches_captured_stream() {
             mode: "changelog",
             extra: "commit = { interval = \"300ms\" }\n[sinks.tables.\"public.t\"]\npartition = [\"day(_commit_ts)\"]",
             jsonl: true,
+            pg_catalog: false,
         },
     );
     p.start();
@@ -310,6 +312,7 @@ async fn iceberg_kill9_loop_no_loss_no_duplicates() {
             // Small, frequent commits: kills land while files are written and mid-commit.
             extra: "commit = { max_rows = 300, interval = \"150ms\" }",
             jsonl: false,
+            pg_catalog: false,
         },
     );
     p.start();
@@ -377,6 +380,7 @@ async fn iceberg_million_row_transaction_bounded_memory() {
             mode: "mirror",
             extra: "",
             jsonl: false,
+            pg_catalog: false,
         },
     );
     p.start();
@@ -402,5 +406,48 @@ async fn iceberg_million_row_transaction_bounded_memory() {
     eprintln!("1,000,000-row transaction: peak RSS {} MiB", peak / 1024);
     // The index holds 1M keys (~60 MiB); Parquet row groups and the source's spill are bounded.
     assert!(peak < 512 * 1024, "peak RSS {} MiB", peak / 1024);
+    p.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn iceberg_sql_catalog_on_postgresql() {
+    if !ice::enabled("iceberg_sql_catalog_on_postgresql") {
+        return;
+    }
+    let db = TestDb::create("tm_ice_pgcat");
+    psql(&db.name, CREATE);
+    // The catalog tables live in the test database itself (not in the publication).
+    let (mut p, lake) = ice::pipeline(
+        &db.name,
+        &["public.t"],
+        SinkSpec {
+            mode: "mirror",
+            extra: "commit = { interval = \"300ms\" }",
+            jsonl: false,
+            pg_catalog: true,
+        },
+    );
+    p.start();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
+    let mut next_id = 1;
+    psql(&db.name, &insert(1, 200));
+    next_id += 200;
+    for _ in 0..6 {
+        psql(&db.name, &random_txn(&mut rng, &mut next_id, 0));
+    }
+    let r = ice::wait_equal(
+        &mut p,
+        &lake,
+        &db.name,
+        "public.t",
+        "t",
+        Duration::from_secs(90),
+    );
+    eprintln!("PostgreSQL catalog, pyiceberg: {r}");
+    let n = psql(
+        &db.name,
+        "SELECT count(*) FROM iceberg_tables WHERE catalog_name = 'tidemark' AND table_namespace = 'lake'",
+    );
+    assert_eq!(n, "1");
     p.stop();
 }

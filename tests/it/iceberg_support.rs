@@ -44,15 +44,34 @@ pub struct Lake {
     pub catalog_db: PathBuf,
     pub warehouse: PathBuf,
     pub namespace: String,
+    /// A PostgreSQL catalog instead of the SQLite file: (sqlx URI, SQLAlchemy URI).
+    pub pg_catalog: Option<(String, String)>,
 }
 
 impl Lake {
     pub fn catalog_uri_sqlx(&self) -> String {
-        format!("sqlite://{}", self.catalog_db.display())
+        match &self.pg_catalog {
+            Some((sqlx, _)) => sqlx.clone(),
+            None => format!("sqlite://{}", self.catalog_db.display()),
+        }
     }
     /// SQLAlchemy's form (pyiceberg).
     pub fn catalog_uri_sqlalchemy(&self) -> String {
-        format!("sqlite:///{}", self.catalog_db.display())
+        match &self.pg_catalog {
+            Some((_, sa)) => sa.clone(),
+            None => format!("sqlite:///{}", self.catalog_db.display()),
+        }
+    }
+
+    /// The sink config pointing at this lake.
+    pub fn config(&self) -> tidemark_iceberg::IcebergSinkConfig {
+        let mut cfg = tidemark_iceberg::IcebergSinkConfig::sqlite(
+            &self.catalog_db.display().to_string(),
+            &self.warehouse.display().to_string(),
+        );
+        let tidemark_iceberg::CatalogConfig::Sql(c) = &mut cfg.catalog;
+        c.uri = self.catalog_uri_sqlx();
+        cfg
     }
 }
 
@@ -63,6 +82,8 @@ pub struct SinkSpec<'a> {
     pub extra: &'a str,
     /// Also a Debezium JSON sink into `Pipeline::out` (to compare a changelog against).
     pub jsonl: bool,
+    /// Use the SQL catalog on PostgreSQL (in the test database) instead of SQLite.
+    pub pg_catalog: bool,
 }
 
 /// A pipeline whose sink is an Iceberg table (config rewritten from `Pipeline::new`'s).
@@ -74,6 +95,12 @@ pub fn pipeline(db: &str, tables: &[&str], sink: SinkSpec<'_>) -> (Pipeline, Lak
         catalog_db: p.dir.join("catalog.db"),
         warehouse: p.dir.join("warehouse"),
         namespace: "lake".into(),
+        pg_catalog: sink.pg_catalog.then(|| {
+            (
+                format!("postgres://postgres@127.0.0.1:5432/{db}"),
+                format!("postgresql+psycopg2://postgres@127.0.0.1:5432/{db}"),
+            )
+        }),
     };
     let tables = p
         .spec
@@ -231,10 +258,7 @@ pub fn tidemark(args: &[&str]) -> (bool, String) {
 
 /// Opens the lake's table with iceberg-rust (through the sink crate's catalog).
 pub async fn iceberg_rust_rows(lake: &Lake, table: &str) -> Vec<arrow_array::RecordBatch> {
-    let cfg = tidemark_iceberg::IcebergSinkConfig::sqlite(
-        &lake.catalog_db.display().to_string(),
-        &lake.warehouse.display().to_string(),
-    );
+    let cfg = lake.config();
     let catalog = tidemark_iceberg::Catalog::connect(&cfg.catalog, &cfg.storage)
         .await
         .expect("catalog");
@@ -280,10 +304,7 @@ pub fn ids_of(batches: &[arrow_array::RecordBatch]) -> Vec<i64> {
 
 /// Data and delete files under the warehouse that no snapshot references (orphans).
 pub async fn orphan_files(lake: &Lake, table: &str) -> Vec<String> {
-    let cfg = tidemark_iceberg::IcebergSinkConfig::sqlite(
-        &lake.catalog_db.display().to_string(),
-        &lake.warehouse.display().to_string(),
-    );
+    let cfg = lake.config();
     let catalog = tidemark_iceberg::Catalog::connect(&cfg.catalog, &cfg.storage)
         .await
         .expect("catalog");
