@@ -27,7 +27,11 @@ fuzz_target!(|data: &[u8]| {
         emit_empty_transactions: true,
     });
     let mut w = EventWriter::new(checksum);
-    let version = if flavour & 2 != 0 { "10.11.6-MariaDB-log" } else { "8.0.36" };
+    let version = if flavour & 2 != 0 {
+        "10.11.6-MariaDB-log"
+    } else {
+        "8.0.36"
+    };
     let _ = d.decode(&w.rotate(4, "binlog.000001"));
     let _ = d.decode(&w.format_description(version));
     while rest.len() >= 2 {
@@ -54,7 +58,11 @@ fn crc32fast_hash(b: &[u8]) -> u32 {
     for &x in b {
         c ^= u32::from(x);
         for _ in 0..8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xEDB8_8320
+            } else {
+                c >> 1
+            };
         }
     }
     !c

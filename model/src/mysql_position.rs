@@ -469,7 +469,8 @@ mod tests {
     fn arb_gtid() -> impl Strategy<Value = Option<Gtid>> {
         prop_oneof![
             Just(None),
-            (any::<[u8; 16]>(), any::<u64>()).prop_map(|(uuid, gno)| Some(Gtid::Mysql { uuid, gno })),
+            (any::<[u8; 16]>(), any::<u64>())
+                .prop_map(|(uuid, gno)| Some(Gtid::Mysql { uuid, gno })),
             (any::<u32>(), any::<u32>(), any::<u64>()).prop_map(|(domain, server, seq)| Some(
                 Gtid::Mariadb {
                     domain,

@@ -130,34 +130,67 @@ impl BlobSize {
 /// A MySQL/MariaDB column type, as precise as the model needs it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum MysqlType {
-    TinyInt { unsigned: bool },
-    SmallInt { unsigned: bool },
-    MediumInt { unsigned: bool },
-    Int { unsigned: bool },
-    BigInt { unsigned: bool },
+    TinyInt {
+        unsigned: bool,
+    },
+    SmallInt {
+        unsigned: bool,
+    },
+    MediumInt {
+        unsigned: bool,
+    },
+    Int {
+        unsigned: bool,
+    },
+    BigInt {
+        unsigned: bool,
+    },
     Float,
     Double,
     /// `DECIMAL(p,s)`: 1 ≤ p ≤ 65, 0 ≤ s ≤ 30, s ≤ p.
-    Decimal { precision: u8, scale: u8 },
+    Decimal {
+        precision: u8,
+        scale: u8,
+    },
     /// `BIT(n)`, 1 ≤ n ≤ 64.
-    Bit { bits: u8 },
+    Bit {
+        bits: u8,
+    },
     Year,
     Date,
     /// `TIME(fsp)`.
-    Time { fsp: u8 },
+    Time {
+        fsp: u8,
+    },
     /// `DATETIME(fsp)`.
-    DateTime { fsp: u8 },
+    DateTime {
+        fsp: u8,
+    },
     /// `TIMESTAMP(fsp)`.
-    Timestamp { fsp: u8 },
+    Timestamp {
+        fsp: u8,
+    },
     /// `CHAR(n)` (characters); `n` unknown = `None`.
-    Char { length: Option<u32> },
-    VarChar { length: Option<u32> },
+    Char {
+        length: Option<u32>,
+    },
+    VarChar {
+        length: Option<u32>,
+    },
     Text(BlobSize),
-    Binary { length: Option<u32> },
-    VarBinary { length: Option<u32> },
+    Binary {
+        length: Option<u32>,
+    },
+    VarBinary {
+        length: Option<u32>,
+    },
     Blob(BlobSize),
-    Enum { labels: Vec<String> },
-    Set { labels: Vec<String> },
+    Enum {
+        labels: Vec<String>,
+    },
+    Set {
+        labels: Vec<String>,
+    },
     Json,
     Geometry(GeometryKind),
 }
@@ -240,11 +273,13 @@ impl MysqlType {
     fn modifier(&self) -> i32 {
         let len = |l: &Option<u32>| l.map_or(-1, |l| l.min(i32::MAX as u32) as i32);
         match self {
-            MysqlType::Decimal { precision, scale } => (i32::from(*precision) << 8) | i32::from(*scale),
-            MysqlType::Bit { bits } => i32::from(*bits),
-            MysqlType::Time { fsp } | MysqlType::DateTime { fsp } | MysqlType::Timestamp { fsp } => {
-                i32::from(*fsp)
+            MysqlType::Decimal { precision, scale } => {
+                (i32::from(*precision) << 8) | i32::from(*scale)
             }
+            MysqlType::Bit { bits } => i32::from(*bits),
+            MysqlType::Time { fsp }
+            | MysqlType::DateTime { fsp }
+            | MysqlType::Timestamp { fsp } => i32::from(*fsp),
             MysqlType::Char { length }
             | MysqlType::VarChar { length }
             | MysqlType::Binary { length }
@@ -444,7 +479,11 @@ mod tests {
         for t in all_types() {
             let st = t.source_type();
             assert!(is_mysql(&st), "{st:?}");
-            assert_eq!(MysqlType::from_source_type(&st).as_ref(), Some(&t), "{st:?}");
+            assert_eq!(
+                MysqlType::from_source_type(&st).as_ref(),
+                Some(&t),
+                "{st:?}"
+            );
         }
         assert!(MysqlType::from_source_type(&SourceType::pg(23, "int4", -1)).is_none());
     }

@@ -99,7 +99,10 @@ enum Store {
     Duration(DurationMicrosecondBuilder),
     Timestamp(TimestampMicrosecondBuilder),
     /// An Arrow type this builder does not build: nulls only, values fail.
-    Null { data_type: DataType, len: usize },
+    Null {
+        data_type: DataType,
+        len: usize,
+    },
 }
 
 /// Builds one Arrow column from typed MySQL values.

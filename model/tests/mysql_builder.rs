@@ -90,11 +90,13 @@ fn typed_rows_with_markers() {
     b.finish_row().unwrap();
     // An update with a MINIMAL before image (key only) and a partial after image.
     b.begin_row(Op::Update, &pos(1), None, Some(1)).unwrap();
-    b.append_value(Image::Before, 0, MysqlValue::UInt(1)).unwrap();
+    b.append_value(Image::Before, 0, MysqlValue::UInt(1))
+        .unwrap();
     for c in 1..6 {
         b.append_unchanged(Image::Before, c).unwrap();
     }
-    b.append_value(Image::After, 0, MysqlValue::UInt(1)).unwrap();
+    b.append_value(Image::After, 0, MysqlValue::UInt(1))
+        .unwrap();
     b.append_null(Image::After, 1).unwrap();
     for c in 2..6 {
         b.append_unchanged(Image::After, c).unwrap();
@@ -104,19 +106,37 @@ fn typed_rows_with_markers() {
     let cb = ChangeBatch::try_new(cb.schema.clone(), cb.batch.clone()).unwrap();
     assert_eq!(cb.num_rows(), 2);
     let after = cb.batch.column(5).as_struct();
-    assert_eq!(after.column(0).as_primitive::<UInt64Type>().value(0), u64::MAX);
-    assert_eq!(after.column(1).as_primitive::<Decimal256Type>().value(0), big);
+    assert_eq!(
+        after.column(0).as_primitive::<UInt64Type>().value(0),
+        u64::MAX
+    );
+    assert_eq!(
+        after.column(1).as_primitive::<Decimal256Type>().value(0),
+        big
+    );
     assert!(after.column(2).is_null(0));
     assert_eq!(
-        after.column(4).as_primitive::<DurationMicrosecondType>().value(0),
+        after
+            .column(4)
+            .as_primitive::<DurationMicrosecondType>()
+            .value(0),
         -3_020_399_000_000
     );
     assert!(!after.column(5).is_null(0));
     let m = cb.marker(0, Image::After, 2).unwrap();
-    assert_eq!((m.kind, m.detail.as_deref()), (MarkerKind::Invalid, Some("0000-00-00")));
+    assert_eq!(
+        (m.kind, m.detail.as_deref()),
+        (MarkerKind::Invalid, Some("0000-00-00"))
+    );
     let m = cb.marker(0, Image::After, 5).unwrap();
-    assert_eq!((m.kind, m.detail.as_deref()), (MarkerKind::Srid, Some("4326")));
-    assert_eq!(cb.marker(1, Image::Before, 3).unwrap().kind, MarkerKind::Unchanged);
+    assert_eq!(
+        (m.kind, m.detail.as_deref()),
+        (MarkerKind::Srid, Some("4326"))
+    );
+    assert_eq!(
+        cb.marker(1, Image::Before, 3).unwrap().kind,
+        MarkerKind::Unchanged
+    );
     assert_eq!(cb.position(1), pos(1));
 }
 

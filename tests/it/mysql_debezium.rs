@@ -21,8 +21,14 @@ fn debezium_python() -> String {
     if let Ok(py) = std::env::var("TIDEMARK_DEBEZIUM_PY") {
         return py;
     }
-    let out = Command::new(root().join("scripts/debezium.sh")).output().expect("scripts/debezium.sh runs");
-    assert!(out.status.success(), "scripts/debezium.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(root().join("scripts/debezium.sh"))
+        .output()
+        .expect("scripts/debezium.sh runs");
+    assert!(
+        out.status.success(),
+        "scripts/debezium.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -30,7 +36,11 @@ fn debezium_python() -> String {
 fn normalise(lines: &[Value]) -> Vec<Value> {
     lines
         .iter()
-        .filter(|l| l["topic"].as_str().is_some_and(|t| t.matches('.').count() == 2))
+        .filter(|l| {
+            l["topic"]
+                .as_str()
+                .is_some_and(|t| t.matches('.').count() == 2)
+        })
         .map(|l| {
             let mut l = l.clone();
             if let Some(v) = l.get_mut("value").and_then(Value::as_object_mut) {
@@ -70,10 +80,15 @@ fn differential(props: &[&str], sink_extra: &str) {
         return;
     }
     let db = MyDb::create("tm_dbz");
-    let setup = std::fs::read_to_string(root().join("tests/debezium/workloads/mariadb/all_types_setup.sql")).expect("setup");
+    let setup = std::fs::read_to_string(
+        root().join("tests/debezium/workloads/mariadb/all_types_setup.sql"),
+    )
+    .expect("setup");
     sql(&db.name, &setup);
     sql(&db.name, "CREATE TABLE nopk (a INT, b VARCHAR(5))");
-    let mut workload = std::fs::read_to_string(root().join("tests/debezium/workloads/mariadb/all_types.sql")).expect("workload");
+    let mut workload =
+        std::fs::read_to_string(root().join("tests/debezium/workloads/mariadb/all_types.sql"))
+            .expect("workload");
     workload.push_str("UPDATE all_types SET id = 30 WHERE id = 3;\nINSERT INTO nopk VALUES (1,'x');\nUPDATE nopk SET b='y';\nDELETE FROM nopk;\n");
     let wl = std::env::temp_dir().join(format!("tm_dbz_{}.sql", db.name));
     std::fs::write(&wl, &workload).expect("write workload");
@@ -84,7 +99,14 @@ fn differential(props: &[&str], sink_extra: &str) {
     let out = std::env::temp_dir().join(format!("tm_dbz_{}.jsonl", db.name));
     let status = Command::new(debezium_python())
         .arg(root().join("tests/debezium/capture_mariadb.py"))
-        .args(["--database", &db.name, "--topic-prefix", "tm", "--idle-timeout", "5"])
+        .args([
+            "--database",
+            &db.name,
+            "--topic-prefix",
+            "tm",
+            "--idle-timeout",
+            "5",
+        ])
         .args(props.iter().flat_map(|kv| ["--prop", kv]))
         .arg("--workload-sql")
         .arg(&wl)
@@ -100,7 +122,11 @@ fn differential(props: &[&str], sink_extra: &str) {
             .map(|l| serde_json::from_str(l).expect("json"))
             .collect::<Vec<Value>>(),
     );
-    assert!(reference.len() >= 10, "Debezium captured {} data events", reference.len());
+    assert!(
+        reference.len() >= 10,
+        "Debezium captured {} data events",
+        reference.len()
+    );
     let ours = normalise(&p.wait_lines(reference.len(), Duration::from_secs(60)));
     p.stop();
     for (i, (a, b)) in ours.iter().zip(&reference).enumerate() {

@@ -16,7 +16,11 @@ fn ops(lines: &[Value]) -> Vec<String> {
         .filter(|l| !l["value"].is_null())
         .map(|l| {
             let p = payload(l);
-            let row = if p["op"] == "d" { &p["before"] } else { &p["after"] };
+            let row = if p["op"] == "d" {
+                &p["before"]
+            } else {
+                &p["after"]
+            };
             format!("{} {}", p["op"].as_str().unwrap_or("?"), row)
         })
         .collect()
@@ -63,7 +67,10 @@ fn mysql_inserts_updates_deletes_and_tables_without_keys() {
     assert_eq!(got, want, "{}", p.log_text());
     // Keys: the primary key, none for the table without one.
     assert_eq!(lines[0]["key"], serde_json::json!({"id": 1}));
-    let nopk: Vec<&Value> = lines.iter().filter(|l| l["topic"].as_str().is_some_and(|t| t.ends_with(".nopk"))).collect();
+    let nopk: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["topic"].as_str().is_some_and(|t| t.ends_with(".nopk")))
+        .collect();
     assert!(nopk.iter().all(|l| l["key"].is_null()));
     // The before image of an update is the full old row.
     let u = payload(&lines[3]);
@@ -77,7 +84,10 @@ fn mysql_ddl_mid_stream_renames_and_new_tables() {
         return;
     }
     let db = MyDb::create("tm_ddl");
-    sql(&db.name, "CREATE TABLE t (id INT PRIMARY KEY, a VARCHAR(10))");
+    sql(
+        &db.name,
+        "CREATE TABLE t (id INT PRIMARY KEY, a VARCHAR(10))",
+    );
     let mut p = pipeline(MySpec::new(&db.name));
     p.start();
     sql(
@@ -131,18 +141,30 @@ fn mysql_dropped_connections_lose_nothing() {
     p.start();
     let mut next = 1;
     for round in 0..5 {
-        let stmts: Vec<String> = (0..20).map(|i| format!("INSERT INTO t VALUES ({}, {round})", next + i)).collect();
+        let stmts: Vec<String> = (0..20)
+            .map(|i| format!("INSERT INTO t VALUES ({}, {round})", next + i))
+            .collect();
         next += 20;
         sql(&db.name, &stmts.join(";"));
         // Wait for the (re)connected session, then cut it.
         let deadline = Instant::now() + Duration::from_secs(20);
         while user.kill_connections() == 0 {
-            assert!(Instant::now() < deadline, "no connection of {} to kill:\n{}", user.name, p.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "no connection of {} to kill:\n{}",
+                user.name,
+                p.log_text()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
     let lines = p.wait_lines(100, Duration::from_secs(90));
-    assert_eq!(ids(&lines), (1..=100).collect::<Vec<_>>(), "{}", p.log_text());
+    assert_eq!(
+        ids(&lines),
+        (1..=100).collect::<Vec<_>>(),
+        "{}",
+        p.log_text()
+    );
     assert!(p.log_text().contains("reconnecting"), "{}", p.log_text());
     p.stop();
 }
@@ -162,15 +184,25 @@ fn mysql_kill9_restarts_lose_and_reorder_nothing() {
     let name = db.name.clone();
     let writer = std::thread::spawn(move || {
         for t in 0..TXNS {
-            let values: Vec<String> = (0..ROWS).map(|r| format!("({}, {t})", t * ROWS + r + 1)).collect();
-            sql(&name, &format!("BEGIN; INSERT INTO t VALUES {}; COMMIT", values.join(",")));
+            let values: Vec<String> = (0..ROWS)
+                .map(|r| format!("({}, {t})", t * ROWS + r + 1))
+                .collect();
+            sql(
+                &name,
+                &format!("BEGIN; INSERT INTO t VALUES {}; COMMIT", values.join(",")),
+            );
         }
     });
     let mut rng = rand::thread_rng();
     let mut kills = 0;
     let deadline = Instant::now() + Duration::from_secs(240);
     while !writer.is_finished() || p.line_count() < (TXNS * ROWS) as usize {
-        assert!(Instant::now() < deadline, "{} lines after 240 s:\n{}", p.line_count(), p.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "{} lines after 240 s:\n{}",
+            p.line_count(),
+            p.log_text()
+        );
         std::thread::sleep(Duration::from_millis(rng.gen_range(100..700)));
         if kills < 8 {
             p.kill9();
@@ -200,7 +232,11 @@ fn mysql_kill9_restarts_lose_and_reorder_nothing() {
         }
     }
     assert_eq!(first.len() as i64, TXNS * ROWS, "rows lost ({kills} kills)");
-    eprintln!("{kills} kills, {} lines for {} rows", got.len(), TXNS * ROWS);
+    eprintln!(
+        "{kills} kills, {} lines for {} rows",
+        got.len(),
+        TXNS * ROWS
+    );
 }
 
 #[test]
@@ -210,7 +246,10 @@ fn mysql_million_row_transaction_in_bounded_memory() {
     }
     const ROWS: usize = 1_000_000;
     let db = MyDb::create("tm_big");
-    sql(&db.name, "CREATE TABLE big (id INT PRIMARY KEY, payload VARCHAR(64))");
+    sql(
+        &db.name,
+        "CREATE TABLE big (id INT PRIMARY KEY, payload VARCHAR(64))",
+    );
     let mut spec = MySpec::new(&db.name);
     spec.sink_extra = "include_topic = false".into();
     spec.pipeline_extra = "max_queue_bytes = 16777216".into();
@@ -219,14 +258,22 @@ fn mysql_million_row_transaction_in_bounded_memory() {
     p.start();
     // MariaDB's Sequence engine; MySQL 8 needs a recursive CTE (and a deeper recursion limit).
     if sql("", "SELECT VERSION()").contains("MariaDB") {
-        sql(&db.name, &format!("INSERT INTO big SELECT seq, MD5(seq) FROM seq_1_to_{ROWS}"));
+        sql(
+            &db.name,
+            &format!("INSERT INTO big SELECT seq, MD5(seq) FROM seq_1_to_{ROWS}"),
+        );
     } else {
         sql(&db.name, &format!("SET SESSION cte_max_recursion_depth = {ROWS}; INSERT INTO big WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < {ROWS}) SELECT n, MD5(n) FROM s"));
     }
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut peak = 0;
     while p.line_count() < ROWS {
-        assert!(Instant::now() < deadline, "{} of {ROWS} after 300 s:\n{}", p.line_count(), p.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "{} of {ROWS} after 300 s:\n{}",
+            p.line_count(),
+            p.log_text()
+        );
         assert!(p.try_wait().is_none(), "tidemark exited:\n{}", p.log_text());
         peak = peak.max(p.current_peak_rss_kib().unwrap_or(0));
         std::thread::sleep(Duration::from_millis(250));

@@ -11,7 +11,10 @@ use super::support::{suffix, Pipeline, PipelineSpec};
 /// Port of the MySQL server under test (`TIDEMARK_MYSQL_PORT`, default 3306; `make test-mysql8`
 /// points it at the compose MySQL 8 service).
 pub fn port() -> u16 {
-    std::env::var("TIDEMARK_MYSQL_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3306)
+    std::env::var("TIDEMARK_MYSQL_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3306)
 }
 
 /// True when the MySQL tests should run; prints why not otherwise.
@@ -27,10 +30,20 @@ pub fn mysql_enabled(test: &str) -> bool {
 /// Runs SQL as root (utf8mb4, UTC session); panics with the client's stderr on failure.
 pub fn sql(db: &str, statements: &str) -> String {
     let out = Command::new("mariadb")
-        .args(["-uroot", "-h127.0.0.1", "-N", "-B", "--default-character-set=utf8mb4"])
+        .args([
+            "-uroot",
+            "-h127.0.0.1",
+            "-N",
+            "-B",
+            "--default-character-set=utf8mb4",
+        ])
         .arg(format!("-P{}", port()))
         .arg(format!("--init-command=SET time_zone='+00:00'"))
-        .args(if db.is_empty() { vec![] } else { vec![db.to_string()] })
+        .args(if db.is_empty() {
+            vec![]
+        } else {
+            vec![db.to_string()]
+        })
         .arg("-e")
         .arg(statements)
         .output()
@@ -52,7 +65,10 @@ pub struct MyDb {
 impl MyDb {
     pub fn create(prefix: &str) -> Self {
         let name = format!("{prefix}_{}", suffix());
-        sql("", &format!("CREATE DATABASE {name} DEFAULT CHARSET utf8mb4"));
+        sql(
+            "",
+            &format!("CREATE DATABASE {name} DEFAULT CHARSET utf8mb4"),
+        );
         MyDb { name }
     }
 }
@@ -91,10 +107,19 @@ impl MyUser {
 
     /// Kills every connection of this user (the binlog dump included).
     pub fn kill_connections(&self) -> usize {
-        let ids = sql("", &format!("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{}'", self.name));
+        let ids = sql(
+            "",
+            &format!(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{}'",
+                self.name
+            ),
+        );
         let ids: Vec<&str> = ids.lines().filter(|l| !l.is_empty()).collect();
         for id in &ids {
-            let _ = Command::new("mariadb").args(["-uroot", "-h127.0.0.1", "-e"]).arg(format!("KILL {id}")).output();
+            let _ = Command::new("mariadb")
+                .args(["-uroot", "-h127.0.0.1", "-e"])
+                .arg(format!("KILL {id}"))
+                .output();
         }
         ids.len()
     }
@@ -138,7 +163,10 @@ impl MySpec {
 pub fn pipeline(spec: MySpec) -> Pipeline {
     let p = Pipeline::new(PipelineSpec::new("unused", &[]));
     let (user, password) = match &spec.user {
-        Some((u, _)) => (u.clone(), format!("password = {{ env = \"TM_MY_PW_{}\" }}", suffix())),
+        Some((u, _)) => (
+            u.clone(),
+            format!("password = {{ env = \"TM_MY_PW_{}\" }}", suffix()),
+        ),
         None => ("root".into(), String::new()),
     };
     let pw_env = password.split('"').nth(1).map(str::to_owned);

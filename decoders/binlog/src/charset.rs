@@ -131,11 +131,23 @@ mod tests {
     fn decodes() {
         let mut s = String::new();
         assert_eq!(decode(b"abc", Charset::Latin1, &mut s).unwrap(), "abc");
-        assert_eq!(decode(&[0x80, 0xe9], Charset::Latin1, &mut s).unwrap(), "€é");
-        assert_eq!(decode("😀".as_bytes(), Charset::Utf8, &mut s).unwrap(), "😀");
+        assert_eq!(
+            decode(&[0x80, 0xe9], Charset::Latin1, &mut s).unwrap(),
+            "€é"
+        );
+        assert_eq!(
+            decode("😀".as_bytes(), Charset::Utf8, &mut s).unwrap(),
+            "😀"
+        );
         assert!(decode(&[0xff], Charset::Utf8, &mut s).is_err());
-        assert_eq!(decode(&[0, 0x41, 0xd8, 0x3d, 0xde, 0x00], Charset::Utf16, &mut s).unwrap(), "A😀");
-        assert_eq!(decode(&[0, 0, 0, 0x41], Charset::Utf32, &mut s).unwrap(), "A");
+        assert_eq!(
+            decode(&[0, 0x41, 0xd8, 0x3d, 0xde, 0x00], Charset::Utf16, &mut s).unwrap(),
+            "A😀"
+        );
+        assert_eq!(
+            decode(&[0, 0, 0, 0x41], Charset::Utf32, &mut s).unwrap(),
+            "A"
+        );
         assert_eq!(charset_of_collation(45), Some(Charset::Utf8));
         assert_eq!(charset_of_collation(8), Some(Charset::Latin1));
         assert_eq!(charset_of_collation(63), Some(Charset::Binary));

@@ -68,7 +68,9 @@ pub fn decode(b: &[u8], precision: u8, scale: u8) -> Option<i256> {
         } else {
             i256::from_i128(i128::from(POW10[digits]))
         };
-        *acc = acc.wrapping_mul(scale_by).wrapping_add(i256::from_i128(i128::from(v)));
+        *acc = acc
+            .wrapping_mul(scale_by)
+            .wrapping_add(i256::from_i128(i128::from(v)));
         Some(())
     };
     if intg % 9 != 0 {
@@ -144,7 +146,10 @@ mod tests {
         assert_eq!(binary_size(14, 4), 7);
         assert_eq!(decode(&b, 14, 4), Some(i256::from_i128(12_345_678_901_234)));
         let neg = [0x7E, 0xF2, 0x04, 0xC7, 0x2D, 0xFB, 0x2D];
-        assert_eq!(decode(&neg, 14, 4), Some(i256::from_i128(-12_345_678_901_234)));
+        assert_eq!(
+            decode(&neg, 14, 4),
+            Some(i256::from_i128(-12_345_678_901_234))
+        );
         assert_eq!(encode(i256::from_i128(-12_345_678_901_234), 14, 4), neg);
         assert_eq!(decode(&[0x80], 2, 0), Some(i256::ZERO));
         assert_eq!(decode(&[0x80, 0x00], 2, 0), None);

@@ -30,12 +30,14 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use tidemark_model::mysql_position::binlog_file_number;
 use tidemark_model::{
-    ChangeBatch, ChangeBatchBuilder, Gtid, Image, MarkerKind, MysqlPosition, Op, Position,
-    TableId, TableSchema, Transaction, TxnItem,
+    ChangeBatch, ChangeBatchBuilder, Gtid, Image, MarkerKind, MysqlPosition, Op, Position, TableId,
+    TableSchema, Transaction, TxnItem,
 };
 
 use crate::error::{DecodeError, ErrorKind};
-use crate::event::{code, event_name, strip_checksum, Checksum, EventHeader, FormatDescription, HEADER_LEN};
+use crate::event::{
+    code, event_name, strip_checksum, Checksum, EventHeader, FormatDescription, HEADER_LEN,
+};
 use crate::events::{self, MariadbGtidEvent, MysqlGtidEvent, Query};
 use crate::reader::Reader;
 use crate::rows::{bit, rows_event, RowsHeader, RowsKind};
@@ -326,17 +328,25 @@ impl Decoder {
         };
         let data = strip_checksum(event, alg).map_err(|k| self.err(at, k))?;
         let body = &data[HEADER_LEN..];
-        self.dispatch(&h, body, at, next).map_err(|k| self.err(at, k))
+        self.dispatch(&h, body, at, next)
+            .map_err(|k| self.err(at, k))
     }
 
-    fn dispatch(&mut self, h: &EventHeader, body: &[u8], at: At, next: u64) -> Result<(), ErrorKind> {
+    fn dispatch(
+        &mut self,
+        h: &EventHeader,
+        body: &[u8],
+        at: At,
+        next: u64,
+    ) -> Result<(), ErrorKind> {
         use code::*;
         match h.event_type {
             ROTATE => {
                 let (pos, name) = events::parse_rotate(body)?;
-                self.file_number = binlog_file_number(&name).ok_or_else(|| ErrorKind::Unsupported {
-                    what: format!("binlog file name {name:?} without a numeric suffix"),
-                })?;
+                self.file_number =
+                    binlog_file_number(&name).ok_or_else(|| ErrorKind::Unsupported {
+                        what: format!("binlog file name {name:?} without a numeric suffix"),
+                    })?;
                 self.file = name.clone();
                 self.file_arc = Arc::from(name.as_str());
                 self.out.push(Step::Rotate { file: name, pos });
@@ -344,7 +354,8 @@ impl Decoder {
             QUERY | MARIADB_QUERY_COMPRESSED => {
                 let (mut q, text) = Query::parse(body)?;
                 q.query = if h.event_type == MARIADB_QUERY_COMPRESSED {
-                    let raw = events::mariadb_uncompress(text, self.options.max_uncompressed_bytes)?;
+                    let raw =
+                        events::mariadb_uncompress(text, self.options.max_uncompressed_bytes)?;
                     String::from_utf8_lossy(&raw).into_owned()
                 } else {
                     String::from_utf8_lossy(text).into_owned()
@@ -409,8 +420,13 @@ impl Decoder {
             MARIADB_BINLOG_CHECKPOINT => {
                 events::parse_binlog_checkpoint(body)?;
             }
-            INTVAR | RAND | USER_VAR | IGNORABLE | MARIADB_START_ENCRYPTION
-            | TRANSACTION_CONTEXT | VIEW_CHANGE => {}
+            INTVAR
+            | RAND
+            | USER_VAR
+            | IGNORABLE
+            | MARIADB_START_ENCRYPTION
+            | TRANSACTION_CONTEXT
+            | VIEW_CHANGE => {}
             XA_PREPARE => {
                 return Err(ErrorKind::Unsupported {
                     what: "XA transactions (XA_PREPARE_LOG_EVENT)".into(),
@@ -569,7 +585,11 @@ impl Decoder {
     fn on_payload(&mut self, body: &[u8], at: At, next: u64) -> Result<(), ErrorKind> {
         let (h, payload) = events::parse_transaction_payload(body)?;
         let data = match h.compression {
-            0 => events::zstd_uncompress(payload, h.uncompressed_size, self.options.max_uncompressed_bytes)?,
+            0 => events::zstd_uncompress(
+                payload,
+                h.uncompressed_size,
+                self.options.max_uncompressed_bytes,
+            )?,
             255 => payload.to_vec(),
             c => {
                 return Err(ErrorKind::Unsupported {
@@ -583,7 +603,8 @@ impl Decoder {
             let ev = EventHeader::parse(head)?;
             let inner = r.take(ev.event_size as usize)?;
             // Inner errors carry their own location; unwrap them back to a kind here.
-            self.event(inner, Some((at.pos, next))).map_err(|e| e.kind)?;
+            self.event(inner, Some((at.pos, next)))
+                .map_err(|e| e.kind)?;
         }
         Ok(())
     }
@@ -603,7 +624,8 @@ impl Decoder {
         }
         let mut t = Transaction::new(
             xid,
-            txn.commit_ts_us.or(Some(i64::from(h.timestamp) * 1_000_000)),
+            txn.commit_ts_us
+                .or(Some(i64::from(h.timestamp) * 1_000_000)),
             Position::Mysql(end),
         );
         t.items = txn.items;
@@ -623,15 +645,13 @@ impl Decoder {
     ) -> Result<(), ErrorKind> {
         let id_len = self.fde.table_id_len(h.event_type);
         let rh = RowsHeader::parse(body, kind, v2, id_len)?;
-        let entry = Arc::clone(
-            self.maps
-                .get(&rh.table_id)
-                .ok_or(ErrorKind::UnknownTable {
-                    table_id: rh.table_id,
-                })?,
-        );
+        let entry = Arc::clone(self.maps.get(&rh.table_id).ok_or(ErrorKind::UnknownTable {
+            table_id: rh.table_id,
+        })?);
         if self.txn.is_none() {
-            return Err(ErrorKind::Sequence("rows event outside a transaction".into()));
+            return Err(ErrorKind::Sequence(
+                "rows event outside a transaction".into(),
+            ));
         }
         let Some(schema) = entry.schema.clone() else {
             return Ok(()); // excluded table
@@ -672,11 +692,13 @@ impl Decoder {
                 index: txn.index,
                 gtid: txn.gtid,
             };
-            txn.index = txn.index.checked_add(1).filter(|i| *i < u32::MAX).ok_or_else(|| {
-                ErrorKind::Unsupported {
+            txn.index = txn
+                .index
+                .checked_add(1)
+                .filter(|i| *i < u32::MAX)
+                .ok_or_else(|| ErrorKind::Unsupported {
                     what: "more than 2^32-2 rows in one transaction".into(),
-                }
-            })?;
+                })?;
             row_in_event += 1;
             let skip = match self.skip_until {
                 Some(s) => pos <= s,
@@ -747,7 +769,11 @@ fn ensure_batch(txn: &mut Txn, schema: &Arc<TableSchema>, bm: &BatchMeta) -> Res
         .is_some_and(|(s, _, m)| Arc::ptr_eq(s, schema) && m == bm);
     if !same {
         flush_batch(txn)?;
-        txn.current = Some((Arc::clone(schema), ChangeBatchBuilder::new(Arc::clone(schema), 256), bm.clone()));
+        txn.current = Some((
+            Arc::clone(schema),
+            ChangeBatchBuilder::new(Arc::clone(schema), 256),
+            bm.clone(),
+        ));
     }
     Ok(())
 }
@@ -758,13 +784,18 @@ fn flush_batch(txn: &mut Txn) -> Result<(), ErrorKind> {
             return Ok(());
         }
         let cb = b.finish()?;
-        txn.items.push(TxnItem::Rows(with_meta(cb, &m, txn.thread)?));
+        txn.items
+            .push(TxnItem::Rows(with_meta(cb, &m, txn.thread)?));
     }
     Ok(())
 }
 
 /// The batch with the MySQL batch metadata on its Arrow schema (fields unchanged).
-fn with_meta(cb: ChangeBatch, m: &BatchMeta, thread: Option<u32>) -> Result<ChangeBatch, ErrorKind> {
+fn with_meta(
+    cb: ChangeBatch,
+    m: &BatchMeta,
+    thread: Option<u32>,
+) -> Result<ChangeBatch, ErrorKind> {
     let mut md = cb.batch.schema().metadata().clone();
     md.insert(meta::FILE.into(), m.file.to_string());
     md.insert(meta::SERVER_ID.into(), m.server_id.to_string());
@@ -775,9 +806,8 @@ fn with_meta(cb: ChangeBatch, m: &BatchMeta, thread: Option<u32>) -> Result<Chan
         md.insert(meta::QUERY.into(), q.to_string());
     }
     let schema = Arc::new(cb.batch.schema().as_ref().clone().with_metadata(md));
-    let batch = RecordBatch::try_new(schema, cb.batch.columns().to_vec()).map_err(|e| {
-        ErrorKind::Sequence(format!("rebuilding the batch with metadata: {e}"))
-    })?;
+    let batch = RecordBatch::try_new(schema, cb.batch.columns().to_vec())
+        .map_err(|e| ErrorKind::Sequence(format!("rebuilding the batch with metadata: {e}")))?;
     Ok(ChangeBatch {
         schema: cb.schema,
         batch,
@@ -806,7 +836,6 @@ fn value_err(entry: &TableEntry, col: usize, reason: String) -> ErrorKind {
 }
 
 impl RowCtx<'_> {
-
     /// Reads one image into `b`; columns absent from `present` are `Unchanged`.
     fn image(
         &mut self,
@@ -822,7 +851,9 @@ impl RowCtx<'_> {
             let opts = r.packed()?.unwrap_or(0);
             if opts & 1 != 0 {
                 let n_json = (0..width)
-                    .filter(|&i| bit(present, i) && matches!(self.entry.kinds[i], Kind::Json { .. }))
+                    .filter(|&i| {
+                        bit(present, i) && matches!(self.entry.kinds[i], Kind::Json { .. })
+                    })
                     .count();
                 partial_bits = r.take(n_json.div_ceil(8))?;
             }
@@ -854,12 +885,24 @@ impl RowCtx<'_> {
                 let len = r.uint(4)? as usize;
                 let diffs = r.take(len)?;
                 let entry = self.entry;
-                let before = self.before_json.get(col).and_then(|v| v.as_deref()).ok_or_else(|| {
-                    value_err(entry, col, "partial JSON update without a before image".into())
-                })?;
+                let before = self
+                    .before_json
+                    .get(col)
+                    .and_then(|v| v.as_deref())
+                    .ok_or_else(|| {
+                        value_err(
+                            entry,
+                            col,
+                            "partial JSON update without a before image".into(),
+                        )
+                    })?;
                 crate::json_diff::apply(before, diffs, &mut self.scratch.text)
                     .map_err(|e| value_err(entry, col, e))?;
-                b.append_value(image, col, tidemark_model::MysqlValue::Str(&self.scratch.text))?;
+                b.append_value(
+                    image,
+                    col,
+                    tidemark_model::MysqlValue::Str(&self.scratch.text),
+                )?;
                 continue;
             }
             let entry = self.entry;
@@ -871,15 +914,24 @@ impl RowCtx<'_> {
             }
             match v {
                 Decoded::Value(v) => b.append_value(image, col, v)?,
-                Decoded::Invalid(t) => b.append_marked_null(image, col, MarkerKind::Invalid, Some(t))?,
-                Decoded::Srid(v, d) => b.append_value_marked(image, col, v, MarkerKind::Srid, Some(d))?,
+                Decoded::Invalid(t) => {
+                    b.append_marked_null(image, col, MarkerKind::Invalid, Some(t))?
+                }
+                Decoded::Srid(v, d) => {
+                    b.append_value_marked(image, col, v, MarkerKind::Srid, Some(d))?
+                }
             }
         }
         Ok(())
     }
 
     /// Reads past one row without building it (rows before the resume point).
-    fn skip_row(&mut self, r: &mut Reader<'_>, kind: RowsKind, rh: &RowsHeader<'_>) -> Result<(), ErrorKind> {
+    fn skip_row(
+        &mut self,
+        r: &mut Reader<'_>,
+        kind: RowsKind,
+        rh: &RowsHeader<'_>,
+    ) -> Result<(), ErrorKind> {
         let images: &[(&[u8], bool)] = match kind {
             RowsKind::Write | RowsKind::Delete => &[(rh.present, false)],
             RowsKind::Update => &[(rh.present, false), (rh.present_after, false)],
@@ -891,7 +943,9 @@ impl RowCtx<'_> {
             if after_partial {
                 if r.packed()?.unwrap_or(0) & 1 != 0 {
                     let n = (0..width)
-                        .filter(|&i| bit(present, i) && matches!(self.entry.kinds[i], Kind::Json { .. }))
+                        .filter(|&i| {
+                            bit(present, i) && matches!(self.entry.kinds[i], Kind::Json { .. })
+                        })
                         .count();
                     partial_bits = r.take(n.div_ceil(8))?;
                 }
@@ -923,4 +977,3 @@ impl RowCtx<'_> {
         Ok(())
     }
 }
-

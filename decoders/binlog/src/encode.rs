@@ -67,7 +67,14 @@ impl EventWriter {
         let crc = self.checksum == Checksum::Crc32;
         let size = HEADER_LEN + body.len() + if crc { 4 } else { 0 };
         let next = self.pos + size as u64;
-        let mut out = header(self.timestamp, event_type, self.server_id, size as u32, next as u32, 0);
+        let mut out = header(
+            self.timestamp,
+            event_type,
+            self.server_id,
+            size as u32,
+            next as u32,
+            0,
+        );
         out.extend_from_slice(body);
         if crc {
             let c = crc32fast::hash(&out);
@@ -94,10 +101,19 @@ impl EventWriter {
         lens[code::ROTATE as usize - 1] = 8;
         lens[code::FORMAT_DESCRIPTION as usize - 1] = 98;
         lens[code::TABLE_MAP as usize - 1] = 8;
-        for t in [code::WRITE_ROWS_V1, code::UPDATE_ROWS_V1, code::DELETE_ROWS_V1] {
+        for t in [
+            code::WRITE_ROWS_V1,
+            code::UPDATE_ROWS_V1,
+            code::DELETE_ROWS_V1,
+        ] {
             lens[t as usize - 1] = 8;
         }
-        for t in [code::WRITE_ROWS_V2, code::UPDATE_ROWS_V2, code::DELETE_ROWS_V2, code::PARTIAL_UPDATE_ROWS] {
+        for t in [
+            code::WRITE_ROWS_V2,
+            code::UPDATE_ROWS_V2,
+            code::DELETE_ROWS_V2,
+            code::PARTIAL_UPDATE_ROWS,
+        ] {
             lens[t as usize - 1] = 10;
         }
         b.extend_from_slice(&lens);
@@ -150,8 +166,22 @@ impl EventWriter {
     }
 
     /// A rows event (v2 unless `v1`), `rows` already encoded with [`RowEncoder`].
-    pub fn rows(&mut self, event_type: u8, table_id: u64, width: usize, present: &[u8], present_after: Option<&[u8]>, rows: &[u8]) -> Vec<u8> {
-        let v2 = matches!(event_type, code::WRITE_ROWS_V2 | code::UPDATE_ROWS_V2 | code::DELETE_ROWS_V2 | code::PARTIAL_UPDATE_ROWS);
+    pub fn rows(
+        &mut self,
+        event_type: u8,
+        table_id: u64,
+        width: usize,
+        present: &[u8],
+        present_after: Option<&[u8]>,
+        rows: &[u8],
+    ) -> Vec<u8> {
+        let v2 = matches!(
+            event_type,
+            code::WRITE_ROWS_V2
+                | code::UPDATE_ROWS_V2
+                | code::DELETE_ROWS_V2
+                | code::PARTIAL_UPDATE_ROWS
+        );
         let mut b = table_id.to_le_bytes()[..6].to_vec();
         b.extend_from_slice(&1u16.to_le_bytes());
         if v2 {
@@ -171,7 +201,11 @@ impl EventWriter {
         let raw: Vec<u8> = inner.concat();
         let compressed = zstd::bulk::compress(&raw, 3).unwrap_or_default();
         let mut b = Vec::new();
-        for (t, v) in [(1u64, compressed.len() as u64), (2, 0), (3, raw.len() as u64)] {
+        for (t, v) in [
+            (1u64, compressed.len() as u64),
+            (2, 0),
+            (3, raw.len() as u64),
+        ] {
             put_packed(&mut b, t);
             let mut val = Vec::new();
             put_packed(&mut val, v);
@@ -249,11 +283,22 @@ pub struct TableMapSpec {
 }
 
 fn is_numeric(t: u8) -> bool {
-    matches!(t, ty::TINY | ty::SHORT | ty::INT24 | ty::LONG | ty::LONGLONG | ty::NEWDECIMAL | ty::FLOAT | ty::DOUBLE)
+    matches!(
+        t,
+        ty::TINY
+            | ty::SHORT
+            | ty::INT24
+            | ty::LONG
+            | ty::LONGLONG
+            | ty::NEWDECIMAL
+            | ty::FLOAT
+            | ty::DOUBLE
+    )
 }
 
 fn is_character(c: &ColumnSpec) -> bool {
-    matches!(c.ty, ty::VARCHAR | ty::VAR_STRING | ty::BLOB | ty::GEOMETRY) || (c.ty == ty::STRING && !matches!((c.meta >> 8) as u8, ty::ENUM | ty::SET))
+    matches!(c.ty, ty::VARCHAR | ty::VAR_STRING | ty::BLOB | ty::GEOMETRY)
+        || (c.ty == ty::STRING && !matches!((c.meta >> 8) as u8, ty::ENUM | ty::SET))
 }
 
 fn bitmap_msb(bits: &[bool]) -> Vec<u8> {
@@ -291,11 +336,18 @@ impl TableMapSpec {
         let mut meta = Vec::new();
         for c in &self.columns {
             match c.ty {
-                ty::FLOAT | ty::DOUBLE | ty::BLOB | ty::GEOMETRY | ty::JSON | ty::TIMESTAMP2 | ty::DATETIME2 | ty::TIME2 => {
-                    meta.push(c.meta as u8)
-                }
+                ty::FLOAT
+                | ty::DOUBLE
+                | ty::BLOB
+                | ty::GEOMETRY
+                | ty::JSON
+                | ty::TIMESTAMP2
+                | ty::DATETIME2
+                | ty::TIME2 => meta.push(c.meta as u8),
                 ty::VARCHAR | ty::VAR_STRING => meta.extend_from_slice(&c.meta.to_le_bytes()),
-                ty::BIT | ty::NEWDECIMAL | ty::STRING => meta.extend_from_slice(&c.meta.to_be_bytes()),
+                ty::BIT | ty::NEWDECIMAL | ty::STRING => {
+                    meta.extend_from_slice(&c.meta.to_be_bytes())
+                }
                 _ => {}
             }
         }
@@ -311,7 +363,12 @@ impl TableMapSpec {
             put_packed(b, v.len() as u64);
             b.extend_from_slice(&v);
         };
-        let signed: Vec<bool> = self.columns.iter().filter(|c| is_numeric(c.ty)).map(|c| c.unsigned).collect();
+        let signed: Vec<bool> = self
+            .columns
+            .iter()
+            .filter(|c| is_numeric(c.ty))
+            .map(|c| c.unsigned)
+            .collect();
         field(1, bitmap_msb(&signed), &mut b);
         let mut cs = Vec::new();
         for c in self.columns.iter().filter(|c| is_character(c)) {
@@ -326,7 +383,11 @@ impl TableMapSpec {
         field(4, names, &mut b);
         for (t, real) in [(5u8, ty::SET), (6u8, ty::ENUM)] {
             let mut v = Vec::new();
-            for c in self.columns.iter().filter(|c| c.ty == ty::STRING && (c.meta >> 8) as u8 == real) {
+            for c in self
+                .columns
+                .iter()
+                .filter(|c| c.ty == ty::STRING && (c.meta >> 8) as u8 == real)
+            {
                 put_packed(&mut v, c.labels.len() as u64);
                 for l in &c.labels {
                     put_packed(&mut v, l.len() as u64);

@@ -204,7 +204,8 @@ fn fde_checksum(event: &[u8]) -> Result<&[u8], ErrorKind> {
         Err(ErrorKind::Checksum { expected, actual }) if event.len() > 18 && event[17] & 1 != 0 => {
             let mut copy = event.to_vec();
             copy[17] &= !1;
-            strip_checksum(&copy, Checksum::Crc32).map_err(|_| ErrorKind::Checksum { expected, actual })?;
+            strip_checksum(&copy, Checksum::Crc32)
+                .map_err(|_| ErrorKind::Checksum { expected, actual })?;
             Ok(&event[..event.len() - CHECKSUM_LEN])
         }
         other => other,
@@ -351,7 +352,10 @@ mod tests {
         let mut ev = vec![0u8; HEADER_LEN];
         let crc = crc32fast::hash(&ev);
         ev.extend_from_slice(&crc.to_le_bytes());
-        assert_eq!(strip_checksum(&ev, Checksum::Crc32).unwrap().len(), HEADER_LEN);
+        assert_eq!(
+            strip_checksum(&ev, Checksum::Crc32).unwrap().len(),
+            HEADER_LEN
+        );
         ev[3] ^= 1;
         assert!(matches!(
             strip_checksum(&ev, Checksum::Crc32),

@@ -106,10 +106,7 @@ impl MysqlGtidEvent {
     pub fn parse(body: &[u8]) -> Result<MysqlGtidEvent, ErrorKind> {
         let mut r = Reader::new(body);
         let flags = r.u8()?;
-        let uuid: [u8; 16] = r
-            .take(16)?
-            .try_into()
-            .map_err(|_| invalid(1, "uuid"))?;
+        let uuid: [u8; 16] = r.take(16)?.try_into().map_err(|_| invalid(1, "uuid"))?;
         let gno = r.u64()?;
         let mut ev = MysqlGtidEvent {
             flags,
@@ -297,7 +294,9 @@ pub fn parse_transaction_payload(body: &[u8]) -> Result<(PayloadHeader, &[u8]), 
 /// MariaDB's compressed-event framing (`binlog_buf_uncompress`): a header byte `0x80 |
 /// alg << 4 | lenlen`, `lenlen` big-endian bytes of the uncompressed length, then zlib.
 pub fn mariadb_uncompress(src: &[u8], max_len: usize) -> Result<Vec<u8>, ErrorKind> {
-    let head = *src.first().ok_or_else(|| invalid(0, "empty compressed data"))?;
+    let head = *src
+        .first()
+        .ok_or_else(|| invalid(0, "empty compressed data"))?;
     if head & 0x80 == 0 || (head >> 4) & 0x07 != 0 {
         return Err(invalid(0, "not a zlib compressed block"));
     }
@@ -305,7 +304,9 @@ pub fn mariadb_uncompress(src: &[u8], max_len: usize) -> Result<Vec<u8>, ErrorKi
     if !(1..=4).contains(&lenlen) {
         return Err(invalid(0, "bad length-of-length"));
     }
-    let len_bytes = src.get(1..1 + lenlen).ok_or_else(|| invalid(1, "truncated length"))?;
+    let len_bytes = src
+        .get(1..1 + lenlen)
+        .ok_or_else(|| invalid(1, "truncated length"))?;
     let len = be_uint(len_bytes) as usize;
     if len > max_len {
         return Err(ErrorKind::Decompress(format!(
@@ -336,8 +337,8 @@ pub fn zstd_uncompress(src: &[u8], declared: u64, max_len: usize) -> Result<Vec<
         )));
     }
     let mut out = Vec::with_capacity(declared as usize);
-    let mut d = zstd::stream::read::Decoder::new(src)
-        .map_err(|e| ErrorKind::Decompress(e.to_string()))?;
+    let mut d =
+        zstd::stream::read::Decoder::new(src).map_err(|e| ErrorKind::Decompress(e.to_string()))?;
     use std::io::Read;
     (&mut d)
         .take(max_len as u64 + 1)

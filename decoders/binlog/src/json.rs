@@ -164,7 +164,12 @@ fn container(b: &[u8], large: bool, object: bool, out: &mut String, depth: usize
             value(t, slice(b, e + 1, w)?, out, depth + 1)?;
         } else {
             let off = le_uint(slice(b, e + 1, w)?) as usize;
-            value(t, b.get(off..).ok_or("JSON value offset past the end")?, out, depth + 1)?;
+            value(
+                t,
+                b.get(off..).ok_or("JSON value offset past the end")?,
+                out,
+                depth + 1,
+            )?;
         }
     }
     out.push(if object { '}' } else { ']' });
@@ -287,8 +292,10 @@ fn encode_value(v: &serde_json::Value) -> (u8, Vec<u8>) {
         V::Object(map) => {
             let mut keys: Vec<(&String, &serde_json::Value)> = map.iter().collect();
             keys.sort_by(|a, b| a.0.len().cmp(&b.0.len()).then(a.0.cmp(b.0)));
-            let elems: Vec<(Option<&str>, &serde_json::Value)> =
-                keys.into_iter().map(|(k, v)| (Some(k.as_str()), v)).collect();
+            let elems: Vec<(Option<&str>, &serde_json::Value)> = keys
+                .into_iter()
+                .map(|(k, v)| (Some(k.as_str()), v))
+                .collect();
             encode_container(&elems, true)
         }
     }
@@ -297,7 +304,11 @@ fn encode_value(v: &serde_json::Value) -> (u8, Vec<u8>) {
 fn encode_container(elems: &[(Option<&str>, &serde_json::Value)], object: bool) -> (u8, Vec<u8>) {
     for large in [false, true] {
         let w = if large { 4 } else { 2 };
-        let max = if large { u32::MAX as usize } else { u16::MAX as usize };
+        let max = if large {
+            u32::MAX as usize
+        } else {
+            u16::MAX as usize
+        };
         let n = elems.len();
         let key_entry = if object { w + 2 } else { 0 };
         let header = 2 * w + n * (key_entry + 1 + w);
@@ -370,7 +381,19 @@ mod tests {
     fn documented_examples() {
         // From json_binary.h: small array [1, "a"]? Build by hand: count 2, size, int16 inline, string.
         let doc = [
-            SMALL_ARRAY, 2, 0, 12, 0, INT16, 1, 0, STRING, 10, 0, 1, b'a',
+            SMALL_ARRAY,
+            2,
+            0,
+            12,
+            0,
+            INT16,
+            1,
+            0,
+            STRING,
+            10,
+            0,
+            1,
+            b'a',
         ];
         assert_eq!(text(&doc), "[1, \"a\"]");
         // Small object {"k": true}.
@@ -397,7 +420,11 @@ mod tests {
     #[test]
     fn hostile_input_is_an_error() {
         assert!(render(&[SMALL_ARRAY, 0xff, 0xff, 4, 0], &mut String::new()).is_err());
-        assert!(render(&[STRING, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01], &mut String::new()).is_err());
+        assert!(render(
+            &[STRING, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01],
+            &mut String::new()
+        )
+        .is_err());
         let mut deep = Vec::new();
         for _ in 0..200 {
             deep.extend_from_slice(&[SMALL_ARRAY, 1, 0, 0xff, 0x7f]);

@@ -140,7 +140,10 @@ pub fn apply(before: &str, diffs: &[u8], out: &mut String) -> R<()> {
         let new = if op == 2 {
             None
         } else {
-            let n = r.packed().map_err(tr)?.ok_or("bad JSON diff value length")? as usize;
+            let n = r
+                .packed()
+                .map_err(tr)?
+                .ok_or("bad JSON diff value length")? as usize;
             json::render(r.take(n).map_err(tr)?, &mut scratch).map_err(str::to_owned)?;
             Some(serde_json::from_str(&scratch).map_err(|e| format!("diff value: {e}"))?)
         };
@@ -228,7 +231,10 @@ mod tests {
         encode_diff(1, "$.new", Some(&json!({"k": [true]})), &mut d);
         let mut out = String::new();
         apply(r#"{"a": 1, "gone": 2, "list": [0, 1]}"#, &d, &mut out).unwrap();
-        assert_eq!(out, r#"{"a": 5, "new": {"k": [true]}, "list": [0, "x", 1]}"#);
+        assert_eq!(
+            out,
+            r#"{"a": 5, "new": {"k": [true]}, "list": [0, "x", 1]}"#
+        );
         let mut bad = Vec::new();
         encode_diff(0, "$.missing.deep", Some(&json!(1)), &mut bad);
         assert!(apply("{}", &bad, &mut out).is_err());

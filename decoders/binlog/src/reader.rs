@@ -101,7 +101,9 @@ pub fn le_uint(b: &[u8]) -> u64 {
 
 /// Big-endian unsigned integer of up to 8 bytes.
 pub fn be_uint(b: &[u8]) -> u64 {
-    b.iter().take(8).fold(0u64, |acc, &x| (acc << 8) | u64::from(x))
+    b.iter()
+        .take(8)
+        .fold(0u64, |acc, &x| (acc << 8) | u64::from(x))
 }
 
 #[cfg(test)]

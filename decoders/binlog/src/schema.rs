@@ -102,15 +102,27 @@ pub fn resolve(
     Ok((columns, kinds))
 }
 
-fn charset(mc: &MapColumn, cat: Option<&CatalogColumn>, table: &TableId, name: &str) -> Result<Option<Charset>, ErrorKind> {
+fn charset(
+    mc: &MapColumn,
+    cat: Option<&CatalogColumn>,
+    table: &TableId,
+    name: &str,
+) -> Result<Option<Charset>, ErrorKind> {
     if let Some(id) = mc.charset {
         if let Some(cs) = charset_of_collation(id) {
             return Ok(Some(cs));
         }
-        if let Some(cs) = cat.and_then(|c| c.charset.as_deref()).and_then(charset_of_name) {
+        if let Some(cs) = cat
+            .and_then(|c| c.charset.as_deref())
+            .and_then(charset_of_name)
+        {
             return Ok(Some(cs));
         }
-        return Err(unsupported(table, name, format!("character set of collation id {id}")));
+        return Err(unsupported(
+            table,
+            name,
+            format!("character set of collation id {id}"),
+        ));
     }
     match cat.and_then(|c| c.charset.as_deref()) {
         Some(n) => charset_of_name(n)
@@ -161,7 +173,11 @@ fn plan(
         ty::NEWDECIMAL => {
             let (precision, scale) = ((m >> 8) as u8, (m & 0xff) as u8);
             if !(1..=65).contains(&precision) || scale > 30 || scale > precision {
-                return Err(unsupported(table, name, format!("decimal({precision},{scale})")));
+                return Err(unsupported(
+                    table,
+                    name,
+                    format!("decimal({precision},{scale})"),
+                ));
             }
             let size = decimal::binary_size(precision, scale);
             (
@@ -176,7 +192,10 @@ fn plan(
         ty::YEAR => (Kind::Year, MysqlType::Year),
         ty::DATE | ty::NEWDATE => (Kind::Date, MysqlType::Date),
         ty::TIME => (Kind::Time, MysqlType::Time { fsp: 0 }),
-        ty::TIME2 => (Kind::Time2 { fsp: fsp(m)? }, MysqlType::Time { fsp: fsp(m)? }),
+        ty::TIME2 => (
+            Kind::Time2 { fsp: fsp(m)? },
+            MysqlType::Time { fsp: fsp(m)? },
+        ),
         ty::DATETIME => (Kind::DateTime, MysqlType::DateTime { fsp: 0 }),
         ty::DATETIME2 => (
             Kind::DateTime2 { fsp: fsp(m)? },
@@ -216,7 +235,10 @@ fn plan(
             }
             let labels = labels()?;
             let list = labels.to_vec();
-            (Kind::Enum { pack, labels }, MysqlType::Enum { labels: list })
+            (
+                Kind::Enum { pack, labels },
+                MysqlType::Enum { labels: list },
+            )
         }
         ty::SET => {
             let pack = usize::from(m & 0xff);
@@ -234,7 +256,10 @@ fn plan(
                 return Err(unsupported(table, name, format!("bit({bits})")));
             }
             let nbytes = usize::from(bytes) + usize::from(last > 0);
-            (Kind::Bit { nbytes, bits }, MysqlType::Bit { bits: bits as u8 })
+            (
+                Kind::Bit { nbytes, bits },
+                MysqlType::Bit { bits: bits as u8 },
+            )
         }
         ty::BLOB | ty::TINY_BLOB | ty::MEDIUM_BLOB | ty::LONG_BLOB => {
             let size = BlobSize::from_length_bytes(m)
@@ -251,17 +276,31 @@ fn plan(
             if !(1..=4).contains(&m) {
                 return Err(unsupported(table, name, format!("json length bytes {m}")));
             }
-            (Kind::Json { len_bytes: usize::from(m) }, MysqlType::Json)
+            (
+                Kind::Json {
+                    len_bytes: usize::from(m),
+                },
+                MysqlType::Json,
+            )
         }
         ty::GEOMETRY => {
             if !(1..=4).contains(&m) {
-                return Err(unsupported(table, name, format!("geometry length bytes {m}")));
+                return Err(unsupported(
+                    table,
+                    name,
+                    format!("geometry length bytes {m}"),
+                ));
             }
             let g = mc
                 .geometry
                 .or_else(|| cat.and_then(|c| c.geometry))
                 .unwrap_or(GeometryKind::Geometry);
-            (Kind::Geometry { len_bytes: usize::from(m) }, MysqlType::Geometry(g))
+            (
+                Kind::Geometry {
+                    len_bytes: usize::from(m),
+                },
+                MysqlType::Geometry(g),
+            )
         }
         other => {
             return Err(unsupported(

@@ -168,7 +168,13 @@ fn meta_len(t: u8) -> Result<usize, ErrorKind> {
         | ty::DATETIME2
         | ty::TIME2
         | ty::VECTOR => 1,
-        ty::VARCHAR | ty::VAR_STRING | ty::BIT | ty::NEWDECIMAL | ty::STRING | ty::ENUM | ty::SET => 2,
+        ty::VARCHAR
+        | ty::VAR_STRING
+        | ty::BIT
+        | ty::NEWDECIMAL
+        | ty::STRING
+        | ty::ENUM
+        | ty::SET => 2,
         ty::DECIMAL
         | ty::TINY
         | ty::SHORT
@@ -239,7 +245,10 @@ impl TableMap {
             });
         }
         if !meta.is_empty() {
-            return Err(invalid(r.offset(), "column metadata longer than its columns"));
+            return Err(invalid(
+                r.offset(),
+                "column metadata longer than its columns",
+            ));
         }
         let mut map = TableMap {
             table_id,
@@ -267,7 +276,9 @@ impl TableMap {
             opt::SIGNEDNESS => {
                 let mut bit = 0usize;
                 for c in self.columns.iter_mut().filter(|c| c.is_numeric()) {
-                    let byte = *v.get(bit / 8).ok_or_else(|| invalid(at, "short signedness"))?;
+                    let byte = *v
+                        .get(bit / 8)
+                        .ok_or_else(|| invalid(at, "short signedness"))?;
                     c.unsigned = Some(byte & (0x80 >> (bit % 8)) != 0);
                     bit += 1;
                 }
@@ -309,7 +320,11 @@ impl TableMap {
                 self.has_names = true;
             }
             opt::SET_STR_VALUE | opt::ENUM_STR_VALUE => {
-                let want = if t == opt::SET_STR_VALUE { ty::SET } else { ty::ENUM };
+                let want = if t == opt::SET_STR_VALUE {
+                    ty::SET
+                } else {
+                    ty::ENUM
+                };
                 for c in self.columns.iter_mut().filter(|c| c.ty == want) {
                     let count = packed_len(&mut r, "label count").map_err(err)?;
                     let mut labels = Vec::with_capacity(count.min(r.remaining()));
@@ -343,7 +358,9 @@ impl TableMap {
             }
             opt::COLUMN_VISIBILITY => {
                 for (i, c) in self.columns.iter_mut().enumerate() {
-                    let byte = *v.get(i / 8).ok_or_else(|| invalid(at, "short visibility"))?;
+                    let byte = *v
+                        .get(i / 8)
+                        .ok_or_else(|| invalid(at, "short visibility"))?;
                     c.visible = byte & (0x80 >> (i % 8)) != 0;
                 }
             }

@@ -36,29 +36,60 @@ use crate::reader::{be_uint, le_uint, Reader};
 /// How one column's values are read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
-    Int { len: usize, unsigned: bool },
+    Int {
+        len: usize,
+        unsigned: bool,
+    },
     Float,
     Double,
-    Decimal { precision: u8, scale: u8, size: usize },
+    Decimal {
+        precision: u8,
+        scale: u8,
+        size: usize,
+    },
     Year,
     Date,
     /// Old TIME (3-byte HHMMSS).
     Time,
-    Time2 { fsp: u8 },
+    Time2 {
+        fsp: u8,
+    },
     /// Old DATETIME (8-byte YYYYMMDDhhmmss).
     DateTime,
-    DateTime2 { fsp: u8 },
+    DateTime2 {
+        fsp: u8,
+    },
     /// Old TIMESTAMP (4 bytes LE).
     Timestamp,
-    Timestamp2 { fsp: u8 },
-    Str { len_bytes: usize, charset: Charset },
-    Bytes { len_bytes: usize },
+    Timestamp2 {
+        fsp: u8,
+    },
+    Str {
+        len_bytes: usize,
+        charset: Charset,
+    },
+    Bytes {
+        len_bytes: usize,
+    },
     /// MySQL binary JSON.
-    Json { len_bytes: usize },
-    Geometry { len_bytes: usize },
-    Enum { pack: usize, labels: Arc<[String]> },
-    Set { pack: usize, labels: Arc<[String]> },
-    Bit { nbytes: usize, bits: u16 },
+    Json {
+        len_bytes: usize,
+    },
+    Geometry {
+        len_bytes: usize,
+    },
+    Enum {
+        pack: usize,
+        labels: Arc<[String]>,
+    },
+    Set {
+        pack: usize,
+        labels: Arc<[String]>,
+    },
+    Bit {
+        nbytes: usize,
+        bits: u16,
+    },
 }
 
 /// A decoded value: a plain value, a value Arrow cannot hold (MySQL's text of it), or a
@@ -457,12 +488,30 @@ mod tests {
     #[test]
     fn integers_sign_extend() {
         let mut s = Scratch::default();
-        let k = Kind::Int { len: 3, unsigned: false };
-        assert_eq!(dec(&[0xff, 0xff, 0xff], &k, &mut s), Decoded::Value(MysqlValue::Int(-1)));
-        let k = Kind::Int { len: 3, unsigned: true };
-        assert_eq!(dec(&[0xff, 0xff, 0xff], &k, &mut s), Decoded::Value(MysqlValue::UInt(16_777_215)));
-        let k = Kind::Int { len: 8, unsigned: false };
-        assert_eq!(dec(&[0, 0, 0, 0, 0, 0, 0, 0x80], &k, &mut s), Decoded::Value(MysqlValue::Int(i64::MIN)));
+        let k = Kind::Int {
+            len: 3,
+            unsigned: false,
+        };
+        assert_eq!(
+            dec(&[0xff, 0xff, 0xff], &k, &mut s),
+            Decoded::Value(MysqlValue::Int(-1))
+        );
+        let k = Kind::Int {
+            len: 3,
+            unsigned: true,
+        };
+        assert_eq!(
+            dec(&[0xff, 0xff, 0xff], &k, &mut s),
+            Decoded::Value(MysqlValue::UInt(16_777_215))
+        );
+        let k = Kind::Int {
+            len: 8,
+            unsigned: false,
+        };
+        assert_eq!(
+            dec(&[0, 0, 0, 0, 0, 0, 0, 0x80], &k, &mut s),
+            Decoded::Value(MysqlValue::Int(i64::MIN))
+        );
     }
 
     #[test]
@@ -475,7 +524,10 @@ mod tests {
             dec(&b[..3], &Kind::Date, &mut s),
             Decoded::Value(MysqlValue::Date(days_from_civil(2024, 2, 29) as i32))
         );
-        assert_eq!(dec(&[0, 0, 0], &Kind::Date, &mut s), Decoded::Invalid("0000-00-00"));
+        assert_eq!(
+            dec(&[0, 0, 0], &Kind::Date, &mut s),
+            Decoded::Invalid("0000-00-00")
+        );
         // TIME2(0) -00:00:01 and 838:59:59.
         let neg = (0x80_0000i64 - 1) as u32;
         assert_eq!(
@@ -484,7 +536,11 @@ mod tests {
         );
         // TIMESTAMP2(3) 1.5 s after the epoch; zero timestamp.
         assert_eq!(
-            dec(&[0, 0, 0, 1, 0x13, 0x88], &Kind::Timestamp2 { fsp: 3 }, &mut s),
+            dec(
+                &[0, 0, 0, 1, 0x13, 0x88],
+                &Kind::Timestamp2 { fsp: 3 },
+                &mut s
+            ),
             Decoded::Value(MysqlValue::TimestampUs(1_500_000))
         );
         assert_eq!(
@@ -505,13 +561,25 @@ mod tests {
     fn enum_set_bit() {
         let mut s = Scratch::default();
         let labels: Arc<[String]> = vec!["a".to_string(), "b".into(), "c".into()].into();
-        let k = Kind::Set { pack: 1, labels: labels.clone() };
-        assert_eq!(dec(&[0b101], &k, &mut s), Decoded::Value(MysqlValue::Str("a,c")));
+        let k = Kind::Set {
+            pack: 1,
+            labels: labels.clone(),
+        };
+        assert_eq!(
+            dec(&[0b101], &k, &mut s),
+            Decoded::Value(MysqlValue::Str("a,c"))
+        );
         let k = Kind::Enum { pack: 1, labels };
         assert_eq!(dec(&[2], &k, &mut s), Decoded::Value(MysqlValue::Str("b")));
         assert!(decode(&mut Reader::new(&[9]), &k, &mut s).is_err());
-        let k = Kind::Bit { nbytes: 2, bits: 10 };
-        assert_eq!(dec(&[0x02, 0x01], &k, &mut s), Decoded::Value(MysqlValue::UInt(513)));
+        let k = Kind::Bit {
+            nbytes: 2,
+            bits: 10,
+        };
+        assert_eq!(
+            dec(&[0x02, 0x01], &k, &mut s),
+            Decoded::Value(MysqlValue::UInt(513))
+        );
     }
 
     #[test]

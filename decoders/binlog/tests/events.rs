@@ -6,7 +6,8 @@ mod support;
 
 use serde_json::json;
 use tidemark_binlog::encode::{
-    bitmap_lsb, mariadb_compress, put_packed, query_body, ColumnSpec, EventWriter, RowEncoder, TableMapSpec,
+    bitmap_lsb, mariadb_compress, put_packed, query_body, ColumnSpec, EventWriter, RowEncoder,
+    TableMapSpec,
 };
 use tidemark_binlog::event::code;
 use tidemark_binlog::table_map::ty;
@@ -14,11 +15,26 @@ use tidemark_binlog::{Checksum, Decoder, DecoderOptions, ErrorKind, Step};
 use tidemark_model::{Gtid, MysqlPosition, Position, TxnItem};
 
 fn col(name: &str, t: u8, meta: u16, charset: u16, key: bool) -> ColumnSpec {
-    ColumnSpec { name: name.into(), ty: t, meta, nullable: true, unsigned: false, charset, labels: vec![], key }
+    ColumnSpec {
+        name: name.into(),
+        ty: t,
+        meta,
+        nullable: true,
+        unsigned: false,
+        charset,
+        labels: vec![],
+        key,
+    }
 }
 
 fn table(cols: Vec<ColumnSpec>) -> TableMapSpec {
-    TableMapSpec { table_id: 5, database: "db".into(), table: "t".into(), columns: cols, full_metadata: true }
+    TableMapSpec {
+        table_id: 5,
+        database: "db".into(),
+        table: "t".into(),
+        columns: cols,
+        full_metadata: true,
+    }
 }
 
 fn rows_of(steps: &[Step]) -> Vec<String> {
@@ -28,7 +44,10 @@ fn rows_of(steps: &[Step]) -> Vec<String> {
             support::dump_txn(t, &mut s);
         }
     }
-    s.lines().filter(|l| l.starts_with("  ")).map(|l| l.trim().to_owned()).collect()
+    s.lines()
+        .filter(|l| l.starts_with("  "))
+        .map(|l| l.trim().to_owned())
+        .collect()
 }
 
 fn json_bytes(v: &serde_json::Value) -> Vec<u8> {
@@ -42,8 +61,16 @@ fn json_bytes(v: &serde_json::Value) -> Vec<u8> {
 fn partial_json_update_is_applied_to_the_before_image() {
     let mut w = EventWriter::new(Checksum::Crc32);
     let mut d = Decoder::new(DecoderOptions::default());
-    let t = table(vec![col("id", ty::LONG, 0, 0, true), col("doc", ty::JSON, 4, 0, false)]);
-    let mut ev = vec![w.format_description("8.0.36"), w.mysql_gtid([1; 16], 7, 0), w.query(3, "db", "BEGIN"), w.table_map(&t)];
+    let t = table(vec![
+        col("id", ty::LONG, 0, 0, true),
+        col("doc", ty::JSON, 4, 0, false),
+    ]);
+    let mut ev = vec![
+        w.format_description("8.0.36"),
+        w.mysql_gtid([1; 16], 7, 0),
+        w.query(3, "db", "BEGIN"),
+        w.table_map(&t),
+    ];
     let before = json!({"a": 1, "list": [1, 2]});
     let mut rows = Vec::new();
     // Before image: full.
@@ -66,7 +93,9 @@ fn partial_json_update_is_applied_to_the_before_image() {
     let steps = support::decode_all(&mut d, &ev);
     assert_eq!(
         rows_of(&steps),
-        vec![r#"u db.t v1 my:0:127:310:0:0:01010101-0101-0101-0101-010101010101:7 | before: id=1 doc={"a": 1, "list": [1, 2]} | after: id=1 doc={"a": "x", "list": [1, 2, 3]}"#]
+        vec![
+            r#"u db.t v1 my:0:127:310:0:0:01010101-0101-0101-0101-010101010101:7 | before: id=1 doc={"a": 1, "list": [1, 2]} | after: id=1 doc={"a": "x", "list": [1, 2, 3]}"#
+        ]
     );
 }
 
@@ -76,8 +105,14 @@ fn mariadb_compressed_events_gtids_and_annotations() {
     w.server_id = 3;
     let mut d = Decoder::new(DecoderOptions::default());
     d.set_checksum(Checksum::Crc32);
-    let t = table(vec![col("id", ty::LONG, 0, 0, true), col("v", ty::VARCHAR, 40, 45, false)]);
-    let mut ev = vec![w.rotate(4, "mariadb-bin.000012"), w.format_description("10.11.6-MariaDB-log")];
+    let t = table(vec![
+        col("id", ty::LONG, 0, 0, true),
+        col("v", ty::VARCHAR, 40, 45, false),
+    ]);
+    let mut ev = vec![
+        w.rotate(4, "mariadb-bin.000012"),
+        w.format_description("10.11.6-MariaDB-log"),
+    ];
     // GTID_LIST and BINLOG_CHECKPOINT at file start.
     let mut gl = 1u32.to_le_bytes().to_vec();
     gl.extend(0u32.to_le_bytes());
@@ -91,11 +126,16 @@ fn mariadb_compressed_events_gtids_and_annotations() {
     // A compressed DDL, standalone GTID.
     ev.push(w.mariadb_gtid(0, 100, true));
     let mut q = query_body(5, "db", b"");
-    q.extend(mariadb_compress(b"CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))"));
+    q.extend(mariadb_compress(
+        b"CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))",
+    ));
     ev.push(w.event(code::MARIADB_QUERY_COMPRESSED, &q));
     // A transaction with an annotate and a compressed rows event.
     ev.push(w.mariadb_gtid(0, 101, false));
-    ev.push(w.event(code::MARIADB_ANNOTATE_ROWS, b"INSERT INTO t VALUES (1, 'z')"));
+    ev.push(w.event(
+        code::MARIADB_ANNOTATE_ROWS,
+        b"INSERT INTO t VALUES (1, 'z')",
+    ));
     ev.push(w.table_map(&t));
     let mut re = RowEncoder::default();
     re.image(&[Some(1i32.to_le_bytes().to_vec()), Some(vec![1, b'z'])]);
@@ -116,16 +156,38 @@ fn mariadb_compressed_events_gtids_and_annotations() {
     let (q, end) = ddl.expect("a DDL step");
     assert!(q.starts_with("CREATE TABLE t"));
     let Position::Mysql(end) = end else { panic!() };
-    assert_eq!(end.gtid, Some(Gtid::Mariadb { domain: 0, server: 3, seq: 100 }));
+    assert_eq!(
+        end.gtid,
+        Some(Gtid::Mariadb {
+            domain: 0,
+            server: 3,
+            seq: 100
+        })
+    );
     assert_eq!(end.file, 12);
-    let txn = steps.iter().find_map(|s| match s { Step::Emitted(t) => Some(t), _ => None }).unwrap();
-    let TxnItem::Rows(b) = &txn.items[0] else { panic!() };
+    let txn = steps
+        .iter()
+        .find_map(|s| match s {
+            Step::Emitted(t) => Some(t),
+            _ => None,
+        })
+        .unwrap();
+    let TxnItem::Rows(b) = &txn.items[0] else {
+        panic!()
+    };
     let md = b.batch.schema().metadata().clone();
-    assert_eq!(md[tidemark_binlog::meta::QUERY], "INSERT INTO t VALUES (1, 'z')");
+    assert_eq!(
+        md[tidemark_binlog::meta::QUERY],
+        "INSERT INTO t VALUES (1, 'z')"
+    );
     assert_eq!(md[tidemark_binlog::meta::SERVER_ID], "3");
     assert_eq!(md[tidemark_binlog::meta::FILE], "mariadb-bin.000012");
     assert_eq!(rows_of(&steps).len(), 1);
-    assert!(rows_of(&steps)[0].ends_with("after: id=1 v=z"), "{:?}", rows_of(&steps));
+    assert!(
+        rows_of(&steps)[0].ends_with("after: id=1 v=z"),
+        "{:?}",
+        rows_of(&steps)
+    );
     assert!(steps.iter().any(|s| matches!(s, Step::Heartbeat { .. })));
     assert!(matches!(steps.last(), Some(Step::Stop)));
 }
@@ -133,13 +195,24 @@ fn mariadb_compressed_events_gtids_and_annotations() {
 fn long_txn(n: usize) -> Vec<Vec<u8>> {
     let mut w = EventWriter::new(Checksum::None);
     let t = table(vec![col("id", ty::LONG, 0, 0, true)]);
-    let mut ev = vec![w.format_description("8.0.36"), w.query(1, "db", "BEGIN"), w.table_map(&t)];
+    let mut ev = vec![
+        w.format_description("8.0.36"),
+        w.query(1, "db", "BEGIN"),
+        w.table_map(&t),
+    ];
     for chunk in (0..n).collect::<Vec<_>>().chunks(10) {
         let mut re = RowEncoder::default();
         for i in chunk {
             re.image(&[Some((*i as i32).to_le_bytes().to_vec())]);
         }
-        ev.push(w.rows(code::WRITE_ROWS_V2, 5, 1, &bitmap_lsb(&[true]), None, &re.out));
+        ev.push(w.rows(
+            code::WRITE_ROWS_V2,
+            5,
+            1,
+            &bitmap_lsb(&[true]),
+            None,
+            &re.out,
+        ));
     }
     ev.push(w.xid(1));
     ev
@@ -148,11 +221,26 @@ fn long_txn(n: usize) -> Vec<Vec<u8>> {
 #[test]
 fn long_transactions_come_in_bounded_chunks() {
     let ev = long_txn(100);
-    let mut d = Decoder::new(DecoderOptions { max_chunk_rows: 30, ..Default::default() });
+    let mut d = Decoder::new(DecoderOptions {
+        max_chunk_rows: 30,
+        ..Default::default()
+    });
     let steps = support::decode_all(&mut d, &ev);
-    let txns: Vec<_> = steps.iter().filter_map(|s| match s { Step::Emitted(t) => Some(t), _ => None }).collect();
-    assert_eq!(txns.iter().map(|t| t.row_count()).collect::<Vec<_>>(), vec![30, 30, 30, 10]);
-    assert_eq!(txns.iter().map(|t| t.complete).collect::<Vec<_>>(), vec![false, false, false, true]);
+    let txns: Vec<_> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Emitted(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        txns.iter().map(|t| t.row_count()).collect::<Vec<_>>(),
+        vec![30, 30, 30, 10]
+    );
+    assert_eq!(
+        txns.iter().map(|t| t.complete).collect::<Vec<_>>(),
+        vec![false, false, false, true]
+    );
     assert!(txns.windows(2).all(|w| w[0].end < w[1].end));
 }
 
@@ -162,7 +250,13 @@ fn resume_inside_a_transaction_skips_what_was_acknowledged() {
     let mut d = Decoder::new(DecoderOptions::default());
     let all = rows_of(&support::decode_all(&mut d, &ev));
     assert_eq!(all.len(), 25);
-    let pos: MysqlPosition = all[14].split_whitespace().nth(3).unwrap().parse::<Position>().map(|p| *p.as_mysql().unwrap()).unwrap();
+    let pos: MysqlPosition = all[14]
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .parse::<Position>()
+        .map(|p| *p.as_mysql().unwrap())
+        .unwrap();
     let mut d = Decoder::new(DecoderOptions::default());
     d.skip_until(pos);
     let rest = rows_of(&support::decode_all(&mut d, &ev));
@@ -175,10 +269,14 @@ fn rows_without_a_table_map_and_dml_statements_are_definite_errors() {
     let mut d = Decoder::new(DecoderOptions::default());
     d.decode(&w.format_description("8.0.36")).unwrap();
     d.decode(&w.query(1, "db", "BEGIN")).unwrap();
-    let e = d.decode(&w.rows(code::WRITE_ROWS_V2, 99, 1, &[1], None, &[0, 0, 0, 0, 0])).unwrap_err();
+    let e = d
+        .decode(&w.rows(code::WRITE_ROWS_V2, 99, 1, &[1], None, &[0, 0, 0, 0, 0]))
+        .unwrap_err();
     assert_eq!(e.kind, ErrorKind::UnknownTable { table_id: 99 });
     assert!(e.to_string().contains("WRITE_ROWS_EVENT"), "{e}");
-    let e = d.decode(&w.query(1, "db", "INSERT INTO t VALUES (1)")).unwrap_err();
+    let e = d
+        .decode(&w.query(1, "db", "INSERT INTO t VALUES (1)"))
+        .unwrap_err();
     assert!(e.to_string().contains("binlog_format=ROW"), "{e}");
 }
 

@@ -10,12 +10,18 @@ fn golden(name: &str) {
     let mut d = decoder_for(&f, "tidemark_fx");
     let steps = decode_all(&mut d, &f.events);
     let got = dump(&steps);
-    let path = format!("{}/tests/fixtures/{name}.expected", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/fixtures/{name}.expected",
+        env!("CARGO_MANIFEST_DIR")
+    );
     if std::env::var_os("TIDEMARK_BLESS").is_some() {
         std::fs::write(&path, &got).unwrap();
     }
     let want = std::fs::read_to_string(&path).unwrap_or_default();
-    assert_eq!(got, want, "decoded {name} differs from {path} (TIDEMARK_BLESS=1 to rewrite)");
+    assert_eq!(
+        got, want,
+        "decoded {name} differs from {path} (TIDEMARK_BLESS=1 to rewrite)"
+    );
 }
 
 #[test]

@@ -61,11 +61,16 @@ const LABELS: [&str; 4] = ["a", "bb", "c c", "é"];
 
 fn arb_type() -> impl Strategy<Value = T> {
     prop_oneof![
-        (prop_oneof![Just(1usize), Just(2), Just(3), Just(4), Just(8)], any::<bool>())
+        (
+            prop_oneof![Just(1usize), Just(2), Just(3), Just(4), Just(8)],
+            any::<bool>()
+        )
             .prop_map(|(len, unsigned)| T::Int { len, unsigned }),
         Just(T::Float),
         Just(T::Double),
-        (1u8..=65).prop_flat_map(|p| (Just(p), 0..=p.min(30))).prop_map(|(p, s)| T::Decimal { p, s }),
+        (1u8..=65)
+            .prop_flat_map(|p| (Just(p), 0..=p.min(30)))
+            .prop_map(|(p, s)| T::Decimal { p, s }),
         Just(T::Year),
         Just(T::Date),
         (0u8..=6).prop_map(|fsp| T::Time2 { fsp }),
@@ -84,7 +89,20 @@ fn arb_type() -> impl Strategy<Value = T> {
 
 fn spec(t: &T, i: usize) -> ColumnSpec {
     let (tyc, meta, charset) = match t {
-        T::Int { len, .. } => ([ty::TINY, ty::SHORT, ty::INT24, ty::LONG, 0, 0, 0, ty::LONGLONG][len - 1], 0, 0),
+        T::Int { len, .. } => (
+            [
+                ty::TINY,
+                ty::SHORT,
+                ty::INT24,
+                ty::LONG,
+                0,
+                0,
+                0,
+                ty::LONGLONG,
+            ][len - 1],
+            0,
+            0,
+        ),
         T::Float => (ty::FLOAT, 4, 0),
         T::Double => (ty::DOUBLE, 8, 0),
         T::Decimal { p, s } => (ty::NEWDECIMAL, (u16::from(*p) << 8) | u16::from(*s), 0),
@@ -110,7 +128,11 @@ fn spec(t: &T, i: usize) -> ColumnSpec {
         nullable: true,
         unsigned: matches!(t, T::Int { unsigned: true, .. }),
         charset,
-        labels: if matches!(t, T::Enum | T::Set) { LABELS.iter().map(|s| s.to_string()).collect() } else { vec![] },
+        labels: if matches!(t, T::Enum | T::Set) {
+            LABELS.iter().map(|s| s.to_string()).collect()
+        } else {
+            vec![]
+        },
         key: false,
     }
 }
@@ -139,7 +161,11 @@ fn value(t: &T, r: u64, r2: u64) -> (Vec<u8>, V) {
     match t {
         T::Int { len, unsigned } => {
             let bits = 8 * *len as u32;
-            let raw = if bits == 64 { r } else { r & ((1u64 << bits) - 1) };
+            let raw = if bits == 64 {
+                r
+            } else {
+                r & ((1u64 << bits) - 1)
+            };
             let v = if *unsigned {
                 V::UInt(raw)
             } else {
@@ -159,7 +185,9 @@ fn value(t: &T, r: u64, r2: u64) -> (Vec<u8>, V) {
         }
         T::Decimal { p, s } => {
             let max = i256::from_i128(10).wrapping_pow(u32::from(*p));
-            let mut v = i256::from_i128(r as i128).wrapping_mul(i256::from_i128(r2 as i128 | 1)).wrapping_rem(max);
+            let mut v = i256::from_i128(r as i128)
+                .wrapping_mul(i256::from_i128(r2 as i128 | 1))
+                .wrapping_rem(max);
             if r2 % 3 == 0 {
                 v = max.wrapping_sub(i256::ONE);
             }
@@ -170,12 +198,36 @@ fn value(t: &T, r: u64, r2: u64) -> (Vec<u8>, V) {
         }
         T::Year => {
             let y = (r % 256) as u8;
-            (vec![y], V::Int(if y == 0 { 0 } else { 1900 + i64::from(y) }))
+            (
+                vec![y],
+                V::Int(if y == 0 { 0 } else { 1900 + i64::from(y) }),
+            )
         }
         T::Date => {
-            let (y, m, d) = ((r % 10_000) as u32, ((r >> 16) % 13) as u32, ((r >> 24) % 32) as u32);
+            let (y, m, d) = (
+                (r % 10_000) as u32,
+                ((r >> 16) % 13) as u32,
+                ((r >> 24) % 32) as u32,
+            );
             let raw = (y << 9) | (m << 5) | d;
-            let dim = [31, if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+            let dim = [
+                31,
+                if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 {
+                    29
+                } else {
+                    28
+                },
+                31,
+                30,
+                31,
+                30,
+                31,
+                31,
+                30,
+                31,
+                30,
+                31,
+            ];
             let v = if m >= 1 && d >= 1 && d <= dim[m as usize - 1] {
                 V::Date(days_from_civil(i64::from(y), m, d) as i32)
             } else {
@@ -197,7 +249,11 @@ fn value(t: &T, r: u64, r2: u64) -> (Vec<u8>, V) {
                 be((packed + 0x8000_0000_0000) as u64, 6)
             } else {
                 let n = usize::from(*fsp).div_ceil(2);
-                let unit = match n { 1 => 10_000, 2 => 100, _ => 1 };
+                let unit = match n {
+                    1 => 10_000,
+                    2 => 100,
+                    _ => 1,
+                };
                 let frac = i64::from(us) / unit;
                 let (mut int, mut fr) = if neg { (-hms, -frac) } else { (hms, frac) };
                 if int < 0 && fr != 0 {
@@ -225,7 +281,10 @@ fn value(t: &T, r: u64, r2: u64) -> (Vec<u8>, V) {
             let int = (ymd << 17) | hms;
             let mut b = be((int + 0x80_0000_0000) as u64, 5);
             b.extend(frac_bytes(us, *fsp));
-            (b, V::Ts(days * 86_400_000_000 + secs * 1_000_000 + i64::from(us)))
+            (
+                b,
+                V::Ts(days * 86_400_000_000 + secs * 1_000_000 + i64::from(us)),
+            )
         }
         T::Timestamp2 { fsp } => {
             let secs = r % (1u64 << 32);
@@ -233,7 +292,11 @@ fn value(t: &T, r: u64, r2: u64) -> (Vec<u8>, V) {
             let mut b = be(secs, 4);
             b.extend(frac_bytes(us, *fsp));
             let v = if secs == 0 && us == 0 {
-                V::Invalid(if *fsp == 0 { "0000-00-00 00:00:00".into() } else { format!("0000-00-00 00:00:00.{}", "0".repeat(usize::from(*fsp))) })
+                V::Invalid(if *fsp == 0 {
+                    "0000-00-00 00:00:00".into()
+                } else {
+                    format!("0000-00-00 00:00:00.{}", "0".repeat(usize::from(*fsp)))
+                })
             } else {
                 V::Ts(secs as i64 * 1_000_000 + i64::from(us))
             };
@@ -244,8 +307,17 @@ fn value(t: &T, r: u64, r2: u64) -> (Vec<u8>, V) {
             let s = pool[(r % pool.len() as u64) as usize].repeat((r2 % 5) as usize);
             if *latin1 {
                 // Only characters cp1252 has.
-                let s: String = s.chars().filter(|c| (*c as u32) < 0x80 || *c == 'é' || *c == 'ÿ' || *c == '€').collect();
-                let bytes: Vec<u8> = s.chars().map(|c| match c { '€' => 0x80, c => c as u32 as u8 }).collect();
+                let s: String = s
+                    .chars()
+                    .filter(|c| (*c as u32) < 0x80 || *c == 'é' || *c == 'ÿ' || *c == '€')
+                    .collect();
+                let bytes: Vec<u8> = s
+                    .chars()
+                    .map(|c| match c {
+                        '€' => 0x80,
+                        c => c as u32 as u8,
+                    })
+                    .collect();
                 let mut b = vec![bytes.len() as u8];
                 b.extend(&bytes);
                 (b, V::Str(s))
@@ -262,24 +334,47 @@ fn value(t: &T, r: u64, r2: u64) -> (Vec<u8>, V) {
             (b, V::Str(s))
         }
         T::Blob | T::VarBinary => {
-            let bytes: Vec<u8> = (0..(r % 40)).map(|i| (r2 >> (i % 8)) as u8 ^ i as u8).collect();
+            let bytes: Vec<u8> = (0..(r % 40))
+                .map(|i| (r2 >> (i % 8)) as u8 ^ i as u8)
+                .collect();
             let mut b = (bytes.len() as u16).to_le_bytes().to_vec();
             b.extend(&bytes);
             (b, V::Bytes(bytes))
         }
         T::Enum => {
             let i = (r % 5) as u8;
-            (vec![i], V::Str(if i == 0 { String::new() } else { LABELS[usize::from(i) - 1].into() }))
+            (
+                vec![i],
+                V::Str(if i == 0 {
+                    String::new()
+                } else {
+                    LABELS[usize::from(i) - 1].into()
+                }),
+            )
         }
         T::Set => {
             let bits = (r % 16) as u8;
-            let s: Vec<&str> = (0..4).filter(|i| bits & (1 << i) != 0).map(|i| LABELS[i]).collect();
+            let s: Vec<&str> = (0..4)
+                .filter(|i| bits & (1 << i) != 0)
+                .map(|i| LABELS[i])
+                .collect();
             (vec![bits], V::Str(s.join(",")))
         }
         T::Bit { bits } => {
-            let v = if *bits == 64 { r } else { r & ((1u64 << bits) - 1) };
+            let v = if *bits == 64 {
+                r
+            } else {
+                r & ((1u64 << bits) - 1)
+            };
             let n = usize::from(*bits).div_ceil(8);
-            (be(v, n), if *bits == 1 { V::Bool(v == 1) } else { V::UInt(v) })
+            (
+                be(v, n),
+                if *bits == 1 {
+                    V::Bool(v == 1)
+                } else {
+                    V::UInt(v)
+                },
+            )
         }
         T::Json => {
             let docs = [
@@ -316,14 +411,20 @@ fn read(a: &ArrayRef, i: usize) -> V {
         DataType::UInt64 => V::UInt(a.as_primitive::<UInt64Type>().value(i)),
         DataType::Float32 => V::F32(a.as_primitive::<Float32Type>().value(i).to_bits()),
         DataType::Float64 => V::F64(a.as_primitive::<Float64Type>().value(i).to_bits()),
-        DataType::Decimal128(..) => V::Dec(i256::from_i128(a.as_primitive::<Decimal128Type>().value(i))),
+        DataType::Decimal128(..) => {
+            V::Dec(i256::from_i128(a.as_primitive::<Decimal128Type>().value(i)))
+        }
         DataType::Decimal256(..) => V::Dec(a.as_primitive::<Decimal256Type>().value(i)),
         DataType::Utf8 => V::Str(a.as_string::<i32>().value(i).into()),
         DataType::Binary => V::Bytes(a.as_binary::<i32>().value(i).into()),
         DataType::Boolean => V::Bool(a.as_boolean().value(i)),
         DataType::Date32 => V::Date(a.as_primitive::<Date32Type>().value(i)),
-        DataType::Duration(TimeUnit::Microsecond) => V::Dur(a.as_primitive::<DurationMicrosecondType>().value(i)),
-        DataType::Timestamp(TimeUnit::Microsecond, _) => V::Ts(a.as_primitive::<TimestampMicrosecondType>().value(i)),
+        DataType::Duration(TimeUnit::Microsecond) => {
+            V::Dur(a.as_primitive::<DurationMicrosecondType>().value(i))
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            V::Ts(a.as_primitive::<TimestampMicrosecondType>().value(i))
+        }
         other => panic!("unexpected {other}"),
     }
 }
@@ -340,7 +441,8 @@ struct Case {
 fn arb_case() -> impl Strategy<Value = Case> {
     prop::collection::vec(arb_type(), 1..12).prop_flat_map(|types| {
         let n = types.len();
-        let img = prop::collection::vec((any::<u64>(), any::<u64>(), prop::bool::weighted(0.15)), n);
+        let img =
+            prop::collection::vec((any::<u64>(), any::<u64>(), prop::bool::weighted(0.15)), n);
         (
             Just(types),
             prop::collection::vec((0u8..3, img.clone(), img), 1..12),
@@ -348,7 +450,13 @@ fn arb_case() -> impl Strategy<Value = Case> {
             any::<bool>(),
             any::<bool>(),
         )
-            .prop_map(|(types, rows, mariadb, crc, payload)| Case { types, rows, mariadb, crc, payload })
+            .prop_map(|(types, rows, mariadb, crc, payload)| Case {
+                types,
+                rows,
+                mariadb,
+                crc,
+                payload,
+            })
     })
 }
 
@@ -356,34 +464,69 @@ fn encode_image(types: &[T], vals: &[(u64, u64, bool)]) -> (Vec<Option<Vec<u8>>>
     types
         .iter()
         .zip(vals)
-        .map(|(t, &(r, r2, null))| if null { (None, V::Null) } else { let (b, v) = value(t, r, r2); (Some(b), v) })
+        .map(|(t, &(r, r2, null))| {
+            if null {
+                (None, V::Null)
+            } else {
+                let (b, v) = value(t, r, r2);
+                (Some(b), v)
+            }
+        })
         .unzip()
 }
 
 fn run(case: &Case) -> Result<(), TestCaseError> {
-    let mut w = EventWriter::new(if case.crc { Checksum::Crc32 } else { Checksum::None });
+    let mut w = EventWriter::new(if case.crc {
+        Checksum::Crc32
+    } else {
+        Checksum::None
+    });
     let mut events = vec![w.rotate(4, "binlog.000009")];
-    events.push(w.format_description(if case.mariadb { "10.11.6-MariaDB-log" } else { "8.0.36" }));
+    events.push(w.format_description(if case.mariadb {
+        "10.11.6-MariaDB-log"
+    } else {
+        "8.0.36"
+    }));
     let table = TableMapSpec {
         table_id: 77,
         database: "db".into(),
         table: "t".into(),
-        columns: case.types.iter().enumerate().map(|(i, t)| spec(t, i)).collect(),
+        columns: case
+            .types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| spec(t, i))
+            .collect(),
         full_metadata: true,
     };
     let width = case.types.len();
     let all = bitmap_lsb(&vec![true; width]);
     let mut expected = Vec::new();
     let mut body = Vec::new();
-    let mut inner_w = EventWriter { checksum: Checksum::None, ..w.clone() };
-    let ww: &mut EventWriter = if case.payload && !case.mariadb { &mut inner_w } else { &mut w };
+    let mut inner_w = EventWriter {
+        checksum: Checksum::None,
+        ..w.clone()
+    };
+    let ww: &mut EventWriter = if case.payload && !case.mariadb {
+        &mut inner_w
+    } else {
+        &mut w
+    };
     if !(case.payload && !case.mariadb) {
         // GTID first, outside any payload.
     }
     let _ = ww;
-    let gtid = if case.mariadb { w.mariadb_gtid(0, 42, false) } else { w.mysql_gtid([7; 16], 42, 1_700_000_000_123_456) };
+    let gtid = if case.mariadb {
+        w.mariadb_gtid(0, 42, false)
+    } else {
+        w.mysql_gtid([7; 16], 42, 1_700_000_000_123_456)
+    };
     events.push(gtid);
-    let into: &mut EventWriter = if case.payload && !case.mariadb { &mut inner_w } else { &mut w };
+    let into: &mut EventWriter = if case.payload && !case.mariadb {
+        &mut inner_w
+    } else {
+        &mut w
+    };
     if !case.mariadb {
         body.push(into.query(9, "db", "BEGIN"));
     }
@@ -393,9 +536,40 @@ fn run(case: &Case) -> Result<(), TestCaseError> {
         let (bb, vb) = encode_image(&case.types, b);
         let mut re = RowEncoder::default();
         let (t, after) = match (op, case.mariadb) {
-            (0, m) => { re.image(&ba); (if m { code::WRITE_ROWS_V1 } else { code::WRITE_ROWS_V2 }, None) }
-            (1, m) => { re.image(&ba); re.image(&bb); (if m { code::UPDATE_ROWS_V1 } else { code::UPDATE_ROWS_V2 }, Some(all.as_slice())) }
-            (_, m) => { re.image(&ba); (if m { code::DELETE_ROWS_V1 } else { code::DELETE_ROWS_V2 }, None) }
+            (0, m) => {
+                re.image(&ba);
+                (
+                    if m {
+                        code::WRITE_ROWS_V1
+                    } else {
+                        code::WRITE_ROWS_V2
+                    },
+                    None,
+                )
+            }
+            (1, m) => {
+                re.image(&ba);
+                re.image(&bb);
+                (
+                    if m {
+                        code::UPDATE_ROWS_V1
+                    } else {
+                        code::UPDATE_ROWS_V2
+                    },
+                    Some(all.as_slice()),
+                )
+            }
+            (_, m) => {
+                re.image(&ba);
+                (
+                    if m {
+                        code::DELETE_ROWS_V1
+                    } else {
+                        code::DELETE_ROWS_V2
+                    },
+                    None,
+                )
+            }
         };
         body.push(into.rows(t, 77, width, &all, after, &re.out));
         expected.push((*op, va, vb));
@@ -407,10 +581,17 @@ fn run(case: &Case) -> Result<(), TestCaseError> {
         events.extend(body);
     }
     let mut d = Decoder::new(DecoderOptions::default());
-    d.set_checksum(if case.crc { Checksum::Crc32 } else { Checksum::None });
+    d.set_checksum(if case.crc {
+        Checksum::Crc32
+    } else {
+        Checksum::None
+    });
     let mut rows = Vec::new();
     for e in &events {
-        for s in d.decode(e).map_err(|e| TestCaseError::fail(e.to_string()))? {
+        for s in d
+            .decode(e)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?
+        {
             if let Step::Emitted(t) = s {
                 prop_assert!(t.complete);
                 for item in t.items {
@@ -418,11 +599,17 @@ fn run(case: &Case) -> Result<(), TestCaseError> {
                     for r in 0..b.num_rows() {
                         let img = |image: Image, col: usize| -> Vec<V> {
                             let st = b.batch.column(col).as_struct();
-                            if st.is_null(r) { return vec![]; }
-                            (0..width).map(|c| match b.marker(r, image, c) {
-                                Some(m) if m.kind == MarkerKind::Invalid => V::Invalid(m.detail.unwrap_or_default()),
-                                _ => read(st.column(c), r),
-                            }).collect()
+                            if st.is_null(r) {
+                                return vec![];
+                            }
+                            (0..width)
+                                .map(|c| match b.marker(r, image, c) {
+                                    Some(m) if m.kind == MarkerKind::Invalid => {
+                                        V::Invalid(m.detail.unwrap_or_default())
+                                    }
+                                    _ => read(st.column(c), r),
+                                })
+                                .collect()
                         };
                         rows.push((b.op(r), img(Image::Before, 4), img(Image::After, 5)));
                     }
@@ -433,9 +620,21 @@ fn run(case: &Case) -> Result<(), TestCaseError> {
     prop_assert_eq!(rows.len(), expected.len());
     for ((op, before, after), (eop, va, vb)) in rows.into_iter().zip(expected) {
         match eop {
-            0 => { prop_assert_eq!(op, Op::Insert); prop_assert!(before.is_empty()); prop_assert_eq!(after, va); }
-            1 => { prop_assert_eq!(op, Op::Update); prop_assert_eq!(before, va); prop_assert_eq!(after, vb); }
-            _ => { prop_assert_eq!(op, Op::Delete); prop_assert_eq!(before, va); prop_assert!(after.is_empty()); }
+            0 => {
+                prop_assert_eq!(op, Op::Insert);
+                prop_assert!(before.is_empty());
+                prop_assert_eq!(after, va);
+            }
+            1 => {
+                prop_assert_eq!(op, Op::Update);
+                prop_assert_eq!(before, va);
+                prop_assert_eq!(after, vb);
+            }
+            _ => {
+                prop_assert_eq!(op, Op::Delete);
+                prop_assert_eq!(before, va);
+                prop_assert!(after.is_empty());
+            }
         }
     }
     Ok(())

@@ -82,7 +82,10 @@ const fn default_chunk_rows() -> usize {
 pub enum Start {
     Current,
     Earliest,
-    File { file: String, pos: u64 },
+    File {
+        file: String,
+        pos: u64,
+    },
     /// MariaDB GTIDs (one per domain) for `@slave_connect_state`.
     MariadbGtids(Vec<Gtid>),
     /// MySQL GTID set text for `COM_BINLOG_DUMP_GTID`.
@@ -102,11 +105,18 @@ impl MysqlSourceConfig {
             _ => {}
         }
         if let Some(set) = s.strip_prefix("gtid:") {
-            let parts: Vec<&str> = set.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+            let parts: Vec<&str> = set
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .collect();
             if parts.is_empty() {
                 return Err("an empty GTID set".into());
             }
-            if parts.iter().all(|p| p.split('-').count() == 3 && !p.contains(':')) {
+            if parts
+                .iter()
+                .all(|p| p.split('-').count() == 3 && !p.contains(':'))
+            {
                 return parts
                     .iter()
                     .map(|p| p.parse::<Gtid>().map_err(|e| e.to_string()))
@@ -114,10 +124,14 @@ impl MysqlSourceConfig {
                     .map(Start::MariadbGtids);
             }
             for p in &parts {
-                let (uuid, ranges) = p.split_once(':').ok_or(format!("{p:?} is not uuid:ranges"))?;
+                let (uuid, ranges) = p
+                    .split_once(':')
+                    .ok_or(format!("{p:?} is not uuid:ranges"))?;
                 Gtid::parse_uuid(uuid).ok_or(format!("{uuid:?} is not a server UUID"))?;
                 for r in ranges.split(':') {
-                    let ok = r.split('-').all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+                    let ok = r
+                        .split('-')
+                        .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
                     if !ok {
                         return Err(format!("{r:?} is not an interval like 1-100"));
                     }
@@ -129,19 +143,28 @@ impl MysqlSourceConfig {
             .rsplit_once(':')
             .ok_or("expected current, earliest, <file>:<pos> or gtid:<set>")?;
         if tidemark_model::mysql_position::binlog_file_number(file).is_none() {
-            return Err(format!("{file:?} is not a binlog file name like mysql-bin.000003"));
+            return Err(format!(
+                "{file:?} is not a binlog file name like mysql-bin.000003"
+            ));
         }
-        let pos = pos.parse().map_err(|_| format!("{pos:?} is not a byte offset"))?;
+        let pos = pos
+            .parse()
+            .map_err(|_| format!("{pos:?} is not a byte offset"))?;
         if pos < 4 {
             return Err("a binlog position is at least 4".into());
         }
-        Ok(Start::File { file: file.into(), pos })
+        Ok(Start::File {
+            file: file.into(),
+            pos,
+        })
     }
 
     /// Whether a table's changes are captured.
     pub fn includes(&self, t: &TableId) -> bool {
         let full = format!("{}.{}", t.namespace, t.name);
-        if SYSTEM_DATABASES.contains(&t.namespace.as_str()) && !self.databases.contains(&t.namespace) {
+        if SYSTEM_DATABASES.contains(&t.namespace.as_str())
+            && !self.databases.contains(&t.namespace)
+        {
             return false;
         }
         if !self.databases.is_empty() && !self.databases.contains(&t.namespace) {
@@ -156,29 +179,49 @@ impl MysqlSourceConfig {
     /// Checks without IO; reports each problem with its key.
     pub fn validate(&self, problem: &mut impl FnMut(&str, String)) {
         if !self.url.starts_with("mysql://") {
-            problem("source.url", format!("{:?} must start with mysql://", self.url));
+            problem(
+                "source.url",
+                format!("{:?} must start with mysql://", self.url),
+            );
         } else if let Ok(o) = mysql_async::Opts::from_url(&self.url) {
             if o.pass().is_some() {
-                problem("source.url", "contains a password; move it to source.password (env or file)".into());
+                problem(
+                    "source.url",
+                    "contains a password; move it to source.password (env or file)".into(),
+                );
             }
         } else {
-            problem("source.url", format!("{:?} is not a valid mysql:// URL", self.url));
+            problem(
+                "source.url",
+                format!("{:?} is not a valid mysql:// URL", self.url),
+            );
         }
         if self.server_id == 0 {
-            problem("source.server_id", "0 is not allowed for a replica; pick a unique id, e.g. 6401".into());
+            problem(
+                "source.server_id",
+                "0 is not allowed for a replica; pick a unique id, e.g. 6401".into(),
+            );
         }
         if let Err(e) = self.start() {
             problem("source.start", format!("{:?}: {e}", self.start));
         }
-        for (key, list) in [("source.tables", &self.tables), ("source.exclude_tables", &self.exclude_tables)] {
+        for (key, list) in [
+            ("source.tables", &self.tables),
+            ("source.exclude_tables", &self.exclude_tables),
+        ] {
             for (i, t) in list.iter().enumerate() {
                 if t.split('.').count() != 2 || t.starts_with('.') || t.ends_with('.') {
                     problem(&format!("{key}[{i}]"), format!("{t:?} must be db.table"));
                 }
             }
         }
-        if self.heartbeat_interval.is_zero() || self.heartbeat_interval > Duration::from_secs(4_294_967) {
-            problem("source.heartbeat_interval", "must be between 1 ms and 4294967 s, e.g. \"10s\"".into());
+        if self.heartbeat_interval.is_zero()
+            || self.heartbeat_interval > Duration::from_secs(4_294_967)
+        {
+            problem(
+                "source.heartbeat_interval",
+                "must be between 1 ms and 4294967 s, e.g. \"10s\"".into(),
+            );
         }
         if self.max_chunk_rows == 0 {
             problem("source.max_chunk_rows", "must be at least 1".into());
@@ -191,7 +234,10 @@ mod tests {
     use super::*;
 
     fn cfg(start: &str) -> MysqlSourceConfig {
-        toml::from_str(&format!("url = \"mysql://root@127.0.0.1:3306\"\nstart = \"{start}\"")).unwrap()
+        toml::from_str(&format!(
+            "url = \"mysql://root@127.0.0.1:3306\"\nstart = \"{start}\""
+        ))
+        .unwrap()
     }
 
     #[test]
@@ -199,9 +245,14 @@ mod tests {
         assert_eq!(cfg("current").start(), Ok(Start::Current));
         assert_eq!(
             cfg("mariadb-bin.000003:389").start(),
-            Ok(Start::File { file: "mariadb-bin.000003".into(), pos: 389 })
+            Ok(Start::File {
+                file: "mariadb-bin.000003".into(),
+                pos: 389
+            })
         );
-        assert!(matches!(cfg("gtid:0-1-100,1-2-3").start(), Ok(Start::MariadbGtids(g)) if g.len() == 2));
+        assert!(
+            matches!(cfg("gtid:0-1-100,1-2-3").start(), Ok(Start::MariadbGtids(g)) if g.len() == 2)
+        );
         assert!(matches!(
             cfg("gtid:3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:7-9").start(),
             Ok(Start::MysqlGtidSet(_))

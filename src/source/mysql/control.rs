@@ -27,7 +27,8 @@ pub struct ServerInfo {
 
 /// Connection options of a source, password included.
 pub fn opts(c: &MysqlSourceConfig) -> Result<Opts, MysqlSourceError> {
-    let base = Opts::from_url(&c.url).map_err(|e| MysqlSourceError::Config(format!("source.url: {e}")))?;
+    let base =
+        Opts::from_url(&c.url).map_err(|e| MysqlSourceError::Config(format!("source.url: {e}")))?;
     let password = match &c.password {
         Some(s) => Some(read_secret(s)?),
         None => None,
@@ -40,7 +41,8 @@ pub fn opts(c: &MysqlSourceConfig) -> Result<Opts, MysqlSourceError> {
 }
 
 fn read_secret(s: &Secret) -> Result<String, MysqlSourceError> {
-    s.read().map_err(|e| MysqlSourceError::Config(format!("source.password: {e}")))
+    s.read()
+        .map_err(|e| MysqlSourceError::Config(format!("source.password: {e}")))
 }
 
 /// `host:port` for messages.
@@ -59,15 +61,20 @@ type R<T> = Result<T, MysqlSourceError>;
 impl MysqlControl {
     pub async fn connect(o: &Opts) -> R<Self> {
         let addr = addr(o);
-        let conn = Conn::new(o.clone()).await.map_err(|source| MysqlSourceError::Client {
-            addr: addr.clone(),
-            context: "connect",
-            source,
-        })?;
+        let conn = Conn::new(o.clone())
+            .await
+            .map_err(|source| MysqlSourceError::Client {
+                addr: addr.clone(),
+                context: "connect",
+                source,
+            })?;
         Ok(MysqlControl { conn, addr })
     }
 
-    fn err(&self, context: &'static str) -> impl FnOnce(mysql_async::Error) -> MysqlSourceError + '_ {
+    fn err(
+        &self,
+        context: &'static str,
+    ) -> impl FnOnce(mysql_async::Error) -> MysqlSourceError + '_ {
         move |source| MysqlSourceError::Client {
             addr: self.addr.clone(),
             context,
@@ -109,7 +116,11 @@ impl MysqlControl {
             version,
         };
         let log_bin = get(self.var("log_bin").await?);
-        let (cnf, section) = if mariadb { ("my.cnf", "[mariadbd]") } else { ("my.cnf", "[mysqld]") };
+        let (cnf, section) = if mariadb {
+            ("my.cnf", "[mariadbd]")
+        } else {
+            ("my.cnf", "[mysqld]")
+        };
         let mut problems = Vec::new();
         if log_bin != "1" && !log_bin.eq_ignore_ascii_case("ON") {
             problems.push(format!(
@@ -147,7 +158,11 @@ impl MysqlControl {
 
     /// `SHOW BINARY LOGS`: file names and sizes.
     pub async fn binary_logs(&mut self) -> R<Vec<(String, u64)>> {
-        let rows: Vec<mysql_async::Row> = self.conn.query("SHOW BINARY LOGS").await.map_err(self.err("SHOW BINARY LOGS"))?;
+        let rows: Vec<mysql_async::Row> = self
+            .conn
+            .query("SHOW BINARY LOGS")
+            .await
+            .map_err(self.err("SHOW BINARY LOGS"))?;
         Ok(rows
             .into_iter()
             .filter_map(|mut r| Some((r.take::<String, _>(0)?, r.take::<u64, _>(1).unwrap_or(0))))
@@ -157,20 +172,30 @@ impl MysqlControl {
     /// The current binlog file and position (`SHOW MASTER STATUS`, or MySQL 8.4's `SHOW BINARY
     /// LOG STATUS`).
     pub async fn current_position(&mut self) -> R<(String, u64)> {
-        let mut row: Option<mysql_async::Row> = match self.conn.query_first("SHOW MASTER STATUS").await {
-            Ok(r) => r,
-            Err(mysql_async::Error::Server(s)) if s.code == 1064 => {
-                self.conn.query_first("SHOW BINARY LOG STATUS").await.map_err(self.err("SHOW BINARY LOG STATUS"))?
-            }
-            Err(source) => {
-                return Err(MysqlSourceError::Client { addr: self.addr.clone(), context: "SHOW MASTER STATUS", source })
-            }
-        };
+        let mut row: Option<mysql_async::Row> =
+            match self.conn.query_first("SHOW MASTER STATUS").await {
+                Ok(r) => r,
+                Err(mysql_async::Error::Server(s)) if s.code == 1064 => self
+                    .conn
+                    .query_first("SHOW BINARY LOG STATUS")
+                    .await
+                    .map_err(self.err("SHOW BINARY LOG STATUS"))?,
+                Err(source) => {
+                    return Err(MysqlSourceError::Client {
+                        addr: self.addr.clone(),
+                        context: "SHOW MASTER STATUS",
+                        source,
+                    })
+                }
+            };
         let r = row.as_mut().ok_or_else(|| MysqlSourceError::Settings {
             addr: self.addr.clone(),
             problems: vec!["SHOW MASTER STATUS is empty: the binary log is off (log_bin)".into()],
         })?;
-        Ok((r.take::<String, _>(0).unwrap_or_default(), r.take::<u64, _>(1).unwrap_or(4)))
+        Ok((
+            r.take::<String, _>(0).unwrap_or_default(),
+            r.take::<u64, _>(1).unwrap_or(4),
+        ))
     }
 
     /// Columns, key, charsets, labels and JSON-ness of a table, in column order.
@@ -203,12 +228,19 @@ impl MysqlControl {
             .into_iter()
             .map(|(name, data_type, column_type, charset, key, length)| {
                 let dt = data_type.to_ascii_lowercase();
-                let json = dt == "json" || checks.iter().any(|c| c.replace(' ', "") == format!("json_valid(`{name}`)"));
+                let json = dt == "json"
+                    || checks
+                        .iter()
+                        .any(|c| c.replace(' ', "") == format!("json_valid(`{name}`)"));
                 CatalogColumn {
                     unsigned: column_type.contains("unsigned"),
                     key: key == "PRI",
                     json,
-                    labels: if dt == "enum" || dt == "set" { parse_labels(&column_type) } else { Vec::new() },
+                    labels: if dt == "enum" || dt == "set" {
+                        parse_labels(&column_type)
+                    } else {
+                        Vec::new()
+                    },
                     geometry: geometry_kind(&dt),
                     length: length.and_then(|l| u32::try_from(l).ok()),
                     charset,
@@ -236,7 +268,9 @@ fn geometry_kind(dt: &str) -> Option<GeometryKind> {
 
 /// Labels of `enum('a','it''s')` / `set(...)`.
 pub fn parse_labels(column_type: &str) -> Vec<String> {
-    let Some(start) = column_type.find('(') else { return Vec::new() };
+    let Some(start) = column_type.find('(') else {
+        return Vec::new();
+    };
     let body = &column_type[start + 1..column_type.rfind(')').unwrap_or(column_type.len())];
     let mut out = Vec::new();
     let mut cur = String::new();
@@ -269,7 +303,10 @@ pub fn parse_labels(column_type: &str) -> Vec<String> {
 mod tests {
     #[test]
     fn labels() {
-        assert_eq!(super::parse_labels("enum('a','it''s','x,y')"), vec!["a", "it's", "x,y"]);
+        assert_eq!(
+            super::parse_labels("enum('a','it''s','x,y')"),
+            vec!["a", "it's", "x,y"]
+        );
         assert_eq!(super::parse_labels("set('')"), vec![""]);
     }
 }

@@ -57,7 +57,10 @@ pub enum MysqlSourceError {
 
 fn fix_for(e: &mysql_async::Error) -> Option<&'static str> {
     match e {
-        mysql_async::Error::Server(s) => DEFINITE_CODES.iter().find(|(c, _)| *c == s.code).map(|(_, f)| *f),
+        mysql_async::Error::Server(s) => DEFINITE_CODES
+            .iter()
+            .find(|(c, _)| *c == s.code)
+            .map(|(_, f)| *f),
         _ => None,
     }
 }

@@ -31,7 +31,13 @@ pub async fn run(
     crate::pipeline::add_iceberg_sinks(config, &mut sinks).await?;
     let (tx, rx) = queue::channel(config.pipeline.max_queue_bytes);
     let (acked_tx, _acked) = watch::channel(resume);
-    let engine = Engine::new(sinks, store, metrics.clone(), config.checkpoint.interval, resume);
+    let engine = Engine::new(
+        sinks,
+        store,
+        metrics.clone(),
+        config.checkpoint.interval,
+        resume,
+    );
     let engine_task = tokio::spawn(engine.run(rx, acked_tx));
     let source = MysqlSource {
         config: m.clone(),
@@ -80,22 +86,33 @@ pub async fn status(m: &MysqlSourceConfig, store: &FileCheckpointStore) -> anyho
     let mut ctl = MysqlControl::connect(&control::opts(m)?).await?;
     let (file, pos) = ctl.current_position().await?;
     let logs = ctl.binary_logs().await?;
-    let mut out = format!("server at {file}:{pos}; binlog files {}..{}\n",
+    let mut out = format!(
+        "server at {file}:{pos}; binlog files {}..{}\n",
         logs.first().map(|l| l.0.as_str()).unwrap_or("-"),
-        logs.last().map(|l| l.0.as_str()).unwrap_or("-"));
+        logs.last().map(|l| l.0.as_str()).unwrap_or("-")
+    );
     if let Some(cp) = store.load()? {
         if let Some(p) = cp.position()?.as_mysql() {
-            let present = logs.iter().any(|(n, _)| tidemark_model::mysql_position::binlog_file_number(n) == Some(p.file));
+            let present = logs.iter().any(|(n, _)| {
+                tidemark_model::mysql_position::binlog_file_number(n) == Some(p.file)
+            });
             let behind: u64 = logs
                 .iter()
-                .filter(|(n, _)| tidemark_model::mysql_position::binlog_file_number(n).is_some_and(|k| k >= p.file))
+                .filter(|(n, _)| {
+                    tidemark_model::mysql_position::binlog_file_number(n)
+                        .is_some_and(|k| k >= p.file)
+                })
                 .map(|(_, s)| *s)
                 .sum::<u64>()
                 .saturating_sub(p.resume_offset());
             out.push_str(&format!(
                 "checkpoint file #{} {}; about {behind} binlog bytes behind\n",
                 p.file,
-                if present { "present" } else { "PURGED: run `tidemark reset` and re-snapshot" }
+                if present {
+                    "present"
+                } else {
+                    "PURGED: run `tidemark reset` and re-snapshot"
+                }
             ));
         }
     }

@@ -106,7 +106,11 @@ impl MysqlSource {
             max_chunk_rows: self.config.max_chunk_rows,
             ..Default::default()
         });
-        decoder.set_checksum(if info.binlog_checksum.eq_ignore_ascii_case("NONE") { Checksum::None } else { Checksum::Crc32 });
+        decoder.set_checksum(if info.binlog_checksum.eq_ignore_ascii_case("NONE") {
+            Checksum::None
+        } else {
+            Checksum::Crc32
+        });
         let cfg = self.config.clone();
         decoder.set_filter(move |t| cfg.includes(t));
         // Where to start: after what the engine already has, else the configured start.
@@ -144,14 +148,24 @@ impl MysqlSource {
             },
         };
         if let Some(f) = &file {
-            decoder.set_file(f).map_err(|e| MysqlSourceError::Decode { addr: addr.clone(), source: Box::new(e) })?;
+            decoder.set_file(f).map_err(|e| MysqlSourceError::Decode {
+                addr: addr.clone(),
+                source: Box::new(e),
+            })?;
         }
-        let mut repl = Conn::new(opts.clone()).await.map_err(|source| MysqlSourceError::Client {
-            addr: addr.clone(),
-            context: "connect (replica)",
-            source,
-        })?;
-        let hb_ns = self.config.heartbeat_interval.as_nanos().min(u128::from(u64::MAX)) as u64;
+        let mut repl =
+            Conn::new(opts.clone())
+                .await
+                .map_err(|source| MysqlSourceError::Client {
+                    addr: addr.clone(),
+                    context: "connect (replica)",
+                    source,
+                })?;
+        let hb_ns = self
+            .config
+            .heartbeat_interval
+            .as_nanos()
+            .min(u128::from(u64::MAX)) as u64;
         let mut setup = vec![format!("SET @master_heartbeat_period = {hb_ns}")];
         if info.mariadb {
             // Without capability 4 MariaDB replaces its GTID events with dummy QUERY events.
@@ -164,22 +178,27 @@ impl MysqlSource {
             }
         }
         for q in setup {
-            repl.query_drop(q).await.map_err(|source| MysqlSourceError::Client {
-                addr: addr.clone(),
-                context: "setting up the replica session",
-                source,
-            })?;
+            repl.query_drop(q)
+                .await
+                .map_err(|source| MysqlSourceError::Client {
+                    addr: addr.clone(),
+                    context: "setting up the replica session",
+                    source,
+                })?;
         }
         let fname = file.clone().unwrap_or_default();
         let mut request = BinlogStreamRequest::new(self.config.server_id);
         if file.is_some() {
             request = request.with_filename(fname.as_bytes()).with_pos(pos);
         }
-        let mut stream = repl.get_binlog_stream(request).await.map_err(|source| MysqlSourceError::Client {
-            addr: addr.clone(),
-            context: "COM_BINLOG_DUMP",
-            source,
-        })?;
+        let mut stream =
+            repl.get_binlog_stream(request)
+                .await
+                .map_err(|source| MysqlSourceError::Client {
+                    addr: addr.clone(),
+                    context: "COM_BINLOG_DUMP",
+                    source,
+                })?;
         tracing::info!(pipeline = %self.pipeline, %addr, server = %info.version, file = %fname, pos, "mysql source: streaming");
         self.metrics.set_streaming(true);
         let silence = self.config.heartbeat_interval * 3;
@@ -192,9 +211,20 @@ impl MysqlSource {
                 n = tokio::time::timeout(silence, stream.next()) => n,
             };
             let ev = match next {
-                Err(_) => return Err(MysqlSourceError::Timeout { addr, seconds: silence.as_secs() }),
+                Err(_) => {
+                    return Err(MysqlSourceError::Timeout {
+                        addr,
+                        seconds: silence.as_secs(),
+                    })
+                }
                 Ok(None) => return Err(MysqlSourceError::Eof { addr }),
-                Ok(Some(Err(source))) => return Err(MysqlSourceError::Client { addr, context: "reading the binlog stream", source }),
+                Ok(Some(Err(source))) => {
+                    return Err(MysqlSourceError::Client {
+                        addr,
+                        context: "reading the binlog stream",
+                        source,
+                    })
+                }
                 Ok(Some(Ok(ev))) => ev,
             };
             if inner_to_skip > 0 {
@@ -203,10 +233,16 @@ impl MysqlSource {
             }
             let raw = raw_event(&ev);
             if raw[4] == code::TRANSACTION_PAYLOAD {
-                inner_to_skip = tidemark_binlog::events::payload_event_count(&raw, decoder.format().checksum)
-                    .map_err(|kind| MysqlSourceError::Decode {
+                inner_to_skip =
+                    tidemark_binlog::events::payload_event_count(&raw, decoder.format().checksum)
+                        .map_err(|kind| MysqlSourceError::Decode {
                         addr: addr.clone(),
-                        source: Box::new(tidemark_binlog::DecodeError { file: decoder.file().0.to_owned(), pos: 0, event: "TRANSACTION_PAYLOAD_EVENT", kind }),
+                        source: Box::new(tidemark_binlog::DecodeError {
+                            file: decoder.file().0.to_owned(),
+                            pos: 0,
+                            event: "TRANSACTION_PAYLOAD_EVENT",
+                            kind,
+                        }),
                     })?;
             }
             if let Some(t) = Decoder::peek_table_map(&raw) {
@@ -215,9 +251,10 @@ impl MysqlSource {
                     decoder.register_catalog(t, c);
                 }
             }
-            let steps = decoder
-                .decode(&raw)
-                .map_err(|e| MysqlSourceError::Decode { addr: addr.clone(), source: Box::new(e) })?;
+            let steps = decoder.decode(&raw).map_err(|e| MysqlSourceError::Decode {
+                addr: addr.clone(),
+                source: Box::new(e),
+            })?;
             for step in steps {
                 match step {
                     Step::Emitted(txn) => self.send(txn, last).await?,
@@ -247,7 +284,10 @@ impl MysqlSource {
         }
         let end = txn.end.as_mysql().copied();
         let bytes = txn.byte_size() as u64;
-        self.queue.send(Arc::new(txn), bytes).await.map_err(|_| MysqlSourceError::QueueClosed)?;
+        self.queue
+            .send(Arc::new(txn), bytes)
+            .await
+            .map_err(|_| MysqlSourceError::QueueClosed)?;
         if end.is_some() {
             *last = end;
         }

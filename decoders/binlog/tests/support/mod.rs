@@ -61,8 +61,15 @@ pub fn dump(steps: &[Step]) -> String {
     for st in steps {
         match st {
             Step::Emitted(t) => dump_txn(t, &mut s),
-            Step::Ddl { database, query, end } if database.starts_with("tidemark") => {
-                s.push_str(&format!("DDL {database} {end}: {}\n", query.replace('\n', " ")));
+            Step::Ddl {
+                database,
+                query,
+                end,
+            } if database.starts_with("tidemark") => {
+                s.push_str(&format!(
+                    "DDL {database} {end}: {}\n",
+                    query.replace('\n', " ")
+                ));
             }
             _ => {}
         }
@@ -87,7 +94,12 @@ pub fn dump_txn(t: &Transaction, s: &mut String) {
                 b.position(row)
             ));
             for (img, col) in [(Image::Before, 4), (Image::After, 5)] {
-                let st = b.batch.column(col).as_any().downcast_ref::<arrow_array::StructArray>().unwrap();
+                let st = b
+                    .batch
+                    .column(col)
+                    .as_any()
+                    .downcast_ref::<arrow_array::StructArray>()
+                    .unwrap();
                 s.push_str(&format!(" | {img}:"));
                 if st.is_null(row) {
                     s.push_str(" NULL");
@@ -97,12 +109,18 @@ pub fn dump_txn(t: &Transaction, s: &mut String) {
                     let mut arr = st.column(i).clone();
                     if let arrow_schema::DataType::Timestamp(u, Some(_)) = arr.data_type() {
                         // Print UTC instants as naive + Z (no chrono-tz here).
-                        arr = arrow_cast::cast(&arr, &arrow_schema::DataType::Timestamp(*u, None)).unwrap();
+                        arr = arrow_cast::cast(&arr, &arrow_schema::DataType::Timestamp(*u, None))
+                            .unwrap();
                     }
                     let fmt = ArrayFormatter::try_new(arr.as_ref(), &opts).unwrap();
                     let m = b.marker(row, img, i);
                     let v = match m {
-                        Some(m) => format!("{}<{:?} {}>", fmt.value(row), m.kind, m.detail.unwrap_or_default()),
+                        Some(m) => format!(
+                            "{}<{:?} {}>",
+                            fmt.value(row),
+                            m.kind,
+                            m.detail.unwrap_or_default()
+                        ),
                         None => fmt.value(row).to_string(),
                     };
                     s.push_str(&format!(" {}={}", f.name, v));

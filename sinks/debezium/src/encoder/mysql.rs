@@ -30,7 +30,9 @@ use tidemark_model::mysql_types::{GeometryKind, MysqlType};
 use tidemark_model::{MarkerKind, MysqlPosition, SourceType};
 
 use super::codec::{base64, iso_timestamp_utc, minimal_twos_complement, plain_string};
-use crate::config::{BigintUnsignedHandling, Connector, DecimalHandling, EncoderOptions, TimePrecision};
+use crate::config::{
+    BigintUnsignedHandling, Connector, DecimalHandling, EncoderOptions, TimePrecision,
+};
 
 /// The Debezium MariaDB connector version the captures come from.
 pub const MARIADB_CONNECTOR_VERSION: &str = "3.6.1.Final";
@@ -42,20 +44,31 @@ pub enum MyConv {
     BigintUnsigned,
     Float32,
     Float64,
-    Decimal { precision: u8, scale: u8 },
+    Decimal {
+        precision: u8,
+        scale: u8,
+    },
     Bool,
     /// BIT(n > 1), `bytes` = ceil(n/8).
-    Bits { bits: u8 },
+    Bits {
+        bits: u8,
+    },
     Year,
     Date,
     Time,
     /// DATETIME; `micros` for fsp > 3.
-    DateTime { micros: bool },
+    DateTime {
+        micros: bool,
+    },
     /// TIMESTAMP with its fsp.
-    Timestamp { fsp: u8 },
+    Timestamp {
+        fsp: u8,
+    },
     Text,
     Bytes,
-    Geometry { point: bool },
+    Geometry {
+        point: bool,
+    },
 }
 
 /// Plans the conversion of a MySQL column.
@@ -100,7 +113,9 @@ fn decimal_json(v: i256, scale: u8, mode: DecimalHandling) -> Value {
             let bytes = v.to_be_bytes();
             Value::from(base64(&minimal_twos_complement(&bytes)))
         }
-        DecimalHandling::String => Value::from(plain_string(neg, digits.as_bytes(), i64::from(scale))),
+        DecimalHandling::String => {
+            Value::from(plain_string(neg, digits.as_bytes(), i64::from(scale)))
+        }
         DecimalHandling::Double => plain_string(neg, digits.as_bytes(), i64::from(scale))
             .parse::<f64>()
             .map(Value::from)
@@ -127,7 +142,11 @@ fn point_xy(wkb: &[u8]) -> Option<(f64, f64)> {
     let le = *wkb.first()? == 1;
     let f = |at: usize| -> Option<f64> {
         let b: [u8; 8] = wkb.get(at..at + 8)?.try_into().ok()?;
-        Some(if le { f64::from_le_bytes(b) } else { f64::from_be_bytes(b) })
+        Some(if le {
+            f64::from_le_bytes(b)
+        } else {
+            f64::from_be_bytes(b)
+        })
     };
     Some((f(5)?, f(13)?))
 }
@@ -143,7 +162,12 @@ fn geometry(wkb: &[u8], srid: Option<u32>, point: bool) -> Value {
 }
 
 /// Converts one non-marked slot.
-pub fn value(c: &MyConv, arr: &dyn Array, i: usize, opts: &EncoderOptions) -> Result<Value, String> {
+pub fn value(
+    c: &MyConv,
+    arr: &dyn Array,
+    i: usize,
+    opts: &EncoderOptions,
+) -> Result<Value, String> {
     if i >= arr.len() {
         return Err(format!("row {i} out of range"));
     }
@@ -166,12 +190,17 @@ pub fn value(c: &MyConv, arr: &dyn Array, i: usize, opts: &EncoderOptions) -> Re
         }
         MyConv::Float32 => {
             let f = arr.as_primitive::<Float32Type>().value(i);
-            f.to_string().parse::<f64>().map(Value::from).unwrap_or(Value::Null)
+            f.to_string()
+                .parse::<f64>()
+                .map(Value::from)
+                .unwrap_or(Value::Null)
         }
         MyConv::Float64 => Value::from(arr.as_primitive::<Float64Type>().value(i)),
         MyConv::Decimal { scale, .. } => {
             let v = match arr.data_type() {
-                DataType::Decimal128(..) => i256::from_i128(arr.as_primitive::<Decimal128Type>().value(i)),
+                DataType::Decimal128(..) => {
+                    i256::from_i128(arr.as_primitive::<Decimal128Type>().value(i))
+                }
                 DataType::Decimal256(..) => arr.as_primitive::<Decimal256Type>().value(i),
                 _ => return Err(bad()),
             };
@@ -193,7 +222,9 @@ pub fn value(c: &MyConv, arr: &dyn Array, i: usize, opts: &EncoderOptions) -> Re
             match opts.time_precision_mode {
                 // Connect's `Time` is a time of day: Debezium writes null outside 00:00..24:00
                 // (negative or > 24 h durations, observed); lossless keeps the milliseconds.
-                TimePrecision::Connect if !(0..86_400_000_000).contains(&us) && !opts.lossless => Value::Null,
+                TimePrecision::Connect if !(0..86_400_000_000).contains(&us) && !opts.lossless => {
+                    Value::Null
+                }
                 TimePrecision::Connect => Value::from(us.div_euclid(1000)),
                 _ => Value::from(us),
             }
@@ -245,7 +276,9 @@ pub fn fallback(c: &MyConv) -> Value {
     match c {
         MyConv::Bool => Value::from(false),
         MyConv::Float32 | MyConv::Float64 => json!(0.0),
-        MyConv::Text | MyConv::Bytes | MyConv::Bits { .. } | MyConv::Timestamp { .. } => Value::from(""),
+        MyConv::Text | MyConv::Bytes | MyConv::Bits { .. } | MyConv::Timestamp { .. } => {
+            Value::from("")
+        }
         MyConv::Geometry { .. } => Value::Null,
         MyConv::Decimal { .. } => Value::from(base64(&[0])),
         _ => Value::from(0),
@@ -284,7 +317,11 @@ pub fn source_block(
     let mut m = Map::new();
     m.insert(
         "version".into(),
-        Value::from(if connector == "mariadb" { MARIADB_CONNECTOR_VERSION } else { crate::DEBEZIUM_VERSION }),
+        Value::from(if connector == "mariadb" {
+            MARIADB_CONNECTOR_VERSION
+        } else {
+            crate::DEBEZIUM_VERSION
+        }),
     );
     m.insert("connector".into(), Value::from(connector));
     m.insert("name".into(), Value::from(opts.server_name.as_str()));
@@ -295,10 +332,18 @@ pub fn source_block(
     m.insert("ts_us".into(), Value::from(ts_us));
     m.insert("ts_ns".into(), Value::from(ts_us.saturating_mul(1000)));
     m.insert("table".into(), Value::from(table));
-    let server_id = meta(batch, "tidemark.mysql.server_id").and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
+    let server_id = meta(batch, "tidemark.mysql.server_id")
+        .and_then(|s| s.parse::<i64>().ok())
+        .unwrap_or(0);
     m.insert("server_id".into(), Value::from(server_id));
-    m.insert("gtid".into(), p.gtid.map_or(Value::Null, |g| Value::from(g.to_string())));
-    m.insert("file".into(), Value::from(meta(batch, "tidemark.mysql.file").unwrap_or("")));
+    m.insert(
+        "gtid".into(),
+        p.gtid.map_or(Value::Null, |g| Value::from(g.to_string())),
+    );
+    m.insert(
+        "file".into(),
+        Value::from(meta(batch, "tidemark.mysql.file").unwrap_or("")),
+    );
     m.insert("pos".into(), Value::from(p.event_pos));
     m.insert("row".into(), Value::from(p.row));
     // Debezium reports thread and query only with include.query=true (off by default).
@@ -314,7 +359,9 @@ pub fn schema(c: &MyConv, t: &SourceType, optional: bool, opts: &EncoderOptions)
     let m = MysqlType::from_source_type(t);
     match c {
         MyConv::Int => plain(match m {
-            Some(MysqlType::TinyInt { .. }) | Some(MysqlType::SmallInt { unsigned: false }) => "int16",
+            Some(MysqlType::TinyInt { .. }) | Some(MysqlType::SmallInt { unsigned: false }) => {
+                "int16"
+            }
             Some(MysqlType::SmallInt { unsigned: true })
             | Some(MysqlType::MediumInt { .. })
             | Some(MysqlType::Int { unsigned: false }) => "int32",
@@ -336,12 +383,16 @@ pub fn schema(c: &MyConv, t: &SourceType, optional: bool, opts: &EncoderOptions)
             DecimalHandling::Double => plain("double"),
         },
         MyConv::Bool => plain("boolean"),
-        MyConv::Bits { bits } => json!({"type": "bytes", "optional": optional, "name": "io.debezium.data.Bits",
-            "version": 1, "parameters": {"length": bits.to_string()}}),
+        MyConv::Bits { bits } => {
+            json!({"type": "bytes", "optional": optional, "name": "io.debezium.data.Bits",
+            "version": 1, "parameters": {"length": bits.to_string()}})
+        }
         MyConv::Year => logical("int32", "io.debezium.time.Year"),
         MyConv::Date => logical("int32", "io.debezium.time.Date"),
-        MyConv::Time if opts.time_precision_mode == TimePrecision::Connect => json!({"type": "int32",
-            "optional": optional, "name": "org.apache.kafka.connect.data.Time", "version": 1}),
+        MyConv::Time if opts.time_precision_mode == TimePrecision::Connect => {
+            json!({"type": "int32",
+            "optional": optional, "name": "org.apache.kafka.connect.data.Time", "version": 1})
+        }
         MyConv::Time => logical("int64", "io.debezium.time.MicroTime"),
         MyConv::DateTime { micros: true } => logical("int64", "io.debezium.time.MicroTimestamp"),
         MyConv::DateTime { micros: false } => logical("int64", "io.debezium.time.Timestamp"),
@@ -397,7 +448,13 @@ mod tests {
         wkb.extend(3.0f64.to_le_bytes());
         wkb.extend(4.0f64.to_le_bytes());
         assert_eq!(point_xy(&wkb), Some((3.0, 4.0)));
-        assert_eq!(decimal_json(i256::from_i128(1_234_567_891), 2, DecimalHandling::Precise), json!("SZYC0w=="));
-        assert_eq!(decimal_json(i256::from_i128(-5), 2, DecimalHandling::String), json!("-0.05"));
+        assert_eq!(
+            decimal_json(i256::from_i128(1_234_567_891), 2, DecimalHandling::Precise),
+            json!("SZYC0w==")
+        );
+        assert_eq!(
+            decimal_json(i256::from_i128(-5), 2, DecimalHandling::String),
+            json!("-0.05")
+        );
     }
 }
