@@ -183,7 +183,11 @@ pub fn options(args: &CompareArgs) -> DiffOptions {
 /// Stable (topic, key) order; keyless records by `source.lsn`.
 fn per_key_order(records: &mut [Record]) {
     records.sort_by_cached_key(|r| {
-        let lsn = if r.key.is_null() { r.lsn().unwrap_or(0) } else { 0 };
+        let lsn = if r.key.is_null() {
+            r.lsn().unwrap_or(0)
+        } else {
+            0
+        };
         (r.topic.clone(), r.key.to_string(), lsn)
     });
 }

@@ -202,7 +202,8 @@ pub enum SinkConfig {
     DebeziumJson(tidemark_debezium::JsonlSinkConfig),
     /// Debezium-compatible records to Kafka (docs/kafka.md).
     #[cfg(feature = "kafka")]
-    Kafka(tidemark_kafka::KafkaSinkConfig),
+    // Boxed: the Kafka config is by far the largest variant (clippy::large_enum_variant).
+    Kafka(Box<tidemark_kafka::KafkaSinkConfig>),
     /// Apache Iceberg tables (mirror or changelog) in a SQL catalog (docs/iceberg.md).
     #[cfg(feature = "iceberg")]
     Iceberg(tidemark_iceberg::IcebergSinkConfig),

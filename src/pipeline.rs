@@ -41,7 +41,7 @@ pub(crate) fn build_sinks(config: &Config, database: &str) -> anyhow::Result<Vec
             #[cfg(feature = "kafka")]
             SinkConfig::Kafka(c) => {
                 let s = tidemark_kafka::KafkaSink::new(
-                    c.clone(),
+                    c.as_ref().clone(),
                     &config.pipeline.name,
                     config.server_name(),
                     database,

@@ -43,7 +43,7 @@ fn compare_reports_missing_extra_and_differing_events_in_files() {
     let after = v["value"]["after"]
         .as_object_mut()
         .expect("an insert first");
-    let col = after.keys().last().unwrap().clone();
+    let col = after.keys().next_back().unwrap().clone();
     after.insert(col.clone(), serde_json::json!("changed"));
     lines[0] = v.to_string();
     lines.remove(3);
