@@ -206,7 +206,7 @@ pub enum SinkConfig {
     Kafka(Box<tidemark_kafka::KafkaSinkConfig>),
     /// Apache Iceberg tables (mirror or changelog) in a SQL catalog (docs/iceberg.md).
     #[cfg(feature = "iceberg")]
-    Iceberg(tidemark_iceberg::IcebergSinkConfig),
+    Iceberg(Box<tidemark_iceberg::IcebergSinkConfig>),
 }
 
 impl SinkConfig {

@@ -62,7 +62,7 @@ pub(crate) fn build_sinks(config: &Config, database: &str) -> anyhow::Result<Vec
 pub(crate) async fn add_iceberg_sinks(config: &Config, sinks: &mut Vec<Box<dyn Sink>>) -> anyhow::Result<()> {
     for (i, sink) in config.sinks.iter().enumerate() {
         if let SinkConfig::Iceberg(c) = sink {
-            let s = tidemark_iceberg::IcebergSink::new(c.clone())
+            let s = tidemark_iceberg::IcebergSink::new(c.as_ref().clone())
                 .await
                 .with_context(|| format!("sinks[{i}]"))?;
             sinks.push(Box::new(s));

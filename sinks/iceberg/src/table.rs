@@ -7,7 +7,7 @@
 //! - Startup order: clean orphans named in the pending-files log, then rebuild the index, then
 //!   read the recorded position (skip what the table already has).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use iceberg::spec::{DataContentType, DataFile, Schema, SchemaRef, Struct};
@@ -44,7 +44,7 @@ pub struct TableState {
     /// Field ids of the key columns the index was built on.
     pub key_field_ids: Vec<i32>,
     /// Pending position deletes `(file, pos)`.
-    pub deletes: BTreeMap<(u32, u32), ()>,
+    pub deletes: BTreeSet<(u32, u32)>,
     /// A truncate since the last commit: the parent's files are all removed.
     pub truncated: bool,
     /// Rows written since the last commit.
@@ -130,7 +130,7 @@ impl TableState {
             files: FileTable::default(),
             index: None,
             key_field_ids: Vec::new(),
-            deletes: BTreeMap::new(),
+            deletes: BTreeSet::new(),
             truncated: false,
             pending_rows: 0,
             since_compact: 0,
@@ -328,7 +328,7 @@ impl TableState {
 
     /// Marks a row deleted (a position delete at commit).
     pub fn delete_loc(&mut self, loc: Loc) {
-        self.deletes.insert((loc.file, loc.pos), ());
+        self.deletes.insert((loc.file, loc.pos));
     }
 
     /// A truncate: everything pending is dropped and the parent's files go at commit.

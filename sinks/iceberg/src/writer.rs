@@ -12,7 +12,7 @@
 //! - The iceberg crate's Parquet writer buffers a whole row group in memory: the row group
 //!   size is capped so a huge transaction stays in bounded memory.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array};
@@ -55,6 +55,9 @@ impl FileTable {
         (self.paths.len() - 1) as u32
     }
 }
+
+/// A row to delete: data file path and position.
+type DeletedRow = (Arc<str>, u32);
 
 /// Parquet settings of every file the sink writes.
 pub fn writer_properties() -> WriterProperties {
@@ -365,12 +368,12 @@ impl DataWriter {
     /// Writes position delete files, one per partition, sorted by `(file_path, pos)`.
     pub async fn write_position_deletes(
         &mut self,
-        deletes: BTreeMap<(u32, u32), ()>,
+        deletes: BTreeSet<(u32, u32)>,
         files: &FileTable,
     ) -> Result<Vec<DataFile>, IcebergError> {
-        let mut by_partition: Vec<(Struct, Vec<(Arc<str>, u32)>)> = Vec::new();
+        let mut by_partition: Vec<(Struct, Vec<DeletedRow>)> = Vec::new();
         let mut sorted: Vec<(Arc<str>, u32, u32)> = deletes
-            .keys()
+            .iter()
             .map(|(f, p)| (files.paths[*f as usize].clone(), *p, *f))
             .collect();
         sorted.sort();

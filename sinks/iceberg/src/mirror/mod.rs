@@ -110,7 +110,7 @@ pub async fn apply(
             if loc.file == PENDING_FILE {
                 slots[loc.pos as usize].live = false;
             } else {
-                state.deletes.insert((loc.file, loc.pos), ());
+                state.deletes.insert((loc.file, loc.pos));
             }
         }
         if op == Op::Delete {
@@ -153,7 +153,7 @@ pub async fn apply(
                 if loc.file == PENDING_FILE {
                     slots[loc.pos as usize].live = false;
                 } else {
-                    state.deletes.insert((loc.file, loc.pos), ());
+                    state.deletes.insert((loc.file, loc.pos));
                 }
             }
         }
