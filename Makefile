@@ -25,7 +25,7 @@ test: services fmt-check clippy ## Everything CI runs
 	./scripts/debezium-mariadb.sh >/dev/null  # MariaDB JDBC driver for Debezium's MariaDB connector
 	./scripts/lake-readers.sh >/dev/null
 	./scripts/tansu.sh path >/dev/null  # the tansu broker binary of the Kafka tests (cached)
-	TIDEMARK_TEST_PG=1 TIDEMARK_TEST_KAFKA=1 TIDEMARK_TEST_ICEBERG=1 TIDEMARK_TEST_MYSQL=1 $(CARGO) test --workspace --all-targets
+	TIDEMARK_TEST_PG=1 TIDEMARK_TEST_KAFKA=1 TIDEMARK_TEST_ICEBERG=1 TIDEMARK_TEST_MYSQL=1 TIDEMARK_TEST_DELTA=1 $(CARGO) test --workspace --all-targets
 
 test-mysql8: ## The MySQL source's integration tests against compose's MySQL 8 (needs Docker: compose/docker-compose.yml)
 	docker compose -f compose/docker-compose.yml up -d --wait mysql8

@@ -84,6 +84,9 @@ const fn default_max_queue_bytes() -> u64 {
 pub enum SourceConfig {
     /// A PostgreSQL logical replication slot with the pgoutput plugin.
     Postgres(PostgresSourceConfig),
+    /// A Delta table's Change Data Feed (docs/delta.md).
+    #[cfg(feature = "delta")]
+    Delta(crate::source::delta::DeltaSourceConfig),
     /// A MySQL 8.x / MariaDB 10.5+ server read as a replica (row-based binlog).
     #[cfg(feature = "mysql")]
     Mysql(crate::source::mysql::MysqlSourceConfig),
@@ -204,6 +207,9 @@ pub enum SinkConfig {
     #[cfg(feature = "kafka")]
     // Boxed: the Kafka config is by far the largest variant (clippy::large_enum_variant).
     Kafka(Box<tidemark_kafka::KafkaSinkConfig>),
+    /// Delta Lake tables (mirror or changelog) under a root directory or object store (docs/delta.md).
+    #[cfg(feature = "delta")]
+    Delta(tidemark_delta::DeltaSinkConfig),
     /// Apache Iceberg tables (mirror or changelog) in a SQL catalog (docs/iceberg.md).
     #[cfg(feature = "iceberg")]
     Iceberg(Box<tidemark_iceberg::IcebergSinkConfig>),
@@ -216,6 +222,8 @@ impl SinkConfig {
             SinkConfig::DebeziumJson(c) => c.name.clone().unwrap_or_else(|| "debezium_json".into()),
             #[cfg(feature = "kafka")]
             SinkConfig::Kafka(c) => c.sink_name().to_owned(),
+            #[cfg(feature = "delta")]
+            SinkConfig::Delta(c) => c.sink_name().to_owned(),
             #[cfg(feature = "iceberg")]
             SinkConfig::Iceberg(c) => c.sink_name().to_owned(),
         }
@@ -398,6 +406,8 @@ impl Config {
         }
         match &self.source {
             SourceConfig::Postgres(pg) => pg.validate(&mut problem),
+            #[cfg(feature = "delta")]
+            SourceConfig::Delta(d) => d.validate(&mut problem),
             #[cfg(feature = "mysql")]
             SourceConfig::Mysql(m) => m.validate(&mut problem),
         }
@@ -427,6 +437,12 @@ impl Config {
                         problem(&format!("sinks[{i}].{}", p.0), p.1);
                     }
                 }
+                #[cfg(feature = "delta")]
+                SinkConfig::Delta(c) => {
+                    for p in c.validate() {
+                        problem(&format!("sinks[{i}].{}", p.0), p.1);
+                    }
+                }
                 #[cfg(feature = "iceberg")]
                 SinkConfig::Iceberg(c) => {
                     for p in c.validate() {
@@ -448,6 +464,8 @@ impl Config {
     pub fn server_name(&self) -> &str {
         match &self.source {
             SourceConfig::Postgres(pg) => pg.server_name.as_deref().unwrap_or(&self.pipeline.name),
+            #[cfg(feature = "delta")]
+            SourceConfig::Delta(d) => d.server_name.as_deref().unwrap_or(&self.pipeline.name),
             #[cfg(feature = "mysql")]
             SourceConfig::Mysql(m) => m.server_name.as_deref().unwrap_or(&self.pipeline.name),
         }

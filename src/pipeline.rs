@@ -49,6 +49,12 @@ pub(crate) fn build_sinks(config: &Config, database: &str) -> anyhow::Result<Vec
                 .with_context(|| format!("sinks[{i}]"))?;
                 sinks.push(Box::new(s));
             }
+            #[cfg(feature = "delta")]
+            SinkConfig::Delta(c) => {
+                let s = tidemark_delta::DeltaSink::new(c.clone(), &config.pipeline.name)
+                    .with_context(|| format!("sinks[{i}]"))?;
+                sinks.push(Box::new(s));
+            }
             // Connects to its catalog: built by `add_iceberg_sinks` (async).
             #[cfg(feature = "iceberg")]
             SinkConfig::Iceberg(_) => {}
@@ -122,6 +128,10 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
         Some(p) => tracing::info!(pipeline = %name, position = %p, "resuming from checkpoint"),
         None => tracing::info!(pipeline = %name, "no checkpoint: starting at the slot's position"),
     }
+    #[cfg(feature = "delta")]
+    if let SourceConfig::Delta(d) = &config.source {
+        return run_delta(&config, d, store, metrics, resume, shutdown).await;
+    }
     #[cfg(feature = "mysql")]
     if let SourceConfig::Mysql(m) = &config.source {
         return crate::source::mysql::pipeline::run(&config, m, store, metrics, resume, shutdown).await;
@@ -176,6 +186,46 @@ fn postgres(config: &Config) -> anyhow::Result<&PostgresSourceConfig> {
         .source
         .as_postgres()
         .context("this command needs a postgres source (source.kind = \"postgres\")")
+}
+
+/// Runs a pipeline whose source is a Delta table's change feed (`source.kind = "delta"`).
+#[cfg(feature = "delta")]
+async fn run_delta(
+    config: &Config,
+    d: &crate::source::delta::DeltaSourceConfig,
+    store: FileCheckpointStore,
+    metrics: std::sync::Arc<Metrics>,
+    resume: Option<tidemark_model::Position>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    #[allow(unused_mut)]
+    let mut sinks = build_sinks(config, &d.table_id().namespace)?;
+    #[cfg(feature = "iceberg")]
+    add_iceberg_sinks(config, &mut sinks).await?;
+    let (tx, rx) = queue::channel(config.pipeline.max_queue_bytes);
+    let (acked_tx, _acked) = watch::channel(resume);
+    let engine = Engine::new(sinks, store, metrics.clone(), config.checkpoint.interval, resume);
+    let engine_task = tokio::spawn(engine.run(rx, acked_tx));
+    let source = crate::source::delta::DeltaSource {
+        config: d.clone(),
+        queue: tx,
+        metrics: metrics.clone(),
+        resume,
+        shutdown,
+    };
+    let source_result = source.run().await;
+    let engine_result = engine_task.await.context("engine task panicked")?;
+    match (source_result, engine_result) {
+        (_, Err(e)) => {
+            metrics.set_error(e.to_string());
+            Err(e).context("sink or checkpoint failed")
+        }
+        (Err(e), Ok(())) => {
+            metrics.set_error(e.to_string());
+            Err(e).context("delta source failed")
+        }
+        (Ok(()), Ok(())) => Ok(()),
+    }
 }
 
 /// `tidemark validate`: the server's settings for logical replication.

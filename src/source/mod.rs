@@ -1,3 +1,5 @@
+#[cfg(feature = "delta")]
+pub mod delta;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 pub mod postgres;

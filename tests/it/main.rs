@@ -22,6 +22,14 @@ mod kafka_compare;
 mod kafka_sink;
 #[cfg(feature = "kafka")]
 mod kafka_support;
+#[cfg(feature = "delta")]
+mod delta_crash;
+#[cfg(feature = "delta")]
+mod delta_sink;
+#[cfg(feature = "delta")]
+mod delta_source;
+#[cfg(feature = "delta")]
+mod delta_support;
 #[cfg(feature = "iceberg")]
 mod iceberg_sink;
 #[cfg(feature = "iceberg")]
