@@ -62,11 +62,14 @@ impl ClientContext for KafkaContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         let sink = &self.sink;
         match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => tracing::error!(sink, fac, "librdkafka: {message}"),
-            RDKafkaLogLevel::Warning => tracing::warn!(sink, fac, "librdkafka: {message}"),
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical => {
+                tracing::error!(sink, fac, "librdkafka: {message}")
+            }
+            // librdkafka logs every failed connection attempt as an error and retries it: for
+            // us that is "degraded but safe" (STYLE §9); failed deliveries are errors elsewhere.
+            RDKafkaLogLevel::Error | RDKafkaLogLevel::Warning => {
+                tracing::warn!(sink, fac, "librdkafka: {message}")
+            }
             RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
                 tracing::info!(sink, fac, "librdkafka: {message}")
             }
