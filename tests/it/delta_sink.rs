@@ -36,7 +36,7 @@ fn alltypes_cols(with_vc: bool, with_added: bool) -> Vec<Col> {
         col("c_numx", "text"),
         col("c_money", "decimal"),
         col("c_text", "text"),
-        col("c_ch", "text"),
+        col("c_ch", "bpchar"),
         col("c_bytea", "hex"),
         col("c_date", "days"),
         col("c_time", "time"),
@@ -48,7 +48,7 @@ fn alltypes_cols(with_vc: bool, with_added: bool) -> Vec<Col> {
         col("c_jsonb", "text"),
         col("c_iarr", "jsonlist"),
         col("c_tarr", "jsonlist"),
-        col("c_inet", "text"),
+        col("c_inet", "bpchar"),
         col("c_oid", "int"),
         col("c_big", "text"),
     ];
@@ -147,8 +147,8 @@ fn delta_mirror_and_changelog_match_the_source() {
         &p.table("mirror", "public.alltypes"),
         &spec(&[col("id", "int"), col("c_vc", "text")]),
     ]);
-    assert_eq!(vc[3], json!(["4", "v4"]), "{vc}");
-    assert_eq!(vc[4], json!(["5", null]), "{vc}");
+    assert_eq!(vc[2], json!(["4", "v4"]), "{vc}");
+    assert_eq!(vc[3], json!(["5", null]), "{vc}");
     let big_cols = [col("id", "int"), col("v", "text")];
     let big_mirror = read(&[
         "checksum",
@@ -291,9 +291,7 @@ fn delta_refuses_what_it_cannot_mirror() {
         &delta_sink("mirror", "mirror", "mirror", ""),
     );
     p.start();
-    psql(d, "INSERT INTO nokey VALUES (1, 'x')");
-    let log = p
-        .wait_exit(Duration::from_secs(60))
+    let log = exit_log(&mut p, d, "INSERT INTO nokey VALUES (1, 'x')")
         .expect("the pipeline stops on a table without a key");
     assert!(
         log.contains("public.nokey has no primary key") && log.contains("changelog"),
@@ -308,15 +306,27 @@ fn delta_refuses_what_it_cannot_mirror() {
     p.start();
     psql(d, "INSERT INTO typed VALUES (1, 1)");
     p.wait_caught_up(Duration::from_secs(60));
-    psql(
+    psql(d, "ALTER TABLE typed ALTER COLUMN n TYPE bigint");
+    let log = exit_log(
+        &mut p,
         d,
-        "ALTER TABLE typed ALTER COLUMN n TYPE bigint; INSERT INTO typed VALUES (2, 5000000000)",
-    );
-    let log = p
-        .wait_exit(Duration::from_secs(60))
-        .expect("the pipeline stops on a type change");
+        "INSERT INTO typed SELECT max(id) + 1, 5000000000 FROM typed",
+    )
+    .expect("the pipeline stops on a type change");
     assert!(
         log.contains("table public.typed, column n") && log.contains("type changed"),
         "{log}"
     );
+}
+
+/// Runs `sql` until the engine exits (its log), at most ~60 s. The engine notices a failed sink
+/// when the source next hands it a transaction (see the issue note), so keep changes coming.
+fn exit_log(p: &mut DeltaPipeline, db: &str, sql: &str) -> Option<String> {
+    for _ in 0..20 {
+        psql(db, sql);
+        if let Some(log) = p.wait_exit_keep(Duration::from_secs(3)) {
+            return Some(log);
+        }
+    }
+    None
 }

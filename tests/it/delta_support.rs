@@ -87,10 +87,19 @@ pub fn col(name: &'static str, kind: &'static str) -> Col {
              * 1000000 + extract(microseconds from {c}))::bigint)"
         ),
         "jsonlist" => format!("array_to_json({c})::text"),
+        // The output function's text: char(n) keeps its padding and inet its form, which
+        // `::text` would change.
+        "bpchar" => format!("format('%s', {c})"),
         _ => format!("{c}::text"),
     };
+    // format() turns NULL into text; keep NULL NULL.
+    let sql = format!("CASE WHEN {c} IS NULL THEN NULL ELSE {sql} END");
     // The reader prints times (Delta long) like ints.
-    let kind = if kind == "time" { "int" } else { kind };
+    let kind = match kind {
+        "time" => "int",
+        "bpchar" => "text",
+        k => k,
+    };
     Col { name, kind, sql }
 }
 
@@ -243,6 +252,21 @@ impl DeltaPipeline {
         }
         let _ = c.kill();
         let _ = c.wait();
+        None
+    }
+
+    /// Like [`Self::wait_exit`] but keeps the engine running when it has not exited.
+    pub fn wait_exit_keep(&mut self, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(_)) = c.try_wait() {
+                    self.child = None;
+                    return Some(self.log_text());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         None
     }
 

@@ -281,6 +281,22 @@ impl TableWriter {
                 Some("true".into()),
             ));
         }
+        // File statistics only where they pay (MERGE pruning by key; changelog by commit
+        // time), and never on value columns: delta-rs 0.32.4's stats writer panics on dates
+        // and timestamps outside chrono's range (`NaiveDate + TimeDelta overflowed`), which
+        // Postgres ±infinity sentinels are.
+        let stats: Vec<String> = match self.mode {
+            TableMode::Mirror => layout.key.iter().map(|k| stats_name(k)).collect(),
+            TableMode::Changelog => vec![encoder::TXID.into(), encoder::COMMIT_TS.into()],
+        };
+        config.push((
+            TableProperty::DataSkippingStatsColumns.as_ref().to_owned(),
+            Some(if stats.is_empty() {
+                encoder::POSITION.to_owned()
+            } else {
+                stats.join(",")
+            }),
+        ));
         tracing::info!(table = %self.id, url = %self.url, mode = self.mode.as_str(), "creating Delta table");
         let t = self
             .table
@@ -303,6 +319,15 @@ impl TableWriter {
             uri: self.url.to_string(),
             message: "the table has not been created yet".into(),
         })
+    }
+}
+
+/// A column name in `delta.dataSkippingStatsColumns` (back-quoted unless plain).
+fn stats_name(name: &str) -> String {
+    if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        name.to_owned()
+    } else {
+        format!("`{}`", name.replace('`', "``"))
     }
 }
 
