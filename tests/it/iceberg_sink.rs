@@ -103,60 +103,96 @@ fn seed() -> u64 {
     s
 }
 
+/// A test database with the all-types table, a running pipeline into a lake, and the
+/// workload's random state.
+struct Run {
+    db: TestDb,
+    p: crate::support::Pipeline,
+    lake: ice::Lake,
+    rng: rand::rngs::StdRng,
+    next_id: i64,
+}
+
+impl Run {
+    /// Creates the database and table, starts the pipeline, inserts `initial` rows.
+    fn start(prefix: &str, sink: SinkSpec<'_>, initial: i64) -> Run {
+        let db = TestDb::create(prefix);
+        psql(&db.name, CREATE);
+        let (mut p, lake) = ice::pipeline(&db.name, &["public.t"], sink);
+        p.start();
+        psql(&db.name, &insert(1, initial));
+        Run {
+            db,
+            p,
+            lake,
+            rng: rand::rngs::StdRng::seed_from_u64(seed()),
+            next_id: initial + 1,
+        }
+    }
+
+    /// `n` random transactions.
+    fn txns(&mut self, n: usize, round: usize) {
+        for _ in 0..n {
+            psql(
+                &self.db.name,
+                &random_txn(&mut self.rng, &mut self.next_id, round),
+            );
+        }
+    }
+
+    /// Waits until pyiceberg reads the source table.
+    fn wait_equal(&mut self, timeout: Duration) -> serde_json::Value {
+        ice::wait_equal(
+            &mut self.p,
+            &self.lake,
+            &self.db.name,
+            "public.t",
+            "t",
+            timeout,
+        )
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn iceberg_mirror_randomized_workload_matches_source() {
     if !ice::enabled("iceberg_mirror_randomized_workload_matches_source") {
         return;
     }
-    let db = TestDb::create("tm_ice_mirror");
-    psql(&db.name, CREATE);
-    let (mut p, lake) = ice::pipeline(
-        &db.name,
-        &["public.t"],
+    let mut run = Run::start(
+        "tm_ice_mirror",
         SinkSpec {
             mode: "mirror",
             extra: "commit = { max_rows = 5000, interval = \"500ms\" }",
             jsonl: false,
             pg_catalog: false,
         },
+        500,
     );
-    p.start();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
-    let mut next_id = 1;
-    psql(&db.name, &insert(1, 500));
-    next_id += 500;
     for round in 0..4 {
-        for _ in 0..8 {
-            psql(&db.name, &random_txn(&mut rng, &mut next_id, round));
-        }
+        run.txns(8, round);
         // Schema changes mid-stream, each followed by changes so Postgres sends the
         // new Relation: add, rename, widen, drop.
-        let _ = match round {
-            0 => psql(&db.name, "ALTER TABLE t ADD COLUMN extra integer; UPDATE t SET extra = 7 WHERE id % 4 = 0;"),
-            1 => psql(&db.name, "ALTER TABLE t RENAME COLUMN vc TO vc2; UPDATE t SET vc2 = 'renamed' WHERE id % 5 = 0;"),
-            2 => psql(&db.name, "ALTER TABLE t ALTER COLUMN i4 TYPE bigint; UPDATE t SET i4 = 5000000000 WHERE id % 6 = 0;"),
-            _ => psql(&db.name, "ALTER TABLE t DROP COLUMN ch; UPDATE t SET tx = 'after drop' WHERE id % 7 = 0;"),
+        let ddl = match round {
+            0 => "ALTER TABLE t ADD COLUMN extra integer; UPDATE t SET extra = 7 WHERE id % 4 = 0;",
+            1 => "ALTER TABLE t RENAME COLUMN vc TO vc2; UPDATE t SET vc2 = 'renamed' WHERE id % 5 = 0;",
+            2 => "ALTER TABLE t ALTER COLUMN i4 TYPE bigint; UPDATE t SET i4 = 5000000000 WHERE id % 6 = 0;",
+            _ => "ALTER TABLE t DROP COLUMN ch; UPDATE t SET tx = 'after drop' WHERE id % 7 = 0;",
         };
+        psql(&run.db.name, ddl);
         if round == 1 {
+            let lo = run.next_id;
             psql(
-                &db.name,
-                &format!(
-                    "BEGIN; TRUNCATE t; {} COMMIT;",
-                    insert(next_id, next_id + 299)
-                ),
+                &run.db.name,
+                &format!("BEGIN; TRUNCATE t; {} COMMIT;", insert(lo, lo + 299)),
             );
-            next_id += 300;
+            run.next_id += 300;
         }
     }
-    let r = ice::wait_equal(
-        &mut p,
-        &lake,
-        &db.name,
-        "public.t",
-        "t",
-        Duration::from_secs(120),
-    );
+    let r = run.wait_equal(Duration::from_secs(120));
     eprintln!("pyiceberg: {r}");
+    let Run {
+        db, mut p, lake, ..
+    } = run;
     // The same table through the other readers.
     for reader in ["polars", "duckdb"] {
         let r = ice::compare(&lake, reader, &db.name, "public.t", "t");
@@ -196,30 +232,26 @@ async fn iceberg_changelog_matches_captured_stream() {
     if !ice::enabled("iceberg_changelog_matches_captured_stream") {
         return;
     }
-    let db = TestDb::create("tm_ice_log");
-    psql(&db.name, CREATE);
-    let (mut p, lake) = ice::pipeline(
-        &db.name,
-        &["public.t"],
+    let mut run = Run::start(
+        "tm_ice_log",
         SinkSpec {
             mode: "changelog",
             extra: "commit = { interval = \"300ms\" }\n[sinks.tables.\"public.t\"]\npartition = [\"day(_commit_ts)\"]",
             jsonl: true,
             pg_catalog: false,
         },
+        200,
     );
-    p.start();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
-    let mut next_id = 1;
-    psql(&db.name, &insert(1, 200));
-    next_id += 200;
-    for round in 0..2 {
-        for _ in 0..6 {
-            psql(&db.name, &random_txn(&mut rng, &mut next_id, round));
-        }
-    }
-    psql(&db.name, "TRUNCATE t");
-    psql(&db.name, &insert(next_id, next_id + 9));
+    run.txns(6, 0);
+    run.txns(6, 1);
+    psql(&run.db.name, "TRUNCATE t");
+    psql(&run.db.name, &insert(run.next_id, run.next_id + 9));
+    let Run {
+        db: _db,
+        mut p,
+        lake,
+        ..
+    } = run;
     // The Debezium JSON sink of the same pipeline is the captured stream.
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     let expected: Vec<(String, String, Option<i64>)> = loop {
@@ -302,11 +334,8 @@ async fn iceberg_kill9_loop_no_loss_no_duplicates() {
     if !ice::enabled("iceberg_kill9_loop_no_loss_no_duplicates") {
         return;
     }
-    let db = TestDb::create("tm_ice_kill");
-    psql(&db.name, CREATE);
-    let (mut p, lake) = ice::pipeline(
-        &db.name,
-        &["public.t"],
+    let mut run = Run::start(
+        "tm_ice_kill",
         SinkSpec {
             mode: "mirror",
             // Small, frequent commits: kills land while files are written and mid-commit.
@@ -314,39 +343,34 @@ async fn iceberg_kill9_loop_no_loss_no_duplicates() {
             jsonl: false,
             pg_catalog: false,
         },
+        300,
     );
-    p.start();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
-    let mut next_id = 1;
-    psql(&db.name, &insert(1, 300));
-    next_id += 300;
     let cycles = 20;
     for cycle in 0..cycles {
         let mut batch = String::new();
         for _ in 0..6 {
-            batch += &random_txn(&mut rng, &mut next_id, cycle);
+            batch += &random_txn(&mut run.rng, &mut run.next_id, cycle);
         }
-        let dbn = db.name.clone();
+        let dbn = run.db.name.clone();
         let load = std::thread::spawn(move || psql(&dbn, &batch));
-        std::thread::sleep(Duration::from_millis(rng.gen_range(100..900)));
-        p.kill9();
+        std::thread::sleep(Duration::from_millis(run.rng.gen_range(100..900)));
+        run.p.kill9();
         load.join().expect("workload thread");
         if cycle % 5 == 4 {
             psql(
-                &db.name,
+                &run.db.name,
                 "UPDATE t SET tx = 'between kills' WHERE id % 3 = 0",
             );
         }
-        p.start();
+        run.p.start();
     }
-    let r = ice::wait_equal(
-        &mut p,
-        &lake,
-        &db.name,
-        "public.t",
-        "t",
-        Duration::from_secs(120),
-    );
+    let r = run.wait_equal(Duration::from_secs(120));
+    let Run {
+        db: _db,
+        mut p,
+        lake,
+        ..
+    } = run;
     eprintln!("after {cycles} kill -9 cycles: {r}");
     assert_eq!(r["duplicates"], 0);
     p.stop();
@@ -414,36 +438,21 @@ async fn iceberg_sql_catalog_on_postgresql() {
     if !ice::enabled("iceberg_sql_catalog_on_postgresql") {
         return;
     }
-    let db = TestDb::create("tm_ice_pgcat");
-    psql(&db.name, CREATE);
     // The catalog tables live in the test database itself (not in the publication).
-    let (mut p, lake) = ice::pipeline(
-        &db.name,
-        &["public.t"],
+    let mut run = Run::start(
+        "tm_ice_pgcat",
         SinkSpec {
             mode: "mirror",
             extra: "commit = { interval = \"300ms\" }",
             jsonl: false,
             pg_catalog: true,
         },
+        200,
     );
-    p.start();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
-    let mut next_id = 1;
-    psql(&db.name, &insert(1, 200));
-    next_id += 200;
-    for _ in 0..6 {
-        psql(&db.name, &random_txn(&mut rng, &mut next_id, 0));
-    }
-    let r = ice::wait_equal(
-        &mut p,
-        &lake,
-        &db.name,
-        "public.t",
-        "t",
-        Duration::from_secs(90),
-    );
+    run.txns(6, 0);
+    let r = run.wait_equal(Duration::from_secs(90));
     eprintln!("PostgreSQL catalog, pyiceberg: {r}");
+    let Run { db, mut p, .. } = run;
     let n = psql(
         &db.name,
         "SELECT count(*) FROM iceberg_tables WHERE catalog_name = 'tidemark' AND table_namespace = 'lake'",

@@ -256,8 +256,11 @@ pub fn tidemark(args: &[&str]) -> (bool, String) {
     )
 }
 
-/// Opens the lake's table with iceberg-rust (through the sink crate's catalog).
-pub async fn iceberg_rust_rows(lake: &Lake, table: &str) -> Vec<arrow_array::RecordBatch> {
+/// The lake's catalog and one of its tables, through the sink crate (iceberg-rust).
+pub async fn load_table(
+    lake: &Lake,
+    table: &str,
+) -> (tidemark_iceberg::Catalog, tidemark_iceberg::LoadedTable) {
     let cfg = lake.config();
     let catalog = tidemark_iceberg::Catalog::connect(&cfg.catalog, &cfg.storage)
         .await
@@ -271,6 +274,12 @@ pub async fn iceberg_rust_rows(lake: &Lake, table: &str) -> Vec<arrow_array::Rec
         .await
         .expect("load")
         .expect("table exists");
+    (catalog, t)
+}
+
+/// The table's rows as iceberg-rust's own scan reads them.
+pub async fn iceberg_rust_rows(lake: &Lake, table: &str) -> Vec<arrow_array::RecordBatch> {
+    let (catalog, t) = load_table(lake, table).await;
     tidemark_iceberg::maintenance::scan_all(&catalog, &t)
         .await
         .expect("iceberg-rust scan")
@@ -304,19 +313,7 @@ pub fn ids_of(batches: &[arrow_array::RecordBatch]) -> Vec<i64> {
 
 /// Data and delete files under the warehouse that no snapshot references (orphans).
 pub async fn orphan_files(lake: &Lake, table: &str) -> Vec<String> {
-    let cfg = lake.config();
-    let catalog = tidemark_iceberg::Catalog::connect(&cfg.catalog, &cfg.storage)
-        .await
-        .expect("catalog");
-    let ident = tidemark_iceberg::TableIdent {
-        namespace: lake.namespace.clone(),
-        name: table.to_owned(),
-    };
-    let t = catalog
-        .load(&ident)
-        .await
-        .expect("load")
-        .expect("table exists");
+    let (catalog, t) = load_table(lake, table).await;
     let referenced = tidemark_iceberg::maintenance::referenced_files(&catalog, &t)
         .await
         .expect("referenced files");

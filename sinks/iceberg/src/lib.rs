@@ -19,7 +19,7 @@
 //! skipped, so replay after a crash (from the engine's checkpoint, which is never ahead of
 //! the tables) adds nothing twice. A crash before the catalog swap leaves files no snapshot
 //! references; they are listed in the table's pending-files log
-//! (`metadata/tidemark-pending.json`, written before each file is created) and deleted on the
+//! (`metadata/tidemark-pending-{0,1}.json`, two slots, written before each file is created) and deleted on the
 //! next start. A source transaction is never split across snapshots of a table.
 //!
 //! # Traps

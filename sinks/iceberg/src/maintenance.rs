@@ -56,21 +56,33 @@ pub fn iceberg_table(
         .map_err(|e| IcebergError::corrupt(t.ident.to_string(), e.to_string()))
 }
 
-/// Every live row of the table, as iceberg-rust's own reader returns it (deletes applied).
-pub async fn scan_all(
+/// iceberg-rust's scan of every live row (deletes applied, current schema).
+async fn scan_stream(
     catalog: &Catalog,
     t: &LoadedTable,
-) -> Result<Vec<arrow_array::RecordBatch>, IcebergError> {
+) -> Result<iceberg::scan::ArrowRecordBatchStream, IcebergError> {
     let name = t.ident.to_string();
-    let stream = iceberg_table(catalog, t)?
+    iceberg_table(catalog, t)?
         .scan()
         .select_all()
         .build()
         .map_err(|e| IcebergError::corrupt(&name, format!("scan: {e}")))?
         .to_arrow()
         .await
-        .io_ctx("scan", &name)?;
-    stream.try_collect().await.io_ctx("scan", &name)
+        .io_ctx("scan", &name)
+}
+
+/// Every live row of the table, as iceberg-rust's own reader returns it (deletes applied).
+pub async fn scan_all(
+    catalog: &Catalog,
+    t: &LoadedTable,
+) -> Result<Vec<arrow_array::RecordBatch>, IcebergError> {
+    let name = t.ident.to_string();
+    scan_stream(catalog, t)
+        .await?
+        .try_collect()
+        .await
+        .io_ctx("scan", &name)
 }
 
 /// Rewrites the table's live rows without deletes. `None` if there was nothing to compact.
@@ -98,19 +110,14 @@ pub async fn compact(
         target_size,
         &name,
     )?;
+    writer.log = crate::writer::read_pending_log(&catalog.file_io, md.location())
+        .await?
+        .1;
     let arrow = Arc::new(
         iceberg::arrow::schema_to_arrow_schema(md.current_schema())
             .map_err(|e| IcebergError::corrupt(&name, e.to_string()))?,
     );
-    let table = iceberg_table(catalog, t)?;
-    let mut stream = table
-        .scan()
-        .select_all()
-        .build()
-        .map_err(|e| IcebergError::corrupt(&name, format!("scan: {e}")))?
-        .to_arrow()
-        .await
-        .io_ctx("scan", &name)?;
+    let mut stream = scan_stream(catalog, t).await?;
     let mut files = FileTable::default();
     while let Some(batch) = stream.try_next().await.io_ctx("scan", &name)? {
         let cols = arrow

@@ -7,7 +7,7 @@
 //! - Startup order: clean orphans named in the pending-files log, then rebuild the index, then
 //!   read the recorded position (skip what the table already has).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use iceberg::spec::{DataContentType, DataFile, Schema, SchemaRef, Struct};
@@ -154,21 +154,13 @@ impl TableState {
     async fn clean_orphans(&mut self, catalog: &Catalog) -> Result<(), IcebergError> {
         let io = &catalog.file_io;
         let location = self.loaded.metadata.location().to_owned();
-        let pending = read_pending_log(io, &location).await?;
+        let (pending, cursor) = read_pending_log(io, &location).await?;
+        self.writer.log = cursor;
         if pending.is_empty() {
             return Ok(());
         }
-        let mut live: HashSet<String> = snapshot::live_entries(io, &self.loaded)
-            .await?
-            .iter()
-            .map(|e| e.file_path().to_owned())
-            .collect();
-        for m in snapshot::current_manifests(io, &self.loaded).await? {
-            live.insert(m.manifest_path.clone());
-        }
-        if let Some(s) = self.loaded.metadata.current_snapshot() {
-            live.insert(s.manifest_list().to_owned());
-        }
+        // Anything a snapshot still references stays (time travel, expiry's business).
+        let live = crate::maintenance::referenced_files(catalog, &self.loaded).await?;
         let mut removed = 0;
         for p in &pending {
             if !live.contains(p) && io.exists(p).await.unwrap_or(false) {
@@ -217,6 +209,7 @@ impl TableState {
             let done = self.writer.finish(&self.files).await?;
             self.closed.extend(done);
             let pending_paths = self.writer.pending_paths().to_vec();
+            let cursor = self.writer.log;
             let md = &self.loaded.metadata;
             let mut w = DataWriter::new(
                 catalog.file_io.clone(),
@@ -226,6 +219,7 @@ impl TableState {
                 cfg.target_file_size_bytes,
                 &self.loaded.ident.to_string(),
             )?;
+            w.log = cursor;
             for p in pending_paths {
                 w.log_new_path(&p).await?;
             }
@@ -301,6 +295,8 @@ impl TableState {
         cfg: &IcebergSinkConfig,
     ) -> Result<(), IcebergError> {
         let md = &self.loaded.metadata;
+        // The compaction wrote the log too: continue after its newest slot.
+        let (_, cursor) = read_pending_log(&catalog.file_io, md.location()).await?;
         self.writer = DataWriter::new(
             catalog.file_io.clone(),
             md.location(),
@@ -309,6 +305,7 @@ impl TableState {
             cfg.target_file_size_bytes,
             &self.loaded.ident.to_string(),
         )?;
+        self.writer.log = cursor;
         if let (Mode::Mirror, Some(ts)) = (self.mode, self.prev_source.clone()) {
             let ids = self.key_field_ids.clone();
             self.rebuild_index(catalog, &ts, &ids, cfg.max_index_keys)

@@ -89,54 +89,98 @@ pub struct DataWriter {
     closed: Vec<DataFile>,
     /// Every path created since the last commit, also in the pending-files log.
     new_paths: Vec<String>,
+    /// Where the pending-files log stands (carried from writer to writer of a table).
+    pub log: LogCursor,
 }
 
 /// The pending-files log of a table: every file written for a snapshot not yet committed.
 /// Written *before* each file is created, so a crash leaves no file the log does not name.
-pub fn pending_log_path(location: &str) -> String {
+///
+/// The log has two slots written alternately, each `{"seq": n, "paths": [...]}`: object
+/// stores and local files give no atomic replace through `FileIO`, so a kill can tear the
+/// slot being written; the other slot then holds the previous complete list, which lacks
+/// only the path being logged — whose file was not created yet.
+pub fn pending_log_path(location: &str, slot: u8) -> String {
     format!(
-        "{}/metadata/tidemark-pending.json",
+        "{}/metadata/tidemark-pending-{slot}.json",
         location.trim_end_matches('/')
     )
 }
 
-/// Writes the pending-files log (an empty list once committed).
+/// Position of the pending-files log: the slot written last and its sequence number.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogCursor {
+    pub slot: u8,
+    pub seq: u64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LogSlot {
+    seq: u64,
+    paths: Vec<String>,
+}
+
+/// Writes the next slot of the pending-files log; advances `cursor`.
 pub async fn write_pending_log(
     file_io: &FileIO,
     location: &str,
+    cursor: &mut LogCursor,
     paths: &[String],
 ) -> Result<(), IcebergError> {
-    let log = pending_log_path(location);
-    let json = serde_json::to_vec(paths).map_err(|e| IcebergError::corrupt(&log, e.to_string()))?;
+    let next = LogCursor {
+        slot: 1 - cursor.slot.min(1),
+        seq: cursor.seq + 1,
+    };
+    let log = pending_log_path(location, next.slot);
+    let body = LogSlot {
+        seq: next.seq,
+        paths: paths.to_vec(),
+    };
+    let json = serde_json::to_vec(&body).map_err(|e| IcebergError::corrupt(&log, e.to_string()))?;
     file_io
         .new_output(&log)
         .io_ctx("create pending log", &log)?
         .write(json.into())
         .await
-        .io_ctx("write pending log", &log)
+        .io_ctx("write pending log", &log)?;
+    *cursor = next;
+    Ok(())
 }
 
-/// Reads the pending-files log (empty when missing).
+/// Reads the newest complete slot of the pending-files log (empty when there is none).
 pub async fn read_pending_log(
     file_io: &FileIO,
     location: &str,
-) -> Result<Vec<String>, IcebergError> {
-    let log = pending_log_path(location);
-    if !file_io
-        .exists(&log)
-        .await
-        .io_ctx("check pending log", &log)?
-    {
-        return Ok(Vec::new());
+) -> Result<(Vec<String>, LogCursor), IcebergError> {
+    let mut best: Option<(LogSlot, u8)> = None;
+    for slot in 0..2u8 {
+        let log = pending_log_path(location, slot);
+        if !file_io
+            .exists(&log)
+            .await
+            .io_ctx("check pending log", &log)?
+        {
+            continue;
+        }
+        let bytes = file_io
+            .new_input(&log)
+            .io_ctx("open pending log", &log)?
+            .read()
+            .await
+            .io_ctx("read pending log", &log)?;
+        // A torn slot (killed mid-write) is ignored: the other one is complete.
+        match serde_json::from_slice::<LogSlot>(&bytes) {
+            Ok(l) if best.as_ref().is_none_or(|(b, _)| l.seq > b.seq) => best = Some((l, slot)),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(log = %log, error = %e, "ignoring a torn pending-files log slot")
+            }
+        }
     }
-    let bytes = file_io
-        .new_input(&log)
-        .io_ctx("open pending log", &log)?
-        .read()
-        .await
-        .io_ctx("read pending log", &log)?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| IcebergError::corrupt(&log, format!("pending log: {e}")))
+    Ok(match best {
+        Some((l, slot)) => (l.paths, LogCursor { slot, seq: l.seq }),
+        None => (Vec::new(), LogCursor::default()),
+    })
 }
 
 impl DataWriter {
@@ -172,6 +216,7 @@ impl DataWriter {
             open: Vec::new(),
             closed: Vec::new(),
             new_paths: Vec::new(),
+            log: LogCursor::default(),
         })
     }
 
@@ -282,7 +327,13 @@ impl DataWriter {
     /// Adds `path` to the pending-files log before it is created.
     pub async fn log_new_path(&mut self, path: &str) -> Result<(), IcebergError> {
         self.new_paths.push(path.to_owned());
-        write_pending_log(&self.file_io, &self.location, &self.new_paths).await
+        write_pending_log(
+            &self.file_io,
+            &self.location,
+            &mut self.log,
+            &self.new_paths,
+        )
+        .await
     }
 
     fn new_path(&mut self, partition: &Struct, suffix: &str) -> String {
@@ -362,7 +413,9 @@ impl DataWriter {
     /// After a commit: nothing is pending any more.
     pub async fn committed(&mut self) -> Result<(), IcebergError> {
         self.new_paths.clear();
-        write_pending_log(&self.file_io, &self.location, &[]).await
+        // Both slots: the older one still names files that are now committed.
+        write_pending_log(&self.file_io, &self.location, &mut self.log, &[]).await?;
+        write_pending_log(&self.file_io, &self.location, &mut self.log, &[]).await
     }
 
     /// Writes position delete files, one per partition, sorted by `(file_path, pos)`.
