@@ -94,7 +94,7 @@ pub fn decode<'a>(b: &'a [u8], cs: Charset, out: &'a mut String) -> Result<&'a s
             Ok(out.as_str())
         }
         Charset::Ucs2 | Charset::Utf16 | Charset::Utf16Le => {
-            if b.len() % 2 != 0 {
+            if !b.len().is_multiple_of(2) {
                 return Err("odd number of bytes in UTF-16/UCS-2 text");
             }
             let le = cs == Charset::Utf16Le;
@@ -111,7 +111,7 @@ pub fn decode<'a>(b: &'a [u8], cs: Charset, out: &'a mut String) -> Result<&'a s
             Ok(out.as_str())
         }
         Charset::Utf32 => {
-            if b.len() % 4 != 0 {
+            if !b.len().is_multiple_of(4) {
                 return Err("length not a multiple of 4 in UTF-32 text");
             }
             for p in b.chunks_exact(4) {

@@ -202,9 +202,9 @@ impl Decoder {
             file: name.to_owned(),
             pos: 0,
             event: "ROTATE_EVENT",
-            kind: ErrorKind::Unsupported {
+            kind: Box::new(ErrorKind::Unsupported {
                 what: "a binlog file name without a numeric suffix".into(),
-            },
+            }),
         })?;
         self.file = name.to_owned();
         self.file_arc = Arc::from(name);
@@ -285,7 +285,7 @@ impl Decoder {
             file: self.file.clone(),
             pos: at.pos,
             event: at.event,
-            kind,
+            kind: Box::new(kind),
         }
     }
 
@@ -604,7 +604,7 @@ impl Decoder {
             let inner = r.take(ev.event_size as usize)?;
             // Inner errors carry their own location; unwrap them back to a kind here.
             self.event(inner, Some((at.pos, next)))
-                .map_err(|e| e.kind)?;
+                .map_err(|e| *e.kind)?;
         }
         Ok(())
     }
@@ -940,15 +940,13 @@ impl RowCtx<'_> {
         let width = self.entry.kinds.len();
         for &(present, after_partial) in images {
             let mut partial_bits: &[u8] = &[];
-            if after_partial {
-                if r.packed()?.unwrap_or(0) & 1 != 0 {
-                    let n = (0..width)
-                        .filter(|&i| {
-                            bit(present, i) && matches!(self.entry.kinds[i], Kind::Json { .. })
-                        })
-                        .count();
-                    partial_bits = r.take(n.div_ceil(8))?;
-                }
+            if after_partial && r.packed()?.unwrap_or(0) & 1 != 0 {
+                let n = (0..width)
+                    .filter(|&i| {
+                        bit(present, i) && matches!(self.entry.kinds[i], Kind::Json { .. })
+                    })
+                    .count();
+                partial_bits = r.take(n.div_ceil(8))?;
             }
             let nulls = r.take(popcount(present, width).div_ceil(8))?;
             let (mut k, mut j) = (0, 0);

@@ -69,7 +69,8 @@ pub struct DecodeError {
     pub pos: u64,
     /// Event type name (`WRITE_ROWS_EVENT`, ...).
     pub event: &'static str,
-    pub kind: ErrorKind,
+    /// Boxed: errors are rare and the `Result` of every decode stays small.
+    pub kind: Box<ErrorKind>,
 }
 
 impl DecodeError {

@@ -147,7 +147,10 @@ impl MysqlGtidEvent {
 }
 
 /// PREVIOUS_GTIDS_LOG_EVENT: the GTID set executed before this file, as `uuid: [start, end)`.
-pub fn parse_previous_gtids(body: &[u8]) -> Result<Vec<([u8; 16], Vec<(u64, u64)>)>, ErrorKind> {
+/// A GTID set as `(server uuid, [start, end) intervals)`.
+pub type GtidSet = Vec<([u8; 16], Vec<(u64, u64)>)>;
+
+pub fn parse_previous_gtids(body: &[u8]) -> Result<GtidSet, ErrorKind> {
     let mut r = Reader::new(body);
     let n = r.u64()?;
     let mut out = Vec::new();

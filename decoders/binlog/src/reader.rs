@@ -69,7 +69,7 @@ impl<'a> Reader<'a> {
     }
 
     pub fn u64(&mut self) -> Result<u64, Truncated> {
-        Ok(self.uint(8)?)
+        self.uint(8)
     }
 
     /// An unsigned little-endian integer of `n` ≤ 8 bytes.

@@ -274,13 +274,12 @@ impl TableMap {
         let err = |e: ErrorKind| shift(e, at);
         match t {
             opt::SIGNEDNESS => {
-                let mut bit = 0usize;
-                for c in self.columns.iter_mut().filter(|c| c.is_numeric()) {
+                let numeric = self.columns.iter_mut().filter(|c| c.is_numeric());
+                for (bit, c) in numeric.enumerate() {
                     let byte = *v
                         .get(bit / 8)
                         .ok_or_else(|| invalid(at, "short signedness"))?;
                     c.unsigned = Some(byte & (0x80 >> (bit % 8)) != 0);
-                    bit += 1;
                 }
             }
             opt::DEFAULT_CHARSET | opt::ENUM_AND_SET_DEFAULT_CHARSET => {

@@ -272,7 +272,7 @@ fn rows_without_a_table_map_and_dml_statements_are_definite_errors() {
     let e = d
         .decode(&w.rows(code::WRITE_ROWS_V2, 99, 1, &[1], None, &[0, 0, 0, 0, 0]))
         .unwrap_err();
-    assert_eq!(e.kind, ErrorKind::UnknownTable { table_id: 99 });
+    assert_eq!(*e.kind, ErrorKind::UnknownTable { table_id: 99 });
     assert!(e.to_string().contains("WRITE_ROWS_EVENT"), "{e}");
     let e = d
         .decode(&w.query(1, "db", "INSERT INTO t VALUES (1)"))

@@ -58,6 +58,9 @@ pub struct MysqlControl {
 
 type R<T> = Result<T, MysqlSourceError>;
 
+/// `COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME, COLUMN_KEY, CHARACTER_MAXIMUM_LENGTH`.
+type ColumnRow = (String, String, String, Option<String>, String, Option<u64>);
+
 impl MysqlControl {
     pub async fn connect(o: &Opts) -> R<Self> {
         let addr = addr(o);
@@ -200,7 +203,7 @@ impl MysqlControl {
 
     /// Columns, key, charsets, labels and JSON-ness of a table, in column order.
     pub async fn catalog(&mut self, t: &TableId) -> R<TableCatalog> {
-        let rows: Vec<(String, String, String, Option<String>, String, Option<u64>)> = self
+        let rows: Vec<ColumnRow> = self
             .conn
             .exec(
                 "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME, COLUMN_KEY, CHARACTER_MAXIMUM_LENGTH \

@@ -241,7 +241,7 @@ impl MysqlSource {
                             file: decoder.file().0.to_owned(),
                             pos: 0,
                             event: "TRANSACTION_PAYLOAD_EVENT",
-                            kind,
+                            kind: Box::new(kind),
                         }),
                     })?;
             }
