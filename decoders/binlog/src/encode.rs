@@ -271,6 +271,22 @@ pub struct ColumnSpec {
     pub key: bool,
 }
 
+impl ColumnSpec {
+    /// A nullable, signed, non-key column.
+    pub fn new(name: impl Into<String>, ty: u8, meta: u16, charset: u16) -> Self {
+        ColumnSpec {
+            name: name.into(),
+            ty,
+            meta,
+            nullable: true,
+            unsigned: false,
+            charset,
+            labels: Vec::new(),
+            key: false,
+        }
+    }
+}
+
 /// A TABLE_MAP_EVENT to encode, with FULL optional metadata.
 #[derive(Debug, Clone)]
 pub struct TableMapSpec {

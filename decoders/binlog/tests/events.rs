@@ -16,14 +16,8 @@ use tidemark_model::{Gtid, MysqlPosition, Position, TxnItem};
 
 fn col(name: &str, t: u8, meta: u16, charset: u16, key: bool) -> ColumnSpec {
     ColumnSpec {
-        name: name.into(),
-        ty: t,
-        meta,
-        nullable: true,
-        unsigned: false,
-        charset,
-        labels: vec![],
         key,
+        ..ColumnSpec::new(name, t, meta, charset)
     }
 }
 
