@@ -50,4 +50,12 @@ say "Stopping the pipeline (SIGTERM: it checkpoints first)"
 kill -TERM $pid; wait $pid || true
 cat .tidemark/checkpoints/quickstart.json
 echo
-echo "Run it again with: $bin run --config docs/examples/quickstart.toml"
+if [ "${TIDEMARK_QUICKSTART_KEEP:-0}" = 1 ]; then
+  echo "Slot tidemark_quickstart kept (TIDEMARK_QUICKSTART_KEEP=1): it holds WAL until the pipeline runs again."
+  echo "Run it again with: $bin run --config docs/examples/quickstart.toml"
+else
+  # An inactive slot keeps every WAL segment written after it, on every database of the server:
+  # left behind, the demo would slowly fill the disk. `reset` drops it (drop_slot_on_reset).
+  say "Dropping the demo's replication slot and checkpoint (TIDEMARK_QUICKSTART_KEEP=1 keeps them)"
+  "$bin" reset --config docs/examples/quickstart.toml
+fi
