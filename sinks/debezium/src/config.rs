@@ -194,6 +194,15 @@ pub struct JsonlSinkConfig {
     /// `skipped.operations=t`.
     #[serde(default)]
     pub emit_truncate: bool,
+    /// Debezium `provide.transaction.metadata`: a BEGIN and an END line per transaction (topic
+    /// `transaction_topic`) and a `transaction` block in every event, as the Kafka sink writes
+    /// them. Default: false.
+    #[serde(default)]
+    pub provide_transaction_metadata: bool,
+    /// Topic of the BEGIN/END lines. Default: `<server_name>.transaction` (Debezium's
+    /// `topic.transaction`).
+    #[serde(default)]
+    pub transaction_topic: Option<String>,
 }
 
 impl JsonlSinkConfig {
@@ -211,6 +220,8 @@ impl JsonlSinkConfig {
             tombstones_on_delete: true,
             include_topic: true,
             emit_truncate: false,
+            provide_transaction_metadata: false,
+            transaction_topic: None,
         }
     }
 
@@ -254,6 +265,8 @@ impl JsonlSinkConfig {
             lossless: self.lossless,
             tombstones_on_delete: self.tombstones_on_delete,
             emit_truncate: self.emit_truncate,
+            provide_transaction_metadata: self.provide_transaction_metadata,
+            transaction_topic: self.transaction_topic.clone(),
             ..EncoderOptions::new(server_name, database)
         }
     }
@@ -290,6 +303,19 @@ mod tests {
         assert_eq!(p.len(), 2);
         assert_eq!(p[0].0, "path");
         assert_eq!(p[1].0, "name");
+    }
+
+    #[test]
+    fn transaction_metadata_reaches_the_encoder() {
+        let c: JsonlSinkConfig = serde_json::from_str(
+            r#"{"path":"x","provide_transaction_metadata":true,"transaction_topic":"tm.tx"}"#,
+        )
+        .unwrap();
+        let o = c.encoder_options("tm", "db");
+        assert!(o.provide_transaction_metadata);
+        assert_eq!(o.transaction_topic.as_deref(), Some("tm.tx"));
+        let d = JsonlSinkConfig::new("x").encoder_options("tm", "db");
+        assert!(!d.provide_transaction_metadata && d.transaction_topic.is_none());
     }
 
     #[test]
