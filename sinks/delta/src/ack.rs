@@ -90,7 +90,7 @@ pub async fn read_committed(w: &TableWriter, app_id: &str) -> Result<TableAck, D
             table: w.id.clone(),
             uri: w.url.to_string(),
             op,
-            source,
+            source: Box::new(source),
         }
     };
     let snapshot = w.table.snapshot().map_err(err("read snapshot"))?;

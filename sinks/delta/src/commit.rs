@@ -241,7 +241,7 @@ impl DeltaSink {
                 table: id.clone(),
                 uri: uri.clone(),
                 op,
-                source,
+                source: Box::new(source),
             }
         };
         let changes: usize = batches.iter().map(ChangeBatch::num_rows).sum();
@@ -332,7 +332,7 @@ impl DeltaSink {
                 table: id.clone(),
                 uri: state.writer.url.to_string(),
                 op,
-                source,
+                source: Box::new(source),
             }
             .into_sink_error(&name)
         };

@@ -7,9 +7,9 @@ use deltalake::datafusion::prelude::SessionContext;
 use tidemark_model::{Lsn, Op, PgPosition, TxnItem};
 
 use super::*;
-use crate::encoder::testutil::{batch, schema, V};
+use crate::encoder::testutil::{batch, schema, Row, V};
 
-fn txn(lsn: u64, rows: &[(Op, Option<Vec<V>>, Option<Vec<V>>)]) -> Arc<Transaction> {
+fn txn(lsn: u64, rows: &[Row]) -> Arc<Transaction> {
     let s = schema(1, true);
     let mut t = Transaction::new(
         Some(7),

@@ -14,7 +14,7 @@ pub enum DeltaError {
         uri: String,
         op: &'static str,
         #[source]
-        source: DeltaTableError,
+        source: Box<DeltaTableError>,
     },
     /// A column type that has no lossless Delta form.
     #[error("table {table}, column {column} ({data_type}): {reason}")]

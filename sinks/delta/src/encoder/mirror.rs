@@ -210,7 +210,7 @@ impl MirrorReducer {
                     let prior = self
                         .map
                         .get(prior_key)
-                        .map(|&e| e)
+                        .copied()
                         .filter(|&e| !self.entries[e].delete);
                     let mut entry = self.new_entry(after_src, i, position, prior, cb, &colmap);
                     if let Some(old) = old_key {

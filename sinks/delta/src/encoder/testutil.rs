@@ -7,6 +7,9 @@ use tidemark_model::{
     TableSchema,
 };
 
+/// One change: op, old image, new image.
+pub type Row = (Op, Option<Vec<V>>, Option<Vec<V>>);
+
 /// A value in the Postgres text form, NULL, or unchanged TOAST.
 #[derive(Clone, Copy)]
 pub enum V {
@@ -45,7 +48,7 @@ fn image(b: &mut ChangeBatchBuilder, img: Image, vals: &[V]) {
 pub fn batch(
     schema: &Arc<TableSchema>,
     lsn: u64,
-    rows: &[(Op, Option<Vec<V>>, Option<Vec<V>>)],
+    rows: &[Row],
 ) -> ChangeBatch {
     let mut b = ChangeBatchBuilder::new(schema.clone(), rows.len());
     for (i, (op, before, after)) in rows.iter().enumerate() {

@@ -115,7 +115,7 @@ impl TableWriter {
             table: self.id.clone(),
             uri: self.url.to_string(),
             op,
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -130,7 +130,7 @@ impl TableWriter {
             table: id.clone(),
             uri: url.to_string(),
             op: "open",
-            source,
+            source: Box::new(source),
         };
         // delta-rs refuses a local location that does not exist yet.
         if url.scheme() == "file" {
