@@ -23,6 +23,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tidemark_model::Position;
 
+use crate::snapshot::ledger::{Ledger, LedgerHandle, SnapshotCheckpoint};
+
 /// What a checkpoint file holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -32,6 +34,11 @@ pub struct Checkpoint {
     pub position: String,
     /// Unix milliseconds of the save.
     pub saved_at_ms: i64,
+    /// The tables and key ranges of a snapshot that are durable at `position`
+    /// (`snapshot::ledger`); absent in checkpoints of pipelines that never snapshotted, and in
+    /// files written before snapshots existed (they read as "no snapshot").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotCheckpoint>,
 }
 
 impl Checkpoint {
@@ -64,6 +71,9 @@ pub enum CheckpointError {
 pub struct FileCheckpointStore {
     path: PathBuf,
     pipeline: String,
+    /// The running snapshot's progress, settled and written with every save (shared with
+    /// the snapshot emitter; clones of the store share it).
+    ledger: LedgerHandle,
 }
 
 impl FileCheckpointStore {
@@ -76,7 +86,26 @@ impl FileCheckpointStore {
         Ok(Self {
             path: dir.join(format!("{pipeline}.json")),
             pipeline: pipeline.to_string(),
+            ledger: LedgerHandle::default(),
         })
+    }
+
+    /// The directory of the checkpoint file.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// The snapshot progress handle: set it to `Some` while a snapshot runs (or to keep a
+    /// finished snapshot's record in later checkpoints).
+    pub fn ledger(&self) -> LedgerHandle {
+        self.ledger.clone()
+    }
+
+    /// Starts recording `state` with every save.
+    pub fn track_snapshot(&self, state: SnapshotCheckpoint) {
+        if let Ok(mut l) = self.ledger.lock() {
+            *l = Some(Ledger::new(state));
+        }
     }
 
     /// Path of the checkpoint file.
@@ -122,27 +151,21 @@ impl FileCheckpointStore {
     /// Persists `position`: write a temporary file, fsync it, rename over the old one, fsync the
     /// directory (see the module's traps).
     pub fn save(&self, position: &Position) -> Result<(), CheckpointError> {
+        let snapshot = match self.ledger.lock() {
+            Ok(mut l) => l.as_mut().map(|l| l.settle(position)),
+            Err(_) => None,
+        };
         let cp = Checkpoint {
             pipeline: self.pipeline.clone(),
             position: position.to_string(),
             saved_at_ms: now_ms(),
+            snapshot,
         };
-        let io = |source| CheckpointError::Io {
+        let body = serde_json::to_vec_pretty(&cp).expect("a Checkpoint always serializes");
+        write_atomic(&self.path, &body).map_err(|source| CheckpointError::Io {
             path: self.path.clone(),
             source,
-        };
-        let tmp = self.path.with_extension("json.tmp");
-        {
-            let mut f = fs::File::create(&tmp).map_err(io)?;
-            let body = serde_json::to_vec_pretty(&cp).expect("a Checkpoint always serializes");
-            f.write_all(&body).map_err(io)?;
-            f.sync_all().map_err(io)?;
-        }
-        fs::rename(&tmp, &self.path).map_err(io)?;
-        if let Some(dir) = self.path.parent() {
-            fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-        }
-        Ok(())
+        })
     }
 
     /// Removes the checkpoint (used by `tidemark reset`).
@@ -156,6 +179,24 @@ impl FileCheckpointStore {
             }),
         }
     }
+}
+
+/// Replaces `path` with `body` atomically and durably (the module's traps): temporary file,
+/// fsync, rename, fsync of the directory.
+pub(crate) fn write_atomic(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(body)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir).and_then(|d| d.sync_all())?;
+    }
+    Ok(())
 }
 
 pub(crate) fn now_ms() -> i64 {

@@ -58,6 +58,9 @@ pub struct Config {
     /// Prometheus metrics and health endpoints.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Initial and incremental snapshots (`docs/snapshots.md`).
+    #[serde(default)]
+    pub snapshot: crate::snapshot::SnapshotConfig,
 }
 
 /// `[pipeline]`
@@ -451,6 +454,7 @@ impl Config {
                 }
             }
         }
+        self.snapshot.validate(&mut problem);
         if self.checkpoint.interval.is_zero() {
             problem(
                 "checkpoint.interval",

@@ -14,4 +14,5 @@ pub mod generate;
 pub mod iceberg_cli;
 pub mod metrics;
 pub mod pipeline;
+pub mod snapshot;
 pub mod source;

@@ -33,6 +33,12 @@ pub struct PipelineLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabels {
+    pub pipeline: String,
+    pub table: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SinkLabels {
     pub pipeline: String,
     pub sink: String,
@@ -56,6 +62,16 @@ pub struct Metrics {
     pub checkpoints: Family<PipelineLabels, Counter>,
     /// Seconds between now and the commit time of the newest change every sink acknowledged.
     pub lag_seconds: Family<PipelineLabels, Gauge<f64, AtomicU64>>,
+    /// Snapshot rows read and handed to the sinks, by table (`docs/snapshots.md`).
+    pub snapshot_rows: Family<TableLabels, Counter>,
+    /// Estimated rows of the table still to read (planning estimate minus rows read).
+    pub snapshot_rows_remaining: Family<TableLabels, Gauge>,
+    /// Snapshot chunks handed to the sinks, by table.
+    pub snapshot_chunks: Family<TableLabels, Counter>,
+    /// Seconds spent on the table so far (final once the table is done).
+    pub snapshot_duration_seconds: Family<TableLabels, Gauge<f64, AtomicU64>>,
+    /// 1 while an initial snapshot runs, 2 while an incremental one runs, else 0.
+    pub snapshot_running: Family<PipelineLabels, Gauge>,
     /// Commit time (Unix µs) of the newest acknowledged change; the lag is computed from it.
     acked_commit_us: AtomicI64,
     health: Mutex<Health>,
@@ -83,6 +99,11 @@ impl Metrics {
             sink_events: Family::default(),
             checkpoints: Family::default(),
             lag_seconds: Family::default(),
+            snapshot_rows: Family::default(),
+            snapshot_rows_remaining: Family::default(),
+            snapshot_chunks: Family::default(),
+            snapshot_duration_seconds: Family::default(),
+            snapshot_running: Family::default(),
             acked_commit_us: AtomicI64::new(0),
             health: Mutex::new(Health::default()),
             registry: Registry::default(),
@@ -118,7 +139,47 @@ impl Metrics {
             "Now minus the commit time of the newest change every sink acknowledged",
             m.lag_seconds.clone(),
         );
+        registry.register(
+            "snapshot_rows",
+            "Snapshot rows read and handed to the sinks",
+            m.snapshot_rows.clone(),
+        );
+        registry.register(
+            "snapshot_rows_remaining",
+            "Estimated snapshot rows still to read",
+            m.snapshot_rows_remaining.clone(),
+        );
+        registry.register(
+            "snapshot_chunks",
+            "Snapshot chunks handed to the sinks",
+            m.snapshot_chunks.clone(),
+        );
+        registry.register(
+            "snapshot_duration_seconds",
+            "Seconds spent snapshotting the table",
+            m.snapshot_duration_seconds.clone(),
+        );
+        registry.register(
+            "snapshot_running",
+            "1 while an initial snapshot runs, 2 while an incremental one runs",
+            m.snapshot_running.clone(),
+        );
         Arc::new(Metrics { registry, ..m })
+    }
+
+    /// Labels of a snapshot table.
+    pub fn table_labels(&self, table: &str) -> TableLabels {
+        TableLabels {
+            pipeline: self.pipeline.clone(),
+            table: table.to_string(),
+        }
+    }
+
+    /// Sets `tidemark_snapshot_running` (0 idle, 1 initial, 2 incremental).
+    pub fn set_snapshot_running(&self, state: i64) {
+        self.snapshot_running
+            .get_or_create(&self.pipeline_labels())
+            .set(state);
     }
 
     fn pipeline_labels(&self) -> PipelineLabels {

@@ -11,6 +11,7 @@ use crate::engine::{queue, Engine};
 use crate::metrics::{self, Metrics};
 use crate::source::postgres::config::PgConnectConfig;
 use crate::source::postgres::control::PgControl;
+use crate::source::postgres::snapshot;
 use crate::source::postgres::stream::PgSource;
 
 /// Memory for streamed transactions before they spill to disk.
@@ -120,10 +121,16 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
         });
     }
     let store = FileCheckpointStore::open(&config.checkpoint.dir, &name)?;
-    let resume = match store.load()? {
+    let checkpoint = store.load()?;
+    #[allow(unused_mut)]
+    let mut resume = match &checkpoint {
         Some(cp) => Some(cp.position()?),
         None => None,
     };
+    // A finished snapshot's record stays in later checkpoints (`tidemark status`, modes).
+    if let Some(s) = checkpoint.as_ref().and_then(|c| c.snapshot.clone()) {
+        store.track_snapshot(s);
+    }
     match &resume {
         Some(p) => tracing::info!(pipeline = %name, position = %p, "resuming from checkpoint"),
         None => tracing::info!(pipeline = %name, "no checkpoint: starting at the slot's position"),
@@ -138,12 +145,24 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
     }
     let pg = postgres(&config)?;
     let connect = connect_config(pg)?;
+    let startup = snapshot::prepare(&config, pg, &connect, checkpoint.as_ref()).await?;
+    let job = match startup {
+        snapshot::Startup::Done => return Ok(()),
+        snapshot::Startup::Stream => None,
+        snapshot::Startup::Snapshot(job) => {
+            if job.discard_checkpoint {
+                resume = None;
+            }
+            Some(job)
+        }
+    };
     #[allow(unused_mut)]
     let mut sinks = build_sinks(&config, &connect.dbname)?;
     #[cfg(feature = "iceberg")]
     add_iceberg_sinks(&config, &mut sinks).await?;
     let (tx, rx) = queue::channel(config.pipeline.max_queue_bytes);
     let (acked_tx, acked_rx) = watch::channel(resume);
+    let engine_store = store.clone();
     let engine = Engine::new(
         sinks,
         store,
@@ -152,6 +171,33 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
         resume,
     );
     let engine_task = tokio::spawn(engine.run(rx, acked_tx));
+    let mut stop_after_snapshot = false;
+    if let Some(job) = job {
+        stop_after_snapshot = job.stop;
+        let cx = snapshot::RunContext {
+            config: &config,
+            pg,
+            connect: &connect,
+            store: &engine_store,
+            metrics: metrics.clone(),
+            queue: tx.clone(),
+        };
+        match job.run(cx).await {
+            Ok(last) => resume = last.or(resume),
+            Err(e) => {
+                drop(tx);
+                metrics.set_error(e.to_string());
+                let _ = engine_task.await;
+                return Err(e).context("postgres snapshot failed");
+            }
+        }
+    }
+    if stop_after_snapshot {
+        drop(tx);
+        engine_task.await.context("engine task panicked")?.context("sink or checkpoint failed")?;
+        tracing::info!(pipeline = %name, "snapshot.mode = initial_only: snapshot complete, not streaming");
+        return Ok(());
+    }
     let source = PgSource {
         config: pg.clone(),
         connect,

@@ -46,4 +46,4 @@ pub use mysql_value::{MysqlColumnBuilder, MysqlValue};
 pub use position::{DeltaPosition, Gtid, Lsn, MysqlPosition, PgPosition, Position, PositionError};
 pub use sink::{BoxFuture, Sink, SinkError};
 pub use table::{Column, SourceType, TableId, TableSchema};
-pub use txn::{LogicalMessage, Transaction, TxnItem};
+pub use txn::{LogicalMessage, SnapshotMark, Transaction, TxnItem};

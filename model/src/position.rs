@@ -98,6 +98,30 @@ impl PgPosition {
     pub fn is_end(&self) -> bool {
         self.index == u32::MAX
     }
+
+    /// The position of every row, and the end, of chunk `chunk` of an initial snapshot taken
+    /// at `consistent_point` (the slot's consistent point, where streaming starts):
+    /// `commit_lsn = consistent_point - 1`, `index = chunk`, `lsn = consistent_point`.
+    ///
+    /// It sorts after everything committed before the consistent point (an older slot's
+    /// stream: WAL records start 8-byte aligned, so no commit is at `consistent_point - 1`)
+    /// and before everything streamed from it (commits at or after the consistent point);
+    /// chunks sort by their number (`docs/design/change-model.md`, "Snapshot positions").
+    /// `lsn` is what Debezium reports as `source.lsn` of a snapshot row, and what a source
+    /// may confirm upstream when this is acknowledged: the slot is already there.
+    pub fn snapshot(consistent_point: Lsn, chunk: u32) -> Self {
+        PgPosition {
+            commit_lsn: Lsn(consistent_point.0.saturating_sub(1)),
+            lsn: consistent_point,
+            index: chunk,
+        }
+    }
+
+    /// The chunk number if this is a [`PgPosition::snapshot`] position.
+    pub fn snapshot_chunk(&self) -> Option<u32> {
+        (self.lsn.0 > 0 && self.commit_lsn.0 == self.lsn.0 - 1 && !self.is_end())
+            .then_some(self.index)
+    }
 }
 
 impl Ord for PgPosition {
@@ -358,6 +382,21 @@ mod tests {
         let row = Position::pg(c, Lsn(200), 5);
         assert!(row < end);
         assert!(end < Position::pg(Lsn(101), Lsn(0), 0));
+    }
+
+    #[test]
+    fn snapshot_positions_sit_between_old_and_new_stream() {
+        let c = Lsn(0x1_0000_0100);
+        let before = Position::from(PgPosition::end(Lsn(0x1_0000_00F8), Lsn(0x1_0000_0120)));
+        let chunks: Vec<Position> = (0..3).map(|i| PgPosition::snapshot(c, i).into()).collect();
+        let streamed = Position::pg(c, Lsn(0x1_0000_00A0), 0);
+        assert!(before < chunks[0] && chunks[0] < chunks[1] && chunks[1] < chunks[2]);
+        assert!(chunks[2] < streamed);
+        assert!(chunks[2] < Position::from(PgPosition::end(c, c)));
+        assert_eq!(PgPosition::snapshot(c, 7).snapshot_chunk(), Some(7));
+        assert_eq!(PgPosition::end(c, c).snapshot_chunk(), None);
+        let p: Position = PgPosition::snapshot(c, 7).into();
+        assert_eq!(p.to_string().parse::<Position>().unwrap(), p);
     }
 
     #[test]

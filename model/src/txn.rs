@@ -25,6 +25,52 @@ pub struct Transaction {
     /// nothing may be acknowledged until the chunk with `complete == true` (whose `end` is the
     /// transaction's end). A chunk's `end` is the position of its last row.
     pub complete: bool,
+    /// For snapshot rows (`Op::Read`): where this chunk sits in its snapshot, for Debezium's
+    /// `source.snapshot`; `None` for streamed changes.
+    pub snapshot: Option<SnapshotMark>,
+}
+
+/// Where a chunk of snapshot rows sits in its snapshot (`docs/snapshots.md`).
+///
+/// The flags describe the chunk's first and last row; Debezium's `source.snapshot` of a row
+/// follows from them ([`SnapshotMark::debezium_value`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotMark {
+    /// An incremental snapshot chunk (read while streaming): every row is `incremental`.
+    pub incremental: bool,
+    /// The chunk's first row is the snapshot's first row.
+    pub first_of_snapshot: bool,
+    /// The chunk's first row is its table's first row.
+    pub first_of_table: bool,
+    /// The chunk's last row is its table's last row.
+    pub last_of_table: bool,
+    /// The chunk's last row is the snapshot's last row.
+    pub last_of_snapshot: bool,
+}
+
+impl SnapshotMark {
+    /// Debezium's `source.snapshot` for row `row` of the `rows` rows of the chunk, as
+    /// Debezium's `RelationalSnapshotChangeEventSource` marks them: `last` wins over `first`,
+    /// and a table's first/last rows of a table other than the first/last one are
+    /// `first_in_data_collection`/`last_in_data_collection`.
+    pub fn debezium_value(&self, row: usize, rows: usize) -> &'static str {
+        if self.incremental {
+            return "incremental";
+        }
+        let first = row == 0;
+        let last = row + 1 == rows;
+        if last && self.last_of_table && self.last_of_snapshot {
+            "last"
+        } else if first && self.first_of_table && self.first_of_snapshot {
+            "first"
+        } else if last && self.last_of_table {
+            "last_in_data_collection"
+        } else if first && self.first_of_table {
+            "first_in_data_collection"
+        } else {
+            "true"
+        }
+    }
 }
 
 /// One item of a transaction.
@@ -51,6 +97,7 @@ impl Transaction {
             end,
             items: Vec::new(),
             complete: true,
+            snapshot: None,
         }
     }
 

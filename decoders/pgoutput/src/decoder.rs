@@ -389,6 +389,7 @@ impl Decoder {
                         end: Position::Postgres(PgPosition::end(Lsn(m.lsn), Lsn(m.lsn))),
                         items: vec![TxnItem::Message(message)],
                         complete: true,
+                        snapshot: None,
                     })),
                 }
             }
@@ -439,6 +440,7 @@ impl Decoder {
             end: Position::Postgres(PgPosition::end(Lsn(commit_lsn), Lsn(end_lsn))),
             items: txn.items,
             complete: true,
+            snapshot: None,
         })
     }
 
@@ -506,6 +508,7 @@ impl Decoder {
                 end: position,
                 items: std::mem::take(&mut txn.items),
                 complete: false,
+                snapshot: None,
             };
             return Ok(Step::Emitted(chunk));
         }

@@ -26,6 +26,22 @@ fn fixed<const N: usize>(kind: Kind, b: &[u8]) -> Result<[u8; N], ValueError> {
         .map_err(|_| err(kind, b.len().min(N), "wrong length"))
 }
 
+/// Whether [`parse`] handles `kind` for a column stored as `target` (the kinds
+/// [`render_text`] cannot render are only parsed into their native Arrow type).
+pub(crate) fn supported(kind: Kind, target: Target) -> bool {
+    match kind {
+        Kind::Other => false,
+        Kind::Float4
+        | Kind::Float8
+        | Kind::Money
+        | Kind::Date
+        | Kind::Timestamp
+        | Kind::TimestampTz
+        | Kind::Interval => target != Target::Text,
+        _ => true,
+    }
+}
+
 /// Parses one scalar's binary form for a column stored as `target`.
 pub(crate) fn parse(kind: Kind, target: Target, b: &[u8]) -> Result<Parsed<'_>, ValueError> {
     if target == Target::Text {

@@ -266,6 +266,19 @@ impl ColumnBuilder {
         }
     }
 
+    /// Whether [`append_binary`](Self::append_binary) parses this column's binary form (for
+    /// arrays: the element's). Readers that can choose (a snapshot's `COPY ... (FORMAT
+    /// binary)`) send the other columns as text (`col::text`, then `append_text`).
+    pub fn binary_supported(&self) -> bool {
+        if self.mismatch.is_some() {
+            return false;
+        }
+        match &self.storage {
+            Storage::List(list) => list.values.binary_supported(),
+            _ => binary::supported(self.kind, self.target),
+        }
+    }
+
     /// The source type's display form (for errors).
     pub fn type_display(&self) -> &str {
         &self.type_display

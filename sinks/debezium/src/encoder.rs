@@ -250,18 +250,38 @@ impl DebeziumEncoder {
         out: &mut impl FnMut(Record),
     ) -> Result<(), EncodeError> {
         let plan = self.plan(&batch.schema);
+        // Debezium's `source.snapshot` of a snapshot row depends on its place in the chunk
+        // (first/last of table or snapshot), counted over the whole transaction.
+        let (base, total) = match txn.snapshot {
+            Some(_) => {
+                let base: usize = txn
+                    .batches()
+                    .take_while(|b| !std::ptr::eq(*b, batch))
+                    .map(ChangeBatch::num_rows)
+                    .sum();
+                (base, txn.row_count())
+            }
+            None => (0, 0),
+        };
         for row in 0..batch.num_rows() {
-            self.encode_row(txn, batch, &plan, row, tm, out)?;
+            let snapshot = match (txn.snapshot, batch.op(row)) {
+                (Some(mark), Op::Read) => mark.debezium_value(base + row, total),
+                (None, Op::Read) => "true",
+                _ => "false",
+            };
+            self.encode_row(txn, batch, &plan, row, snapshot, tm, out)?;
         }
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn encode_row(
         &self,
         txn: &Transaction,
         batch: &ChangeBatch,
         plan: &TablePlan,
         row: usize,
+        snapshot: &'static str,
         tm: &mut Option<TxMeta>,
         out: &mut impl FnMut(Record),
     ) -> Result<(), EncodeError> {
@@ -269,7 +289,6 @@ impl DebeziumEncoder {
         let op = batch.op(row);
         let (position, lsn) = envelope::row_lsn(batch, row);
         let table = &batch.schema.table;
-        let snapshot = if op == Op::Read { "true" } else { "false" };
         let source = if let Some(my) = position.as_mysql() {
             mysql::source_block(
                 opts,
@@ -287,7 +306,7 @@ impl DebeziumEncoder {
                 schema: &table.namespace,
                 table: &table.name,
                 commit_ts_us: batch.commit_ts_us(row).or(txn.commit_ts_us),
-                snapshot: if op == Op::Read { "true" } else { "false" },
+                snapshot,
                 last_commit_lsn: self.last_commit_lsn.map(|l| l.0),
                 lsn,
                 xid: batch.txid(row).or(txn.xid),

@@ -53,7 +53,8 @@
 //!   that are durable in every sink and the checkpoint store (STYLE.md §10); the server then
 //!   may recycle the WAL before it. The commit's *end* LSN is what to confirm for a commit.
 //! - **A slot created with `EXPORT_SNAPSHOT`** keeps its snapshot only until the next command
-//!   on that replication connection; the snapshot reader must import it first.
+//!   on that replication connection; the snapshot reader must import it first (`snapshot.rs`
+//!   keeps the connection idle until every reader ran `SET TRANSACTION SNAPSHOT`).
 //! - **TLS**: see `tls.rs` (libpq `require` does not check certificates; no SCRAM `-PLUS`).
 //!
 //! # Errors
@@ -67,6 +68,9 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod replication;
+pub mod snapshot;
+pub mod snapshot_copy;
+pub mod snapshot_plan;
 mod spill;
 pub mod stream;
 pub mod tls;

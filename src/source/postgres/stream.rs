@@ -462,7 +462,7 @@ fn to_decoder_catalog(c: &PgRelationCatalog) -> RelationCatalog {
     out
 }
 
-fn resolve_type(col: &super::catalog::CatalogColumn) -> Option<SourceType> {
+pub(crate) fn resolve_type(col: &super::catalog::CatalogColumn) -> Option<SourceType> {
     let scalar = |oid: u32, typmod: i32| -> Option<SourceType> {
         match &col.enum_labels {
             Some(labels) => Some(SourceType::pg_enum(
