@@ -99,3 +99,58 @@ impl DeltaSourceConfig {
         TableId::new("delta", name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{Config, SinkConfig, SourceConfig};
+
+    #[test]
+    fn the_delta_example_and_a_delta_source_validate() {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/delta.toml"),
+        )
+        .unwrap();
+        let c = Config::from_toml_with_env(&text, Path::new("delta.toml"), []).unwrap();
+        assert!(matches!(c.sinks[1], SinkConfig::Delta(_)));
+        let src = r#"
+[pipeline]
+name = "back"
+[source]
+kind = "delta"
+uri = "/data/lake/mirror/public/orders"
+key_columns = ["id"]
+starting_timestamp = "2026-01-31T12:00:00Z"
+[[sinks]]
+kind = "debezium_json"
+path = "-"
+"#;
+        let c = Config::from_toml_with_env(src, Path::new("back.toml"), []).unwrap();
+        let SourceConfig::Delta(d) = &c.source else {
+            panic!("a delta source")
+        };
+        assert_eq!(d.table_id().to_string(), "delta.orders");
+        let bad = src.replace("uri = \"/data", "uri = \"s3:/data").replace(
+            "starting_timestamp = \"2026-01-31T12:00:00Z\"",
+            "starting_timestamp = \"yesterday\"\nstarting_version = 3",
+        );
+        let err = Config::from_toml_with_env(&bad, Path::new("bad.toml"), [])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("source.uri") && err.contains("source.starting_timestamp"),
+            "{err}"
+        );
+        assert!(
+            Config::from_toml_with_env(&src.replace("poll_interval", "x"), Path::new("x"), [])
+                .is_ok()
+        );
+        assert!(Config::from_toml_with_env(
+            &src.replace("key_columns", "key_colums"),
+            Path::new("x"),
+            []
+        )
+        .is_err());
+    }
+}
