@@ -250,7 +250,13 @@ async fn run_delta(
     add_iceberg_sinks(config, &mut sinks).await?;
     let (tx, rx) = queue::channel(config.pipeline.max_queue_bytes);
     let (acked_tx, _acked) = watch::channel(resume);
-    let engine = Engine::new(sinks, store, metrics.clone(), config.checkpoint.interval, resume);
+    let engine = Engine::new(
+        sinks,
+        store,
+        metrics.clone(),
+        config.checkpoint.interval,
+        resume,
+    );
     let engine_task = tokio::spawn(engine.run(rx, acked_tx));
     let source = crate::source::delta::DeltaSource {
         config: d.clone(),

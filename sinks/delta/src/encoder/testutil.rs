@@ -45,11 +45,7 @@ fn image(b: &mut ChangeBatchBuilder, img: Image, vals: &[V]) {
 }
 
 /// Rows `(op, before, after)`; positions `pg:<lsn>:<lsn>:<i>` from `lsn`.
-pub fn batch(
-    schema: &Arc<TableSchema>,
-    lsn: u64,
-    rows: &[Row],
-) -> ChangeBatch {
+pub fn batch(schema: &Arc<TableSchema>, lsn: u64, rows: &[Row]) -> ChangeBatch {
     let mut b = ChangeBatchBuilder::new(schema.clone(), rows.len());
     for (i, (op, before, after)) in rows.iter().enumerate() {
         let p = Position::pg(Lsn(lsn), Lsn(lsn), i as u32);
