@@ -9,6 +9,8 @@ mod pg_ops;
 mod pg_pipeline;
 mod pg_replication;
 mod pg_types;
+mod snapshot_pg;
+mod snapshot_support;
 mod support;
 #[cfg(feature = "mysql")]
 mod mysql_debezium;
