@@ -525,6 +525,7 @@ impl Reader {
         let table = &self.tables[t];
         let name = table.progress.table.clone();
         let sql = snapshot_plan::copy_sql(table, range, ctid_condition(table, range).as_deref());
+        tracing::debug!(table = %name, range, %sql, "snapshot range");
         let query_err = |message: String| SnapshotError::Query {
             table: name.clone(),
             range,

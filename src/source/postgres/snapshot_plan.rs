@@ -206,13 +206,16 @@ pub async fn cut(client: &Client, t: &mut PlannedTable, range_rows: u64) -> Resu
     let want = (ranges * 64) as f64;
     let pct = (want * 100.0 / t.progress.estimate.max(1) as f64 * 1.5).clamp(0.0001, 100.0);
     let keys: Vec<String> = t.progress.key.iter().map(|k| quote_ident(k)).collect();
-    let texts: Vec<String> = keys.iter().map(|k| format!("{k}::text")).collect();
+    // Sorted by the key itself, not its text (an output column `id::text` is also named
+    // `id`: the ORDER BY names the subquery's columns explicitly).
+    let texts: Vec<String> = keys.iter().map(|k| format!("s.{k}::text")).collect();
+    let order: Vec<String> = keys.iter().map(|k| format!("s.{k}")).collect();
     let sql = format!(
         "SELECT {} FROM (SELECT {} FROM ONLY {} TABLESAMPLE SYSTEM ({pct})) s ORDER BY {}",
         texts.join(", "),
         keys.join(", "),
         qualified(&t.id),
-        keys.join(", ")
+        order.join(", ")
     );
     let rows = client
         .query(&sql, &[])
