@@ -142,6 +142,29 @@ pub struct MysqlPosition {
 }
 
 impl MysqlPosition {
+    /// Every row, and the end, of chunk `chunk` of a snapshot taken at binlog `file:pos`
+    /// (where streaming starts): `txn_pos = pos - 1`, `index = chunk`, `event_pos = pos`
+    /// (Debezium's `source.pos` of a snapshot row). It sorts after the transaction that ended
+    /// at `pos` and before the one starting there (`docs/design/change-model.md`, "Snapshot
+    /// positions"). Streaming resumes from [`MysqlPosition::snapshot_resume`], never from
+    /// this (it is not a transaction end).
+    pub fn snapshot(file: u32, pos: u64, chunk: u32) -> Self {
+        MysqlPosition {
+            file,
+            txn_pos: pos.saturating_sub(1),
+            event_pos: pos,
+            row: 0,
+            index: chunk,
+            gtid: None,
+        }
+    }
+
+    /// Where streaming resumes after a snapshot at `file:pos`: an end that sorts after every
+    /// chunk of it and resumes reading at `pos`.
+    pub fn snapshot_resume(file: u32, pos: u64) -> Self {
+        MysqlPosition::end(file, pos.saturating_sub(1), pos, None)
+    }
+
     /// The end of a transaction that started at `txn_pos` and whose commit event ends at
     /// `next_pos` (where the next transaction starts).
     pub fn end(file: u32, txn_pos: u64, next_pos: u64, gtid: Option<Gtid>) -> Self {

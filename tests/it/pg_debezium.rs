@@ -29,7 +29,7 @@ fn root() -> &'static Path {
 }
 
 /// The Debezium venv's python (`scripts/debezium.sh` installs it when missing).
-fn debezium_python() -> String {
+pub(crate) fn debezium_python() -> String {
     if let Ok(py) = std::env::var("TIDEMARK_DEBEZIUM_PY") {
         return py;
     }

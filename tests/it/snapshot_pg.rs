@@ -10,7 +10,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::snapshot_support::{assert_same_state, replay, Replay};
+use super::snapshot_support::{assert_same_state, replay, replay_file, Replay};
 use super::support::{pg_enabled, psql, Pipeline, PipelineSpec, TestDb};
 
 /// A pipeline with snapshot settings and a compact JSON output (no schemas).
@@ -22,13 +22,25 @@ fn pipeline(db: &str, tables: &[&str], snapshot: &str) -> Pipeline {
     Pipeline::new(spec)
 }
 
-fn wait_for(what: &str, p: &mut Pipeline, timeout: Duration, mut done: impl FnMut(&Pipeline) -> bool) {
+fn wait_for(
+    what: &str,
+    p: &mut Pipeline,
+    timeout: Duration,
+    mut done: impl FnMut(&Pipeline) -> bool,
+) {
     let deadline = Instant::now() + timeout;
     while !done(p) {
         if let Some(status) = p.try_wait() {
-            panic!("tidemark exited ({status}) while waiting for {what}:\n{}", p.log_text());
+            panic!(
+                "tidemark exited ({status}) while waiting for {what}:\n{}",
+                p.log_text()
+            );
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}:\n{}", p.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}:\n{}",
+            p.log_text()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -39,21 +51,31 @@ fn output(p: &Pipeline) -> String {
 
 /// Waits for the logical decoding message `done` in the output (everything before it is in).
 fn wait_marker(p: &mut Pipeline, db: &str, timeout: Duration) {
-    psql(db, "SELECT pg_logical_emit_message(false, 'tidemark-test', 'done')");
-    wait_for("the end marker", p, timeout, |p| output(p).contains("\"op\":\"m\""));
+    psql(
+        db,
+        "SELECT pg_logical_emit_message(false, 'tidemark-test', 'done')",
+    );
+    wait_for("the end marker", p, timeout, |p| {
+        output(p).contains("\"op\":\"m\"")
+    });
 }
 
 /// The quiescent state of `table`: an `initial_only` snapshot of it, replayed.
 fn reference_state(db: &str, table: &str) -> Replay {
     let mut p = pipeline(db, &[table], "mode = \"initial_only\"\nprogress = \"off\"");
     p.spawn();
-    let status = p.wait_exit(Duration::from_secs(300)).expect("initial_only exits");
+    let status = p
+        .wait_exit(Duration::from_secs(300))
+        .expect("initial_only exits");
     assert!(status.success(), "initial_only failed:\n{}", p.log_text());
-    replay(&output(&p), table)
+    replay_file(&p.out, table.rsplit_once('.').map_or(table, |(_, t)| t))
 }
 
 fn keys_in_db(db: &str, sql: &str) -> Vec<String> {
-    psql(db, sql).lines().map(|l| format!("{{\"id\":{l}}}")).collect()
+    psql(db, sql)
+        .lines()
+        .map(|l| format!("{{\"id\":{l}}}"))
+        .collect()
 }
 
 /// `initial` snapshots tables (with and without a key, one empty) with Debezium's
@@ -84,8 +106,14 @@ fn snapshot_pg_modes_marks_and_restart() {
             let pl = v.get("payload").unwrap_or(v);
             (pl["op"] == "r").then(|| {
                 (
-                    pl["source"]["table"].as_str().unwrap_or_default().to_string(),
-                    pl["source"]["snapshot"].as_str().unwrap_or_default().to_string(),
+                    pl["source"]["table"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    pl["source"]["snapshot"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
                 )
             })
         })
@@ -97,9 +125,15 @@ fn snapshot_pg_modes_marks_and_restart() {
     assert_eq!(reads[5], ("c".into(), "first_in_data_collection".into()));
     assert_eq!(reads[6], ("c".into(), "true".into()));
     assert_eq!(reads[7], ("c".into(), "last".into()));
-    wait_for("the checkpoint of the finished snapshot", &mut p, Duration::from_secs(30), |p| {
-        p.checkpoint().is_some_and(|c| c["snapshot"]["complete"] == true)
-    });
+    wait_for(
+        "the checkpoint of the finished snapshot",
+        &mut p,
+        Duration::from_secs(30),
+        |p| {
+            p.checkpoint()
+                .is_some_and(|c| c["snapshot"]["complete"] == true)
+        },
+    );
     psql(&db.name, "INSERT INTO a VALUES (6, 'streamed')");
     let lines = p.wait_lines(9, Duration::from_secs(30));
     let last = &lines[8]["value"];
@@ -107,15 +141,25 @@ fn snapshot_pg_modes_marks_and_restart() {
     assert_eq!(last["op"], "c");
     assert_eq!(last["source"]["snapshot"], "false");
     let log = p.log_text();
-    assert!(log.contains("snapshot.mode = initial and no checkpoint"), "{log}");
-    assert!(log.contains("snapshot progress") || log.contains("snapshot: table done"), "{log}");
+    assert!(
+        log.contains("snapshot.mode = initial and no checkpoint"),
+        "{log}"
+    );
+    assert!(
+        log.contains("snapshot progress") || log.contains("snapshot: table done"),
+        "{log}"
+    );
     p.stop();
     // A restart streams from the checkpoint: no second snapshot.
     p.spawn();
     psql(&db.name, "INSERT INTO a VALUES (7, 'after restart')");
     let lines = p.wait_lines(10, Duration::from_secs(60));
     assert_eq!(lines.len(), 10, "a restart must not snapshot again");
-    assert!(p.log_text().contains("snapshot is complete: streaming"), "{}", p.log_text());
+    assert!(
+        p.log_text().contains("snapshot is complete: streaming"),
+        "{}",
+        p.log_text()
+    );
     p.stop();
 
     let mut none = pipeline(&db.name, &tables, "mode = \"no_data\"");
@@ -128,9 +172,11 @@ fn snapshot_pg_modes_marks_and_restart() {
 
     let mut only = pipeline(&db.name, &tables, "mode = \"initial_only\"");
     only.spawn();
-    let status = only.wait_exit(Duration::from_secs(60)).expect("initial_only exits");
+    let status = only
+        .wait_exit(Duration::from_secs(60))
+        .expect("initial_only exits");
     assert!(status.success(), "{}", only.log_text());
-    let r = replay(&output(&only), "a");
+    let r = replay_file(&only.out, "a");
     assert_eq!(r.rows.len(), 8);
     assert!(only.log_text().contains("not streaming"));
 }
@@ -155,13 +201,20 @@ fn snapshot_pg_kill9_resumes_from_last_range() {
     p.spawn();
     wait_for("a few ranges done", &mut p, Duration::from_secs(120), |p| {
         p.checkpoint()
-            .and_then(|c| c["snapshot"]["tables"][0]["done"].as_array().map(|d| d.len()))
+            .and_then(|c| {
+                c["snapshot"]["tables"][0]["done"]
+                    .as_array()
+                    .map(|d| d.len())
+            })
             .is_some_and(|n| n >= 3)
     });
     p.kill9();
     let cp = p.checkpoint().expect("checkpoint");
     let snap = &cp["snapshot"];
-    assert_eq!(snap["complete"], false, "the kill must land mid-snapshot: {cp}");
+    assert_eq!(
+        snap["complete"], false,
+        "the kill must land mid-snapshot: {cp}"
+    );
     let done: Vec<u64> = snap["tables"][0]["done"]
         .as_array()
         .unwrap()
@@ -184,13 +237,22 @@ fn snapshot_pg_kill9_resumes_from_last_range() {
          INSERT INTO k SELECT i, 2, 'new' FROM generate_series(200001, 200100) i;",
     );
     p.spawn();
-    wait_for("the snapshot to finish", &mut p, Duration::from_secs(180), |p| {
-        p.checkpoint().is_some_and(|c| c["snapshot"]["complete"] == true)
-    });
+    wait_for(
+        "the snapshot to finish",
+        &mut p,
+        Duration::from_secs(180),
+        |p| {
+            p.checkpoint()
+                .is_some_and(|c| c["snapshot"]["complete"] == true)
+        },
+    );
     wait_marker(&mut p, &db.name, Duration::from_secs(60));
     p.stop();
     let log = p.log_text();
-    assert!(log.contains("resuming it from the last completed range"), "{log}");
+    assert!(
+        log.contains("resuming it from the last completed range"),
+        "{log}"
+    );
     // Keys of the ranges done before the kill are read in the first run only.
     let all = output(&p);
     let second_run = &all[first_run.len()..];
@@ -198,7 +260,11 @@ fn snapshot_pg_kill9_resumes_from_last_range() {
         done.iter().any(|&r| {
             let r = r as usize;
             let lo = if r == 0 { i64::MIN } else { bounds[r - 1] };
-            let hi = if r == bounds.len() { i64::MAX } else { bounds[r] };
+            let hi = if r == bounds.len() {
+                i64::MAX
+            } else {
+                bounds[r]
+            };
             id >= lo && id < hi
         })
     };
@@ -207,13 +273,21 @@ fn snapshot_pg_kill9_resumes_from_last_range() {
         .reads
         .keys()
         .filter(|k| {
-            let id: i64 = serde_json::from_str::<serde_json::Value>(k).unwrap()["id"].as_i64().unwrap();
+            let id: i64 = serde_json::from_str::<serde_json::Value>(k).unwrap()["id"]
+                .as_i64()
+                .unwrap();
             in_done(id)
         })
         .take(5)
         .collect();
-    assert!(reread.is_empty(), "the restart re-read rows of ranges recorded as done: {reread:?}");
-    assert!(second.ops.get("r").copied().unwrap_or(0) > 0, "the restart read the remaining ranges");
+    assert!(
+        reread.is_empty(),
+        "the restart re-read rows of ranges recorded as done: {reread:?}"
+    );
+    assert!(
+        second.ops.get("r").copied().unwrap_or(0) > 0,
+        "the restart read the remaining ranges"
+    );
     let state = replay(&all, "k");
     let keys = keys_in_db(&db.name, "SELECT id FROM k ORDER BY id");
     assert_eq!(state.rows.len(), keys.len());
@@ -250,11 +324,15 @@ fn snapshot_pg_million_rows_with_concurrent_workload() {
     }
     let db = TestDb::create("tm_snap_big");
     let setup = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/debezium/workloads/all_types/setup.sql"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/debezium/workloads/all_types/setup.sql"),
     )
     .expect("all_types setup.sql");
     psql(&db.name, &setup);
-    psql(&db.name, "CREATE TABLE big (LIKE all_types_default INCLUDING ALL)");
+    psql(
+        &db.name,
+        "CREATE TABLE big (LIKE all_types_default INCLUDING ALL)",
+    );
     psql(&db.name, ALL_TYPES_ROWS);
     psql(&db.name, "ANALYZE big");
     let mut p = pipeline(
@@ -263,9 +341,12 @@ fn snapshot_pg_million_rows_with_concurrent_workload() {
         "parallelism = 4\nrange_rows = 50000\nprogress = \"log\"\nprogress_interval = \"2s\"",
     );
     p.spawn();
-    wait_for("the snapshot to start", &mut p, Duration::from_secs(120), |p| {
-        p.log_text().contains("snapshot started")
-    });
+    wait_for(
+        "the snapshot to start",
+        &mut p,
+        Duration::from_secs(120),
+        |p| p.log_text().contains("snapshot started"),
+    );
     // The workload: 400 transactions, each updating, deleting and inserting rows spread over
     // the whole key range, while the snapshot reads it.
     let workload = Command::new("psql")
@@ -284,16 +365,29 @@ fn snapshot_pg_million_rows_with_concurrent_workload() {
     let mut workload = workload;
     let status = workload.wait().expect("workload ends");
     assert!(status.success(), "workload failed");
-    wait_for("the snapshot to finish", &mut p, Duration::from_secs(600), |p| {
-        p.checkpoint().is_some_and(|c| c["snapshot"]["complete"] == true)
-    });
+    wait_for(
+        "the snapshot to finish",
+        &mut p,
+        Duration::from_secs(600),
+        |p| {
+            p.checkpoint()
+                .is_some_and(|c| c["snapshot"]["complete"] == true)
+        },
+    );
     wait_marker(&mut p, &db.name, Duration::from_secs(300));
     let rss = p.current_peak_rss_kib().unwrap_or(0);
     p.stop();
-    let text = output(&p);
-    let state = replay(&text, "big");
-    let dup: Vec<(&String, &u32)> = state.reads.iter().filter(|(_, n)| **n > 1).take(5).collect();
-    assert!(dup.is_empty(), "keys read twice inside one exported snapshot: {dup:?}");
+    let state = replay_file(&p.out, "big");
+    let dup: Vec<(&String, &u32)> = state
+        .reads
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .take(5)
+        .collect();
+    assert!(
+        dup.is_empty(),
+        "keys read twice inside one exported snapshot: {dup:?}"
+    );
     let count: usize = psql(&db.name, "SELECT count(*) FROM big").parse().unwrap();
     assert_eq!(state.rows.len(), count);
     let mut keys = keys_in_db(&db.name, "SELECT id FROM big");
@@ -305,5 +399,118 @@ fn snapshot_pg_million_rows_with_concurrent_workload() {
     assert_same_state("1M-row snapshot under a workload", &reference, &state);
     // Bounded memory: 64 MiB queue, 4 readers × 16,384-row chunks; far below the table size.
     assert!(rss > 0 && rss < 768 * 1024, "peak RSS {rss} KiB");
-    eprintln!("snapshot_pg_million_rows: peak RSS {} MiB, ops {:?}, marks {:?}", rss / 1024, state.ops, state.marks);
+    eprintln!(
+        "snapshot_pg_million_rows: peak RSS {} MiB, ops {:?}, marks {:?}",
+        rss / 1024,
+        state.ops,
+        state.marks
+    );
+}
+
+/// The snapshot events of two all-types tables (every type, edge values, NULLs) equal real
+/// Debezium 3.6's with `snapshot.mode=initial`: op `r`, key, after, and `source.snapshot`
+/// (`first`, `true`, `last_in_data_collection`, `first_in_data_collection`, `last`), every
+/// field but the run-dependent ones (snapshot time, LSN and txId of each tool's own slot).
+#[test]
+fn snapshot_pg_matches_debezium_initial() {
+    if !pg_enabled("snapshot_pg_matches_debezium_initial") {
+        return;
+    }
+    use super::support::{psql_file, records, suffix};
+    use tidemark::diff::{diff, DiffOptions, Record};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let py = super::pg_debezium::debezium_python();
+    let db = TestDb::create("tm_snap_dbz");
+    let dir = root.join("tests/debezium/workloads/all_types");
+    let mut sql = std::fs::read_to_string(dir.join("setup.sql"))
+        .expect("setup.sql")
+        .lines()
+        .filter(|l| !l.starts_with("CREATE PUBLICATION"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let tmpl = std::fs::read_to_string(dir.join("workload.tmpl.sql")).expect("tmpl");
+    for t in ["all_types_default", "all_types_full"] {
+        sql.push_str(&tmpl.replace("@T@", t));
+        sql.push('\n');
+    }
+    // More rows than one chunk of each table, so `true` rows sit between first and last.
+    sql.push_str(
+        "INSERT INTO all_types_default (id, c_text, c_int8) SELECT i, 'row ' || i, i * 7 FROM generate_series(10, 2000) i;
+         CREATE PUBLICATION dbz_pub FOR TABLE all_types_default, all_types_full;\n",
+    );
+    let work = std::env::temp_dir().join(format!("tidemark-snapdbz-{}", suffix()));
+    std::fs::create_dir_all(&work).expect("work dir");
+    std::fs::write(work.join("setup.sql"), sql).expect("write setup");
+    psql_file(&db.name, &work.join("setup.sql"));
+
+    let out = work.join("debezium.jsonl");
+    let capture = Command::new(&py)
+        .arg(root.join("tests/debezium/capture.py"))
+        .args([
+            "--dbname",
+            &db.name,
+            "--slot",
+            &format!("dbz_{}", suffix()),
+            "--publication",
+            "dbz_pub",
+        ])
+        .args(["--tables", "public.all_types_default,public.all_types_full"])
+        .args([
+            "--snapshot-mode",
+            "initial",
+            "--idle-timeout",
+            "8",
+            "--start-timeout",
+            "240",
+            "--drop-slot",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .arg("--work-dir")
+        .arg(work.join("dbz"))
+        .output()
+        .expect("capture.py runs");
+    assert!(
+        capture.status.success(),
+        "capture.py failed: {}",
+        String::from_utf8_lossy(&capture.stderr)
+    );
+    let expected =
+        Record::parse_lines(&std::fs::read_to_string(&out).expect("capture")).expect("parses");
+    assert_eq!(expected.len(), 2 * 4 + 1991, "Debezium's snapshot");
+
+    let mut spec = PipelineSpec::new(
+        &db.name,
+        &["public.all_types_default", "public.all_types_full"],
+    );
+    spec.publication = "dbz_pub".into();
+    spec.pipeline_extra =
+        "\n[snapshot]\nmode = \"initial_only\"\nparallelism = 1\nchunk_rows = 500\n".into();
+    let mut p = Pipeline::new(spec);
+    p.spawn();
+    let status = p
+        .wait_exit(Duration::from_secs(120))
+        .expect("initial_only exits");
+    assert!(status.success(), "{}", p.log_text());
+    let actual = records(&p.lines());
+    let report = diff(&expected, &actual, &DiffOptions::run_dependent());
+    eprintln!("snapshot differential vs Debezium 3.6: {report}");
+    super::support::assert_clean(
+        "tidemark snapshot vs Debezium snapshot",
+        &report,
+        &expected,
+        &actual,
+    );
+    let marks = |rs: &[Record]| -> Vec<String> {
+        rs.iter()
+            .map(|r| r.value["source"]["snapshot"].to_string())
+            .filter(|m| m != "\"true\"")
+            .collect()
+    };
+    assert_eq!(
+        marks(&expected),
+        marks(&actual),
+        "first/last marks in the same places"
+    );
+    let _ = std::fs::remove_dir_all(&work);
 }
