@@ -492,7 +492,19 @@ fn snapshot_pg_matches_debezium_initial() {
         .wait_exit(Duration::from_secs(120))
         .expect("initial_only exits");
     assert!(status.success(), "{}", p.log_text());
-    let actual = records(&p.lines());
+    let mut actual = records(&p.lines());
+    // Debezium's snapshot reads dates through JDBC, which turns `infinity`/`-infinity` into
+    // 292278994-08-17 / -292275055-05-16 and `0001-01-01 BC` into 0001-01-01 AD; its streaming
+    // (and Tidemark's snapshot and streaming) give the pgoutput values. The one documented
+    // difference (docs/debezium-compatibility.md, snapshots): rows 5-7's `c_date` is not compared.
+    let mut expected = expected;
+    for r in expected.iter_mut().chain(actual.iter_mut()) {
+        if matches!(r.key["id"].as_i64(), Some(5..=7)) {
+            if let Some(after) = r.value.get_mut("after").and_then(|a| a.as_object_mut()) {
+                after.remove("c_date");
+            }
+        }
+    }
     let report = diff(&expected, &actual, &DiffOptions::run_dependent());
     eprintln!("snapshot differential vs Debezium 3.6: {report}");
     super::support::assert_clean(
