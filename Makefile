@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/tidemark-target
 CARGO ?= cargo
 
-.PHONY: services build fmt-check clippy test quickstart bench fmt bench-e2e test-mysql8
+.PHONY: services build fmt-check clippy test quickstart bench fmt bench-e2e test-mysql8 bench-snapshot
 
 services: ## Turn on logical replication / binlog on the local servers (idempotent)
 	./scripts/services.sh
@@ -39,3 +39,6 @@ bench:
 
 bench-e2e: ## Tidemark vs Debezium end to end on this machine (PostgreSQL → Kafka/tansu); docs/benchmarks.md
 	./scripts/bench-e2e.sh
+
+bench-snapshot: ## Initial snapshot of a 1,000,000-row table: Tidemark vs Debezium vs COPY; docs/benchmarks.md
+	./scripts/bench-snapshot.sh

