@@ -311,6 +311,9 @@ pub async fn status(config: &Config) -> anyhow::Result<String> {
         ),
         None => format!("pipeline {name}: no checkpoint yet\n"),
     };
+    if let Some(snap) = store.load()?.and_then(|c| c.snapshot) {
+        out.push_str(&crate::snapshot::status_lines(&snap));
+    }
     #[cfg(feature = "mysql")]
     if let SourceConfig::Mysql(m) = &config.source {
         out.push_str(&crate::source::mysql::pipeline::status(m, &store).await?);

@@ -217,6 +217,31 @@ impl SnapshotConfig {
     }
 }
 
+/// `tidemark status` lines of a checkpoint's snapshot section.
+pub fn status_lines(s: &ledger::SnapshotCheckpoint) -> String {
+    let kind = match s.kind {
+        ledger::SnapshotKind::Initial => "initial",
+        ledger::SnapshotKind::Incremental => "incremental",
+    };
+    let mut out = format!(
+        "snapshot ({kind}, start {}): {}\n",
+        s.start,
+        if s.complete { "complete" } else { "in progress (a restart resumes it)" }
+    );
+    for t in &s.tables {
+        out.push_str(&format!(
+            "  {}: {} of ~{} rows durable, ranges {}/{}{}\n",
+            t.table,
+            t.rows,
+            t.estimate.max(t.rows),
+            t.done.len(),
+            t.ranges(),
+            if t.complete { ", done" } else { "" }
+        ));
+    }
+    out
+}
+
 /// What the pipeline does at startup, from the mode and what it finds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {

@@ -71,6 +71,17 @@ fn reference_state(db: &str, table: &str) -> Replay {
     replay_file(&p.out, table.rsplit_once('.').map_or(table, |(_, t)| t))
 }
 
+/// `tidemark status` of a pipeline.
+fn status_text(p: &Pipeline) -> String {
+    let out = Command::new(super::support::TIDEMARK)
+        .args(["status", "--config"])
+        .arg(&p.config)
+        .output()
+        .expect("tidemark status");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn keys_in_db(db: &str, sql: &str) -> Vec<String> {
     psql(db, sql)
         .lines()
@@ -161,6 +172,9 @@ fn snapshot_pg_modes_marks_and_restart() {
         p.log_text()
     );
     p.stop();
+    let status = status_text(&p);
+    assert!(status.contains("snapshot (initial") && status.contains(": complete"), "{status}");
+    assert!(status.contains("public.a: 5 of ~5 rows durable, ranges 1/1, done"), "{status}");
 
     let mut none = pipeline(&db.name, &tables, "mode = \"no_data\"");
     none.start();
@@ -229,6 +243,8 @@ fn snapshot_pg_kill9_resumes_from_last_range() {
         .collect();
     assert!(bounds.len() >= 20, "{bounds:?}");
     let first_run = output(&p);
+    let status = status_text(&p);
+    assert!(status.contains("in progress (a restart resumes it)"), "{status}");
     // Changes between the runs: in done ranges, in ranges not read yet, new and deleted rows.
     psql(
         &db.name,
