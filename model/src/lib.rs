@@ -40,10 +40,13 @@ pub mod txn;
 pub use batch::{ChangeBatch, Image, Marker, MarkerKind, Op};
 pub use builder::ChangeBatchBuilder;
 pub use error::{ModelError, ValueError};
-pub use pg_value::{ColumnBuilder, ValueMarker};
 pub use mysql_types::MysqlType;
 pub use mysql_value::{MysqlColumnBuilder, MysqlValue};
-pub use position::{DeltaPosition, Gtid, Lsn, MysqlPosition, PgPosition, Position, PositionError};
+pub use pg_value::{ColumnBuilder, ValueMarker};
+pub use position::{
+    DeltaPosition, Gtid, IcebergPosition, KafkaPosition, Lsn, MysqlPosition, PgPosition, Position,
+    PositionError,
+};
 pub use sink::{BoxFuture, Sink, SinkError};
 pub use table::{Column, SourceType, TableId, TableSchema};
 pub use txn::{LogicalMessage, SnapshotMark, Transaction, TxnItem};

@@ -154,8 +154,58 @@ impl DeltaPosition {
     }
 }
 
+/// A position of the Kafka source (`src/source/kafka`): Kafka offsets are ordered per
+/// partition only, so the source numbers what it emits itself. `epoch` is raised at every
+/// start of the source (persisted before use, never below the Unix time in seconds), `seq`
+/// numbers the consumed batches of one run, `index` is the row inside the batch (`u32::MAX`
+/// = the batch's end). Ordered by `(epoch, seq, index)`; the per-partition offsets that are
+/// safe to resume from are kept by the source beside the checkpoint
+/// (`docs/design/change-model.md`, "Kafka positions").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KafkaPosition {
+    pub epoch: u32,
+    pub seq: u64,
+    pub index: u32,
+}
+
+impl KafkaPosition {
+    /// The end of batch `seq`: sorts after every row of it.
+    pub fn end(epoch: u32, seq: u64) -> Self {
+        KafkaPosition {
+            epoch,
+            seq,
+            index: u32::MAX,
+        }
+    }
+}
+
+/// A position in an Iceberg table's history (`src/source/iceberg`): the snapshot's sequence
+/// number and the change's index among the snapshot's changes (`u64::MAX` = the snapshot's
+/// end). Ordered by `(sequence, index)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IcebergPosition {
+    pub sequence: u64,
+    pub index: u64,
+}
+
+impl IcebergPosition {
+    /// The end of the snapshot with sequence number `sequence`.
+    pub fn end(sequence: u64) -> Self {
+        IcebergPosition {
+            sequence,
+            index: u64::MAX,
+        }
+    }
+}
+
 /// Tag byte of a Delta change-feed position.
 const TAG_DELTA: u8 = 3;
+/// Tag byte of a Kafka-source position: tag, epoch (4 BE), seq (8 BE), index (4 BE).
+const TAG_KAFKA: u8 = 4;
+const KAFKA_BYTES_LEN: usize = 1 + 4 + 8 + 4;
+/// Tag byte of an Iceberg-source position: tag, sequence (8 BE), index (8 BE).
+const TAG_ICEBERG: u8 = 5;
+const ICEBERG_BYTES_LEN: usize = 1 + 8 + 8;
 /// Length of the Delta byte encoding: tag, version (8 BE), index (4 BE).
 const DELTA_BYTES_LEN: usize = 1 + 8 + 4;
 
@@ -167,6 +217,10 @@ pub enum Position {
     Mysql(MysqlPosition),
     /// A Delta table's change feed (`delta:<version>:<index>`).
     Delta(DeltaPosition),
+    /// Debezium-format Kafka topics (`kafka:<epoch>:<seq>:<index>`).
+    Kafka(KafkaPosition),
+    /// An Iceberg table's snapshots (`iceberg:<sequence>:<index>`).
+    Iceberg(IcebergPosition),
 }
 
 /// Tag byte of [`Position::to_bytes`]; new sources take new tags, never reuse one.
@@ -190,7 +244,7 @@ impl Position {
     pub fn as_pg(&self) -> Option<&PgPosition> {
         match self {
             Position::Postgres(p) => Some(p),
-            Position::Mysql(_) | Position::Delta(_) => None,
+            _ => None,
         }
     }
 
@@ -198,7 +252,7 @@ impl Position {
     pub fn as_mysql(&self) -> Option<&MysqlPosition> {
         match self {
             Position::Mysql(p) => Some(p),
-            Position::Postgres(_) | Position::Delta(_) => None,
+            _ => None,
         }
     }
 
@@ -227,6 +281,17 @@ impl Position {
             Position::Delta(p) => {
                 out.push(TAG_DELTA);
                 out.extend_from_slice(&p.version.to_be_bytes());
+                out.extend_from_slice(&p.index.to_be_bytes());
+            }
+            Position::Kafka(p) => {
+                out.push(TAG_KAFKA);
+                out.extend_from_slice(&p.epoch.to_be_bytes());
+                out.extend_from_slice(&p.seq.to_be_bytes());
+                out.extend_from_slice(&p.index.to_be_bytes());
+            }
+            Position::Iceberg(p) => {
+                out.push(TAG_ICEBERG);
+                out.extend_from_slice(&p.sequence.to_be_bytes());
                 out.extend_from_slice(&p.index.to_be_bytes());
             }
         }
@@ -265,6 +330,32 @@ impl Position {
                     index: u32::from_be_bytes(i.try_into().map_err(|_| err("truncated"))?),
                 }))
             }
+            Some(&TAG_KAFKA) => {
+                let (Some(e), Some(s), Some(i), KAFKA_BYTES_LEN) = (
+                    bytes.get(1..5),
+                    bytes.get(5..13),
+                    bytes.get(13..17),
+                    bytes.len(),
+                ) else {
+                    return Err(err("a Kafka position is 17 bytes"));
+                };
+                Ok(Position::Kafka(KafkaPosition {
+                    epoch: u32::from_be_bytes(e.try_into().map_err(|_| err("truncated"))?),
+                    seq: u64::from_be_bytes(s.try_into().map_err(|_| err("truncated"))?),
+                    index: u32::from_be_bytes(i.try_into().map_err(|_| err("truncated"))?),
+                }))
+            }
+            Some(&TAG_ICEBERG) => {
+                let (Some(s), Some(i), ICEBERG_BYTES_LEN) =
+                    (bytes.get(1..9), bytes.get(9..17), bytes.len())
+                else {
+                    return Err(err("an Iceberg position is 17 bytes"));
+                };
+                Ok(Position::Iceberg(IcebergPosition {
+                    sequence: u64::from_be_bytes(s.try_into().map_err(|_| err("truncated"))?),
+                    index: u64::from_be_bytes(i.try_into().map_err(|_| err("truncated"))?),
+                }))
+            }
             Some(_) => Err(err("unknown source tag")),
             None => Err(err("empty")),
         }
@@ -283,6 +374,8 @@ impl fmt::Display for Position {
             Position::Postgres(p) => write!(f, "pg:{}:{}:{}", p.commit_lsn, p.lsn, p.index),
             Position::Mysql(p) => write!(f, "{p}"),
             Position::Delta(p) => write!(f, "delta:{}:{}", p.version, p.index),
+            Position::Kafka(p) => write!(f, "kafka:{}:{}:{}", p.epoch, p.seq, p.index),
+            Position::Iceberg(p) => write!(f, "iceberg:{}:{}", p.sequence, p.index),
         }
     }
 }
@@ -308,12 +401,40 @@ impl FromStr for Position {
                 index: i.parse().map_err(|_| err("index out of range"))?,
             }));
         }
+        let digits = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
+        if let Some(rest) = s.strip_prefix("kafka:") {
+            let mut it = rest.split(':');
+            let (Some(e), Some(q), Some(i), None) = (it.next(), it.next(), it.next(), it.next())
+            else {
+                return Err(err("expected kafka:<epoch>:<seq>:<index>"));
+            };
+            if !digits(e) || !digits(q) || !digits(i) {
+                return Err(err("epoch, seq and index must be decimal numbers"));
+            }
+            return Ok(Position::Kafka(KafkaPosition {
+                epoch: e.parse().map_err(|_| err("epoch out of range"))?,
+                seq: q.parse().map_err(|_| err("seq out of range"))?,
+                index: i.parse().map_err(|_| err("index out of range"))?,
+            }));
+        }
+        if let Some(rest) = s.strip_prefix("iceberg:") {
+            let (q, i) = rest
+                .split_once(':')
+                .ok_or_else(|| err("expected iceberg:<sequence>:<index>"))?;
+            if !digits(q) || !digits(i) {
+                return Err(err("sequence and index must be decimal numbers"));
+            }
+            return Ok(Position::Iceberg(IcebergPosition {
+                sequence: q.parse().map_err(|_| err("sequence out of range"))?,
+                index: i.parse().map_err(|_| err("index out of range"))?,
+            }));
+        }
         if let Some(rest) = s.strip_prefix("my:") {
             return Ok(Position::Mysql(crate::mysql_position::parse(s, rest)?));
         }
         let rest = s
             .strip_prefix("pg:")
-            .ok_or_else(|| err("expected prefix 'pg:', 'my:' or 'delta:'"))?;
+            .ok_or_else(|| err("expected prefix 'pg:', 'my:', 'delta:', 'kafka:' or 'iceberg:'"))?;
         let mut parts = rest.split(':');
         let (Some(c), Some(l), Some(i), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -425,7 +546,55 @@ mod tests {
         assert!(p < Position::Delta(DeltaPosition::end(7)));
     }
 
+    fn arb_kafka_iceberg() -> impl Strategy<Value = Position> {
+        prop_oneof![
+            (any::<u32>(), any::<u64>(), any::<u32>()).prop_map(|(epoch, seq, index)| {
+                Position::Kafka(KafkaPosition { epoch, seq, index })
+            }),
+            (any::<u64>(), any::<u64>()).prop_map(|(sequence, index)| Position::Iceberg(
+                IcebergPosition { sequence, index }
+            )),
+        ]
+    }
+
+    #[test]
+    fn kafka_and_iceberg_position_forms() {
+        let k = Position::Kafka(KafkaPosition {
+            epoch: 1_700_000_000,
+            seq: 5,
+            index: 2,
+        });
+        assert_eq!(k.to_string(), "kafka:1700000000:5:2");
+        assert_eq!("kafka:1700000000:5:2".parse::<Position>().unwrap(), k);
+        assert!(k < Position::Kafka(KafkaPosition::end(1_700_000_000, 5)));
+        assert!(
+            Position::Kafka(KafkaPosition::end(1, u64::MAX))
+                < Position::Kafka(KafkaPosition {
+                    epoch: 2,
+                    seq: 0,
+                    index: 0
+                })
+        );
+        let i = Position::Iceberg(IcebergPosition {
+            sequence: 3,
+            index: 9,
+        });
+        assert_eq!(i.to_string(), "iceberg:3:9");
+        assert_eq!("iceberg:3:9".parse::<Position>().unwrap(), i);
+        assert!("kafka:1:2".parse::<Position>().is_err());
+        assert!("iceberg:x:1".parse::<Position>().is_err());
+        assert!(Position::from_bytes(&[4; 16]).is_err());
+        assert!(Position::from_bytes(&[5; 18]).is_err());
+    }
+
     proptest! {
+        #[test]
+        fn prop_kafka_iceberg_positions_round_trip_and_order(a in arb_kafka_iceberg(), b in arb_kafka_iceberg()) {
+            prop_assert_eq!(a.to_string().parse::<Position>().unwrap(), a);
+            prop_assert_eq!(Position::from_bytes(&a.to_bytes()).unwrap(), a);
+            prop_assert_eq!(a.to_bytes().cmp(&b.to_bytes()), a.cmp(&b));
+        }
+
         #[test]
         fn prop_delta_position_round_trips_and_orders(a in arb_delta(), b in arb_delta()) {
             prop_assert_eq!(a.to_string().parse::<Position>().unwrap(), a);

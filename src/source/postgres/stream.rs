@@ -61,6 +61,8 @@ pub enum SourceError {
     Spill(#[from] std::io::Error),
     #[error(transparent)]
     QueueClosed(#[from] QueueClosed),
+    #[error("incremental snapshot: {0}")]
+    Snapshot(#[from] super::snapshot::SnapshotError),
 }
 
 impl SourceError {
@@ -70,6 +72,7 @@ impl SourceError {
             SourceError::Postgres(e) => e.is_transient(),
             SourceError::Decode(e) => e.is_transient(),
             SourceError::Spill(_) | SourceError::QueueClosed(_) => false,
+            SourceError::Snapshot(e) => e.is_transient(),
         }
     }
 }
@@ -90,6 +93,8 @@ pub struct PgSource {
     pub spill_memory: usize,
     /// Stop cleanly when this turns true.
     pub shutdown: watch::Receiver<bool>,
+    /// Incremental snapshots (signals and watermarks in the stream; `snapshot_incremental.rs`).
+    pub incremental: Option<super::snapshot_incremental::Incremental>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -328,13 +333,37 @@ impl PgSource {
         txn: Transaction,
         wire_bytes: usize,
     ) -> Result<(), SourceError> {
-        let end_lsn = end_lsn(&txn.end);
         if state.emitted.is_some_and(|e| txn.end <= e) {
             // Durable downstream before a restart, or handed to the engine before a reconnect
             // (module traps). Chunks of a long transaction end at the same rows every time
             // (every `max_chunk_rows` rows), so a resent chunk is recognised too.
             return Ok(());
         }
+        if txn.complete {
+            if let Some(inc) = self.incremental.as_mut() {
+                // Signals and watermarks are consumed; a closed window adds its chunk.
+                let end = txn.end;
+                let txns = inc.on_txn(txn).await?;
+                if txns.is_empty() {
+                    state.emitted = Some(end);
+                }
+                for t in txns {
+                    self.send_txn(conn, state, t, wire_bytes).await?;
+                }
+                return Ok(());
+            }
+        }
+        self.send_txn(conn, state, txn, wire_bytes).await
+    }
+
+    async fn send_txn(
+        &mut self,
+        conn: &mut ReplicationConnection,
+        state: &mut Session,
+        txn: Transaction,
+        wire_bytes: usize,
+    ) -> Result<(), SourceError> {
+        let end_lsn = end_lsn(&txn.end);
         for batch in txn.batches() {
             let table = batch.schema.table.to_string();
             let rows = batch.num_rows().max(1) as u64;
@@ -440,7 +469,7 @@ fn end_lsn(p: &Position) -> u64 {
     match p {
         Position::Postgres(pg) => pg.lsn.0,
         // Never reaches a Postgres source; 0 (InvalidXLogRecPtr) reports nothing.
-        Position::Mysql(_) | Position::Delta(_) => 0,
+        _ => 0,
     }
 }
 
