@@ -57,6 +57,15 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Ask a running pipeline for an incremental snapshot of tables (watermarks; the stream
+    /// keeps flowing). PostgreSQL sources.
+    Snapshot {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// `schema.table`; repeat for several.
+        #[arg(long = "table", required = true)]
+        tables: Vec<String>,
+    },
     /// Commit a realistic insert/update/delete workload to PostgreSQL.
     Generate(tidemark::generate::GenerateArgs),
     /// Compare two event streams (JSON-lines files or Kafka topics) event by event: matched,
@@ -130,6 +139,13 @@ async fn main() -> anyhow::Result<()> {
                 let report = tidemark::pipeline::healthcheck(&config).await?;
                 println!("{report}");
             }
+        }
+        Command::Snapshot { config, tables } => {
+            let config = load(&config)?;
+            println!(
+                "{}",
+                tidemark::pipeline::signal_snapshot(&config, &tables).await?
+            );
         }
         Command::Status { config } => {
             let config = load(&config)?;

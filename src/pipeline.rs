@@ -145,7 +145,18 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
     }
     let pg = postgres(&config)?;
     let connect = connect_config(pg)?;
-    let startup = snapshot::prepare(&config, pg, &connect, checkpoint.as_ref()).await?;
+    let Some(startup) = prepare_snapshot(
+        &config,
+        pg,
+        &connect,
+        checkpoint.as_ref(),
+        &metrics,
+        shutdown.clone(),
+    )
+    .await?
+    else {
+        return Ok(());
+    };
     let job = match startup {
         snapshot::Startup::Done => return Ok(()),
         snapshot::Startup::Stream => None,
@@ -194,13 +205,16 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
     }
     if stop_after_snapshot {
         drop(tx);
-        engine_task.await.context("engine task panicked")?.context("sink or checkpoint failed")?;
+        engine_task
+            .await
+            .context("engine task panicked")?
+            .context("sink or checkpoint failed")?;
         tracing::info!(pipeline = %name, "snapshot.mode = initial_only: snapshot complete, not streaming");
         return Ok(());
     }
     let source = PgSource {
         config: pg.clone(),
-        connect,
+        connect: connect.clone(),
         pipeline: name.clone(),
         metrics: metrics.clone(),
         queue: tx,
@@ -209,6 +223,15 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
         spill_dir: config.checkpoint.dir.join(format!("{name}.spill")),
         spill_memory: SPILL_MEMORY,
         shutdown,
+        incremental: Some(
+            crate::source::postgres::snapshot_incremental::Incremental::new(
+                name.clone(),
+                connect.clone(),
+                config.snapshot.clone(),
+                engine_store.ledger(),
+                metrics.clone(),
+            ),
+        ),
     };
     let source_result = source.run().await;
     // The source dropped its queue sender: the engine drains what is queued, checkpoints, ends.
@@ -223,6 +246,37 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
         }
         (Err(e), Ok(())) => Err(e).context("postgres source failed"),
         (Ok(()), Ok(())) => Ok(()),
+    }
+}
+
+/// [`snapshot::prepare`], retried with backoff while the server cannot be reached (as the
+/// stream retries); `None` when shutdown came first.
+async fn prepare_snapshot(
+    config: &Config,
+    pg: &PostgresSourceConfig,
+    connect: &PgConnectConfig,
+    checkpoint: Option<&crate::checkpoint::Checkpoint>,
+    metrics: &Metrics,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Option<snapshot::Startup>> {
+    let mut backoff = std::time::Duration::from_secs(1);
+    loop {
+        match snapshot::prepare(config, pg, connect, checkpoint).await {
+            Ok(s) => return Ok(Some(s)),
+            Err(e) if e.is_transient() && !*shutdown.borrow() => {
+                metrics.set_streaming(false);
+                tracing::warn!(error = %e, retry_in = ?backoff, "postgres source: transient error at startup; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return Ok(None),
+                }
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
+            }
+            Err(e) => {
+                metrics.set_error(e.to_string());
+                return Err(e).context("postgres source failed");
+            }
+        }
     }
 }
 
@@ -278,6 +332,33 @@ async fn run_delta(
         }
         (Ok(()), Ok(())) => Ok(()),
     }
+}
+
+/// `tidemark snapshot --table …`: asks the running pipeline for an incremental snapshot of
+/// `tables` (a signal in the replication stream; the pipeline need not be reachable otherwise).
+pub async fn signal_snapshot(config: &Config, tables: &[String]) -> anyhow::Result<String> {
+    use crate::source::postgres::snapshot_incremental::{parse_tables, send_signal, Signal};
+    let pg = postgres(config)?;
+    parse_tables(tables).map_err(|e| anyhow::anyhow!("--table {e}"))?;
+    if !pg.tables.is_empty() {
+        let listed: Vec<String> = pg.table_ids().iter().map(|t| t.to_string()).collect();
+        for t in tables {
+            if !listed.contains(t) {
+                anyhow::bail!(
+                    "--table {t}: not in source.tables {listed:?}; the pipeline does not stream it"
+                );
+            }
+        }
+    }
+    let signal = Signal {
+        pipeline: Some(config.pipeline.name.clone()),
+        snapshot: tables.to_vec(),
+    };
+    let lsn = send_signal(&connect_config(pg)?, &signal).await?;
+    Ok(format!(
+        "incremental snapshot of {} requested (signal at {lsn}); the pipeline starts it when its stream reaches the signal; follow it with `tidemark status`",
+        tables.join(", ")
+    ))
 }
 
 /// `tidemark validate`: the server's settings for logical replication.

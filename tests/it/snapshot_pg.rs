@@ -78,7 +78,11 @@ fn status_text(p: &Pipeline) -> String {
         .arg(&p.config)
         .output()
         .expect("tidemark status");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -173,8 +177,14 @@ fn snapshot_pg_modes_marks_and_restart() {
     );
     p.stop();
     let status = status_text(&p);
-    assert!(status.contains("snapshot (initial") && status.contains(": complete"), "{status}");
-    assert!(status.contains("public.a: 5 of ~5 rows durable, ranges 1/1, done"), "{status}");
+    assert!(
+        status.contains("snapshot (initial") && status.contains(": complete"),
+        "{status}"
+    );
+    assert!(
+        status.contains("public.a: 5 of ~5 rows durable, ranges 1/1, done"),
+        "{status}"
+    );
 
     let mut none = pipeline(&db.name, &tables, "mode = \"no_data\"");
     none.start();
@@ -244,7 +254,10 @@ fn snapshot_pg_kill9_resumes_from_last_range() {
     assert!(bounds.len() >= 20, "{bounds:?}");
     let first_run = output(&p);
     let status = status_text(&p);
-    assert!(status.contains("in progress (a restart resumes it)"), "{status}");
+    assert!(
+        status.contains("in progress (a restart resumes it)"),
+        "{status}"
+    );
     // Changes between the runs: in done ranges, in ranges not read yet, new and deleted rows.
     psql(
         &db.name,
@@ -541,4 +554,108 @@ fn snapshot_pg_matches_debezium_initial() {
         "first/last marks in the same places"
     );
     let _ = std::fs::remove_dir_all(&work);
+}
+
+/// An incremental snapshot while streaming (`tidemark snapshot --table`, DBLog watermarks):
+/// a workload changes rows of chunks already read, being read and not read yet; the sink's state
+/// equals the table, the chunks are `source.snapshot = incremental`, the watermark and signal
+/// messages never reach the sink, and the progress is in the checkpoint and `tidemark status`.
+#[test]
+fn snapshot_pg_incremental_while_streaming() {
+    if !pg_enabled("snapshot_pg_incremental_while_streaming") {
+        return;
+    }
+    let db = TestDb::create("tm_snap_incr");
+    psql(
+        &db.name,
+        "CREATE TABLE t (id int PRIMARY KEY, v int, pad text);
+         INSERT INTO t SELECT i, 0, 'p' || i FROM generate_series(1, 30000) i;
+         CREATE TABLE nokey (x int);",
+    );
+    let mut p = pipeline(
+        &db.name,
+        &["public.t", "public.nokey"],
+        "mode = \"no_data\"\nincremental_chunk_rows = 1000",
+    );
+    p.start();
+    let workload = Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            &db.name,
+            "-c",
+        ])
+        .arg(
+            "DO $$ BEGIN FOR n IN 1..300 LOOP
+               UPDATE t SET v = n WHERE id IN (n * 97 % 30000 + 1, n * 13 % 30000 + 1);
+               DELETE FROM t WHERE id = n * 71 % 30000 + 1;
+               INSERT INTO t VALUES (30000 + n, -1, 'new');
+               UPDATE t SET id = 40000 + n WHERE id = n * 53 % 30000 + 1;
+               COMMIT; PERFORM pg_sleep(0.01);
+             END LOOP; END $$",
+        )
+        .spawn()
+        .expect("workload psql");
+    let signal = Command::new(super::support::TIDEMARK)
+        .args(["snapshot", "--config"])
+        .arg(&p.config)
+        .args(["--table", "public.t", "--table", "public.nokey"])
+        .output()
+        .expect("tidemark snapshot");
+    assert!(
+        signal.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signal.stderr)
+    );
+    let mut workload = workload;
+    assert!(workload.wait().expect("workload").success());
+    wait_for(
+        "the incremental snapshot to finish",
+        &mut p,
+        Duration::from_secs(180),
+        |p| {
+            p.checkpoint().is_some_and(|c| {
+                c["snapshot"]["kind"] == "incremental"
+                    && c["snapshot"]["tables"][0]["complete"] == true
+            })
+        },
+    );
+    let status = status_text(&p);
+    assert!(status.contains("snapshot (incremental"), "{status}");
+    wait_marker(&mut p, &db.name, Duration::from_secs(60));
+    let log = p.log_text();
+    assert!(
+        log.contains("incremental snapshot refused: the table has no primary key"),
+        "{log}"
+    );
+    p.stop();
+    let text = output(&p);
+    assert!(
+        !text.contains("tidemark.watermark") && !text.contains("tidemark.signal"),
+        "watermarks leaked"
+    );
+    let state = replay_file(&p.out, "t");
+    assert_eq!(
+        state.marks.keys().collect::<Vec<_>>(),
+        vec!["incremental"],
+        "{:?}",
+        state.marks
+    );
+    assert!(state.ops["r"] >= 29_000, "{:?}", state.ops);
+    let count: usize = psql(&db.name, "SELECT count(*) FROM t").parse().unwrap();
+    assert_eq!(state.rows.len(), count);
+    let reference = reference_state(&db.name, "public.t");
+    assert_same_state(
+        "state after an incremental snapshot under a workload",
+        &reference,
+        &state,
+    );
+    eprintln!("incremental: ops {:?}", state.ops);
 }

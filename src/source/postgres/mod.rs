@@ -70,6 +70,7 @@ pub mod error;
 pub mod replication;
 pub mod snapshot;
 pub mod snapshot_copy;
+pub mod snapshot_incremental;
 pub mod snapshot_plan;
 mod spill;
 pub mod stream;

@@ -74,8 +74,22 @@ pub enum SnapshotError {
     },
     #[error(transparent)]
     Emit(#[from] EmitError),
+    #[error("snapshot chunk: {0}")]
+    Model(#[from] tidemark_model::ModelError),
     #[error("snapshot: {0}")]
     Setup(String),
+}
+
+impl SnapshotError {
+    /// Whether a retry (a new connection) may fix it.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SnapshotError::Postgres(e) | SnapshotError::Plan(PlanError::Postgres(e)) => {
+                e.is_transient()
+            }
+            _ => false,
+        }
+    }
 }
 
 /// What startup decided for a Postgres pipeline.

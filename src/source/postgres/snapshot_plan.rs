@@ -282,6 +282,65 @@ pub fn range_condition(t: &PlannedTable, range: u32) -> String {
     conds.join(" AND ")
 }
 
+/// An incremental chunk: the `COPY` of the next `rows` rows by key after `after`, and the
+/// query of the chunk's last key (text forms), both to run in one REPEATABLE READ transaction.
+pub fn chunk_sql(t: &PlannedTable, after: Option<&[String]>, rows: usize) -> (String, String) {
+    let p = &t.progress;
+    let cols: Vec<String> = p.key.iter().map(|k| quote_ident(k)).collect();
+    let lhs = if cols.len() == 1 {
+        cols[0].clone()
+    } else {
+        format!("({})", cols.join(", "))
+    };
+    let cond = match after {
+        Some(b) => {
+            let parts: Vec<String> = b
+                .iter()
+                .zip(&t.key_types)
+                .map(|(v, ty)| format!("{}::{ty}", quote_literal(v)))
+                .collect();
+            let rhs = if parts.len() == 1 {
+                parts[0].clone()
+            } else {
+                format!("ROW({})", parts.join(", "))
+            };
+            format!(" WHERE {lhs} > {rhs}")
+        }
+        None => String::new(),
+    };
+    let order = cols.join(", ");
+    let select: Vec<String> = t
+        .schema
+        .columns
+        .iter()
+        .zip(&t.binary)
+        .map(|(c, &bin)| {
+            if bin {
+                quote_ident(&c.name)
+            } else {
+                format!("{}::text", quote_ident(&c.name))
+            }
+        })
+        .collect();
+    let from = format!("FROM ONLY {}{cond}", qualified(&t.id));
+    let copy = format!(
+        "COPY (SELECT {} {from} ORDER BY {order} LIMIT {rows}) TO STDOUT (FORMAT binary)",
+        if select.is_empty() {
+            "NULL".to_string()
+        } else {
+            select.join(", ")
+        }
+    );
+    let texts: Vec<String> = cols.iter().map(|k| format!("s.{k}::text")).collect();
+    let desc: Vec<String> = cols.iter().map(|k| format!("s.{k} DESC")).collect();
+    let last = format!(
+        "SELECT {} FROM (SELECT {order} {from} ORDER BY {order} LIMIT {rows}) s ORDER BY {} LIMIT 1",
+        texts.join(", "),
+        desc.join(", ")
+    );
+    (copy, last)
+}
+
 /// The `COPY (SELECT …) TO STDOUT (FORMAT binary)` of range `range`; `extra` is an optional
 /// further condition (ctid ranges of a keyless table).
 pub fn copy_sql(t: &PlannedTable, range: u32, extra: Option<&str>) -> String {
