@@ -30,6 +30,7 @@ test: services fmt-check clippy ## Everything CI runs
 	./scripts/debezium-mariadb.sh >/dev/null  # MariaDB JDBC driver for Debezium's MariaDB connector
 	./scripts/lake-readers.sh >/dev/null
 	./scripts/tansu.sh path >/dev/null  # the tansu broker binary of the Kafka tests (cached)
+	./scripts/tansu.sh path sqlite >/dev/null  # tansu with SQLite storage (broker-restart test; built once, cached)
 	TIDEMARK_TEST_PG=1 TIDEMARK_TEST_KAFKA=1 TIDEMARK_TEST_ICEBERG=1 TIDEMARK_TEST_MYSQL=1 TIDEMARK_TEST_DELTA=1 $(CARGO) test --workspace --all-targets
 
 test-mysql8: ## The MySQL source's integration tests against compose's MySQL 8 (needs Docker: compose/docker-compose.yml)
@@ -42,7 +43,7 @@ quickstart: ## Local databases ready, demo data, a pipeline running, events flow
 bench: ## Every criterion benchmark (release build of everything; `cargo bench --bench pgoutput_decode` for one)
 	$(CARGO) bench --workspace --features $(BENCH_FEATURES)
 
-bench-e2e: ## Tidemark vs Debezium end to end on this machine (PostgreSQL → Kafka/tansu); docs/benchmarks.md
+bench-e2e: ## Tidemark vs Debezium end to end on this machine (PostgreSQL, MariaDB → Kafka/tansu); docs/benchmarks.md
 	./scripts/bench-e2e.sh
 
 bench-snapshot: ## Initial snapshot of a 1,000,000-row table: Tidemark vs Debezium vs COPY; docs/benchmarks.md

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""End-to-end benchmark: Tidemark (PostgreSQL → Kafka on tansu) against Debezium 3.6 embedded
-(PostgreSQL → its JSON converter → a Python handler that keeps only a timestamp: a null sink),
-on the same machine, the same workload (`tidemark generate`), one after the other.
+"""End-to-end benchmark: Tidemark (PostgreSQL, then MariaDB → Kafka on tansu) against Debezium
+3.6 embedded (the same database → its JSON converter → a Python handler that keeps only a
+timestamp: a null sink), on the same machine, the same workload (`tidemark generate` on
+PostgreSQL, its MariaDB port `mariadb_workload.py`), one after the other.
 
 Run by `make bench-e2e` (scripts/bench-e2e.sh sets everything up). Writes a JSON report and a
 Markdown table (stdout and --out-dir).
@@ -16,7 +17,15 @@ What is measured, per engine:
              commit = the event's `source.ts_us` (PostgreSQL's commit timestamp) and delivery =
              the moment the consumer (Tidemark: a Kafka consumer on the topics; Debezium: its
              change handler) received the event.
-  ceiling    pg_recvlogical (pgoutput, protocol 1) streaming the same backlog to /dev/null.
+  ceiling    pg_recvlogical (pgoutput, protocol 1) streaming the same backlog to /dev/null;
+             MariaDB: `mariadb-binlog --read-from-remote-server --raw` fetching the binlog from
+             the workload's start position to its end.
+
+MariaDB differences: the engines catch up from the binlog position taken before the workload
+(Tidemark `start = "file:pos"`; Debezium resumes from offsets that a first short run stored
+through heartbeats), and commit → delivery is measured from each inserted/updated row's
+`mark_us` (the statement's `NOW(6)`: binlog timestamps have one-second resolution), so deletes
+carry no latency sample there.
 
 Traps: both engines and the consumer share the machine's 2 cores with PostgreSQL; the consumer
 of Tidemark's topics (confluent-kafka, Python) costs CPU too, Debezium's Python handler likewise
@@ -27,6 +36,7 @@ sides. The Kafka consumer's receive time includes the broker (tansu, memory stor
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import re
@@ -41,6 +51,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "debezium"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import mariadb_workload as mw  # noqa: E402
 
 TABLES = ["tidemark_demo.orders", "tidemark_demo.customers"]
 PREFIX = "tm"
@@ -89,12 +101,15 @@ def percentiles(lat_ms: list[float]) -> dict:
 
 
 TS_US = re.compile(rb'"ts_us":(-?\d+)')
+# MariaDB: the after image's `mark_us` (see mariadb_workload.py); none for deletes.
+MARK_US = re.compile(rb'"after":\{[^{}]*"mark_us":(\d+)')
 
 
 class Deliveries:
     """Receive times and commit → receive latencies of delivered events."""
 
-    def __init__(self) -> None:
+    def __init__(self, commit_re: re.Pattern = TS_US) -> None:
+        self.commit_re = commit_re
         self.lock = threading.Lock()
         self.count = 0
         self.first = None
@@ -107,7 +122,7 @@ class Deliveries:
         lat = []
         for v in values:
             if v:
-                m = TS_US.search(v)  # the first ts_us is source.ts_us (source precedes the envelope's)
+                m = self.commit_re.search(v)  # PG: the first ts_us is source.ts_us (source precedes the envelope's)
                 if m:
                     ts = int(m.group(1))
                     lat.append((ts, now * 1000 - ts / 1000))
@@ -161,6 +176,8 @@ class Bench:
         self.port = args.kafka_port
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.broker = None
+        self.topic_list = [f"{PREFIX}.{t}" for t in TABLES]
+        self.commit_re = TS_US
 
     # --- setup -----------------------------------------------------------------------------
     def fresh_db(self) -> None:
@@ -246,11 +263,11 @@ enabled = false
         return cfg
 
     def topics(self) -> list[str]:
-        return [f"{PREFIX}.{t}" for t in TABLES]
+        return self.topic_list
 
     def tidemark_catchup(self, expected: int, slot: str, cfg: Path) -> dict:
         self.start_broker()
-        d, stop = Deliveries(), threading.Event()
+        d, stop = Deliveries(self.commit_re), threading.Event()
         # Topics are created by the sink; the consumer assigns them once they exist.
         started = time.time()
         p = self.tidemark_start(cfg)
@@ -268,7 +285,7 @@ enabled = false
         self.start_broker()
         slot = f"bench_tm_live_{int(time.time())}"
         cfg = self.tidemark_create_slot(slot)
-        d, stop = Deliveries(), threading.Event()
+        d, stop = Deliveries(self.commit_re), threading.Event()
         # Create the topics first so the consumer can assign them before the workload.
         p = self.tidemark_start(cfg)
         proc = Proc(p.pid)
@@ -390,39 +407,224 @@ enabled = false
             self.drop_slot(slot)
         return res
 
+    # --- the MariaDB half -------------------------------------------------------------------
+    def maria_sql(self, statements: str, database: str | None = "") -> str:
+        return mw.sql("127.0.0.1", self.args.mariadb_port, "root", self.db if database == "" else database,
+                      statements)
+
+    def maria_position(self) -> tuple[str, int]:
+        file, pos = self.maria_sql("SHOW MASTER STATUS", None).split("\t")[:2]
+        return file, int(pos)
+
+    def maria_workload(self, w: "mw.Workload", changes: int, rate_tps: float = 0.0) -> dict:
+        return mw.run(w, changes, rate_tps, "127.0.0.1", self.args.mariadb_port, "root", self.db)
+
+    @staticmethod
+    def maria_expected(w: "mw.Workload", changes: int) -> int:
+        """Events (tombstones included) that the next `changes` of `w` will produce."""
+        dry = copy.deepcopy(w)
+        before = dry.stats["deletes"]
+        for _ in dry.transactions(changes):
+            pass
+        return changes + dry.stats["deletes"] - before
+
+    def maria_tidemark_config(self, name: str, start: str) -> Path:
+        cfg = self.work / f"{name}.toml"
+        cfg.write_text(f"""
+[pipeline]
+name = "{name}"
+[source]
+kind = "mysql"
+url = "mysql://root@127.0.0.1:{self.args.mariadb_port}"
+server_id = {6411 + len(list(self.work.glob('*.toml')))}
+databases = ["{self.db}"]
+tables = ["{self.db}.orders", "{self.db}.customers"]
+start = "{start}"
+server_name = "{PREFIX}"
+[[sinks]]
+kind = "kafka"
+bootstrap_servers = "{self.bootstrap}"
+topic_partitions = {self.args.partitions}
+linger = "5ms"
+[checkpoint]
+dir = "{self.work / ('cp-' + name)}"
+interval = "1s"
+[metrics]
+enabled = false
+""")
+        return cfg
+
+    def maria_debezium(self, work: Path, expected: int, prime: bool = False, during=None) -> dict:
+        """Debezium's MariaDB connector → null handler; offsets and history in `work`."""
+        out = work / ("prime.json" if prime else f"run-{int(time.time() * 1000)}.json")
+        since = work / "since"
+        since.unlink(missing_ok=True)
+        cmd = [self.args.python, str(Path(__file__).parent / "debezium_null.py"), "--mariadb",
+               "--mariadb-port", str(self.args.mariadb_port), "--dbname", self.db, "--work-dir", str(work),
+               "--count-topics", ",".join(self.topics()), "--expected", str(expected), "--out", str(out),
+               "--timeout", str(self.args.timeout), "--since-file", str(since)]
+        if prime:
+            cmd.append("--prime")
+        started = time.time()
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(self.work / "debezium.log", "a"))
+        proc = Proc(p.pid)
+        log_file = work / "debezium.log"
+        if prime:
+            # Binlog events (of a table outside the benchmark's topics) make the streaming
+            # connector send heartbeats, which store its position in the offsets; it stops after
+            # three.
+            self.maria_sql("CREATE TABLE IF NOT EXISTS hb (id INT AUTO_INCREMENT PRIMARY KEY)")
+            while p.poll() is None:
+                if time.time() - started > 180:
+                    p.kill()
+                    raise RuntimeError(f"Debezium MariaDB stored no streaming position; see {log_file}")
+                self.maria_sql("INSERT INTO hb VALUES ()")
+                proc.sample()
+                time.sleep(0.3)
+        if during:
+            # Wait until the connector streams the binlog.
+            while not re.search(r"Connected to (MariaDB )?binlog", log_file.read_text(errors="replace") if log_file.exists() else ""):
+                if p.poll() is not None or time.time() - started > 180:
+                    raise RuntimeError(f"Debezium MariaDB did not connect; see {log_file}")
+                proc.sample()
+                time.sleep(0.1)
+        if during:
+            self.maria_workload(self.maria_w, self.args.batch)  # the same warm-up as Tidemark's
+            time.sleep(3.0)
+            since.write_text(str(int(time.time() * 1_000_000)))
+            threading.Thread(target=during, daemon=True).start()
+        while p.poll() is None:
+            proc.sample()
+            time.sleep(0.05)
+        rep = json.loads(out.read_text()) if out.exists() else {}
+        return {"report": rep, "cpu_s": round(proc.cpu, 1), "peak_rss_mb": round(proc.rss_mb, 1),
+                "wall_s": round(time.time() - started, 2)}
+
+    def maria_tidemark_live(self, changes: int, rate: float) -> dict:
+        self.start_broker()
+        file, pos = self.maria_position()
+        cfg = self.maria_tidemark_config(f"bench_tm_maria_live_{int(time.time())}", f"{file}:{pos}")
+        d, stop = Deliveries(self.commit_re), threading.Event()
+        p = self.tidemark_start(cfg)
+        proc = Proc(p.pid)
+        t = kafka_consumer_thread(self.bootstrap, self.topics(), d, stop, self.args.partitions)
+        warm = self.maria_expected(self.maria_w, self.args.batch)
+        self.maria_workload(self.maria_w, self.args.batch)  # warm-up transaction
+        wait_count(d, warm, 60, proc)
+        base = d.count
+        since_us = int(time.time() * 1_000_000)
+        expected = base + self.maria_expected(self.maria_w, changes)
+        self.maria_workload(self.maria_w, changes, rate / self.args.batch if rate else 0)
+        ok = wait_count(d, expected, self.args.timeout, proc)
+        proc.sample()
+        stop.set()
+        t.join(5)
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=60)
+        r = percentiles(d.latencies_since(since_us))
+        r.update({"complete": ok, "events": d.count - base, "cpu_s": round(proc.cpu, 1),
+                  "peak_rss_mb": round(proc.rss_mb, 1)})
+        return r
+
+    def maria_ceiling(self, file: str, pos: int, changes: int) -> dict:
+        out = self.work / "binlog-raw"
+        out.mkdir(exist_ok=True)
+        started = time.time()
+        subprocess.run(["mariadb-binlog", "--read-from-remote-server", "--raw", "-h127.0.0.1",
+                        f"-P{self.args.mariadb_port}", "-uroot", f"--start-position={pos}", "--to-last-log",
+                        f"--result-file={out}/", file], check=True, capture_output=True)
+        wall = time.time() - started
+        size = sum(f.stat().st_size for f in out.iterdir())
+        for f in out.iterdir():
+            f.unlink()
+        return {"events_per_s": round(changes / wall), "wall_s": round(wall, 2), "binlog_mb": round(size / 2**20, 1)}
+
     def mariadb(self) -> dict:
-        return {"skipped": "the MariaDB half is not implemented yet (see docs/benchmarks.md)"}
+        a = self.args
+        self.topic_list = [f"{PREFIX}.{self.db}.orders", f"{PREFIX}.{self.db}.customers"]
+        self.commit_re = MARK_US
+        res: dict = {"workload": {"changes": a.changes, "batch": a.batch, "row_width": a.row_width},
+                     "server": self.maria_sql("SELECT VERSION()", None)}
+        mw.reset("127.0.0.1", a.mariadb_port, "root", self.db)
+        self.maria_w = mw.Workload(a.batch, a.row_width)
+        dbz_work = self.work / "dbz-maria"
+        log("MariaDB: Debezium stores its start position (short run)")
+        self.maria_debezium(dbz_work, 1, prime=True)
+        file, pos = self.maria_position()
+        log(f"MariaDB: committing {a.changes} changes from {file}:{pos} (engines stopped)")
+        stats = self.maria_workload(self.maria_w, a.changes)
+        events = stats["changes"] + stats["deletes"]  # + tombstones
+        res["workload"].update(stats)
+        res["workload"]["start"] = f"{file}:{pos}"
+        log("MariaDB ceiling: mariadb-binlog --read-from-remote-server --raw")
+        res["ceiling_mariadb_binlog"] = self.maria_ceiling(file, pos, stats["changes"])
+        log("MariaDB catch-up: Tidemark → Kafka")
+        cfg = self.maria_tidemark_config("bench_tm_maria", f"{file}:{pos}")
+        res["tidemark_catchup"] = self.tidemark_catchup(events, "unused", cfg)
+        log("MariaDB catch-up: Debezium → null handler")
+        res["debezium_catchup"] = self.maria_debezium(dbz_work, events)
+        for name, rate in (("fixed", a.rate), ("full", 0.0)):
+            n = a.live_changes
+            log(f"MariaDB live ({name}, {rate or 'max'} changes/s): Tidemark")
+            res[f"tidemark_live_{name}"] = self.maria_tidemark_live(n, rate)
+            log(f"MariaDB live ({name}): Debezium")
+            work = self.work / f"dbz-maria-live-{name}"
+            # Counted from the warm-up on: Debezium connects at the current position.
+            expected = self.maria_expected(self.maria_w, a.batch)
+            after_warm = copy.deepcopy(self.maria_w)
+            for _ in after_warm.transactions(a.batch):
+                pass
+            expected += self.maria_expected(after_warm, n)
+
+            def work_fn(n=n, rate=rate):
+                self.maria_workload(self.maria_w, n, rate / a.batch if rate else 0)
+            r = self.maria_debezium(work, expected, during=work_fn)
+            rep = r.pop("report")
+            r.update({k: rep.get(k) for k in ("p50", "p99", "max", "events", "complete")})
+            res[f"debezium_live_{name}"] = r
+        return res
 
 
 def ratio(a, b):
     return round(a / b, 2) if a and b else None
 
 
-def markdown(r: dict) -> str:
-    pg = r["postgres"]
-    t, d = pg["tidemark_catchup"], pg["debezium_catchup"]
+def markdown_half(r: dict, h: dict, source: str, ceiling: str) -> list[str]:
+    t, d = h["tidemark_catchup"], h["debezium_catchup"]
     dr = d["report"]
+    c = h[ceiling]
+    w = h["workload"]
     lines = [
-        f"Workload: {pg['workload']['changes']} changes (batch {pg['workload']['batch']}, row width "
-        f"{pg['workload']['row_width']} B; {pg['workload']['deletes']} deletes → as many tombstones).",
+        f"{source}: {w['changes']} changes (batch {w['batch']}, row width {w['row_width']} B; "
+        f"{w['deletes']} deletes → as many tombstones).",
         "",
         "| catch-up | events/s | first→last s | wall s | CPU s | peak RSS MB |",
         "|---|---|---|---|---|---|",
         f"| Tidemark → Kafka (tansu) | {t['events_per_s']} | {t['first_to_last_s']} | {t['wall_s']} | {t['cpu_s']} | {t['peak_rss_mb']} |",
         f"| Debezium 3.6 → null handler | {dr.get('events_per_s')} | {dr.get('first_to_last_s')} | {d['wall_s']} | {d['cpu_s']} | {d['peak_rss_mb']} |",
         f"| ratio Tidemark/Debezium | {ratio(t['events_per_s'], dr.get('events_per_s'))} | | | {ratio(t['cpu_s'], d['cpu_s'])} | {ratio(t['peak_rss_mb'], d['peak_rss_mb'])} |",
-        f"| ceiling: pg_recvlogical | {pg['ceiling_pg_recvlogical']['events_per_s']} | | {pg['ceiling_pg_recvlogical']['wall_s']} | | |",
+        f"| ceiling: {'pg_recvlogical' if ceiling.endswith('recvlogical') else 'mariadb-binlog --raw'} | {c['events_per_s']} | | {c['wall_s']} | | |",
         "",
         "| live: commit → delivery ms | p50 | p99 | max | CPU s | peak RSS MB |",
         "|---|---|---|---|---|---|",
     ]
     for name, label in (("fixed", f"{r['args']['rate']:.0f} changes/s"), ("full", "full speed")):
         for eng, key in (("Tidemark", "tidemark"), ("Debezium", "debezium")):
-            x = pg[f"{key}_live_{name}"]
+            x = h[f"{key}_live_{name}"]
             lines.append(f"| {eng}, {label} | {x.get('p50')} | {x.get('p99')} | {x.get('max')} | {x.get('cpu_s')} | {x.get('peak_rss_mb')} |")
-        a, b = pg[f"tidemark_live_{name}"], pg[f"debezium_live_{name}"]
+        a, b = h[f"tidemark_live_{name}"], h[f"debezium_live_{name}"]
         lines.append(f"| ratio, {label} | {ratio(a.get('p50'), b.get('p50'))} | {ratio(a.get('p99'), b.get('p99'))} | {ratio(a.get('max'), b.get('max'))} | {ratio(a.get('cpu_s'), b.get('cpu_s'))} | {ratio(a.get('peak_rss_mb'), b.get('peak_rss_mb'))} |")
-    lines += ["", f"MariaDB: {r['mariadb'].get('skipped', 'see JSON')}"]
+    return lines
+
+
+def markdown(r: dict) -> str:
+    lines = [f"Load average before the run: {' '.join(f'{x:.2f}' for x in r['load_before'])}"
+             f"; after: {' '.join(f'{x:.2f}' for x in r.get('load_after') or [])}.", ""]
+    if r.get("postgres"):
+        lines += markdown_half(r, r["postgres"], "PostgreSQL", "ceiling_pg_recvlogical") + [""]
+    if r.get("mariadb"):
+        lines += markdown_half(r, r["mariadb"], f"MariaDB {r['mariadb'].get('server', '')}",
+                               "ceiling_mariadb_binlog")
     return "\n".join(lines)
 
 
@@ -438,6 +640,8 @@ def main() -> int:
     p.add_argument("--rate", type=float, default=10_000, help="fixed offered load, changes/s")
     p.add_argument("--partitions", type=int, default=1)
     p.add_argument("--kafka-port", type=int, default=19392)
+    p.add_argument("--mariadb-port", type=int, default=3306)
+    p.add_argument("--halves", default="postgres,mariadb", help="which halves to run (comma list)")
     p.add_argument("--timeout", type=float, default=300)
     p.add_argument("--out-dir", type=Path, default=ROOT / "target" / "bench-e2e")
     args = p.parse_args()
@@ -445,11 +649,15 @@ def main() -> int:
     load = os.getloadavg()
     report = {"args": vars(args) | {"out_dir": str(args.out_dir)}, "load_before": load,
               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "postgres": None, "mariadb": None}
+    halves = set(args.halves.split(","))
     try:
-        report["postgres"] = b.postgres()
-        report["mariadb"] = b.mariadb()
+        if "postgres" in halves:
+            report["postgres"] = b.postgres()
+        if "mariadb" in halves:
+            report["mariadb"] = b.mariadb()
     finally:
         b.stop_broker()
+    report["load_after"] = os.getloadavg()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "report.json").write_text(json.dumps(report, indent=2))
     md = markdown(report)

@@ -1,8 +1,12 @@
 //! Helpers of the Kafka tests: a private tansu broker per test (on a free port, so a test can
-//! freeze or kill it without disturbing the others), and a consumer that reads topics back.
+//! freeze, kill or restart it without disturbing the others), and a consumer that reads topics
+//! back.
 //!
-//! The broker binary comes from `scripts/tansu.sh path` (cached; installed on first use) unless
-//! `TIDEMARK_TANSU` names it. Tests run only with `TIDEMARK_TEST_KAFKA=1` (set by `make test`).
+//! Two builds of tansu 0.6.0 (`scripts/tansu.sh`, cached; installed on first use): memory
+//! storage (`scripts/tansu.sh path`, or `TIDEMARK_TANSU`), which forgets everything when the
+//! process ends, and SQLite storage (`scripts/tansu.sh path sqlite`, or `TIDEMARK_TANSU_SQLITE`),
+//! whose data survives a kill and restart: [`Broker::start_persistent`]. Tests run only with
+//! `TIDEMARK_TEST_KAFKA=1` (set by `make test`).
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -27,13 +31,17 @@ pub fn kafka_enabled(test: &str) -> bool {
     }
 }
 
-fn tansu_binary() -> String {
-    if let Ok(p) = std::env::var("TIDEMARK_TANSU") {
+fn tansu_binary(storage: &str) -> String {
+    let var = match storage {
+        "sqlite" => "TIDEMARK_TANSU_SQLITE",
+        _ => "TIDEMARK_TANSU",
+    };
+    if let Ok(p) = std::env::var(var) {
         return p;
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/tansu.sh");
     let out = Command::new(script)
-        .arg("path")
+        .args(["path", storage])
         .output()
         .expect("scripts/tansu.sh runs");
     assert!(
@@ -44,19 +52,38 @@ fn tansu_binary() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// A tansu broker (memory storage) on 127.0.0.1, killed on drop.
+/// A tansu broker on 127.0.0.1, killed on drop (its SQLite directory removed).
 pub struct Broker {
     pub port: u16,
     child: Option<Child>,
     bin: String,
+    /// The SQLite storage's directory (the broker's working directory), or `None` for memory.
+    dir: Option<std::path::PathBuf>,
 }
 
 impl Broker {
+    /// A broker with memory storage (everything is lost when it stops).
     pub fn start() -> Broker {
         let mut b = Broker {
             port: free_port(),
             child: None,
-            bin: tansu_binary(),
+            bin: tansu_binary("memory"),
+            dir: None,
+        };
+        b.spawn();
+        b
+    }
+
+    /// A broker with SQLite storage in a fresh directory: topics, records, producer state and
+    /// transactions survive [`Broker::kill9`] + [`Broker::restart`].
+    pub fn start_persistent() -> Broker {
+        let dir = std::env::temp_dir().join(format!("tidemark-tansu-{}", super::support::suffix()));
+        std::fs::create_dir_all(&dir).expect("broker dir");
+        let mut b = Broker {
+            port: free_port(),
+            child: None,
+            bin: tansu_binary("sqlite"),
+            dir: Some(dir),
         };
         b.spawn();
         b
@@ -64,11 +91,30 @@ impl Broker {
 
     fn spawn(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
-        let child = Command::new(&self.bin)
-            .args(["broker", "--storage-engine", "memory://tansu/"])
+        let mut cmd = Command::new(&self.bin);
+        // tansu resolves `sqlite://<file>` against its working directory.
+        let storage = match &self.dir {
+            Some(dir) => {
+                cmd.current_dir(dir);
+                "sqlite://tansu.db"
+            }
+            None => "memory://tansu/",
+        };
+        let log = match &self.dir {
+            Some(dir) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join("tansu.log"))
+                    .expect("broker log"),
+            ),
+            None => Stdio::null(),
+        };
+        let child = cmd
+            .args(["broker", "--storage-engine", storage])
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("tansu starts");
         self.child = Some(child);
@@ -107,6 +153,27 @@ impl Broker {
     pub fn thaw(&self) {
         self.signal("-CONT");
     }
+
+    /// Kills the broker process (SIGKILL: no shutdown, open connections reset) and waits for it.
+    pub fn kill9(&mut self) {
+        let mut c = self.child.take().expect("running");
+        c.kill().expect("SIGKILL the broker");
+        c.wait().expect("the broker exits");
+    }
+
+    /// Starts the broker again on the same port and storage.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "kill9 first");
+        self.spawn();
+    }
+
+    /// The broker's log (SQLite brokers keep one in their directory).
+    pub fn log_text(&self) -> String {
+        self.dir
+            .as_ref()
+            .and_then(|d| std::fs::read_to_string(d.join("tansu.log")).ok())
+            .unwrap_or_default()
+    }
 }
 
 impl Drop for Broker {
@@ -117,6 +184,13 @@ impl Drop for Broker {
                 .status();
             let _ = c.kill();
             let _ = c.wait();
+        }
+        if let Some(dir) = &self.dir {
+            if std::thread::panicking() {
+                eprintln!("broker dir kept for inspection: {}", dir.display());
+            } else {
+                let _ = std::fs::remove_dir_all(dir);
+            }
         }
     }
 }
@@ -172,6 +246,27 @@ pub fn consume_all(
             headers: r.headers.into_iter().collect(),
         })
         .collect()
+}
+
+/// Sum of the high watermarks of every partition of `topics` (the records they hold, on topics
+/// without transactions or compaction), from the broker's metadata: no consume.
+pub fn high_watermarks(bootstrap: &str, topics: &[&str]) -> i64 {
+    use tidemark_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("consumer");
+    let mut sum = 0;
+    for t in topics {
+        let n = tidemark_kafka::consume::partition_count(bootstrap, t).unwrap_or(0);
+        for p in 0..n {
+            let (_, high) = c
+                .fetch_watermarks(t, p, Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("watermarks of {t}/{p}: {e}"));
+            sum += high;
+        }
+    }
+    sum
 }
 
 /// Waits until `topics` hold at least `n` records; returns them.
