@@ -406,7 +406,7 @@ impl Prepared {
         let rows = progress.total_rows();
         tracing::info!(
             rows,
-            seconds = format!("{:.1}", elapsed.as_secs_f64()),
+            seconds = format!("{:.3}", elapsed.as_secs_f64()),
             rows_per_s = (rows as f64 / elapsed.as_secs_f64().max(1e-3)) as u64,
             "snapshot read; streaming continues from the consistent point"
         );

@@ -105,6 +105,8 @@ struct Active {
 /// The incremental snapshot state of one Postgres source (lives across stream sessions).
 pub struct Incremental {
     pipeline: String,
+    /// Tells this run's watermarks from those of an earlier run still in the WAL.
+    run: u32,
     connect: PgConnectConfig,
     cfg: SnapshotConfig,
     ledger: LedgerHandle,
@@ -137,6 +139,7 @@ impl Incremental {
         }
         Incremental {
             pipeline,
+            run: rand::random(),
             connect,
             cfg,
             ledger,
@@ -209,8 +212,8 @@ impl Incremental {
     fn watermark(&self, text: &str) -> Option<bool> {
         let a = self.active.as_ref()?;
         let (kind, rest) = text.split_once(':')?;
-        let (pipeline, chunk) = rest.rsplit_once(':')?;
-        if pipeline != self.pipeline || chunk.parse::<u64>().ok()? != a.chunk {
+        let (pipeline_run, chunk) = rest.rsplit_once(':')?;
+        if pipeline_run != format!("{}:{}", self.pipeline, self.run) || chunk.parse::<u64>().ok()? != a.chunk {
             return None;
         }
         match kind {
@@ -371,7 +374,7 @@ impl Incremental {
             table: a.table.clone(),
             last_key: a.last_key.clone(),
             rows: self.cfg.incremental_chunk_rows,
-            tag: format!("{}:{}", self.pipeline, a.chunk),
+            tag: format!("{}:{}:{}", self.pipeline, self.run, a.chunk),
         };
         tokio::spawn(async move {
             let _ = tx.send(job.run().await);
