@@ -141,6 +141,10 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
     }
     #[cfg(feature = "mysql")]
     if let SourceConfig::Mysql(m) = &config.source {
+        if config.snapshot.mode != crate::snapshot::SnapshotMode::NoData {
+            tracing::warn!(mode = config.snapshot.mode.as_str(),
+                "snapshots of MySQL/MariaDB sources are not implemented yet (docs/snapshots.md): streaming only, as with snapshot.mode = no_data");
+        }
         return crate::source::mysql::pipeline::run(&config, m, store, metrics, resume, shutdown).await;
     }
     let pg = postgres(&config)?;

@@ -226,7 +226,11 @@ pub fn status_lines(s: &ledger::SnapshotCheckpoint) -> String {
     let mut out = format!(
         "snapshot ({kind}, start {}): {}\n",
         s.start,
-        if s.complete { "complete" } else { "in progress (a restart resumes it)" }
+        if s.complete {
+            "complete"
+        } else {
+            "in progress (a restart resumes it)"
+        }
     );
     for t in &s.tables {
         out.push_str(&format!(

@@ -225,11 +225,7 @@ fn render_line(s: &TableStat) -> String {
         0.0
     };
     let estimate = s.estimate.max(s.rows);
-    let pct = if estimate > 0 {
-        s.rows * 100 / estimate
-    } else {
-        100
-    };
+    let pct = (s.rows * 100).checked_div(estimate).unwrap_or(100);
     let state = match (s.elapsed, s.started) {
         (Some(_), _) => format!("done in {secs:.1}s"),
         (None, None) => "waiting".to_string(),
@@ -253,7 +249,7 @@ fn group(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

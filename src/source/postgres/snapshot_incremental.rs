@@ -213,7 +213,9 @@ impl Incremental {
         let a = self.active.as_ref()?;
         let (kind, rest) = text.split_once(':')?;
         let (pipeline_run, chunk) = rest.rsplit_once(':')?;
-        if pipeline_run != format!("{}:{}", self.pipeline, self.run) || chunk.parse::<u64>().ok()? != a.chunk {
+        if pipeline_run != format!("{}:{}", self.pipeline, self.run)
+            || chunk.parse::<u64>().ok()? != a.chunk
+        {
             return None;
         }
         match kind {
