@@ -659,3 +659,100 @@ fn snapshot_pg_incremental_while_streaming() {
     );
     eprintln!("incremental: ops {:?}", state.ops);
 }
+
+/// kill -9 in the middle of an incremental snapshot: the restart continues after the last
+/// chunk recorded in the checkpoint (no key at or below it is read again) and the final state
+/// is exact.
+#[test]
+fn snapshot_pg_incremental_kill9_resumes_after_last_chunk() {
+    if !pg_enabled("snapshot_pg_incremental_kill9_resumes_after_last_chunk") {
+        return;
+    }
+    let db = TestDb::create("tm_snap_incr_kill");
+    psql(
+        &db.name,
+        "CREATE TABLE t (id int PRIMARY KEY, v int, pad text);
+         INSERT INTO t SELECT i, 0, repeat('p', 100) FROM generate_series(1, 100000) i;",
+    );
+    let mut p = pipeline(
+        &db.name,
+        &["public.t"],
+        "mode = \"no_data\"\nincremental_chunk_rows = 500",
+    );
+    p.start();
+    let signal = Command::new(super::support::TIDEMARK)
+        .args(["snapshot", "--config"])
+        .arg(&p.config)
+        .args(["--table", "public.t"])
+        .output()
+        .expect("tidemark snapshot");
+    assert!(
+        signal.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signal.stderr)
+    );
+    let last_key = |p: &Pipeline| -> Option<i64> {
+        p.checkpoint()?["snapshot"]["tables"][0]["last_key"][0]
+            .as_str()?
+            .parse()
+            .ok()
+    };
+    wait_for(
+        "a few chunks durable",
+        &mut p,
+        Duration::from_secs(120),
+        |p| last_key(p).is_some_and(|k| k >= 5_000),
+    );
+    p.kill9();
+    let cp = p.checkpoint().expect("checkpoint");
+    assert_eq!(
+        cp["snapshot"]["complete"], false,
+        "the kill must land mid-snapshot: {cp}"
+    );
+    let durable = last_key(&p).expect("last key");
+    let first_run = output(&p);
+    psql(
+        &db.name,
+        "UPDATE t SET v = 1 WHERE id % 997 = 0; DELETE FROM t WHERE id % 991 = 0;",
+    );
+    p.start();
+    wait_for(
+        "the incremental snapshot to finish",
+        &mut p,
+        Duration::from_secs(240),
+        |p| {
+            p.checkpoint()
+                .is_some_and(|c| c["snapshot"]["complete"] == true)
+        },
+    );
+    wait_marker(&mut p, &db.name, Duration::from_secs(60));
+    p.stop();
+    assert!(
+        p.log_text().contains("resuming the incremental snapshot"),
+        "{}",
+        p.log_text()
+    );
+    let all = output(&p);
+    let second = replay(&all[first_run.len()..], "t");
+    let reread: Vec<&String> = second
+        .reads
+        .keys()
+        .filter(|k| {
+            serde_json::from_str::<serde_json::Value>(k).unwrap()["id"]
+                .as_i64()
+                .is_some_and(|id| id <= durable)
+        })
+        .take(5)
+        .collect();
+    assert!(
+        reread.is_empty(),
+        "keys up to the durable last key {durable} read again: {reread:?}"
+    );
+    let state = replay(&all, "t");
+    let reference = reference_state(&db.name, "public.t");
+    assert_same_state(
+        "state after kill -9 during an incremental snapshot",
+        &reference,
+        &state,
+    );
+}
