@@ -15,7 +15,8 @@
 //! - [`table`]: `TableId`, `SourceType`, `Column`, `TableSchema` (versioned, with its Arrow
 //!   schema).
 //! - [`pg_types`]: the Postgres → Arrow type mapping; [`pg_value`]: value parsing.
-//! - [`mysql_types`], [`mysql_value`], [`mysql_position`]: the same for MySQL/MariaDB binlogs.
+//! - [`mysql_types`], [`mysql_value`], [`mysql_position`]: the same for MySQL/MariaDB binlogs;
+//!   [`mysql_gtid_set`]: MySQL GTID sets and the ledger that checkpoints them.
 //! - [`batch`] / [`builder`]: `ChangeBatch` and its row-by-row builder.
 //! - [`txn`], [`sink`]: transactions and the sink trait.
 //!
@@ -27,6 +28,7 @@
 pub mod batch;
 pub mod builder;
 pub mod error;
+pub mod mysql_gtid_set;
 pub mod mysql_position;
 pub mod mysql_types;
 pub mod mysql_value;
@@ -40,6 +42,7 @@ pub mod txn;
 pub use batch::{ChangeBatch, Image, Marker, MarkerKind, Op};
 pub use builder::ChangeBatchBuilder;
 pub use error::{ModelError, ValueError};
+pub use mysql_gtid_set::{GtidLedger, GtidLedgerHandle, GtidSet};
 pub use mysql_types::MysqlType;
 pub use mysql_value::{MysqlColumnBuilder, MysqlValue};
 pub use pg_value::{ColumnBuilder, ValueMarker};
