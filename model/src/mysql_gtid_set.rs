@@ -37,6 +37,9 @@ use std::sync::{Arc, Mutex};
 use crate::mysql_position::{Gtid, MysqlPosition};
 use crate::position::PositionError;
 
+/// One server UUID's half-open GTID intervals, as `PREVIOUS_GTIDS_LOG_EVENT` lists them.
+pub type SidIntervals = ([u8; 16], Vec<(u64, u64)>);
+
 /// A set of MySQL GTIDs: per server UUID, disjoint sorted half-open intervals of numbers.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct GtidSet {
@@ -107,7 +110,7 @@ impl GtidSet {
 
     /// The set from half-open intervals as a `PREVIOUS_GTIDS_LOG_EVENT` carries them (empty or
     /// reversed intervals are dropped; overlaps merge).
-    pub fn from_intervals(sids: &[([u8; 16], Vec<(u64, u64)>)]) -> Self {
+    pub fn from_intervals(sids: &[SidIntervals]) -> Self {
         let mut set = GtidSet::new();
         for (uuid, iv) in sids {
             for &(s, e) in iv {
@@ -270,7 +273,7 @@ mod tests {
         assert!("".parse::<GtidSet>().unwrap().is_empty());
         for bad in [
             "nope:1",
-            &format!("{A}"),
+            A,
             &format!("{A}:0"),
             &format!("{A}:5-3"),
             &format!("{A}:x"),

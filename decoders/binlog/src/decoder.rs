@@ -30,7 +30,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use tidemark_model::mysql_position::binlog_file_number;
 use tidemark_model::{
-    ChangeBatch, ChangeBatchBuilder, Gtid, Image, MarkerKind, MysqlPosition, Op, Position, TableId,
+    ChangeBatch, ChangeBatchBuilder, Gtid, GtidSet, Image, MysqlPosition, Op, Position, TableId,
     TableSchema, Transaction, TxnItem,
 };
 
@@ -40,10 +40,11 @@ use crate::event::{
 };
 use crate::events::{self, MariadbGtidEvent, MysqlGtidEvent, Query};
 use crate::reader::Reader;
-use crate::rows::{bit, rows_event, RowsHeader, RowsKind};
+use crate::row_image::RowCtx;
+use crate::rows::{rows_event, RowsHeader, RowsKind};
 use crate::schema::{resolve, TableCatalog, TableEntry};
 use crate::table_map::TableMap;
-use crate::values::{self, Decoded, Kind, Scratch};
+use crate::values::Scratch;
 
 /// Batch-level Arrow metadata keys the decoder sets on every MySQL change batch (the model has
 /// no per-row place for them; Debezium's `source` block needs them).
@@ -154,6 +155,12 @@ pub struct Decoder {
     txn: Option<Txn>,
     query: Option<Arc<str>>,
     skip_until: Option<MysqlPosition>,
+    /// Resume by GTID inside a transaction: rows of the transaction with this GTID up to this
+    /// index were acknowledged ([`Decoder::skip_rows_of`]).
+    skip_rows_of: Option<(Gtid, u32)>,
+    /// The MySQL GTID set executed up to the decoder's point, once known
+    /// ([`Decoder::gtid_executed`]).
+    executed: Option<Arc<GtidSet>>,
     scratch: Scratch,
     before_json: Vec<Option<String>>,
     out: Vec<Step>,
@@ -184,6 +191,8 @@ impl Decoder {
             txn: None,
             query: None,
             skip_until: None,
+            skip_rows_of: None,
+            executed: None,
             scratch: Scratch::default(),
             before_json: Vec::new(),
             out: Vec::new(),
@@ -219,6 +228,38 @@ impl Decoder {
     /// Drops rows and transactions at or before `p` (resume after a checkpoint).
     pub fn skip_until(&mut self, p: MysqlPosition) {
         self.skip_until = Some(p);
+    }
+
+    /// Drops the rows, up to `index`, of the transaction whose GTID is `gtid` (a GTID resume
+    /// from a checkpoint inside that transaction: the server sends it again from its start,
+    /// at positions that need not compare with the checkpoint's when the server changed).
+    pub fn skip_rows_of(&mut self, gtid: Gtid, index: u32) {
+        self.skip_rows_of = Some((gtid, index));
+    }
+
+    /// Starts tracking the MySQL executed GTID set from `set` (the start set, the server's
+    /// `Executed_Gtid_Set` at the start position, or a checkpoint's). Without it the set is
+    /// learnt from the first PREVIOUS_GTIDS event (at the start of every binlog file).
+    pub fn set_gtid_executed(&mut self, set: GtidSet) {
+        self.executed = Some(Arc::new(set));
+    }
+
+    /// The MySQL GTID set executed up to the last decoded event: the starting set (or a
+    /// PREVIOUS_GTIDS), plus the GTID of every transaction committed since, skipped ones
+    /// included. `None` until known (a stream that started inside a binlog file without a
+    /// starting set learns it at the next file). The set after a transaction is what a
+    /// checkpoint at its end resumes with (`tidemark_model::mysql_gtid_set`).
+    pub fn gtid_executed(&self) -> Option<&Arc<GtidSet>> {
+        self.executed.as_ref()
+    }
+
+    /// Adds a committed transaction's MySQL GTID to the executed set (when it is known).
+    fn executed_add(&mut self, gtid: Option<Gtid>) {
+        if let (Some(set), Some(g @ Gtid::Mysql { .. })) = (self.executed.as_mut(), gtid) {
+            if !set.contains(&g) {
+                Arc::make_mut(set).insert(&g);
+            }
+        }
     }
 
     /// Registers what the catalog says about a table (before its TABLE_MAP is decoded).
@@ -412,7 +453,13 @@ impl Decoder {
             }
             STOP => self.out.push(Step::Stop),
             PREVIOUS_GTIDS => {
-                events::parse_previous_gtids(body)?;
+                // Every transaction of the earlier files: part of what is executed before
+                // anything that follows in this file.
+                let prev = GtidSet::from_intervals(&events::parse_previous_gtids(body)?);
+                match self.executed.as_mut() {
+                    Some(set) => Arc::make_mut(set).union(&prev),
+                    None => self.executed = Some(Arc::new(prev)),
+                }
             }
             MARIADB_GTID_LIST => {
                 events::parse_gtid_list(body)?;
@@ -521,6 +568,7 @@ impl Decoder {
             next,
             p.and_then(|p| p.gtid),
         );
+        self.executed_add(end.gtid);
         self.catalog.clear();
         self.catalog_generation += 1;
         self.maps.clear();
@@ -616,6 +664,10 @@ impl Decoder {
         self.query = None;
         flush_batch(&mut txn)?;
         let end = MysqlPosition::end(self.file_number, txn.txn_pos, next, txn.gtid);
+        self.executed_add(txn.gtid);
+        if self.skip_rows_of.is_some_and(|(g, _)| txn.gtid == Some(g)) {
+            self.skip_rows_of = None;
+        }
         if self.skipped(&end) {
             return Ok(());
         }
@@ -703,7 +755,9 @@ impl Decoder {
             let skip = match self.skip_until {
                 Some(s) => pos <= s,
                 None => false,
-            };
+            } || self
+                .skip_rows_of
+                .is_some_and(|(g, i)| txn.gtid == Some(g) && pos.index <= i);
             let mut ctx = RowCtx {
                 entry: &entry,
                 scratch: &mut self.scratch,
@@ -812,166 +866,4 @@ fn with_meta(
         schema: cb.schema,
         batch,
     })
-}
-
-/// Borrowed state for reading one row's images.
-struct RowCtx<'e> {
-    entry: &'e TableEntry,
-    scratch: &'e mut Scratch,
-    before_json: &'e mut Vec<Option<String>>,
-}
-
-fn popcount(map: &[u8], width: usize) -> usize {
-    (0..width).filter(|&i| bit(map, i)).count()
-}
-
-fn value_err(entry: &TableEntry, col: usize, reason: String) -> ErrorKind {
-    let c = entry.schema.as_ref().map(|s| &s.columns[col]);
-    ErrorKind::Value {
-        table: entry.table.to_string(),
-        column: c.map_or_else(|| col.to_string(), |c| c.name.clone()),
-        source_type: c.map_or_else(String::new, |c| c.source_type.display.clone()),
-        reason,
-    }
-}
-
-impl RowCtx<'_> {
-    /// Reads one image into `b`; columns absent from `present` are `Unchanged`.
-    fn image(
-        &mut self,
-        r: &mut Reader<'_>,
-        b: &mut ChangeBatchBuilder,
-        image: Image,
-        present: &[u8],
-        partial: bool,
-    ) -> Result<(), ErrorKind> {
-        let width = self.entry.kinds.len();
-        let mut partial_bits: &[u8] = &[];
-        if partial && image == Image::After {
-            let opts = r.packed()?.unwrap_or(0);
-            if opts & 1 != 0 {
-                let n_json = (0..width)
-                    .filter(|&i| {
-                        bit(present, i) && matches!(self.entry.kinds[i], Kind::Json { .. })
-                    })
-                    .count();
-                partial_bits = r.take(n_json.div_ceil(8))?;
-            }
-        }
-        if partial && image == Image::Before {
-            self.before_json.clear();
-            self.before_json.resize(width, None);
-        }
-        let nulls = r.take(popcount(present, width).div_ceil(8))?;
-        let (mut k, mut json_i) = (0usize, 0usize);
-        for col in 0..width {
-            if !bit(present, col) {
-                b.append_unchanged(image, col)?;
-                continue;
-            }
-            let is_null = bit(nulls, k);
-            k += 1;
-            let kind = &self.entry.kinds[col];
-            let is_json = matches!(kind, Kind::Json { .. });
-            let diff = is_json && bit(partial_bits, json_i);
-            if is_json {
-                json_i += 1;
-            }
-            if is_null {
-                b.append_null(image, col)?;
-                continue;
-            }
-            if diff {
-                let len = r.uint(4)? as usize;
-                let diffs = r.take(len)?;
-                let entry = self.entry;
-                let before = self
-                    .before_json
-                    .get(col)
-                    .and_then(|v| v.as_deref())
-                    .ok_or_else(|| {
-                        value_err(
-                            entry,
-                            col,
-                            "partial JSON update without a before image".into(),
-                        )
-                    })?;
-                crate::json_diff::apply(before, diffs, &mut self.scratch.text)
-                    .map_err(|e| value_err(entry, col, e))?;
-                b.append_value(
-                    image,
-                    col,
-                    tidemark_model::MysqlValue::Str(&self.scratch.text),
-                )?;
-                continue;
-            }
-            let entry = self.entry;
-            let v = values::decode(r, kind, self.scratch).map_err(|e| value_err(entry, col, e))?;
-            if partial && image == Image::Before && is_json {
-                if let Decoded::Value(tidemark_model::MysqlValue::Str(s)) = v {
-                    self.before_json[col] = Some(s.to_owned());
-                }
-            }
-            match v {
-                Decoded::Value(v) => b.append_value(image, col, v)?,
-                Decoded::Invalid(t) => {
-                    b.append_marked_null(image, col, MarkerKind::Invalid, Some(t))?
-                }
-                Decoded::Srid(v, d) => {
-                    b.append_value_marked(image, col, v, MarkerKind::Srid, Some(d))?
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads past one row without building it (rows before the resume point).
-    fn skip_row(
-        &mut self,
-        r: &mut Reader<'_>,
-        kind: RowsKind,
-        rh: &RowsHeader<'_>,
-    ) -> Result<(), ErrorKind> {
-        let images: &[(&[u8], bool)] = match kind {
-            RowsKind::Write | RowsKind::Delete => &[(rh.present, false)],
-            RowsKind::Update => &[(rh.present, false), (rh.present_after, false)],
-            RowsKind::PartialUpdate => &[(rh.present, false), (rh.present_after, true)],
-        };
-        let width = self.entry.kinds.len();
-        for &(present, after_partial) in images {
-            let mut partial_bits: &[u8] = &[];
-            if after_partial && r.packed()?.unwrap_or(0) & 1 != 0 {
-                let n = (0..width)
-                    .filter(|&i| {
-                        bit(present, i) && matches!(self.entry.kinds[i], Kind::Json { .. })
-                    })
-                    .count();
-                partial_bits = r.take(n.div_ceil(8))?;
-            }
-            let nulls = r.take(popcount(present, width).div_ceil(8))?;
-            let (mut k, mut j) = (0, 0);
-            for col in 0..width {
-                if !bit(present, col) {
-                    continue;
-                }
-                let null = bit(nulls, k);
-                k += 1;
-                let kind = &self.entry.kinds[col];
-                let is_json = matches!(kind, Kind::Json { .. });
-                let diff = is_json && bit(partial_bits, j);
-                j += usize::from(is_json);
-                if null {
-                    continue;
-                }
-                if diff {
-                    let len = r.uint(4)? as usize;
-                    r.take(len)?;
-                } else {
-                    let entry = self.entry;
-                    values::decode(r, kind, self.scratch).map_err(|e| value_err(entry, col, e))?;
-                }
-            }
-        }
-        Ok(())
-    }
 }

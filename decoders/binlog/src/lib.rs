@@ -11,6 +11,7 @@
 //!                                                 ├ events.rs     QUERY, XID, ROTATE, GTIDs, heartbeats, payloads
 //!                                                 ├ table_map.rs  TABLE_MAP + optional metadata
 //!                                                 ├ rows.rs       rows event headers
+//!                                                 ├ row_image.rs  row images → builder (bitmaps, JSON diffs)
 //!                                                 ├ values.rs     column values (decimal.rs, json.rs, json_diff.rs, charset.rs)
 //!                                                 └ schema.rs     table map + catalog → TableSchema versions
 //!                                                        ▼
@@ -77,6 +78,7 @@ pub mod events;
 pub mod json;
 pub mod json_diff;
 mod reader;
+mod row_image;
 pub mod rows;
 pub mod schema;
 pub mod table_map;
