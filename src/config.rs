@@ -93,6 +93,9 @@ pub enum SourceConfig {
     /// A MySQL 8.x / MariaDB 10.5+ server read as a replica (row-based binlog).
     #[cfg(feature = "mysql")]
     Mysql(crate::source::mysql::MysqlSourceConfig),
+    /// Debezium-format change-event topics (docs/iceberg.md, "Kafka source").
+    #[cfg(feature = "kafka")]
+    Kafka(crate::source::kafka::KafkaSourceConfig),
 }
 
 impl SourceConfig {
@@ -413,6 +416,8 @@ impl Config {
             SourceConfig::Delta(d) => d.validate(&mut problem),
             #[cfg(feature = "mysql")]
             SourceConfig::Mysql(m) => m.validate(&mut problem),
+            #[cfg(feature = "kafka")]
+            SourceConfig::Kafka(k) => k.validate(&mut problem),
         }
         if self.sinks.is_empty() {
             problem("sinks", "no sink configured; add a [[sinks]] table".into());
@@ -472,6 +477,8 @@ impl Config {
             SourceConfig::Delta(d) => d.server_name.as_deref().unwrap_or(&self.pipeline.name),
             #[cfg(feature = "mysql")]
             SourceConfig::Mysql(m) => m.server_name.as_deref().unwrap_or(&self.pipeline.name),
+            #[cfg(feature = "kafka")]
+            SourceConfig::Kafka(k) => k.server_name.as_deref().unwrap_or(&self.pipeline.name),
         }
     }
 }

@@ -147,6 +147,10 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
         }
         return crate::source::mysql::pipeline::run(&config, m, store, metrics, resume, shutdown).await;
     }
+    #[cfg(feature = "kafka")]
+    if let SourceConfig::Kafka(k) = &config.source {
+        return run_kafka(&config, k, store, metrics, resume, shutdown).await;
+    }
     let pg = postgres(&config)?;
     let connect = connect_config(pg)?;
     let Some(startup) = prepare_snapshot(
@@ -363,6 +367,49 @@ pub async fn signal_snapshot(config: &Config, tables: &[String]) -> anyhow::Resu
         "incremental snapshot of {} requested (signal at {lsn}); the pipeline starts it when its stream reaches the signal; follow it with `tidemark status`",
         tables.join(", ")
     ))
+}
+
+/// Runs a pipeline whose source is Debezium-format Kafka topics (`source.kind = "kafka"`).
+#[cfg(feature = "kafka")]
+async fn run_kafka(
+    config: &Config,
+    k: &crate::source::kafka::KafkaSourceConfig,
+    store: FileCheckpointStore,
+    metrics: std::sync::Arc<Metrics>,
+    resume: Option<tidemark_model::Position>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    #[allow(unused_mut)]
+    let mut sinks = build_sinks(config, config.server_name())?;
+    #[cfg(feature = "iceberg")]
+    add_iceberg_sinks(config, &mut sinks).await?;
+    let (tx, rx) = queue::channel(config.pipeline.max_queue_bytes);
+    let (acked_tx, acked_rx) = watch::channel(resume);
+    let engine = Engine::new(sinks, store, metrics.clone(), config.checkpoint.interval, resume);
+    let engine_task = tokio::spawn(engine.run(rx, acked_tx));
+    let source = crate::source::kafka::KafkaSource {
+        config: k.clone(),
+        pipeline: config.pipeline.name.clone(),
+        dir: config.checkpoint.dir.clone(),
+        queue: tx,
+        acked: acked_rx,
+        metrics: metrics.clone(),
+        resume,
+        shutdown,
+    };
+    let source_result = source.run().await;
+    let engine_result = engine_task.await.context("engine task panicked")?;
+    match (source_result, engine_result) {
+        (_, Err(e)) => {
+            metrics.set_error(e.to_string());
+            Err(e).context("sink or checkpoint failed")
+        }
+        (Err(e), Ok(())) => {
+            metrics.set_error(e.to_string());
+            Err(e).context("kafka source failed")
+        }
+        (Ok(()), Ok(())) => Ok(()),
+    }
 }
 
 /// `tidemark validate`: the server's settings for logical replication.
