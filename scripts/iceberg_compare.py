@@ -74,7 +74,7 @@ def canon(v, kind=None):
     return str(v)
 
 
-def pg_rows(dsn, table, key):
+def pg_rows(dsn, table, key, columns=None):
     import psycopg2
 
     conn = psycopg2.connect(dsn)
@@ -94,7 +94,8 @@ def pg_rows(dsn, table, key):
         base = typ.lstrip("_")
         k = {"float4": "float4", "interval": "interval", "json": "json", "jsonb": "jsonb", "uuid": "uuid"}.get(base)
         kinds[col] = (k + "[]" if typ.startswith("_") else k) if k else None
-    cur.execute('SELECT * FROM "%s"."%s"' % (schema, name))
+    select = ", ".join('"%s"' % c for c in columns) if columns else "*"
+    cur.execute('SELECT %s FROM "%s"."%s"' % (select, schema, name))
     names = [d[0] for d in cur.description]
     rows = {}
     for r in cur.fetchall():
@@ -111,7 +112,8 @@ def lake_records(args):
     tbl = cat.load_table(args.table)
     start = time.monotonic()
     if args.reader == "pyiceberg":
-        records = tbl.scan().to_arrow().to_pylist()
+        scan = tbl.scan(selected_fields=tuple(args.columns.split(","))) if args.columns else tbl.scan()
+        records = scan.to_arrow().to_pylist()
     elif args.reader == "polars":
         import polars as pl
 
@@ -145,6 +147,7 @@ def main():
     p.add_argument("--pg-table")
     p.add_argument("--key", default="id")
     p.add_argument("--changelog", action="store_true", help="print the changelog rows instead")
+    p.add_argument("--columns", help="compare only these columns (comma-separated; pyiceberg reader)")
     args = p.parse_args()
     key = args.key.split(",")
     records, secs = lake_records(args)
@@ -154,7 +157,8 @@ def main():
         return
     result = {"reader": args.reader, "lake_rows": len(records), "seconds": secs}
     if args.pg_dsn:
-        expected, kinds = pg_rows(args.pg_dsn, args.pg_table, key)
+        columns = args.columns.split(",") if args.columns else None
+        expected, kinds = pg_rows(args.pg_dsn, args.pg_table, key, columns)
         actual = {}
         dups = 0
         for r in records:

@@ -21,7 +21,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tidemark_model::Position;
+use tidemark_model::{GtidLedger, GtidLedgerHandle, Position};
 
 use crate::snapshot::ledger::{Ledger, LedgerHandle, SnapshotCheckpoint};
 
@@ -39,6 +39,11 @@ pub struct Checkpoint {
     /// files written before snapshots existed (they read as "no snapshot").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotCheckpoint>,
+    /// MySQL: the GTID set executed at `position` (`tidemark_model::mysql_gtid_set`), which a
+    /// restart sends with COM_BINLOG_DUMP_GTID; absent when GTIDs are off, unknown, or on
+    /// other sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid_set: Option<String>,
 }
 
 impl Checkpoint {
@@ -74,6 +79,8 @@ pub struct FileCheckpointStore {
     /// The running snapshot's progress, settled and written with every save (shared with
     /// the snapshot emitter; clones of the store share it).
     ledger: LedgerHandle,
+    /// MySQL executed GTID sets registered by the source, settled at every save.
+    gtids: GtidLedgerHandle,
 }
 
 impl FileCheckpointStore {
@@ -87,6 +94,7 @@ impl FileCheckpointStore {
             path: dir.join(format!("{pipeline}.json")),
             pipeline: pipeline.to_string(),
             ledger: LedgerHandle::default(),
+            gtids: GtidLedgerHandle::default(),
         })
     }
 
@@ -99,6 +107,19 @@ impl FileCheckpointStore {
     /// finished snapshot's record in later checkpoints).
     pub fn ledger(&self) -> LedgerHandle {
         self.ledger.clone()
+    }
+
+    /// The MySQL GTID ledger: the source registers the executed set at each transaction end;
+    /// every save writes the set at the saved position (`gtid_set`).
+    pub fn gtid_ledger(&self) -> GtidLedgerHandle {
+        self.gtids.clone()
+    }
+
+    /// Starts the GTID ledger from a checkpoint's set (on a restart).
+    pub fn track_gtids(&self, set: Option<tidemark_model::GtidSet>) {
+        if let Ok(mut l) = self.gtids.lock() {
+            *l = GtidLedger::new(set);
+        }
     }
 
     /// Starts recording `state` with every save.
@@ -155,11 +176,16 @@ impl FileCheckpointStore {
             Ok(mut l) => l.as_mut().map(|l| l.settle(position)),
             Err(_) => None,
         };
+        let gtid_set = match (position.as_mysql(), self.gtids.lock()) {
+            (Some(p), Ok(mut l)) => l.settle(p).map(|s| s.to_string()),
+            _ => None,
+        };
         let cp = Checkpoint {
             pipeline: self.pipeline.clone(),
             position: position.to_string(),
             saved_at_ms: now_ms(),
             snapshot,
+            gtid_set,
         };
         let body = serde_json::to_vec_pretty(&cp).expect("a Checkpoint always serializes");
         write_atomic(&self.path, &body).map_err(|source| CheckpointError::Io {

@@ -160,9 +160,12 @@ async fn main() -> anyhow::Result<()> {
             use tidemark::iceberg_cli::{run, Action};
             let (config, action, table) = match action {
                 IcebergAction::Compact { config, table } => (config, Action::Compact, table),
-                IcebergAction::Expire { config, table, older_than, keep } => {
-                    (config, Action::Expire { older_than, keep }, table)
-                }
+                IcebergAction::Expire {
+                    config,
+                    table,
+                    older_than,
+                    keep,
+                } => (config, Action::Expire { older_than, keep }, table),
             };
             let config = load(&config)?;
             println!("{}", run(&config, action, table.as_deref()).await?);

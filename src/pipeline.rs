@@ -66,7 +66,10 @@ pub(crate) fn build_sinks(config: &Config, database: &str) -> anyhow::Result<Vec
 
 /// Appends the Iceberg sinks of `config` (their catalog connection is async).
 #[cfg(feature = "iceberg")]
-pub(crate) async fn add_iceberg_sinks(config: &Config, sinks: &mut Vec<Box<dyn Sink>>) -> anyhow::Result<()> {
+pub(crate) async fn add_iceberg_sinks(
+    config: &Config,
+    sinks: &mut Vec<Box<dyn Sink>>,
+) -> anyhow::Result<()> {
     for (i, sink) in config.sinks.iter().enumerate() {
         if let SinkConfig::Iceberg(c) = sink {
             let s = tidemark_iceberg::IcebergSink::new(c.as_ref().clone())
@@ -145,7 +148,16 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
             tracing::warn!(mode = config.snapshot.mode.as_str(),
                 "snapshots of MySQL/MariaDB sources are not implemented yet (docs/snapshots.md): streaming only, as with snapshot.mode = no_data");
         }
-        return crate::source::mysql::pipeline::run(&config, m, store, metrics, resume, shutdown).await;
+        let gtids = match checkpoint.as_ref().and_then(|c| c.gtid_set.as_deref()) {
+            Some(text) => Some(text.parse::<tidemark_model::GtidSet>().map_err(|e| {
+                anyhow::anyhow!("checkpoint {}: gtid_set: {e}", store.path().display())
+            })?),
+            None => None,
+        };
+        return crate::source::mysql::pipeline::run(
+            &config, m, store, metrics, resume, gtids, shutdown,
+        )
+        .await;
     }
     #[cfg(feature = "kafka")]
     if let SourceConfig::Kafka(k) = &config.source {
@@ -189,7 +201,7 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
         config.checkpoint.interval,
         resume,
     );
-    let engine_task = tokio::spawn(engine.run(rx, acked_tx));
+    let mut engine_task = tokio::spawn(engine.run(rx, acked_tx));
     let mut stop_after_snapshot = false;
     if let Some(job) = job {
         stop_after_snapshot = job.stop;
@@ -201,7 +213,14 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
             metrics: metrics.clone(),
             queue: tx.clone(),
         };
-        match job.run(cx).await {
+        let done = match race_engine(job.run(cx), &mut engine_task).await {
+            Raced::Work(done) => done,
+            Raced::Engine(e) => {
+                metrics.set_error(format!("{e:#}"));
+                return Err(e);
+            }
+        };
+        match done {
             Ok(last) => resume = last.or(resume),
             Err(e) => {
                 drop(tx);
@@ -241,18 +260,66 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
             ),
         ),
     };
-    let source_result = source.run().await;
-    // The source dropped its queue sender: the engine drains what is queued, checkpoints, ends.
-    let engine_result = engine_task.await.context("engine task panicked")?;
-    if let Err(e) = &source_result {
-        metrics.set_error(e.to_string());
+    drive(source.run(), engine_task, &metrics, "postgres source failed").await
+}
+
+/// How [`race_engine`] ended.
+pub(crate) enum Raced<T> {
+    /// The work (a source, a snapshot) finished; the engine is still running.
+    Work(T),
+    /// The engine ended first — a sink's or the checkpoint's definite error — and the work
+    /// was dropped at its next await (it could otherwise wait forever on a full queue that
+    /// nobody drains). Nothing is lost: only what the engine checkpointed is acknowledged.
+    Engine(anyhow::Error),
+}
+
+/// Awaits `work` (something feeding the engine's queue) unless the engine ends first.
+pub(crate) async fn race_engine<T>(
+    work: impl std::future::Future<Output = T>,
+    engine: &mut tokio::task::JoinHandle<Result<(), crate::engine::EngineError>>,
+) -> Raced<T> {
+    tokio::pin!(work);
+    tokio::select! {
+        biased;
+        ended = &mut *engine => Raced::Engine(match ended {
+            Ok(Err(e)) => anyhow::Error::new(e).context("sink or checkpoint failed"),
+            Ok(Ok(())) => anyhow::anyhow!("the engine stopped while its source was still running"),
+            Err(j) => anyhow::Error::new(j).context("engine task panicked"),
+        }),
+        out = &mut work => Raced::Work(out),
     }
+}
+
+/// Runs a source until it ends, then lets the engine drain what is queued, checkpoint and
+/// end. Whichever fails first is the pipeline's error (`what`: "postgres source", …); a
+/// failing engine stops the source instead of leaving it blocked on the queue.
+pub(crate) async fn drive<E>(
+    source: impl std::future::Future<Output = Result<(), E>>,
+    mut engine: tokio::task::JoinHandle<Result<(), crate::engine::EngineError>>,
+    metrics: &Metrics,
+    what: &'static str,
+) -> anyhow::Result<()>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let source_result = match race_engine(source, &mut engine).await {
+        Raced::Work(r) => r,
+        Raced::Engine(e) => {
+            metrics.set_error(format!("{e:#}"));
+            return Err(e);
+        }
+    };
+    // The source dropped its queue sender: the engine drains what is queued, checkpoints, ends.
+    let engine_result = engine.await.context("engine task panicked")?;
     match (source_result, engine_result) {
         (_, Err(e)) => {
             metrics.set_error(e.to_string());
             Err(e).context("sink or checkpoint failed")
         }
-        (Err(e), Ok(())) => Err(e).context("postgres source failed"),
+        (Err(e), Ok(())) => {
+            metrics.set_error(e.to_string());
+            Err(e).context(what)
+        }
         (Ok(()), Ok(())) => Ok(()),
     }
 }
@@ -327,19 +394,7 @@ async fn run_delta(
         resume,
         shutdown,
     };
-    let source_result = source.run().await;
-    let engine_result = engine_task.await.context("engine task panicked")?;
-    match (source_result, engine_result) {
-        (_, Err(e)) => {
-            metrics.set_error(e.to_string());
-            Err(e).context("sink or checkpoint failed")
-        }
-        (Err(e), Ok(())) => {
-            metrics.set_error(e.to_string());
-            Err(e).context("delta source failed")
-        }
-        (Ok(()), Ok(())) => Ok(()),
-    }
+    drive(source.run(), engine_task, &metrics, "delta source failed").await
 }
 
 /// `tidemark snapshot --table …`: asks the running pipeline for an incremental snapshot of
@@ -385,7 +440,13 @@ async fn run_kafka(
     add_iceberg_sinks(config, &mut sinks).await?;
     let (tx, rx) = queue::channel(config.pipeline.max_queue_bytes);
     let (acked_tx, acked_rx) = watch::channel(resume);
-    let engine = Engine::new(sinks, store, metrics.clone(), config.checkpoint.interval, resume);
+    let engine = Engine::new(
+        sinks,
+        store,
+        metrics.clone(),
+        config.checkpoint.interval,
+        resume,
+    );
     let engine_task = tokio::spawn(engine.run(rx, acked_tx));
     let source = crate::source::kafka::KafkaSource {
         config: k.clone(),
@@ -397,19 +458,7 @@ async fn run_kafka(
         resume,
         shutdown,
     };
-    let source_result = source.run().await;
-    let engine_result = engine_task.await.context("engine task panicked")?;
-    match (source_result, engine_result) {
-        (_, Err(e)) => {
-            metrics.set_error(e.to_string());
-            Err(e).context("sink or checkpoint failed")
-        }
-        (Err(e), Ok(())) => {
-            metrics.set_error(e.to_string());
-            Err(e).context("kafka source failed")
-        }
-        (Ok(()), Ok(())) => Ok(()),
-    }
+    drive(source.run(), engine_task, &metrics, "kafka source failed").await
 }
 
 /// `tidemark validate`: the server's settings for logical replication.

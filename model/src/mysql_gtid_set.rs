@@ -198,7 +198,7 @@ impl FromStr for GtidSet {
 #[derive(Debug, Default)]
 pub struct GtidLedger {
     settled: Option<Arc<GtidSet>>,
-    pending: VecDeque<(MysqlPosition, Arc<GtidSet>)>,
+    pending: VecDeque<(MysqlPosition, Option<Arc<GtidSet>>)>,
 }
 
 /// The ledger shared by a MySQL source (registers) and the checkpoint store (settles).
@@ -213,10 +213,11 @@ impl GtidLedger {
         }
     }
 
-    /// Records that every change up to `end` (a transaction end) leaves `after` executed.
-    /// Call it before the transaction is handed to the engine, so a checkpoint at `end` can
-    /// never be saved without its set.
-    pub fn register(&mut self, end: MysqlPosition, after: Arc<GtidSet>) {
+    /// Records that every change up to `end` (a transaction end) leaves `after` executed
+    /// (`None`: not known, e.g. a session that started inside a binlog file without a set; a
+    /// checkpoint there must not reuse an older set). Call it before the transaction is handed
+    /// to the engine, so a checkpoint at `end` can never be saved without its set.
+    pub fn register(&mut self, end: MysqlPosition, after: Option<Arc<GtidSet>>) {
         // A session that restarts behind what is pending (a reconnect resends nothing older
         // than the last handed-over position, but be safe): newer registrations win.
         while self.pending.back().is_some_and(|(p, _)| *p >= end) {
@@ -229,7 +230,7 @@ impl GtidLedger {
     /// `p` (registrations up to `p` are consumed). `None` while no set is known.
     pub fn settle(&mut self, p: &MysqlPosition) -> Option<&GtidSet> {
         while self.pending.front().is_some_and(|(e, _)| e <= p) {
-            self.settled = self.pending.pop_front().map(|(_, s)| s);
+            self.settled = self.pending.pop_front().and_then(|(_, s)| s);
         }
         self.settled.as_deref()
     }
@@ -319,7 +320,7 @@ mod tests {
                 1000 * (i as u64 + 1) + 900,
                 Some(g(A, gno)),
             );
-            ledger.register(e, Arc::new(set.clone()));
+            ledger.register(e, Some(Arc::new(set.clone())));
             ends.push(e);
         }
         // Before any registered end: the starting set.
@@ -351,8 +352,11 @@ mod tests {
             format!("{A}:1-103")
         );
         assert_eq!(ledger.pending(), 0);
-        // A ledger without a known set says so.
+        // A ledger without a known set says so, and an unknown set replaces a known one.
         assert!(GtidLedger::new(None).settle(&ends[0]).is_none());
+        let later = end(9000, 9900, Some(g(A, 104)));
+        ledger.register(later, None);
+        assert!(ledger.settle(&later).is_none());
     }
 
     fn arb_set() -> impl Strategy<Value = GtidSet> {

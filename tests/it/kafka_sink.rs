@@ -219,16 +219,20 @@ fn kafka_events_match_jsonl_event_by_event() {
         "events counted in END (tombstones are not events)"
     );
     // The JSON-lines sink's BEGIN/END lines are the Kafka transaction topic's records.
-    let jsonl_tx: Vec<(Value, Value)> = jsonl
+    // As sets: the transaction topic has 3 partitions here too (keyed by transaction id), and a
+    // consumer interleaves partitions as it reads them.
+    let mut jsonl_tx: Vec<String> = jsonl
         .iter()
         .filter(|l| l["topic"] == "tm.transaction")
-        .map(|l| (l["key"].clone(), l["value"].clone()))
+        .map(|l| format!("{} {}", l["key"], l["value"]))
         .collect();
-    let kafka_tx: Vec<(Value, Value)> = all
+    let mut kafka_tx: Vec<String> = all
         .iter()
         .filter(|c| c.topic == "tm.transaction")
-        .map(|c| (c.key_json(), c.value_json()))
+        .map(|c| format!("{} {}", c.key_json(), c.value_json()))
         .collect();
+    jsonl_tx.sort();
+    kafka_tx.sort();
     assert_eq!(jsonl_tx.len(), 12, "{jsonl_tx:?}");
     assert_eq!(
         jsonl_tx, kafka_tx,
@@ -392,6 +396,9 @@ fn kafka_broker_restart_loses_nothing() {
     );
 }
 
+/// SIGKILLs of the engine in `kafka_exactly_once_survives_kill9`.
+const KILLS: usize = 2;
+
 /// The consumer's view of a read_committed topic: no record twice.
 fn duplicates(records: &[Consumed]) -> usize {
     let mut seen = std::collections::HashSet::new();
@@ -433,7 +440,7 @@ fn kafka_exactly_once_survives_kill9() {
             std::thread::sleep(Duration::from_millis(50));
         }
     });
-    for _ in 0..2 {
+    for _ in 0..KILLS {
         std::thread::sleep(Duration::from_millis(1200));
         p.kill9();
         p.start();
@@ -463,7 +470,7 @@ fn kafka_exactly_once_survives_kill9() {
         assert_eq!(dups, 0, "read_committed sees each change once");
     } else {
         eprintln!(
-            "kafka_exactly_once_survives_kill9: this broker shows aborted transactions to read_committed consumers; {dups} duplicate(s) from the transactions open at the 2 kills"
+            "kafka_exactly_once_survives_kill9: this broker shows aborted transactions to read_committed consumers; {dups} duplicate(s) from the transactions open at the {KILLS} kills"
         );
         // Each kill leaves at most one open (then aborted) Kafka transaction: a contiguous run of
         // source changes. A replay of committed data would show up as further runs.
@@ -478,15 +485,17 @@ fn kafka_exactly_once_survives_kill9() {
             .filter(|(_, n)| **n > 1)
             .map(|(id, _)| *id)
             .collect();
+        // A change can be in the transaction open at the first kill, again in the replay's
+        // transaction open at the second kill (a slow restart), and finally committed.
         assert!(
-            counts.values().all(|n| *n <= 2),
-            "a change seen three times"
+            counts.values().all(|n| *n <= 1 + KILLS),
+            "a change seen more than 1 + {KILLS} times"
         );
         let runs =
             twice.windows(2).filter(|w| w[1] != w[0] + 1).count() + usize::from(!twice.is_empty());
         assert!(
-            runs <= 2,
-            "duplicates in {runs} runs of ids, more than the 2 kills explain: {twice:?}"
+            runs <= KILLS,
+            "duplicates in {runs} runs of ids, more than the {KILLS} kills explain: {twice:?}"
         );
     }
     p.stop();

@@ -343,6 +343,24 @@ pub fn broker_hides_aborted(bootstrap: &str) -> bool {
         .create()
         .expect("transactional producer");
     let t = Duration::from_secs(30);
+    // Created up front: tansu's SQLite storage does not create topics on produce.
+    {
+        use tidemark_kafka::rdkafka::admin::{
+            AdminClient, AdminOptions, NewTopic, TopicReplication,
+        };
+        use tidemark_kafka::rdkafka::client::DefaultClientContext;
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()
+            .expect("admin client");
+        let new = NewTopic::new(&topic, 1, TopicReplication::Fixed(1));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(admin.create_topics([&new], &AdminOptions::new()))
+            .expect("create the probe topic");
+    }
     p.init_transactions(t).expect("init_transactions");
     for (payload, commit) in [("aborted", false), ("committed", true)] {
         p.begin_transaction().expect("begin");

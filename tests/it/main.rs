@@ -22,6 +22,8 @@ mod mysql_support;
 mod kafka_compare;
 #[cfg(feature = "kafka")]
 mod kafka_sink;
+#[cfg(all(feature = "kafka", feature = "iceberg"))]
+mod kafka_source;
 #[cfg(feature = "kafka")]
 mod kafka_support;
 #[cfg(feature = "delta")]

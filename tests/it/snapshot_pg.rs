@@ -155,6 +155,13 @@ fn snapshot_pg_modes_marks_and_restart() {
     let last = last.get("payload").unwrap_or(last);
     assert_eq!(last["op"], "c");
     assert_eq!(last["source"]["snapshot"], "false");
+    let metrics = p.metrics();
+    assert!(
+        metrics.contains("table=\"public.a\"} 5")
+            && metrics.contains("tidemark_snapshot_chunks_total")
+            && metrics.contains("tidemark_snapshot_rows_remaining"),
+        "{metrics}"
+    );
     let log = p.log_text();
     assert!(
         log.contains("snapshot.mode = initial and no checkpoint"),

@@ -110,12 +110,14 @@ impl DeltaSource {
         match self.resume {
             Some(Position::Delta(p)) if p.index == u32::MAX => return Ok(p.version + 1),
             Some(Position::Delta(p)) => return Ok(p.version),
-            Some(other) => return Err(DeltaSourceError::Config {
-                uri: self.uri(),
-                message: format!(
+            Some(other) => {
+                return Err(DeltaSourceError::Config {
+                    uri: self.uri(),
+                    message: format!(
                     "the checkpoint {other} is not a Delta position; `tidemark reset` the pipeline"
                 ),
-            }),
+                })
+            }
             None => {}
         }
         if let Some(ts) = &self.config.starting_timestamp {

@@ -284,6 +284,7 @@ impl KafkaSource {
             consumer.assign(&tpl).map_err(self.kafka_err("assign"))?;
             tracing::info!(source = "kafka", epoch = stored.epoch, topics = ?self.config.topics,
                 partitions = tpl.count(), "kafka source: reading");
+            self.metrics.set_streaming(true);
             *run = Some(Run {
                 consumer,
                 flight: InFlight::new(stored.epoch, stored.offsets),

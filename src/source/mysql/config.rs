@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use tidemark_model::{Gtid, TableId};
+use tidemark_model::{Gtid, GtidSet, TableId};
 
 use crate::config::Secret;
 
@@ -88,8 +88,8 @@ pub enum Start {
     },
     /// MariaDB GTIDs (one per domain) for `@slave_connect_state`.
     MariadbGtids(Vec<Gtid>),
-    /// MySQL GTID set text for `COM_BINLOG_DUMP_GTID`.
-    MysqlGtidSet(String),
+    /// The MySQL GTIDs already seen, for `COM_BINLOG_DUMP_GTID`.
+    MysqlGtidSet(GtidSet),
 }
 
 /// System databases never captured.
@@ -123,21 +123,10 @@ impl MysqlSourceConfig {
                     .collect::<Result<_, _>>()
                     .map(Start::MariadbGtids);
             }
-            for p in &parts {
-                let (uuid, ranges) = p
-                    .split_once(':')
-                    .ok_or(format!("{p:?} is not uuid:ranges"))?;
-                Gtid::parse_uuid(uuid).ok_or(format!("{uuid:?} is not a server UUID"))?;
-                for r in ranges.split(':') {
-                    let ok = r
-                        .split('-')
-                        .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-                    if !ok {
-                        return Err(format!("{r:?} is not an interval like 1-100"));
-                    }
-                }
-            }
-            return Ok(Start::MysqlGtidSet(parts.join(",")));
+            return set
+                .parse::<GtidSet>()
+                .map(Start::MysqlGtidSet)
+                .map_err(|e| e.to_string());
         }
         let (file, pos) = s
             .rsplit_once(':')
@@ -255,8 +244,14 @@ mod tests {
         );
         assert!(matches!(
             cfg("gtid:3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:7-9").start(),
-            Ok(Start::MysqlGtidSet(_))
+            Ok(Start::MysqlGtidSet(s)) if s.to_string() == "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:7-9"
         ));
+        assert!(cfg("gtid:3e11fa47-71ca-11e1-9e33-c80aa9429562:tag:1-5")
+            .start()
+            .is_err());
+        assert!(cfg("gtid:3e11fa47-71ca-11e1-9e33-c80aa9429562:0")
+            .start()
+            .is_err());
         assert!(cfg("gtid:").start().is_err());
         assert!(cfg("bin:4").start().is_err());
         assert!(cfg("mysql-bin.000001:2").start().is_err());

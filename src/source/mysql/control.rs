@@ -25,6 +25,15 @@ pub struct ServerInfo {
     pub gtid: String,
 }
 
+/// One row of `SHOW MASTER STATUS`.
+#[derive(Debug, Clone)]
+pub struct MasterStatus {
+    pub file: String,
+    pub pos: u64,
+    /// MySQL's `Executed_Gtid_Set` (newlines after commas; empty with GTIDs off).
+    pub executed_gtid_set: Option<String>,
+}
+
 /// Connection options of a source, password included.
 pub fn opts(c: &MysqlSourceConfig) -> Result<Opts, MysqlSourceError> {
     let base =
@@ -175,6 +184,14 @@ impl MysqlControl {
     /// The current binlog file and position (`SHOW MASTER STATUS`, or MySQL 8.4's `SHOW BINARY
     /// LOG STATUS`).
     pub async fn current_position(&mut self) -> R<(String, u64)> {
+        let s = self.master_status().await?;
+        Ok((s.file, s.pos))
+    }
+
+    /// `SHOW MASTER STATUS` (MySQL 8.4: `SHOW BINARY LOG STATUS`): file, position and, on
+    /// MySQL, the GTID set executed at that position (one row, read under the server's lock,
+    /// so position and set agree).
+    pub async fn master_status(&mut self) -> R<MasterStatus> {
         let mut row: Option<mysql_async::Row> =
             match self.conn.query_first("SHOW MASTER STATUS").await {
                 Ok(r) => r,
@@ -195,10 +212,16 @@ impl MysqlControl {
             addr: self.addr.clone(),
             problems: vec!["SHOW MASTER STATUS is empty: the binary log is off (log_bin)".into()],
         })?;
-        Ok((
-            r.take::<String, _>(0).unwrap_or_default(),
-            r.take::<u64, _>(1).unwrap_or(4),
-        ))
+        Ok(MasterStatus {
+            file: r.take::<String, _>(0).unwrap_or_default(),
+            pos: r.take::<u64, _>(1).unwrap_or(4),
+            // MariaDB has four columns; MySQL's fifth is Executed_Gtid_Set.
+            executed_gtid_set: if r.len() > 4 {
+                r.take::<Option<String>, _>(4).flatten()
+            } else {
+                None
+            },
+        })
     }
 
     /// Columns, key, charsets, labels and JSON-ness of a table, in column order.

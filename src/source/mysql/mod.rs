@@ -42,6 +42,7 @@
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod gtid;
 pub mod pipeline;
 pub mod stream;
 

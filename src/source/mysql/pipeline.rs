@@ -2,8 +2,7 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
-use tidemark_model::Position;
+use tidemark_model::{GtidSet, Position};
 use tokio::sync::watch;
 
 use super::config::MysqlSourceConfig;
@@ -21,8 +20,13 @@ pub async fn run(
     store: FileCheckpointStore,
     metrics: Arc<Metrics>,
     resume: Option<Position>,
+    resume_gtids: Option<GtidSet>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    // The executed GTID set at the checkpoint (MySQL with gtid_mode = ON): a restart asks
+    // for the stream after it, and every save records the set at the saved position.
+    store.track_gtids(resume_gtids.clone());
+    let gtids = store.gtid_ledger();
     // Debezium's MySQL `source.db` is per table; the sinks' database is only a default.
     let database = m.databases.first().cloned().unwrap_or_default();
     #[allow(unused_mut)]
@@ -45,21 +49,11 @@ pub async fn run(
         metrics: metrics.clone(),
         queue: tx,
         resume,
+        resume_gtids,
+        gtids,
         shutdown,
     };
-    let source_result = source.run().await;
-    let engine_result = engine_task.await.context("engine task panicked")?;
-    match (source_result, engine_result) {
-        (_, Err(e)) => {
-            metrics.set_error(e.to_string());
-            Err(e).context("sink or checkpoint failed")
-        }
-        (Err(e), Ok(())) => {
-            metrics.set_error(e.to_string());
-            Err(e).context("mysql source failed")
-        }
-        (Ok(()), Ok(())) => Ok(()),
-    }
+    crate::pipeline::drive(source.run(), engine_task, &metrics, "mysql source failed").await
 }
 
 /// `tidemark validate`: the server's settings for CDC.

@@ -15,16 +15,17 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use mysql_async::binlog::events::Event;
 use mysql_async::prelude::*;
-use mysql_async::{BinlogStreamRequest, Conn, Opts};
+use mysql_async::{Conn, Opts};
 use tidemark_binlog::event::code;
 use tidemark_binlog::{Checksum, Decoder, DecoderOptions, Step};
 use tidemark_model::mysql_position::{binlog_file_name, binlog_file_number};
-use tidemark_model::{Gtid, MysqlPosition, Position, Transaction};
+use tidemark_model::{Gtid, GtidLedgerHandle, GtidSet, MysqlPosition, Position, Transaction};
 use tokio::sync::watch;
 
 use super::config::{MysqlSourceConfig, Start};
-use super::control::{self, MysqlControl};
+use super::control::{self, MysqlControl, ServerInfo};
 use super::error::MysqlSourceError;
+use super::gtid::{self, DumpFrom, Resume};
 use crate::engine::queue::QueueSender;
 use crate::metrics::Metrics;
 
@@ -36,7 +37,18 @@ pub struct MysqlSource {
     pub queue: QueueSender<Arc<Transaction>>,
     /// The checkpoint to resume from (every change at or before it is durable).
     pub resume: Option<Position>,
+    /// MySQL: the GTID set executed at `resume` (the checkpoint's `gtid_set`).
+    pub resume_gtids: Option<GtidSet>,
+    /// Where the executed set at each transaction end is registered for the checkpoint.
+    pub gtids: GtidLedgerHandle,
     pub shutdown: watch::Receiver<bool>,
+}
+
+/// The last position handed to the engine and the MySQL GTID set executed at it.
+#[derive(Default)]
+struct Sent {
+    position: Option<MysqlPosition>,
+    gtids: Option<Arc<GtidSet>>,
 }
 
 type R<T> = Result<T, MysqlSourceError>;
@@ -68,8 +80,11 @@ impl MysqlSource {
     /// Runs until shutdown or a definite error.
     pub async fn run(mut self) -> R<()> {
         let opts = control::opts(&self.config)?;
-        let mut last = self.resume.and_then(|p| p.as_mysql().copied());
-        if self.resume.is_some() && last.is_none() {
+        let mut last = Sent {
+            position: self.resume.and_then(|p| p.as_mysql().copied()),
+            gtids: self.resume_gtids.take().map(Arc::new),
+        };
+        if self.resume.is_some() && last.position.is_none() {
             return Err(MysqlSourceError::Config(format!(
                 "the checkpoint {} is not a MySQL position; this pipeline's checkpoint belongs to another source",
                 self.resume.map(|p| p.to_string()).unwrap_or_default()
@@ -77,12 +92,12 @@ impl MysqlSource {
         }
         let mut backoff = Duration::from_millis(500);
         loop {
-            let sent_before = last;
+            let sent_before = last.position;
             match self.session(&opts, &mut last).await {
                 Ok(()) => return Ok(()),
                 Err(e) if e.is_transient() => {
                     self.metrics.set_streaming(false);
-                    if last != sent_before {
+                    if last.position != sent_before {
                         backoff = Duration::from_millis(500);
                     }
                     tracing::warn!(pipeline = %self.pipeline, error = %e, backoff_ms = backoff.as_millis() as u64, "mysql source: reconnecting");
@@ -98,7 +113,7 @@ impl MysqlSource {
     }
 
     /// One connection's life: returns `Ok` on shutdown.
-    async fn session(&mut self, opts: &Opts, last: &mut Option<MysqlPosition>) -> R<()> {
+    async fn session(&mut self, opts: &Opts, last: &mut Sent) -> R<()> {
         let mut ctl = MysqlControl::connect(opts).await?;
         let info = ctl.check_server(self.config.allow_partial_images).await?;
         let addr = ctl.addr.clone();
@@ -113,45 +128,16 @@ impl MysqlSource {
         });
         let cfg = self.config.clone();
         decoder.set_filter(move |t| cfg.includes(t));
-        // Where to start: after what the engine already has, else the configured start.
-        let (file, pos, gtids) = match last {
-            Some(p) => {
-                let logs = ctl.binary_logs().await?;
-                let name = logs
-                    .iter()
-                    .find(|(n, _)| binlog_file_number(n) == Some(p.file))
-                    .map(|(n, _)| n.clone())
-                    .ok_or_else(|| MysqlSourceError::Purged {
-                        addr: addr.clone(),
-                        number: p.file,
-                        position: Position::Mysql(*p).to_string(),
-                    })?;
-                decoder.skip_until(*p);
-                (Some(name), p.resume_offset(), None)
-            }
-            None => match self.config.start().map_err(MysqlSourceError::Config)? {
-                Start::Current => {
-                    let (f, p) = ctl.current_position().await?;
-                    (Some(f), p, None)
-                }
-                Start::Earliest => {
-                    let logs = ctl.binary_logs().await?;
-                    (logs.first().map(|(n, _)| n.clone()), 4, None)
-                }
-                Start::File { file, pos } => (Some(file), pos, None),
-                Start::MariadbGtids(g) => (None, 4, Some(g)),
-                Start::MysqlGtidSet(_) => {
-                    return Err(MysqlSourceError::Config(
-                        "starting from a MySQL GTID set is not implemented yet; use <file>:<pos> (see SHOW BINARY LOG STATUS)".into(),
-                    ))
-                }
-            },
-        };
-        if let Some(f) = &file {
-            decoder.set_file(f).map_err(|e| MysqlSourceError::Decode {
-                addr: addr.clone(),
-                source: Box::new(e),
-            })?;
+        let (from, gtids) = self
+            .start_point(&mut ctl, &info, &mut decoder, last)
+            .await?;
+        if let DumpFrom::File { name, .. } = &from {
+            decoder
+                .set_file(name)
+                .map_err(|e| MysqlSourceError::Decode {
+                    addr: addr.clone(),
+                    source: Box::new(e),
+                })?;
         }
         let mut repl =
             Conn::new(opts.clone())
@@ -186,20 +172,19 @@ impl MysqlSource {
                     source,
                 })?;
         }
-        let fname = file.clone().unwrap_or_default();
-        let mut request = BinlogStreamRequest::new(self.config.server_id);
-        if file.is_some() {
-            request = request.with_filename(fname.as_bytes()).with_pos(pos);
-        }
-        let mut stream =
-            repl.get_binlog_stream(request)
-                .await
-                .map_err(|source| MysqlSourceError::Client {
-                    addr: addr.clone(),
-                    context: "COM_BINLOG_DUMP",
-                    source,
-                })?;
-        tracing::info!(pipeline = %self.pipeline, %addr, server = %info.version, file = %fname, pos, "mysql source: streaming");
+        let (context, start) = match &from {
+            DumpFrom::File { name, pos } => ("COM_BINLOG_DUMP", format!("{name}:{pos}")),
+            DumpFrom::Gtids(set) => ("COM_BINLOG_DUMP_GTID", format!("gtid:{set}")),
+        };
+        let mut stream = repl
+            .get_binlog_stream(gtid::request(self.config.server_id, &from))
+            .await
+            .map_err(|source| MysqlSourceError::Client {
+                addr: addr.clone(),
+                context,
+                source,
+            })?;
+        tracing::info!(pipeline = %self.pipeline, %addr, server = %info.version, %start, "mysql source: streaming");
         self.metrics.set_streaming(true);
         let silence = self.config.heartbeat_interval * 3;
         // Events of a transaction payload that mysql_async yields again after the payload event
@@ -257,10 +242,11 @@ impl MysqlSource {
             })?;
             for step in steps {
                 match step {
-                    Step::Emitted(txn) => self.send(txn, last).await?,
+                    Step::Emitted(txn) => self.send(txn, decoder.gtid_executed(), last).await?,
                     Step::Ddl { end, database, .. } => {
                         tracing::info!(pipeline = %self.pipeline, %database, position = %end, "mysql source: DDL; catalog refreshed on next use");
-                        self.send(Transaction::new(None, None, end), last).await?;
+                        let ddl = Transaction::new(None, None, end);
+                        self.send(ddl, decoder.gtid_executed(), last).await?;
                     }
                     Step::Rotate { file, pos } => {
                         tracing::debug!(pipeline = %self.pipeline, %file, pos, "rotate");
@@ -272,7 +258,96 @@ impl MysqlSource {
         }
     }
 
-    async fn send(&mut self, txn: Transaction, last: &mut Option<MysqlPosition>) -> R<()> {
+    /// Where this session's dump starts (module `gtid`): after what the engine already has
+    /// (`last`), else the configured start. Seeds the decoder's executed GTID set and its
+    /// skips; returns the request and, for MariaDB, the GTIDs for `@slave_connect_state`.
+    async fn start_point(
+        &self,
+        ctl: &mut MysqlControl,
+        info: &ServerInfo,
+        decoder: &mut Decoder,
+        last: &Sent,
+    ) -> R<(DumpFrom, Option<Vec<Gtid>>)> {
+        let gtid_dump = !info.mariadb && info.gtid.eq_ignore_ascii_case("ON");
+        if let Some(p) = last.position {
+            return match gtid::resume_plan(&p, last.gtids.as_deref(), gtid_dump) {
+                Resume::Gtids { set, skip } => {
+                    if let Some((g, index)) = skip {
+                        decoder.skip_rows_of(g, index);
+                    }
+                    decoder.set_gtid_executed(set.clone());
+                    Ok((DumpFrom::Gtids(set), None))
+                }
+                Resume::Position(p) => {
+                    let logs = ctl.binary_logs().await?;
+                    let name = logs
+                        .iter()
+                        .find(|(n, _)| binlog_file_number(n) == Some(p.file))
+                        .map(|(n, _)| n.clone())
+                        .ok_or_else(|| MysqlSourceError::Purged {
+                            addr: ctl.addr.clone(),
+                            number: p.file,
+                            position: Position::Mysql(p).to_string(),
+                        })?;
+                    decoder.skip_until(p);
+                    let pos = p.resume_offset();
+                    Ok((DumpFrom::File { name, pos }, None))
+                }
+            };
+        }
+        let file = |name: String, pos| Ok((DumpFrom::File { name, pos }, None));
+        match self.config.start().map_err(MysqlSourceError::Config)? {
+            Start::Current => {
+                let st = ctl.master_status().await?;
+                if gtid_dump {
+                    if let Some(text) = &st.executed_gtid_set {
+                        let set = gtid::parse_executed(text).map_err(|e| {
+                            MysqlSourceError::Config(format!("SHOW MASTER STATUS: {e}"))
+                        })?;
+                        decoder.set_gtid_executed(set);
+                    }
+                }
+                file(st.file, st.pos)
+            }
+            Start::Earliest => {
+                let logs = ctl.binary_logs().await?;
+                let first = logs.first().map(|(n, _)| n.clone()).ok_or_else(|| {
+                    MysqlSourceError::Settings {
+                        addr: ctl.addr.clone(),
+                        problems: vec!["SHOW BINARY LOGS is empty: the binary log is off (log_bin)".into()],
+                    }
+                })?;
+                file(first, 4)
+            }
+            Start::File { file: name, pos } => file(name, pos),
+            Start::MariadbGtids(g) if info.mariadb => Ok((DumpFrom::File { name: String::new(), pos: 4 }, Some(g))),
+            Start::MariadbGtids(_) => Err(MysqlSourceError::Config(
+                "source.start is a MariaDB GTID list (domain-server-seq) but the server is MySQL; use a MySQL GTID set (uuid:1-100)".into(),
+            )),
+            Start::MysqlGtidSet(_) if info.mariadb => Err(MysqlSourceError::Config(
+                "source.start is a MySQL GTID set (uuid:intervals) but the server is MariaDB; use MariaDB GTIDs (domain-server-seq, see @@gtid_current_pos)".into(),
+            )),
+            Start::MysqlGtidSet(set) if gtid_dump => {
+                decoder.set_gtid_executed(set.clone());
+                Ok((DumpFrom::Gtids(set), None))
+            }
+            Start::MysqlGtidSet(_) => Err(MysqlSourceError::Settings {
+                addr: ctl.addr.clone(),
+                problems: vec![format!(
+                    "gtid_mode is {:?}: starting from a GTID set needs gtid_mode = ON and enforce_gtid_consistency = ON under [mysqld] (or start from <file>:<pos>)",
+                    info.gtid
+                )],
+            }),
+        }
+    }
+
+    /// Hands `txn` to the engine; `executed`: the decoder's MySQL GTID set after it.
+    async fn send(
+        &mut self,
+        txn: Transaction,
+        executed: Option<&Arc<GtidSet>>,
+        last: &mut Sent,
+    ) -> R<()> {
         for b in txn.batches() {
             let table = b.schema.table.to_string();
             for (op, n) in count_ops(b) {
@@ -283,13 +358,25 @@ impl MysqlSource {
             self.metrics.count_transaction();
         }
         let end = txn.end.as_mysql().copied();
+        // A complete transaction (or DDL) moves the executed set; a chunk leaves it at the set
+        // before its transaction (`tidemark_model::mysql_gtid_set`, resume arithmetic).
+        let complete = txn.complete && end.is_some_and(|e| e.is_end());
+        if let (true, Some(e)) = (complete, end) {
+            // Registered before the engine can see the transaction (GtidLedger::register).
+            if let Ok(mut l) = self.gtids.lock() {
+                l.register(e, executed.cloned());
+            }
+        }
         let bytes = txn.byte_size() as u64;
         self.queue
             .send(Arc::new(txn), bytes)
             .await
             .map_err(|_| MysqlSourceError::QueueClosed)?;
         if end.is_some() {
-            *last = end;
+            last.position = end;
+            if complete {
+                last.gtids = executed.cloned();
+            }
         }
         Ok(())
     }

@@ -72,6 +72,7 @@ pub mod snapshot;
 pub mod snapshot_copy;
 pub mod snapshot_incremental;
 pub mod snapshot_plan;
+mod snapshot_reader;
 mod spill;
 pub mod stream;
 pub mod tls;
