@@ -1,0 +1,800 @@
+//! The MySQL/MariaDB initial snapshot: existing rows, consistent with the binlog stream that
+//! follows.
+//!
+//! ```text
+//!  prepare ─ snapshot.mode + checkpoint + binlog files ─► decide (snapshot/mod.rs)
+//!     ├─ plan: tables (source filters), schema from information_schema (snapshot_rows.rs),
+//!     │        key ranges by stepping the primary key (LIMIT 1 OFFSET range_rows)
+//!     └─ consistent point, one of:
+//!        lock-free (MariaDB): START TRANSACTION WITH CONSISTENT SNAPSHOT
+//!                             → SHOW STATUS LIKE 'binlog_snapshot_%' = file:pos of that snapshot
+//!        global lock:         FLUSH TABLES WITH READ LOCK
+//!                             → START TRANSACTION WITH CONSISTENT SNAPSHOT on every reader
+//!                             → SHOW MASTER STATUS (file, pos, MySQL GTID set) → UNLOCK TABLES
+//!  run ─ N readers, each inside its snapshot transaction:
+//!        next (table, range) → SELECT cols FROM t WHERE key range (binary protocol)
+//!        → rows → ChangeBatchBuilder (Op::Read, chunk_rows a batch) → Piece ─► Emitter ─► queue
+//!     └─ then the stream starts at file:pos (MysqlPosition::snapshot_resume): nothing before,
+//!        nothing twice
+//! ```
+//!
+//! # Why these two ways, and which readers may run in parallel
+//! A consistent-snapshot transaction sees exactly the transactions committed before it, but
+//! MySQL does not say at which binlog position that is. Holding `FLUSH TABLES WITH READ LOCK`
+//! stops every commit: snapshots started under it, and `SHOW MASTER STATUS` read under it,
+//! agree. The lock is held only for those statements (milliseconds; the log says how long),
+//! but taking it waits for running statements and needs the `RELOAD` privilege. MariaDB's
+//! `Binlog_snapshot_file` / `Binlog_snapshot_position` status variables report the position of
+//! the session's consistent snapshot itself (the binlog and InnoDB commit in one order), with
+//! no lock at all: `auto` uses them where the server has them.
+//!
+//! Each connection's consistent snapshot is its own: two readers started at different moments
+//! see different data. Under the global lock every reader's snapshot is started while nothing
+//! can commit, so all are the same. Without the lock, a reader is kept only when its
+//! `Binlog_snapshot_position` equals the first reader's (no commit in between, which is
+//! checked, not assumed); under a busy workload that leaves one reader, and the log says so.
+//!
+//! # Traps
+//! - **The stream starts at the snapshot's `file:pos`** through `snapshot_resume(file, pos)`, an
+//!   end position that sorts after every chunk; a checkpoint still at a chunk when the snapshot
+//!   is complete resumes the stream there too (`Startup::Stream`).
+//! - **A resumed snapshot** (restart after a crash) reads the remaining ranges in new
+//!   snapshots, without a lock, then streams from the original start: rows changed meanwhile
+//!   arrive as a read and again as the change (at-least-once, like Debezium after a restart);
+//!   the final state is exact (`snapshot/mod.rs` traps). Readers need not agree then.
+//! - **Non-InnoDB tables** (MyISAM, Aria) ignore consistent snapshots: they are read as they
+//!   are at that moment, with a warning.
+//! - **Keyless tables** (no primary key, no `snapshot.key_columns`) and keys of binary, float
+//!   or bit columns are read in one range: a restart reads them again from the start.
+//! - Readers set `time_zone = '+00:00'` (TIMESTAMP as UTC), `sql_mode = ''` (CHAR without
+//!   padding, backslash escapes in literals), `net_write_timeout = 3600` (a stalled sink must
+//!   not make the server drop a reader mid-range).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Opts, Row};
+use tidemark_model::mysql_position::binlog_file_number;
+use tidemark_model::{ChangeBatchBuilder, GtidSet, MysqlPosition, Position, TableId, Transaction};
+use tokio::sync::mpsc;
+
+use super::config::MysqlSourceConfig;
+use super::control::{self, MysqlControl};
+use super::error::MysqlSourceError;
+use super::snapshot_rows::{self, append_row, qualified, RowError, TableShape};
+use crate::checkpoint::{Checkpoint, FileCheckpointStore};
+use crate::config::Config;
+use crate::engine::queue::QueueSender;
+use crate::metrics::Metrics;
+use crate::snapshot::emit::{ChunkNumbers, EmitError, Emitter, ReaderMsg};
+use crate::snapshot::ledger::{SnapshotCheckpoint, SnapshotKind, TableProgress};
+use crate::snapshot::progress::Progress;
+use crate::snapshot::{decide, Decision, Found, MysqlLock};
+
+/// Why a snapshot failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(transparent)]
+    Source(#[from] MysqlSourceError),
+    /// No way to take a consistent position: the lock was refused and the lock-free way is
+    /// not available (or not allowed).
+    #[error("mysql {addr}: snapshot: {message}")]
+    NoConsistentPoint { addr: String, message: String },
+    #[error("snapshot of {table}, range {range}: {source}")]
+    Read {
+        table: String,
+        range: u32,
+        source: RowError,
+    },
+    #[error("snapshot of {table}, range {range}: {context}: {source}")]
+    Query {
+        table: String,
+        range: u32,
+        context: &'static str,
+        source: mysql_async::Error,
+    },
+    #[error(transparent)]
+    Emit(#[from] EmitError),
+    #[error("snapshot chunk: {0}")]
+    Model(#[from] tidemark_model::ModelError),
+    #[error("snapshot: {0}")]
+    Setup(String),
+}
+
+impl SnapshotError {
+    /// Whether a retry (new connections) may fix it.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SnapshotError::Source(e) => e.is_transient(),
+            SnapshotError::Query { source, .. } => !matches!(
+                source,
+                mysql_async::Error::Server(_) | mysql_async::Error::Url(_)
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// What startup decided for a MySQL pipeline.
+pub enum Startup {
+    /// Stream from the checkpoint, or from the given position (a finished snapshot whose
+    /// checkpoint is still at one of its chunks).
+    Stream(Option<Position>),
+    /// `initial_only` with a finished snapshot.
+    Done,
+    /// Snapshot first.
+    Snapshot(Box<Prepared>),
+}
+
+struct Planned {
+    shape: TableShape,
+    progress: TableProgress,
+}
+
+/// A snapshot ready to run: reader connections inside their snapshot transactions.
+pub struct Prepared {
+    readers: Vec<Conn>,
+    file: String,
+    file_no: u32,
+    pos: u64,
+    /// MySQL (`gtid_mode = ON`): the GTID set executed at the start (the stream's resume set).
+    pub gtids: Option<GtidSet>,
+    tables: Vec<Planned>,
+    state: SnapshotCheckpoint,
+    /// Stop after the snapshot (`initial_only`).
+    pub stop: bool,
+    /// The checkpoint's position is gone (`when_needed`): start without it.
+    pub discard_checkpoint: bool,
+}
+
+/// `file:pos` of a start, as the checkpoint's `snapshot.start` holds it.
+fn parse_start(s: &str) -> Option<(String, u32, u64)> {
+    let (file, pos) = s.rsplit_once(':')?;
+    Some((
+        file.to_string(),
+        binlog_file_number(file)?,
+        pos.parse().ok()?,
+    ))
+}
+
+type R<T> = Result<T, SnapshotError>;
+
+fn client(addr: &str, context: &'static str) -> impl FnOnce(mysql_async::Error) -> SnapshotError {
+    let addr = addr.to_string();
+    move |source| {
+        SnapshotError::Source(MysqlSourceError::Client {
+            addr,
+            context,
+            source,
+        })
+    }
+}
+
+/// Decides what to do at startup (logged with the reason) and, for a snapshot, plans the
+/// tables and opens the readers at a consistent point.
+pub async fn prepare(
+    config: &Config,
+    m: &MysqlSourceConfig,
+    checkpoint: Option<&Checkpoint>,
+) -> R<Startup> {
+    let pipeline = &config.pipeline.name;
+    let opts = control::opts(m)?;
+    let mut ctl = MysqlControl::connect(&opts).await?;
+    let info = ctl.check_server(m.allow_partial_images).await?;
+    let snap = checkpoint
+        .and_then(|c| c.snapshot.as_ref())
+        .filter(|s| s.kind == SnapshotKind::Initial);
+    let cp_position = match checkpoint {
+        Some(c) => Some(
+            c.position()
+                .map_err(|e| SnapshotError::Setup(format!("checkpoint: {e}")))?,
+        ),
+        None => None,
+    };
+    let position_available = match cp_position.as_ref().and_then(|p| p.as_mysql()) {
+        Some(p) => {
+            let logs = ctl.binary_logs().await?;
+            logs.iter()
+                .any(|(n, _)| binlog_file_number(n) == Some(p.file))
+        }
+        None => false,
+    };
+    let found = Found {
+        checkpoint: checkpoint.is_some(),
+        unfinished_snapshot: snap.is_some_and(|s| !s.complete),
+        finished_snapshot: snap.is_some_and(|s| s.complete),
+        position_available,
+    };
+    let mode = config.snapshot.mode;
+    let (decision, reason) = decide(mode, found);
+    tracing::info!(pipeline = %pipeline, mode = mode.as_str(), decision = ?decision, "{reason}");
+    let (resume, stop, discard) = match decision {
+        Decision::Done => return Ok(Startup::Done),
+        Decision::Stream => {
+            let after = snap
+                .filter(|s| s.complete)
+                .and_then(|s| parse_start(&s.start))
+                .map(|(_, n, pos)| Position::Mysql(MysqlPosition::snapshot_resume(n, pos)));
+            return Ok(Startup::Stream(match (after, cp_position) {
+                (Some(a), Some(cp)) if cp < a => Some(a),
+                _ => None,
+            }));
+        }
+        Decision::Snapshot { resume: true, stop } => (snap.cloned(), stop, false),
+        Decision::Snapshot {
+            resume: false,
+            stop,
+        } => (None, stop, false),
+        Decision::Resnapshot { stop } => (None, stop, true),
+    };
+    // Range bounds as text in the readers' session settings.
+    ctl.conn
+        .query_drop("SET time_zone = '+00:00', sql_mode = ''")
+        .await
+        .map_err(client(&ctl.addr, "snapshot session settings"))?;
+    let snap_cfg = &config.snapshot;
+    let parallelism = snap_cfg.parallelism.max(1);
+    if let Some(state) = resume {
+        let (file, file_no, pos) = parse_start(&state.start).ok_or_else(|| {
+            SnapshotError::Setup(format!(
+                "checkpoint snapshot start {:?} is not <binlog file>:<pos>",
+                state.start
+            ))
+        })?;
+        let mut tables = Vec::new();
+        for tp in &state.tables {
+            let id = crate::config::parse_table(&tp.table).ok_or_else(|| {
+                SnapshotError::Setup(format!("checkpoint names table {:?}", tp.table))
+            })?;
+            let shape =
+                snapshot_rows::describe(&mut ctl, &id, snap_cfg.key_columns.get(&tp.table)).await?;
+            tables.push(Planned {
+                shape,
+                progress: tp.clone(),
+            });
+        }
+        let n = parallelism.min(remaining_ranges(&tables)).max(1);
+        let mut readers = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut c = open_reader(&opts, &ctl.addr).await?;
+            begin(&mut c, &ctl.addr).await?;
+            readers.push(c);
+        }
+        tracing::info!(%pipeline, start = %state.start, readers = n,
+            "resuming the snapshot in new consistent snapshots (no lock needed: the stream replays every change since the start; rows changed in between may arrive twice, the final state is exact)");
+        return Ok(Startup::Snapshot(Box::new(Prepared {
+            readers,
+            file,
+            file_no,
+            pos,
+            gtids: None,
+            tables,
+            state,
+            stop,
+            discard_checkpoint: false,
+        })));
+    }
+    let mut tables = Vec::new();
+    for id in list_tables(&mut ctl, m).await? {
+        let name = id.to_string();
+        let shape = snapshot_rows::describe(&mut ctl, &id, snap_cfg.key_columns.get(&name)).await?;
+        if !shape.engine.eq_ignore_ascii_case("InnoDB") {
+            tracing::warn!(table = %id, engine = %shape.engine,
+                "not InnoDB: consistent snapshots do not cover this engine; its rows are read as they are when read, not as of the snapshot's binlog position");
+        }
+        if shape.key.is_empty() {
+            tracing::warn!(table = %id,
+                "no primary key (and no snapshot.key_columns): the table is read in one piece; an interrupted read starts the table over");
+        } else if !shape.rangeable {
+            tracing::warn!(table = %id,
+                "the key has binary, float or bit columns: the table is read in one range");
+        }
+        let bounds = if shape.rangeable && shape.estimate > snap_cfg.range_rows {
+            cut(&mut ctl, &shape, snap_cfg.range_rows).await?
+        } else {
+            Vec::new()
+        };
+        let progress = TableProgress {
+            table: name,
+            key: shape
+                .key
+                .iter()
+                .map(|&i| shape.schema.columns[i].name.clone())
+                .collect(),
+            bounds,
+            done: Vec::new(),
+            last_key: None,
+            rows: 0,
+            estimate: shape.estimate,
+            complete: false,
+        };
+        tables.push(Planned { shape, progress });
+    }
+    if discard {
+        tracing::warn!(%pipeline, "the checkpoint's binlog file was purged: snapshotting again (when_needed)");
+    }
+    let n = parallelism.min(remaining_ranges(&tables)).max(1);
+    let point = consistent_point(&opts, &mut ctl, info.mariadb, snap_cfg.mysql_lock, n).await?;
+    let file_no = binlog_file_number(&point.file).ok_or_else(|| {
+        SnapshotError::Setup(format!(
+            "binlog file name {:?} has no number suffix",
+            point.file
+        ))
+    })?;
+    let gtids = match point.gtid_text.as_deref().filter(|t| !t.trim().is_empty()) {
+        Some(t) if !info.mariadb && info.gtid.eq_ignore_ascii_case("ON") => Some(
+            super::gtid::parse_executed(t)
+                .map_err(|e| SnapshotError::Setup(format!("SHOW MASTER STATUS: {e}")))?,
+        ),
+        _ => None,
+    };
+    let start = format!("{}:{}", point.file, point.pos);
+    let state = SnapshotCheckpoint {
+        kind: SnapshotKind::Initial,
+        start,
+        complete: false,
+        tables: tables.iter().map(|t| t.progress.clone()).collect(),
+        started_at_ms: crate::checkpoint::now_ms(),
+        finished_at_ms: None,
+    };
+    Ok(Startup::Snapshot(Box::new(Prepared {
+        readers: point.readers,
+        file: point.file,
+        file_no,
+        pos: point.pos,
+        gtids,
+        tables,
+        state,
+        stop,
+        discard_checkpoint: discard,
+    })))
+}
+
+fn remaining_ranges(tables: &[Planned]) -> usize {
+    tables.iter().map(|t| t.progress.remaining().len()).sum()
+}
+
+/// Base tables of the source's databases that its filters include.
+async fn list_tables(ctl: &mut MysqlControl, m: &MysqlSourceConfig) -> R<Vec<TableId>> {
+    let rows: Vec<(String, String)> = ctl
+        .conn
+        .query(
+            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
+             WHERE TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_SCHEMA, TABLE_NAME",
+        )
+        .await
+        .map_err(client(&ctl.addr, "listing tables (snapshot)"))?;
+    Ok(rows
+        .into_iter()
+        .map(|(s, t)| TableId::new(s, t))
+        .filter(|t| m.includes(t))
+        .collect())
+}
+
+/// Inner range bounds of `shape`, every `range_rows` keys (an index-only walk of the key).
+async fn cut(ctl: &mut MysqlControl, shape: &TableShape, range_rows: u64) -> R<Vec<Vec<String>>> {
+    let keys: Vec<String> = shape
+        .key
+        .iter()
+        .map(|&i| snapshot_rows::quote_ident(&shape.schema.columns[i].name))
+        .collect();
+    let mut bounds: Vec<Vec<String>> = Vec::new();
+    loop {
+        let cond = match bounds.last() {
+            Some(b) => format!("WHERE {}", shape.lower_bound(b)),
+            None => String::new(),
+        };
+        let q = format!(
+            "SELECT {} FROM {} {cond} ORDER BY {} LIMIT 1 OFFSET {range_rows}",
+            keys.join(", "),
+            qualified(&shape.id),
+            shape.key_order()
+        );
+        let row: Option<Row> = ctl
+            .conn
+            .query_first(q)
+            .await
+            .map_err(client(&ctl.addr, "cutting key ranges (snapshot)"))?;
+        let Some(row) = row else { break };
+        let mut bound = Vec::with_capacity(keys.len());
+        for i in 0..keys.len() {
+            match row.as_ref(i) {
+                Some(mysql_async::Value::Bytes(b)) => {
+                    bound.push(String::from_utf8_lossy(b).into_owned())
+                }
+                Some(mysql_async::Value::Int(v)) => bound.push(v.to_string()),
+                Some(mysql_async::Value::UInt(v)) => bound.push(v.to_string()),
+                // A NULL in a user-given key: ranges cannot be cut on it.
+                _ => return Ok(Vec::new()),
+            }
+        }
+        bounds.push(bound);
+    }
+    Ok(bounds)
+}
+
+/// A reader connection with the snapshot's session settings (module traps).
+async fn open_reader(opts: &Opts, addr: &str) -> R<Conn> {
+    let mut c = Conn::new(opts.clone())
+        .await
+        .map_err(client(addr, "connect (snapshot reader)"))?;
+    for q in [
+        "SET NAMES utf8mb4, time_zone = '+00:00', sql_mode = '', net_write_timeout = 3600",
+        "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+    ] {
+        c.query_drop(q)
+            .await
+            .map_err(client(addr, "snapshot reader session settings"))?;
+    }
+    Ok(c)
+}
+
+async fn begin(c: &mut Conn, addr: &str) -> R<()> {
+    c.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        .await
+        .map_err(client(addr, "START TRANSACTION WITH CONSISTENT SNAPSHOT"))
+}
+
+/// MariaDB: the binlog position of this session's consistent snapshot.
+async fn snapshot_status(c: &mut Conn, addr: &str) -> R<Option<(String, u64)>> {
+    let rows: Vec<(String, String)> = c
+        .query("SHOW SESSION STATUS LIKE 'binlog_snapshot_%'")
+        .await
+        .map_err(client(addr, "SHOW STATUS LIKE 'binlog_snapshot_%'"))?;
+    let get = |n: &str| {
+        rows.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+    };
+    Ok(
+        match (get("Binlog_snapshot_file"), get("Binlog_snapshot_position")) {
+            (Some(f), Some(p)) if !f.is_empty() => p.parse().ok().map(|p| (f, p)),
+            _ => None,
+        },
+    )
+}
+
+struct Point {
+    readers: Vec<Conn>,
+    file: String,
+    pos: u64,
+    gtid_text: Option<String>,
+}
+
+/// Opens up to `n` readers inside one consistent snapshot and returns its binlog position
+/// (module doc: which way, and why readers may be fewer).
+async fn consistent_point(
+    opts: &Opts,
+    ctl: &mut MysqlControl,
+    mariadb: bool,
+    lock: MysqlLock,
+    n: usize,
+) -> R<Point> {
+    let addr = ctl.addr.clone();
+    let lock_free = mariadb && lock != MysqlLock::Global && {
+        let r: Option<Row> = ctl
+            .conn
+            .query_first("SHOW GLOBAL STATUS LIKE 'binlog_snapshot_file'")
+            .await
+            .map_err(client(&addr, "SHOW STATUS"))?;
+        r.is_some()
+    };
+    if lock_free {
+        let started = Instant::now();
+        let mut first = open_reader(opts, &addr).await?;
+        begin(&mut first, &addr).await?;
+        let (file, pos) = snapshot_status(&mut first, &addr).await?.ok_or_else(|| {
+            SnapshotError::NoConsistentPoint {
+                addr: addr.clone(),
+                message: "Binlog_snapshot_file is empty inside a consistent snapshot (is the binary log on?)".into(),
+            }
+        })?;
+        let mut readers = vec![first];
+        for _ in 1..n {
+            let mut c = open_reader(opts, &addr).await?;
+            let mut same = false;
+            for _ in 0..3 {
+                begin(&mut c, &addr).await?;
+                if snapshot_status(&mut c, &addr).await?.as_ref() == Some(&(file.clone(), pos)) {
+                    same = true;
+                    break;
+                }
+                c.query_drop("ROLLBACK")
+                    .await
+                    .map_err(client(&addr, "ROLLBACK"))?;
+            }
+            if same {
+                readers.push(c);
+            }
+        }
+        tracing::info!(%addr, file = %file, pos, readers = readers.len(), wanted = n,
+            ms = started.elapsed().as_millis() as u64,
+            "snapshot consistent point: MariaDB Binlog_snapshot_file/position of START TRANSACTION WITH CONSISTENT SNAPSHOT (lock-free); readers whose snapshot is at another position were not kept");
+        return Ok(Point {
+            readers,
+            file,
+            pos,
+            gtid_text: None,
+        });
+    }
+    if lock == MysqlLock::None {
+        return Err(SnapshotError::NoConsistentPoint {
+            addr,
+            message: format!(
+                "snapshot.mysql_lock = \"none\" but this server has no lock-free way to read a consistent snapshot's binlog position ({}); allow the global lock (snapshot.mysql_lock = \"auto\" and GRANT RELOAD ON *.* TO the user), or stream only (snapshot.mode = \"no_data\")",
+                if mariadb { "no Binlog_snapshot_file status variable" } else { "MySQL has none; MariaDB reports Binlog_snapshot_file/position" }
+            ),
+        });
+    }
+    let mut readers = Vec::with_capacity(n);
+    for _ in 0..n {
+        readers.push(open_reader(opts, &addr).await?);
+    }
+    ctl.conn
+        .query_drop("SET SESSION lock_wait_timeout = 30")
+        .await
+        .map_err(client(&addr, "SET lock_wait_timeout"))?;
+    let started = Instant::now();
+    if let Err(e) = ctl.conn.query_drop("FLUSH TABLES WITH READ LOCK").await {
+        return Err(match e {
+            mysql_async::Error::Server(s) if matches!(s.code, 1044 | 1045 | 1227) => {
+                SnapshotError::NoConsistentPoint {
+                    addr,
+                    message: format!(
+                        "FLUSH TABLES WITH READ LOCK was refused ({}: {}): the user lacks the RELOAD privilege{}. Fix: GRANT RELOAD ON *.* TO the user; or stream only (snapshot.mode = \"no_data\") and copy existing rows another way",
+                        s.code,
+                        s.message,
+                        if mariadb && lock == MysqlLock::Global {
+                            "; on MariaDB, snapshot.mysql_lock = \"auto\" takes the position without a lock"
+                        } else {
+                            ""
+                        }
+                    ),
+                }
+            }
+            e => client(&addr, "FLUSH TABLES WITH READ LOCK")(e),
+        });
+    }
+    let mut result = Ok(());
+    for c in readers.iter_mut() {
+        if let Err(e) = begin(c, &addr).await {
+            result = Err(e);
+            break;
+        }
+    }
+    let status = match &result {
+        Ok(()) => Some(ctl.master_status().await),
+        Err(_) => None,
+    };
+    let unlocked = ctl.conn.query_drop("UNLOCK TABLES").await;
+    let held = started.elapsed();
+    result?;
+    unlocked.map_err(client(&addr, "UNLOCK TABLES"))?;
+    let st = status.ok_or_else(|| SnapshotError::Setup("no master status".into()))??;
+    tracing::info!(%addr, file = %st.file, pos = st.pos, readers = readers.len(),
+        lock_held_ms = format!("{:.1}", held.as_secs_f64() * 1000.0),
+        "snapshot consistent point: FLUSH TABLES WITH READ LOCK around START TRANSACTION WITH CONSISTENT SNAPSHOT and SHOW MASTER STATUS, released at once");
+    Ok(Point {
+        readers,
+        file: st.file,
+        pos: st.pos,
+        gtid_text: st.executed_gtid_set,
+    })
+}
+
+/// Everything a snapshot run needs from the pipeline.
+pub struct RunContext<'a> {
+    pub config: &'a Config,
+    pub store: &'a FileCheckpointStore,
+    pub metrics: Arc<Metrics>,
+    pub queue: QueueSender<Arc<Transaction>>,
+}
+
+impl Prepared {
+    /// Where the stream starts after this snapshot.
+    pub fn stream_from(&self) -> Position {
+        Position::Mysql(MysqlPosition::snapshot_resume(self.file_no, self.pos))
+    }
+
+    /// Reads every table (or what a resumed snapshot has left) onto the queue; returns the
+    /// position of the last chunk sent, if any.
+    pub async fn run(self, cx: RunContext<'_>) -> R<Option<Position>> {
+        let Prepared {
+            readers,
+            file,
+            file_no,
+            pos,
+            tables,
+            state,
+            ..
+        } = self;
+        let snap_cfg = &cx.config.snapshot;
+        cx.store.track_snapshot(state.clone());
+        let total_rows: u64 = tables.iter().map(|t| t.progress.estimate).sum();
+        tracing::info!(tables = tables.len(), estimate_rows = total_rows, start = %state.start,
+            readers = readers.len(), "snapshot started");
+        cx.metrics.set_snapshot_running(1);
+        let mut work = VecDeque::new();
+        for (i, t) in tables.iter().enumerate() {
+            for r in t.progress.remaining() {
+                work.push_back((i, r));
+            }
+        }
+        let stats: Vec<(String, u64, u64)> = tables
+            .iter()
+            .map(|t| {
+                (
+                    t.progress.table.clone(),
+                    t.progress.estimate,
+                    t.progress.rows,
+                )
+            })
+            .collect();
+        let progress = Progress::new(cx.metrics.clone(), &stats);
+        let display = progress.spawn_display(snap_cfg.progress, snap_cfg.progress_interval);
+        let mut emitter = Emitter::new(
+            cx.queue.clone(),
+            cx.store.ledger(),
+            Box::new(move |chunk| MysqlPosition::snapshot(file_no, pos, chunk).into()),
+            ChunkNumbers {
+                dir: cx.store.dir().to_path_buf(),
+                pipeline: cx.config.pipeline.name.clone(),
+                start: format!("{file}:{pos}"),
+            },
+            Some(crate::checkpoint::now_ms() * 1000),
+            tables.iter().map(|t| t.progress.table.clone()).collect(),
+            tables
+                .iter()
+                .map(|t| t.progress.remaining().len() as u32)
+                .collect(),
+            progress.clone(),
+            cx.metrics.clone(),
+        );
+        let n = readers.len().max(1);
+        let work = Arc::new(Mutex::new(work));
+        let tables = Arc::new(tables);
+        let (tx, mut rx) = mpsc::channel::<Result<ReaderMsg, SnapshotError>>(n * 2);
+        let max_bytes = (cx.config.pipeline.max_queue_bytes / 8).max(1 << 20) as usize;
+        let mut handles = Vec::new();
+        for conn in readers {
+            let reader = Reader {
+                work: work.clone(),
+                tables: tables.clone(),
+                tx: tx.clone(),
+                chunk_rows: snap_cfg.chunk_rows,
+                max_bytes,
+                placeholder: MysqlPosition::snapshot(file_no, pos, 0).into(),
+                commit_ts_us: Some(crate::checkpoint::now_ms() * 1000),
+            };
+            handles.push(tokio::spawn(reader.run(conn)));
+        }
+        drop(tx);
+        let result = async {
+            while let Some(msg) = rx.recv().await {
+                emitter.handle(msg?).await?;
+            }
+            for h in handles {
+                h.await
+                    .map_err(|e| SnapshotError::Setup(format!("reader task: {e}")))??;
+            }
+            emitter.flush().await?;
+            Ok::<_, SnapshotError>(())
+        }
+        .await;
+        cx.metrics.set_snapshot_running(0);
+        result?;
+        let elapsed = display.finish().await;
+        let rows = progress.total_rows();
+        tracing::info!(
+            rows,
+            seconds = format!("{:.3}", elapsed.as_secs_f64()),
+            rows_per_s = (rows as f64 / elapsed.as_secs_f64().max(1e-3)) as u64,
+            "snapshot read; streaming continues from the snapshot's binlog position"
+        );
+        Ok(emitter.last_sent())
+    }
+}
+
+/// One reader connection, inside its snapshot transaction.
+struct Reader {
+    work: Arc<Mutex<VecDeque<(usize, u32)>>>,
+    tables: Arc<Vec<Planned>>,
+    tx: mpsc::Sender<Result<ReaderMsg, SnapshotError>>,
+    chunk_rows: usize,
+    max_bytes: usize,
+    placeholder: Position,
+    commit_ts_us: Option<i64>,
+}
+
+impl Reader {
+    async fn run(self, mut conn: Conn) -> R<()> {
+        let result = self.read(&mut conn).await;
+        // The snapshot transaction ends with the reader (a read-only transaction: nothing to
+        // commit); the connection is closed.
+        let _ = conn.query_drop("ROLLBACK").await;
+        let _ = conn.disconnect().await;
+        if let Err(e) = result {
+            let msg = e.to_string();
+            let _ = self.tx.send(Err(e)).await;
+            return Err(SnapshotError::Setup(msg));
+        }
+        Ok(())
+    }
+
+    fn next(&self) -> Option<(usize, u32)> {
+        self.work.lock().ok().and_then(|mut w| w.pop_front())
+    }
+
+    async fn read(&self, conn: &mut Conn) -> R<()> {
+        let mut text = String::new();
+        while let Some((t, r)) = self.next() {
+            let table = &self.tables[t];
+            let shape = &table.shape;
+            let name = &table.progress.table;
+            let cond = shape
+                .range_condition(&table.progress.bounds, r)
+                .map(|c| format!(" WHERE {c}"))
+                .unwrap_or_default();
+            let sql = format!(
+                "SELECT {} FROM {}{cond}",
+                shape.select_list(),
+                qualified(&shape.id)
+            );
+            let query_err = |context| {
+                move |source| SnapshotError::Query {
+                    table: name.clone(),
+                    range: r,
+                    context,
+                    source,
+                }
+            };
+            let mut result = conn.exec_iter(sql, ()).await.map_err(query_err("SELECT"))?;
+            let mut builder = ChangeBatchBuilder::new(shape.schema.clone(), self.chunk_rows);
+            let mut rows = 0u64;
+            while let Some(row) = result.next().await.map_err(query_err("reading rows"))? {
+                let values = row.unwrap();
+                append_row(
+                    &mut builder,
+                    shape,
+                    &values,
+                    &self.placeholder,
+                    self.commit_ts_us,
+                    &mut text,
+                )
+                .map_err(|source| SnapshotError::Read {
+                    table: name.clone(),
+                    range: r,
+                    source,
+                })?;
+                rows += 1;
+                if builder.len() >= self.chunk_rows || builder.byte_size() >= self.max_bytes {
+                    self.piece(t, builder.finish()?).await?;
+                }
+            }
+            drop(result);
+            if !builder.is_empty() {
+                self.piece(t, builder.finish()?).await?;
+            }
+            self.send(ReaderMsg::RangeDone {
+                table: t,
+                range: r,
+                rows,
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn piece(&self, table: usize, batch: tidemark_model::ChangeBatch) -> R<()> {
+        self.send(ReaderMsg::Piece { table, batch }).await
+    }
+
+    async fn send(&self, msg: ReaderMsg) -> R<()> {
+        self.tx
+            .send(Ok(msg))
+            .await
+            .map_err(|_| SnapshotError::Setup("the snapshot emitter stopped".into()))
+    }
+}
