@@ -8,20 +8,32 @@
 //! ```
 //!
 //! Submodules: `values` (one column value), `envelope` (rows, keys, source block), `schema`
-//! (the Connect schema part), `codec` (base64, decimals, ISO dates).
+//! (the Connect schema part), `codec` (base64, decimals, ISO dates), `json` (scalars).
+//!
+//! # How the bytes are written
+//! Records are written as JSON bytes directly, never built as a `serde_json::Value`: the
+//! parts of one row (source block, before/after images, key images) go into one scratch
+//! buffer reused across rows, and each record's key and value are then assembled from those
+//! parts into a `Vec<u8>` sized for them. Per plan (table and schema version) the escaped
+//! `"<column>":` keys and, with `schemas_enable`, the serialised Connect schemas are kept.
+//! The output is byte for byte what the earlier Value-based encoder wrote (serde_json with
+//! `preserve_order`): `differential.rs` checks that against a frozen copy of it (`oracle/`)
+//! for random batches, and a golden file pins the bytes of the all-types workload.
 
 mod codec;
 mod envelope;
+mod json;
 mod mysql;
 mod schema;
 mod txmeta;
 mod values;
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use tidemark_model::{
     ChangeBatch, Image, LogicalMessage, Lsn, Op, Position, TableId, TableSchema, Transaction,
     TxnItem,
@@ -70,14 +82,19 @@ pub enum EncodeError {
     Json(String),
 }
 
-/// Per table and schema version: conversions, topic and (with schemas) the Connect schemas.
+/// Per table and schema version: conversions, topic, the escaped field names and (with
+/// schemas) the Connect schemas, serialised once.
 #[derive(Debug)]
 pub(crate) struct TablePlan {
     pub(crate) convs: Vec<Conv>,
+    /// `"<column name>":` per column, escaped.
+    pub(crate) field_keys: Vec<Vec<u8>>,
     topic: String,
+    /// `<schema>.<table>`: the data collection of `provide_transaction_metadata`.
+    collection: String,
     has_key: bool,
-    key_schema: Option<Value>,
-    envelope_schema: Option<Value>,
+    key_schema: Option<Vec<u8>>,
+    envelope_schema: Option<Vec<u8>>,
 }
 
 type Clock = Box<dyn Fn() -> i128 + Send>;
@@ -92,6 +109,10 @@ pub struct DebeziumEncoder {
     clock: Clock,
     /// `provide_transaction_metadata`: the transaction whose END is still due (chunks).
     txmeta: Option<TxMeta>,
+    /// The transaction metadata key and value schemas, serialised (with `schemas_enable`).
+    txmeta_schemas: Option<(Vec<u8>, Vec<u8>)>,
+    /// Scratch for the parts of one row (source block, images, keys), reused across rows.
+    buf: Vec<u8>,
 }
 
 fn system_now_ns() -> i128 {
@@ -100,8 +121,52 @@ fn system_now_ns() -> i128 {
         .map_or(0, |d| d.as_nanos() as i128)
 }
 
+/// Byte ranges of one row's parts inside the scratch buffer.
+struct RowParts {
+    source: Range<usize>,
+    before: Option<Range<usize>>,
+    after: Option<Range<usize>>,
+    now_ns: i128,
+}
+
+/// `{"schema":<schema>,"payload":` … `}` around `payload` when `schema` is set.
+fn wrapped(schema: Option<&[u8]>, payload_len: usize, write: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    match schema {
+        Some(s) => {
+            let mut v = Vec::with_capacity(s.len() + payload_len + 24);
+            v.extend_from_slice(b"{\"schema\":");
+            v.extend_from_slice(s);
+            v.extend_from_slice(b",\"payload\":");
+            write(&mut v);
+            v.push(b'}');
+            v
+        }
+        None => {
+            let mut v = Vec::with_capacity(payload_len);
+            write(&mut v);
+            v
+        }
+    }
+}
+
+/// Whether two key documents are the same key. Equal bytes are; different bytes are compared
+/// as JSON values, as the Value-based encoder did (`0.0` equals `-0.0`).
+fn same_key(a: &[u8], b: &[u8]) -> bool {
+    a == b
+        || matches!(
+            (serde_json::from_slice::<Value>(a), serde_json::from_slice::<Value>(b)),
+            (Ok(x), Ok(y)) if x == y
+        )
+}
+
 impl DebeziumEncoder {
     pub fn new(opts: EncoderOptions) -> Self {
+        let txmeta_schemas = opts.schemas_enable.then(|| {
+            (
+                serde_json::to_vec(&txmeta::key_schema()).unwrap_or_default(),
+                serde_json::to_vec(&txmeta::value_schema()).unwrap_or_default(),
+            )
+        });
         DebeziumEncoder {
             opts,
             plans: HashMap::new(),
@@ -109,6 +174,8 @@ impl DebeziumEncoder {
             last_commit_ts_us: None,
             clock: Box::new(system_now_ns),
             txmeta: None,
+            txmeta_schemas,
+            buf: Vec::with_capacity(4096),
         }
     }
 
@@ -148,19 +215,33 @@ impl DebeziumEncoder {
             .iter()
             .map(|c| values::plan(&c.source_type, &c.data_type, &self.opts))
             .collect();
+        let field_keys = schema
+            .columns
+            .iter()
+            .map(|c| {
+                let mut k = Vec::with_capacity(c.name.len() + 3);
+                json::str(&mut k, &c.name);
+                k.push(b':');
+                k
+            })
+            .collect();
         let (key_schema, envelope_schema) = if self.opts.schemas_enable {
             let value = schema::row_schema(schema, &convs, false, &self.opts);
+            let key = schema::row_schema(schema, &convs, true, &self.opts);
+            let envelope = schema::envelope_schema(schema, &value, &self.opts);
             (
-                Some(schema::row_schema(schema, &convs, true, &self.opts)),
-                Some(schema::envelope_schema(schema, &value, &self.opts)),
+                Some(serde_json::to_vec(&key).unwrap_or_default()),
+                Some(serde_json::to_vec(&envelope).unwrap_or_default()),
             )
         } else {
             (None, None)
         };
         let plan = Arc::new(TablePlan {
             topic: self.table_topic(&schema.table),
+            collection: format!("{}.{}", schema.table.namespace, schema.table.name),
             has_key: schema.has_key(),
             convs,
+            field_keys,
             key_schema,
             envelope_schema,
         });
@@ -191,18 +272,25 @@ impl DebeziumEncoder {
                 self.last_commit_lsn = Some(pg.lsn);
             }
         }
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut result = Ok(());
         for item in &txn.items {
-            match item {
-                TxnItem::Rows(batch) => self.encode_batch(txn, batch, &mut tm, out)?,
-                TxnItem::Message(m) => self.encode_message(txn, m, &mut tm, out)?,
+            result = match item {
+                TxnItem::Rows(batch) => self.encode_batch(txn, batch, &mut tm, &mut buf, out),
+                TxnItem::Message(m) => self.encode_message(txn, m, &mut tm, &mut buf, out),
+            };
+            if result.is_err() {
+                break;
             }
         }
+        self.buf = buf;
+        result?;
         if let Some(t) = tm {
             if txn.complete {
                 let ts_ms = txn.commit_ts_us.unwrap_or(0).div_euclid(1000);
                 let end_lsn = txn.end.as_pg().map(|p| p.lsn.0);
                 if let Some(m) = t.end(end_lsn, ts_ms, txn.end) {
-                    out(self.marker_record(m)?);
+                    out(self.marker_record(m));
                 }
             } else {
                 self.txmeta = Some(t);
@@ -218,28 +306,28 @@ impl DebeziumEncoder {
         Ok(())
     }
 
-    fn wrap(&self, schema: Option<&Value>, payload: Value) -> Result<Vec<u8>, EncodeError> {
-        let v = match schema {
-            Some(s) if self.opts.schemas_enable => json!({"schema": s, "payload": payload}),
-            _ => payload,
-        };
-        serde_json::to_vec(&v).map_err(|e| EncodeError::Json(e.to_string()))
-    }
-
     /// A BEGIN/END record of `provide_transaction_metadata`.
-    fn marker_record(&self, m: Marker) -> Result<Record, EncodeError> {
-        Ok(Record {
+    fn marker_record(&self, m: Marker) -> Record {
+        let (key_schema, value_schema) = match &self.txmeta_schemas {
+            Some((k, v)) => (Some(k.as_slice()), Some(v.as_slice())),
+            None => (None, None),
+        };
+        Record {
             topic: self
                 .opts
                 .transaction_topic
                 .clone()
                 .unwrap_or_else(|| format!("{}.transaction", self.opts.server_name)),
-            key: Some(self.wrap(Some(&m.key_schema), m.key)?),
-            value: Some(self.wrap(Some(&m.value_schema), m.value)?),
+            key: Some(wrapped(key_schema, m.key.len(), |v| {
+                v.extend_from_slice(&m.key)
+            })),
+            value: Some(wrapped(value_schema, m.value.len(), |v| {
+                v.extend_from_slice(&m.value)
+            })),
             headers: Vec::new(),
             op: None,
             position: m.position,
-        })
+        }
     }
 
     fn encode_batch(
@@ -247,6 +335,7 @@ impl DebeziumEncoder {
         txn: &Transaction,
         batch: &ChangeBatch,
         tm: &mut Option<TxMeta>,
+        buf: &mut Vec<u8>,
         out: &mut impl FnMut(Record),
     ) -> Result<(), EncodeError> {
         let plan = self.plan(&batch.schema);
@@ -263,15 +352,78 @@ impl DebeziumEncoder {
             }
             None => (0, 0),
         };
+        let meta = mysql::BatchMeta::of(&batch.batch);
         for row in 0..batch.num_rows() {
             let snapshot = match (txn.snapshot, batch.op(row)) {
                 (Some(mark), Op::Read) => mark.debezium_value(base + row, total),
                 (None, Op::Read) => "true",
                 _ => "false",
             };
-            self.encode_row(txn, batch, &plan, row, snapshot, tm, out)?;
+            self.encode_row(txn, batch, &plan, &meta, row, snapshot, tm, buf, out)?;
         }
         Ok(())
+    }
+
+    /// Writes the key image (`image` with key columns only) into `buf`; `None` without a
+    /// primary key or when the image is null.
+    #[allow(clippy::too_many_arguments)]
+    fn key_part(
+        &self,
+        buf: &mut Vec<u8>,
+        batch: &ChangeBatch,
+        plan: &TablePlan,
+        row: usize,
+        image: Image,
+        markers: &[tidemark_model::Marker],
+    ) -> Result<Option<Range<usize>>, EncodeError> {
+        if !plan.has_key {
+            return Ok(None);
+        }
+        let start = buf.len();
+        let some = envelope::write_image(buf, batch, plan, row, image, &self.opts, true, markers)?;
+        Ok(some.then_some(start..buf.len()))
+    }
+
+    /// The value of one change event: the envelope (with its schema when enabled), and the
+    /// `transaction` block with `provide_transaction_metadata` (BEGIN emitted first).
+    #[allow(clippy::too_many_arguments)]
+    fn event_value(
+        &self,
+        plan: &TablePlan,
+        buf: &[u8],
+        parts: &RowParts,
+        before: bool,
+        after: bool,
+        op: &'static str,
+        txn_block: Option<(&mut TxMeta, Option<u64>)>,
+    ) -> Vec<u8> {
+        let part = |r: &Option<Range<usize>>, on: bool| match r {
+            Some(r) if on => &buf[r.clone()],
+            _ => &b"null"[..],
+        };
+        let (b, a) = (part(&parts.before, before), part(&parts.after, after));
+        let s = &buf[parts.source.clone()];
+        let schema = plan
+            .envelope_schema
+            .as_deref()
+            .filter(|_| self.opts.schemas_enable);
+        wrapped(schema, b.len() + a.len() + s.len() + 200, |v| {
+            v.extend_from_slice(b"{\"before\":");
+            v.extend_from_slice(b);
+            v.extend_from_slice(b",\"after\":");
+            v.extend_from_slice(a);
+            v.extend_from_slice(b",\"source\":");
+            v.extend_from_slice(s);
+            v.extend_from_slice(b",\"transaction\":");
+            match txn_block {
+                Some((m, lsn)) => m.write_block(v, &plan.collection, lsn),
+                None => json::null(v),
+            }
+            v.extend_from_slice(b",\"op\":");
+            json::plain_str(v, op);
+            envelope::write_now(v, parts.now_ns);
+            v.push(b'}');
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -280,138 +432,185 @@ impl DebeziumEncoder {
         txn: &Transaction,
         batch: &ChangeBatch,
         plan: &TablePlan,
+        meta: &mysql::BatchMeta<'_>,
         row: usize,
         snapshot: &'static str,
         tm: &mut Option<TxMeta>,
+        buf: &mut Vec<u8>,
         out: &mut impl FnMut(Record),
     ) -> Result<(), EncodeError> {
         let opts = &self.opts;
         let op = batch.op(row);
         let (position, lsn) = envelope::row_lsn(batch, row);
         let table = &batch.schema.table;
-        let source = if let Some(my) = position.as_mysql() {
-            mysql::source_block(
+        buf.clear();
+        let commit_ts_us = batch.commit_ts_us(row).or(txn.commit_ts_us);
+        if let Some(my) = position.as_mysql() {
+            mysql::write_source_block(
+                buf,
                 opts,
-                &batch.batch,
+                meta,
                 &table.namespace,
                 &table.name,
-                batch.commit_ts_us(row).or(txn.commit_ts_us),
+                commit_ts_us,
                 snapshot,
                 my,
-            )
+            );
         } else {
-            envelope::source_block(
-            opts,
-            &SourceInfo {
-                schema: &table.namespace,
-                table: &table.name,
-                commit_ts_us: batch.commit_ts_us(row).or(txn.commit_ts_us),
-                snapshot,
-                last_commit_lsn: self.last_commit_lsn.map(|l| l.0),
-                lsn,
-                xid: batch.txid(row).or(txn.xid),
-            },
-        )
+            envelope::write_source_block(
+                buf,
+                opts,
+                &SourceInfo {
+                    schema: &table.namespace,
+                    table: &table.name,
+                    commit_ts_us,
+                    snapshot,
+                    last_commit_lsn: self.last_commit_lsn.map(|l| l.0),
+                    lsn,
+                    xid: batch.txid(row).or(txn.xid),
+                },
+            );
+        }
+        let source = 0..buf.len();
+        let now_ns = (self.clock)();
+        let markers = if batch.has_markers(row) {
+            batch.markers(row)
+        } else {
+            Vec::new()
         };
-        let now = (self.clock)();
-        let before = envelope::image(batch, plan, row, Image::Before, opts, false)?;
-        let after = envelope::image(batch, plan, row, Image::After, opts, false)?;
-        let key_of = |img: Image| -> Result<Option<Value>, EncodeError> {
-            if !plan.has_key {
-                return Ok(None);
-            }
-            envelope::image(batch, plan, row, img, opts, true)
+        let image = |buf: &mut Vec<u8>, img: Image| -> Result<Option<Range<usize>>, EncodeError> {
+            let start = buf.len();
+            let some = envelope::write_image(buf, batch, plan, row, img, opts, false, &markers)?;
+            Ok(some.then_some(start..buf.len()))
         };
-        let env_schema = plan.envelope_schema.as_ref();
-        let key_schema = plan.key_schema.as_ref();
-        let commit_ms = batch
-            .commit_ts_us(row)
-            .or(txn.commit_ts_us)
-            .unwrap_or(0)
-            .div_euclid(1000);
-        let collection = format!("{}.{}", table.namespace, table.name);
-        let mut emit = |key: &Option<Value>,
-                        value: Option<Value>,
-                        op: Option<&'static str>,
+        let before = image(buf, Image::Before)?;
+        let after = image(buf, Image::After)?;
+        let parts = RowParts {
+            source,
+            before,
+            after,
+            now_ns,
+        };
+        let commit_ms = commit_ts_us.unwrap_or(0).div_euclid(1000);
+        let key_schema = plan.key_schema.as_deref().filter(|_| opts.schemas_enable);
+        let key_bytes = |buf: &[u8], key: &Option<Range<usize>>| {
+            key.as_ref().map(|r| {
+                let k = &buf[r.clone()];
+                wrapped(key_schema, k.len(), |v| v.extend_from_slice(k))
+            })
+        };
+        // An event (`Some((before?, after?, op))`: BEGIN first with
+        // `provide_transaction_metadata`, then the record) or a tombstone (`None`).
+        let mut emit = |tm: &mut Option<TxMeta>,
+                        buf: &[u8],
+                        key: Option<Vec<u8>>,
+                        what: Option<(bool, bool, &'static str)>,
                         headers: Vec<(String, Vec<u8>)>| {
-            let value = match (value, tm.as_mut()) {
-                // `provide_transaction_metadata`: BEGIN before the first event, a block in each.
-                (Some(mut v), Some(m)) => {
-                    if let Some(begin) = m.begin(lsn, commit_ms, position) {
-                        out(self.marker_record(begin)?);
-                    }
-                    v["transaction"] = m.block(&collection, lsn);
-                    Some(v)
-                }
-                (v, _) => v,
+            let Some((before, after, code)) = what else {
+                out(Record {
+                    topic: plan.topic.clone(),
+                    key,
+                    value: None,
+                    headers,
+                    op: None,
+                    position,
+                });
+                return;
             };
+            let block = match tm.as_mut() {
+                Some(m) => {
+                    if let Some(begin) = m.begin(lsn, commit_ms, position) {
+                        out(self.marker_record(begin));
+                    }
+                    Some((m, lsn))
+                }
+                None => None,
+            };
+            let value = self.event_value(plan, buf, &parts, before, after, code, block);
             out(Record {
                 topic: plan.topic.clone(),
-                key: key.clone().map(|k| self.wrap(key_schema, k)).transpose()?,
-                value: value.map(|v| self.wrap(env_schema, v)).transpose()?,
+                key,
+                value: Some(value),
                 headers,
-                op,
+                op: Some(code),
                 position,
             });
-            Ok::<_, EncodeError>(())
         };
         match op {
             Op::Insert | Op::Read => {
-                let key = key_of(Image::After)?;
-                let v = envelope::envelope(None, after, source, op.debezium_code(), now);
-                emit(&key, Some(v), Some(op.debezium_code()), Vec::new())?;
+                let key = self.key_part(buf, batch, plan, row, Image::After, &markers)?;
+                let code = op.debezium_code();
+                emit(
+                    tm,
+                    buf,
+                    key_bytes(buf, &key),
+                    Some((false, true, code)),
+                    Vec::new(),
+                );
             }
             Op::Update => {
-                let new_key = key_of(Image::After)?;
-                let old_key = if before.is_some() {
-                    key_of(Image::Before)?
+                let new_key = self.key_part(buf, batch, plan, row, Image::After, &markers)?;
+                let old_key = if parts.before.is_some() {
+                    self.key_part(buf, batch, plan, row, Image::Before, &markers)?
                 } else {
                     None
                 };
+                let changed = match (&old_key, &new_key) {
+                    (Some(o), Some(n)) => !same_key(&buf[o.clone()], &buf[n.clone()]),
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                };
                 match old_key {
-                    Some(old) if Some(&old) != new_key.as_ref() => {
-                        let new_json = serde_json::to_vec(&new_key).unwrap_or_default();
-                        let old_json = serde_json::to_vec(&old).unwrap_or_default();
-                        let old = Some(old);
-                        let d = envelope::envelope(before, None, source.clone(), "d", now);
+                    Some(old) if changed => {
+                        let new_json = new_key
+                            .as_ref()
+                            .map_or(b"null".to_vec(), |r| buf[r.clone()].to_vec());
+                        let old_json = buf[old.clone()].to_vec();
+                        let old_key = Some(old);
                         emit(
-                            &old,
-                            Some(d),
-                            Some("d"),
+                            tm,
+                            buf,
+                            key_bytes(buf, &old_key),
+                            Some((true, false, "d")),
                             vec![(HEADER_NEW_KEY.into(), new_json)],
-                        )?;
+                        );
                         if opts.tombstones_on_delete {
-                            emit(&old, None, None, Vec::new())?;
+                            emit(tm, buf, key_bytes(buf, &old_key), None, Vec::new());
                         }
-                        let c = envelope::envelope(None, after, source, "c", now);
                         emit(
-                            &new_key,
-                            Some(c),
-                            Some("c"),
+                            tm,
+                            buf,
+                            key_bytes(buf, &new_key),
+                            Some((false, true, "c")),
                             vec![(HEADER_OLD_KEY.into(), old_json)],
-                        )?;
+                        );
                     }
-                    _ => {
-                        let v = envelope::envelope(before, after, source, "u", now);
-                        emit(&new_key, Some(v), Some("u"), Vec::new())?;
-                    }
+                    _ => emit(
+                        tm,
+                        buf,
+                        key_bytes(buf, &new_key),
+                        Some((true, true, "u")),
+                        Vec::new(),
+                    ),
                 }
             }
             Op::Delete => {
-                let key = key_of(Image::Before)?;
-                let v = envelope::envelope(before, None, source, "d", now);
-                emit(&key, Some(v), Some("d"), Vec::new())?;
+                let key = self.key_part(buf, batch, plan, row, Image::Before, &markers)?;
+                emit(
+                    tm,
+                    buf,
+                    key_bytes(buf, &key),
+                    Some((true, false, "d")),
+                    Vec::new(),
+                );
                 // Debezium writes the tombstone even with a null key (no primary key).
                 if opts.tombstones_on_delete {
-                    emit(&key, None, None, Vec::new())?;
+                    emit(tm, buf, key_bytes(buf, &key), None, Vec::new());
                 }
             }
             // Debezium's default `skipped.operations=t` drops truncates.
             Op::Truncate if !opts.emit_truncate => {}
-            Op::Truncate => {
-                let v = envelope::envelope(None, None, source, "t", now);
-                emit(&None, Some(v), Some("t"), Vec::new())?;
-            }
+            Op::Truncate => emit(tm, buf, None, Some((false, false, "t")), Vec::new()),
         }
         Ok(())
     }
@@ -421,10 +620,13 @@ impl DebeziumEncoder {
         txn: &Transaction,
         m: &LogicalMessage,
         tm: &mut Option<TxMeta>,
+        buf: &mut Vec<u8>,
         out: &mut impl FnMut(Record),
     ) -> Result<(), EncodeError> {
         let lsn = m.position.as_pg().map(|p| p.lsn.0);
-        let source = envelope::source_block(
+        buf.clear();
+        envelope::write_source_block(
+            buf,
             &self.opts,
             &SourceInfo {
                 schema: "",
@@ -438,35 +640,37 @@ impl DebeziumEncoder {
             },
         );
         let now = (self.clock)();
-        let mut v = Map::new();
-        v.insert("op".into(), Value::from("m"));
         let ns = i64::try_from(now).unwrap_or(i64::MAX);
-        v.insert("ts_ms".into(), Value::from(ns.div_euclid(1_000_000)));
-        v.insert("source".into(), source);
-        let block = match tm.as_mut().filter(|_| m.transactional) {
+        let mut v = Vec::with_capacity(buf.len() + m.content.len() * 4 / 3 + 128);
+        v.extend_from_slice(b"{\"op\":\"m\",\"ts_ms\":");
+        json::i64(&mut v, ns.div_euclid(1_000_000));
+        v.extend_from_slice(b",\"source\":");
+        v.extend_from_slice(buf);
+        v.extend_from_slice(b",\"transaction\":");
+        match tm.as_mut().filter(|_| m.transactional) {
             Some(t) => {
                 let ts_ms = txn.commit_ts_us.unwrap_or(0).div_euclid(1000);
                 if let Some(begin) = t.begin(lsn, ts_ms, m.position) {
-                    out(self.marker_record(begin)?);
+                    out(self.marker_record(begin));
                 }
                 // Debezium names the collection of a message by a Java object identity.
-                t.block("message", lsn)
+                t.write_block(&mut v, "message", lsn);
             }
-            None => Value::Null,
-        };
-        v.insert("transaction".into(), block);
-        v.insert(
-            "message".into(),
-            json!({"prefix": m.prefix, "content": base64(&m.content)}),
-        );
-        let key = json!({"prefix": m.prefix});
+            None => json::null(&mut v),
+        }
+        v.extend_from_slice(b",\"message\":{\"prefix\":");
+        json::str(&mut v, &m.prefix);
+        v.extend_from_slice(b",\"content\":");
+        json::base64(&mut v, &m.content);
+        v.extend_from_slice(b"}}");
+        let mut key = Vec::with_capacity(m.prefix.len() + 16);
+        key.extend_from_slice(b"{\"prefix\":");
+        json::str(&mut key, &m.prefix);
+        key.push(b'}');
         out(Record {
             topic: format!("{}.message", self.opts.server_name),
-            key: Some(serde_json::to_vec(&key).map_err(|e| EncodeError::Json(e.to_string()))?),
-            value: Some(
-                serde_json::to_vec(&Value::Object(v))
-                    .map_err(|e| EncodeError::Json(e.to_string()))?,
-            ),
+            key: Some(key),
+            value: Some(v),
             headers: Vec::new(),
             op: Some("m"),
             position: m.position,
@@ -475,5 +679,9 @@ impl DebeziumEncoder {
     }
 }
 
+#[cfg(test)]
+mod differential;
+#[cfg(test)]
+mod oracle;
 #[cfg(test)]
 mod tests;

@@ -7,7 +7,8 @@
 //! - Java formats years outside 0..=9999 with a sign (`+10000`, `-0001`); proleptic Gregorian,
 //!   year 0 = 1 BC.
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+pub(crate) const B64: &[u8; 64] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// Standard base64 with padding (what JsonConverter writes for `bytes`).
 pub fn base64(data: &[u8]) -> String {
@@ -219,7 +220,9 @@ pub fn iso_year(y: i64) -> String {
     }
 }
 
-/// `ZonedTimestamp`: `YYYY-MM-DDTHH:MM:SS[.f{width}]Z` of µs since the epoch (UTC).
+/// `ZonedTimestamp`: `YYYY-MM-DDTHH:MM:SS[.f{width}]Z` of µs since the epoch (UTC). The
+/// reference for [`write_iso_timestamp_utc`] (tests).
+#[cfg(test)]
 pub fn iso_timestamp_utc(micros: i64, fraction_width: u32) -> String {
     let days = micros.div_euclid(86_400_000_000);
     let in_day = micros.rem_euclid(86_400_000_000);
@@ -237,6 +240,57 @@ pub fn iso_timestamp_utc(micros: i64, fraction_width: u32) -> String {
     }
     out.push('Z');
     out
+}
+
+/// Two ASCII digits of `v` (0..=99).
+#[inline]
+fn push2(out: &mut Vec<u8>, v: i64) {
+    out.extend_from_slice(&[b'0' + (v / 10 % 10) as u8, b'0' + (v % 10) as u8]);
+}
+
+/// [`iso_timestamp_utc`] as a JSON string, written in place (no intermediate `String`).
+pub fn write_iso_timestamp_utc(out: &mut Vec<u8>, micros: i64, fraction_width: u32) {
+    let days = micros.div_euclid(86_400_000_000);
+    let in_day = micros.rem_euclid(86_400_000_000);
+    let (y, m, d) = civil_from_days(days);
+    let secs = in_day / 1_000_000;
+    let (h, mi, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    out.reserve(32);
+    out.push(b'"');
+    if (0..=9999).contains(&y) {
+        push2(out, y / 100);
+        push2(out, y % 100);
+    } else {
+        // Java's ISO year outside 0..=9999: signed, at least four digits.
+        let text = iso_year(y);
+        out.extend_from_slice(text.as_bytes());
+    }
+    out.push(b'-');
+    push2(out, i64::from(m));
+    out.push(b'-');
+    push2(out, i64::from(d));
+    out.push(b'T');
+    push2(out, h);
+    out.push(b':');
+    push2(out, mi);
+    out.push(b':');
+    push2(out, s);
+    if fraction_width > 0 {
+        let frac = in_day % 1_000_000;
+        let digits = [
+            frac / 100_000,
+            frac / 10_000 % 10,
+            frac / 1000 % 10,
+            frac / 100 % 10,
+            frac / 10 % 10,
+            frac % 10,
+        ];
+        out.push(b'.');
+        for d in &digits[..fraction_width.min(6) as usize] {
+            out.push(b'0' + *d as u8);
+        }
+    }
+    out.extend_from_slice(b"Z\"");
 }
 
 /// `HH:MM:SS[.fraction without trailing zeros]` of µs in a day.
@@ -319,5 +373,17 @@ mod tests {
         assert_eq!(civil_from_days(-719_528), (0, 1, 1));
         assert_eq!(iso_year(-1), "-0001");
         assert_eq!(time_of_day(29_730_500_000), "08:15:30.5");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn prop_written_timestamp_equals_string(us in proptest::prelude::any::<i64>(), w in 0u32..8) {
+            let mut out = Vec::new();
+            write_iso_timestamp_utc(&mut out, us, w);
+            proptest::prop_assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format!("\"{}\"", iso_timestamp_utc(us, w))
+            );
+        }
     }
 }

@@ -13,10 +13,10 @@
 //!   fields.
 
 use arrow_array::{Array, StructArray};
-use serde_json::{json, Map, Value};
-use tidemark_model::{ChangeBatch, Image, MarkerKind, Position, TableSchema};
+use tidemark_model::{ChangeBatch, Image, Marker, MarkerKind, Position, TableSchema};
 
-use super::codec::base64;
+use super::codec::plain_string;
+use super::json;
 use super::values::{self, Conv};
 use super::{EncodeError, TablePlan};
 use crate::config::{DecimalHandling, EncoderOptions};
@@ -32,158 +32,183 @@ pub struct SourceInfo<'a> {
     pub xid: Option<u64>,
 }
 
-/// The `source` block in Debezium 3.6's field order.
-pub fn source_block(opts: &EncoderOptions, s: &SourceInfo<'_>) -> Value {
-    let seq = format!(
-        "[{},{}]",
-        s.last_commit_lsn
-            .map_or("null".to_owned(), |l| format!("\"{l}\"")),
-        s.lsn.map_or("null".to_owned(), |l| format!("\"{l}\""))
-    );
+/// The Postgres `source` block in Debezium 3.6's field order.
+pub fn write_source_block(out: &mut Vec<u8>, opts: &EncoderOptions, s: &SourceInfo<'_>) {
     let ts_us = s.commit_ts_us.unwrap_or(0);
-    let mut m = Map::new();
-    m.insert("version".into(), Value::from(crate::DEBEZIUM_VERSION));
-    m.insert("connector".into(), Value::from(opts.connector.name()));
-    m.insert("name".into(), Value::from(opts.server_name.as_str()));
-    m.insert("ts_ms".into(), Value::from(ts_us.div_euclid(1000)));
-    m.insert("snapshot".into(), Value::from(s.snapshot));
-    m.insert("db".into(), Value::from(opts.database.as_str()));
-    m.insert("sequence".into(), Value::from(seq));
-    m.insert("ts_us".into(), Value::from(ts_us));
-    m.insert("ts_ns".into(), Value::from(ts_us.saturating_mul(1000)));
-    m.insert("schema".into(), Value::from(s.schema));
-    m.insert("table".into(), Value::from(s.table));
-    m.insert("txId".into(), s.xid.map_or(Value::Null, Value::from));
-    m.insert("lsn".into(), s.lsn.map_or(Value::Null, Value::from));
-    m.insert("xmin".into(), Value::Null);
-    m.insert("origin".into(), Value::Null);
-    m.insert("origin_lsn".into(), Value::Null);
-    Value::Object(m)
+    out.extend_from_slice(b"{\"version\":");
+    json::plain_str(out, crate::DEBEZIUM_VERSION);
+    out.extend_from_slice(b",\"connector\":");
+    json::str(out, opts.connector.name());
+    out.extend_from_slice(b",\"name\":");
+    json::str(out, &opts.server_name);
+    out.extend_from_slice(b",\"ts_ms\":");
+    json::i64(out, ts_us.div_euclid(1000));
+    out.extend_from_slice(b",\"snapshot\":");
+    json::str(out, s.snapshot);
+    out.extend_from_slice(b",\"db\":");
+    json::str(out, &opts.database);
+    // `sequence` is a string holding a JSON array: `"[\"<last>\",\"<lsn>\"]"`.
+    out.extend_from_slice(b",\"sequence\":\"[");
+    for (k, l) in [s.last_commit_lsn, s.lsn].into_iter().enumerate() {
+        if k > 0 {
+            out.push(b',');
+        }
+        match l {
+            Some(l) => {
+                out.extend_from_slice(b"\\\"");
+                json::u64(out, l);
+                out.extend_from_slice(b"\\\"");
+            }
+            None => json::null(out),
+        }
+    }
+    out.extend_from_slice(b"]\",\"ts_us\":");
+    json::i64(out, ts_us);
+    out.extend_from_slice(b",\"ts_ns\":");
+    json::i64(out, ts_us.saturating_mul(1000));
+    out.extend_from_slice(b",\"schema\":");
+    json::str(out, s.schema);
+    out.extend_from_slice(b",\"table\":");
+    json::str(out, s.table);
+    out.extend_from_slice(b",\"txId\":");
+    json::opt_u64(out, s.xid);
+    out.extend_from_slice(b",\"lsn\":");
+    json::opt_u64(out, s.lsn);
+    out.extend_from_slice(b",\"xmin\":null,\"origin\":null,\"origin_lsn\":null}");
 }
 
 /// Debezium's fallback for a null in a non-optional field (`JdbcValueConverters`).
-fn fallback(conv: &Conv, opts: &EncoderOptions) -> Value {
-    let zero_decimal = |scale: i64| match opts.decimal_handling_mode {
-        DecimalHandling::Precise => Value::from(base64(&[0])),
-        DecimalHandling::String => Value::from(super::codec::plain_string(false, b"", scale)),
-        DecimalHandling::Double => json!(0.0),
+fn write_fallback(out: &mut Vec<u8>, conv: &Conv, opts: &EncoderOptions) {
+    let zero_decimal = |out: &mut Vec<u8>, scale: i64| match opts.decimal_handling_mode {
+        // base64 of the single zero byte of a Connect Decimal 0.
+        DecimalHandling::Precise => out.extend_from_slice(b"\"AA==\""),
+        DecimalHandling::String => json::plain_str(out, &plain_string(false, b"", scale)),
+        DecimalHandling::Double => out.extend_from_slice(b"0.0"),
     };
     match conv {
-        Conv::Bool | Conv::Bits { boolean: true } => Value::from(false),
+        Conv::Bool | Conv::Bits { boolean: true } => json::bool(out, false),
         Conv::Int | Conv::Date | Conv::Time(_) | Conv::Timestamp(_) | Conv::Interval => {
-            Value::from(0)
+            out.push(b'0')
         }
-        Conv::Float32 | Conv::Float64 => json!(0.0),
-        Conv::Decimal { scale } => zero_decimal(*scale),
-        Conv::Money => zero_decimal(2),
-        Conv::NumericText { scale: Some(s) } => zero_decimal(*s),
+        Conv::Float32 | Conv::Float64 => out.extend_from_slice(b"0.0"),
+        Conv::Decimal { scale } => zero_decimal(out, *scale),
+        Conv::Money => zero_decimal(out, 2),
+        Conv::NumericText { scale: Some(s) } => zero_decimal(out, *s),
         Conv::NumericText { scale: None } => match opts.decimal_handling_mode {
-            DecimalHandling::Precise => json!({"scale": 0, "value": base64(&[0])}),
-            _ => zero_decimal(0),
+            DecimalHandling::Precise => out.extend_from_slice(b"{\"scale\":0,\"value\":\"AA==\"}"),
+            _ => zero_decimal(out, 0),
         },
-        Conv::TimestampTz(w) => Value::from(super::codec::iso_timestamp_utc(0, *w)),
-        Conv::TimeTz => Value::from("00:00:00Z"),
-        Conv::List(_) => Value::Array(Vec::new()),
-        Conv::Omit | Conv::Name | Conv::Point => Value::Null,
-        Conv::Text | Conv::Bytes | Conv::Uuid | Conv::Bits { .. } => Value::from(""),
-        Conv::Mysql(c) => super::mysql::fallback(c),
+        Conv::TimestampTz(w) => super::codec::write_iso_timestamp_utc(out, 0, *w),
+        Conv::TimeTz => out.extend_from_slice(b"\"00:00:00Z\""),
+        Conv::List(_) => out.extend_from_slice(b"[]"),
+        Conv::Omit | Conv::Name | Conv::Point => json::null(out),
+        Conv::Text | Conv::Bytes | Conv::Uuid | Conv::Bits { .. } => out.extend_from_slice(b"\"\""),
+        Conv::Mysql(c) => super::mysql::write_fallback(out, c),
     }
 }
 
-/// Converts one image of one row to its JSON object (`None` when the image is null).
-pub fn image(
+/// Writes one image of one row as a JSON object; `false` (nothing written) when the image is
+/// null. `markers` are the row's markers (empty when it has none). On an error the buffer
+/// holds a partial object: the caller drops the record.
+#[allow(clippy::too_many_arguments)]
+pub fn write_image(
+    out: &mut Vec<u8>,
     batch: &ChangeBatch,
     plan: &TablePlan,
     row: usize,
     which: Image,
     opts: &EncoderOptions,
     key_only: bool,
-) -> Result<Option<Value>, EncodeError> {
+    markers: &[Marker],
+) -> Result<bool, EncodeError> {
     let arr: &StructArray = batch.image(which);
     if arr.is_null(row) {
-        return Ok(None);
+        return Ok(false);
     }
-    let markers = if batch.has_markers(row) {
-        batch.markers(row)
-    } else {
-        Vec::new()
-    };
     let table: &TableSchema = &batch.schema;
-    let mut out = Map::new();
-    for (idx, (col, conv)) in table.columns.iter().zip(&plan.convs).enumerate() {
+    let children = arr.columns();
+    out.push(b'{');
+    let mut first = true;
+    for (idx, ((col, conv), field)) in table
+        .columns
+        .iter()
+        .zip(&plan.convs)
+        .zip(&plan.field_keys)
+        .enumerate()
+    {
         if *conv == Conv::Omit || (key_only && !col.key) {
             continue;
         }
-        let child = arr.columns().get(idx).ok_or_else(|| EncodeError::Value {
+        let child = children.get(idx).ok_or_else(|| EncodeError::Value {
             table: table.table.to_string(),
             column: col.name.clone(),
             source_type: col.source_type.display.clone(),
             reason: "image struct has fewer columns than the table".into(),
         })?;
-        let marker = markers
-            .iter()
-            .find(|m| m.image == which && m.column as usize == idx);
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        // `"<column>":`, escaped once per plan.
+        out.extend_from_slice(field);
         let err = |reason: String| EncodeError::Value {
             table: table.table.to_string(),
             column: col.name.clone(),
             source_type: col.source_type.display.clone(),
             reason,
         };
-        let v = match marker.map(|m| (m.kind, m.detail.as_deref())) {
-            Some((MarkerKind::Unchanged, _)) => {
-                values::unavailable(conv, &col.source_type, &opts.unavailable_value_placeholder)
-            }
+        let marker = markers
+            .iter()
+            .find(|m| m.image == which && m.column as usize == idx);
+        match marker.map(|m| (m.kind, m.detail.as_deref())) {
+            Some((MarkerKind::Unchanged, _)) => values::write_unavailable(
+                out,
+                conv,
+                &col.source_type,
+                &opts.unavailable_value_placeholder,
+            ),
             Some((MarkerKind::ArrayDims, detail)) => {
-                let flat = values::value(conv, child.as_ref(), row, opts).map_err(err)?;
-                values::array_dims(flat, detail.unwrap_or(""), opts.lossless)
+                let start = out.len();
+                values::write(out, conv, child.as_ref(), row, opts).map_err(err)?;
+                let flat = out.split_off(start);
+                values::write_array_dims(out, &flat, detail.unwrap_or(""), opts.lossless);
             }
             Some((kind, detail)) => match conv {
                 Conv::Mysql(c) => {
-                    super::mysql::marked(c, kind, detail, child.as_ref(), row, opts).map_err(err)?
+                    super::mysql::write_marked(out, c, kind, detail, child.as_ref(), row, opts)
+                        .map_err(err)?
                 }
                 // A special numeric inside an array: the slot is null, detail is the text.
-                Conv::List(_) if opts.lossless => detail.map_or(Value::Null, Value::from),
-                Conv::List(_) => Value::Null,
-                _ => values::special_numeric(kind, opts),
+                Conv::List(_) if opts.lossless => match detail {
+                    Some(d) => json::str(out, d),
+                    None => json::null(out),
+                },
+                Conv::List(_) => json::null(out),
+                _ => values::write_special_numeric(out, kind, opts),
             },
             None => {
-                let v = values::value(conv, child.as_ref(), row, opts).map_err(err)?;
-                if v.is_null() && !col.nullable && child.is_null(row) {
-                    fallback(conv, opts)
-                } else {
-                    v
+                let start = out.len();
+                values::write(out, conv, child.as_ref(), row, opts).map_err(err)?;
+                if !col.nullable && &out[start..] == b"null" && child.is_null(row) {
+                    out.truncate(start);
+                    write_fallback(out, conv, opts);
                 }
             }
-        };
-        out.insert(col.name.clone(), v);
+        }
     }
-    Ok(Some(Value::Object(out)))
+    out.push(b'}');
+    Ok(true)
 }
 
-/// The envelope of one change event.
-pub fn envelope(
-    before: Option<Value>,
-    after: Option<Value>,
-    source: Value,
-    op: &str,
-    now_ns: i128,
-) -> Value {
-    let mut m = Map::new();
-    m.insert("before".into(), before.unwrap_or(Value::Null));
-    m.insert("after".into(), after.unwrap_or(Value::Null));
-    m.insert("source".into(), source);
-    m.insert("transaction".into(), Value::Null);
-    m.insert("op".into(), Value::from(op));
-    insert_now(&mut m, now_ns);
-    Value::Object(m)
-}
-
-/// `ts_ms`, `ts_us`, `ts_ns` of processing time.
-pub fn insert_now(m: &mut Map<String, Value>, now_ns: i128) {
+/// `,"ts_ms":..,"ts_us":..,"ts_ns":..` of processing time.
+pub fn write_now(out: &mut Vec<u8>, now_ns: i128) {
     let ns = i64::try_from(now_ns).unwrap_or(i64::MAX);
-    m.insert("ts_ms".into(), Value::from(ns.div_euclid(1_000_000)));
-    m.insert("ts_us".into(), Value::from(ns.div_euclid(1000)));
-    m.insert("ts_ns".into(), Value::from(ns));
+    out.extend_from_slice(b",\"ts_ms\":");
+    json::i64(out, ns.div_euclid(1_000_000));
+    out.extend_from_slice(b",\"ts_us\":");
+    json::i64(out, ns.div_euclid(1000));
+    out.extend_from_slice(b",\"ts_ns\":");
+    json::i64(out, ns);
 }
 
 /// The position of row `row`'s event and its LSN.

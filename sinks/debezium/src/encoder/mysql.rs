@@ -25,11 +25,12 @@ use arrow_array::types::*;
 use arrow_array::{Array, RecordBatch};
 use arrow_buffer::i256;
 use arrow_schema::DataType;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tidemark_model::mysql_types::{GeometryKind, MysqlType};
 use tidemark_model::{MarkerKind, MysqlPosition, SourceType};
 
-use super::codec::{base64, iso_timestamp_utc, minimal_twos_complement, plain_string};
+use super::codec::{minimal_twos_complement, plain_string, write_iso_timestamp_utc};
+use super::json;
 use crate::config::{
     BigintUnsignedHandling, Connector, DecimalHandling, EncoderOptions, TimePrecision,
 };
@@ -101,25 +102,23 @@ pub fn plan(t: &SourceType, dt: &DataType, opts: &EncoderOptions) -> MyConv {
     }
 }
 
-fn decimal_json(v: i256, scale: u8, mode: DecimalHandling) -> Value {
+fn write_decimal(out: &mut Vec<u8>, v: i256, scale: u8, mode: DecimalHandling) {
+    if mode == DecimalHandling::Precise {
+        return json::base64(out, &minimal_twos_complement(&v.to_be_bytes()));
+    }
     let s = v.to_string();
     let (neg, digits) = match s.strip_prefix('-') {
-        Some(d) => (true, d.to_owned()),
-        None => (false, s),
+        Some(d) => (true, d),
+        None => (false, s.as_str()),
     };
-    let digits = if digits == "0" { String::new() } else { digits };
+    let digits = if digits == "0" { "" } else { digits };
+    let text = plain_string(neg, digits.as_bytes(), i64::from(scale));
     match mode {
-        DecimalHandling::Precise => {
-            let bytes = v.to_be_bytes();
-            Value::from(base64(&minimal_twos_complement(&bytes)))
-        }
-        DecimalHandling::String => {
-            Value::from(plain_string(neg, digits.as_bytes(), i64::from(scale)))
-        }
-        DecimalHandling::Double => plain_string(neg, digits.as_bytes(), i64::from(scale))
-            .parse::<f64>()
-            .map(Value::from)
-            .unwrap_or(Value::Null),
+        DecimalHandling::Double => match text.parse::<f64>() {
+            Ok(f) => json::f64(out, f),
+            Err(_) => json::null(out),
+        },
+        _ => json::plain_str(out, &text),
     }
 }
 
@@ -151,51 +150,63 @@ fn point_xy(wkb: &[u8]) -> Option<(f64, f64)> {
     Some((f(5)?, f(13)?))
 }
 
-fn geometry(wkb: &[u8], srid: Option<u32>, point: bool) -> Value {
-    let srid = srid.filter(|s| *s != 0).map_or(Value::Null, Value::from);
+fn write_geometry(out: &mut Vec<u8>, wkb: &[u8], srid: Option<u32>, point: bool) {
+    out.push(b'{');
     if point {
         let (x, y) = point_xy(wkb).unwrap_or((0.0, 0.0));
-        json!({"x": x, "y": y, "wkb": base64(wkb), "srid": srid})
-    } else {
-        json!({"wkb": base64(wkb), "srid": srid})
+        out.extend_from_slice(b"\"x\":");
+        json::f64(out, x);
+        out.extend_from_slice(b",\"y\":");
+        json::f64(out, y);
+        out.push(b',');
     }
+    out.extend_from_slice(b"\"wkb\":");
+    json::base64(out, wkb);
+    out.extend_from_slice(b",\"srid\":");
+    json::opt_u64(out, srid.filter(|s| *s != 0).map(u64::from));
+    out.push(b'}');
 }
 
-/// Converts one non-marked slot.
-pub fn value(
+/// Writes one non-marked slot.
+pub fn write(
+    out: &mut Vec<u8>,
     c: &MyConv,
     arr: &dyn Array,
     i: usize,
     opts: &EncoderOptions,
-) -> Result<Value, String> {
+) -> Result<(), String> {
     if i >= arr.len() {
         return Err(format!("row {i} out of range"));
     }
     if arr.is_null(i) {
-        return Ok(Value::Null);
+        json::null(out);
+        return Ok(());
     }
     let bad = || format!("unexpected Arrow type {} for {c:?}", arr.data_type());
-    Ok(match c {
-        MyConv::Int => Value::from(int_of(arr, i).ok_or_else(bad)? as i64),
+    match c {
+        MyConv::Int => json::i64(out, int_of(arr, i).ok_or_else(bad)? as i64),
         MyConv::BigintUnsigned => {
             let v = int_of(arr, i).ok_or_else(bad)? as u64;
             match (opts.lossless, opts.bigint_unsigned_handling_mode) {
-                (true, _) => Value::from(v),
-                (false, BigintUnsignedHandling::Long) => Value::from(v as i64),
+                (true, _) => json::u64(out, v),
+                (false, BigintUnsignedHandling::Long) => json::i64(out, v as i64),
                 // Always Connect Decimal bytes, whatever decimal.handling.mode says (observed).
-                (false, BigintUnsignedHandling::Precise) => {
-                    decimal_json(i256::from_i128(i128::from(v)), 0, DecimalHandling::Precise)
-                }
+                (false, BigintUnsignedHandling::Precise) => write_decimal(
+                    out,
+                    i256::from_i128(i128::from(v)),
+                    0,
+                    DecimalHandling::Precise,
+                ),
             }
         }
         MyConv::Float32 => {
             let f = arr.as_primitive::<Float32Type>().value(i);
-            f.to_string()
-                .parse::<f64>()
-                .map(Value::from)
-                .unwrap_or(Value::Null)
+            match f.to_string().parse::<f64>() {
+                Ok(v) => json::f64(out, v),
+                Err(_) => json::null(out),
+            }
         }
-        MyConv::Float64 => Value::from(arr.as_primitive::<Float64Type>().value(i)),
+        MyConv::Float64 => json::f64(out, arr.as_primitive::<Float64Type>().value(i)),
         MyConv::Decimal { scale, .. } => {
             let v = match arr.data_type() {
                 DataType::Decimal128(..) => {
@@ -204,85 +215,93 @@ pub fn value(
                 DataType::Decimal256(..) => arr.as_primitive::<Decimal256Type>().value(i),
                 _ => return Err(bad()),
             };
-            decimal_json(v, *scale, opts.decimal_handling_mode)
+            write_decimal(out, v, *scale, opts.decimal_handling_mode);
         }
-        MyConv::Bool => Value::from(arr.as_boolean().value(i)),
+        MyConv::Bool => json::bool(out, arr.as_boolean().value(i)),
         MyConv::Bits { bits } => {
             let v = int_of(arr, i).ok_or_else(bad)? as u64;
             let n = usize::from(*bits).div_ceil(8);
-            Value::from(base64(&v.to_le_bytes()[..n]))
+            json::base64(out, &v.to_le_bytes()[..n]);
         }
         MyConv::Year => {
             let y = int_of(arr, i).ok_or_else(bad)? as i64;
-            Value::from(if y == 0 && !opts.lossless { 1900 } else { y })
+            json::i64(out, if y == 0 && !opts.lossless { 1900 } else { y });
         }
-        MyConv::Date => Value::from(arr.as_primitive::<Date32Type>().value(i)),
+        MyConv::Date => json::i64(out, arr.as_primitive::<Date32Type>().value(i).into()),
         MyConv::Time => {
             let us = arr.as_primitive::<DurationMicrosecondType>().value(i);
             match opts.time_precision_mode {
                 // Connect's `Time` is a time of day: Debezium writes null outside 00:00..24:00
                 // (negative or > 24 h durations, observed); lossless keeps the milliseconds.
                 TimePrecision::Connect if !(0..86_400_000_000).contains(&us) && !opts.lossless => {
-                    Value::Null
+                    json::null(out)
                 }
-                TimePrecision::Connect => Value::from(us.div_euclid(1000)),
-                _ => Value::from(us),
+                TimePrecision::Connect => json::i64(out, us.div_euclid(1000)),
+                _ => json::i64(out, us),
             }
         }
         MyConv::DateTime { micros } => {
             let us = arr.as_primitive::<TimestampMicrosecondType>().value(i);
             if *micros && opts.time_precision_mode != TimePrecision::Connect {
-                Value::from(us)
+                json::i64(out, us);
             } else {
-                Value::from(us.div_euclid(1000))
+                json::i64(out, us.div_euclid(1000));
             }
         }
         MyConv::Timestamp { fsp } => {
             let us = arr.as_primitive::<TimestampMicrosecondType>().value(i);
-            Value::from(iso_timestamp_utc(us, u32::from(*fsp)))
+            write_iso_timestamp_utc(out, us, u32::from(*fsp));
         }
-        MyConv::Text => Value::from(arr.as_string::<i32>().value(i)),
-        MyConv::Bytes => Value::from(base64(arr.as_binary::<i32>().value(i))),
-        MyConv::Geometry { point } => geometry(arr.as_binary::<i32>().value(i), None, *point),
-    })
+        MyConv::Text => json::str(out, arr.as_string::<i32>().value(i)),
+        MyConv::Bytes => json::base64(out, arr.as_binary::<i32>().value(i)),
+        MyConv::Geometry { point } => {
+            write_geometry(out, arr.as_binary::<i32>().value(i), None, *point)
+        }
+    }
+    Ok(())
 }
 
 /// A slot with a marker: zero dates (`Invalid`) and geometry SRIDs.
-pub fn marked(
+pub fn write_marked(
+    out: &mut Vec<u8>,
     c: &MyConv,
     kind: MarkerKind,
     detail: Option<&str>,
     arr: &dyn Array,
     i: usize,
     opts: &EncoderOptions,
-) -> Result<Value, String> {
+) -> Result<(), String> {
     match (kind, c) {
         (MarkerKind::Srid, MyConv::Geometry { point }) => {
             if arr.is_null(i) {
-                return Ok(Value::Null);
+                json::null(out);
+                return Ok(());
             }
             let srid = detail.and_then(|d| d.parse().ok());
-            Ok(geometry(arr.as_binary::<i32>().value(i), srid, *point))
+            write_geometry(out, arr.as_binary::<i32>().value(i), srid, *point);
         }
-        (MarkerKind::Invalid, _) if opts.lossless => Ok(detail.map_or(Value::Null, Value::from)),
-        (MarkerKind::Invalid, _) => Ok(Value::Null),
-        _ => value(c, arr, i, opts),
+        (MarkerKind::Invalid, _) if opts.lossless => match detail {
+            Some(d) => json::str(out, d),
+            None => json::null(out),
+        },
+        (MarkerKind::Invalid, _) => json::null(out),
+        _ => return write(out, c, arr, i, opts),
     }
+    Ok(())
 }
 
 /// Debezium's value for a null in a NOT NULL column (never reached with FULL images, kept for
 /// key-only images).
-pub fn fallback(c: &MyConv) -> Value {
-    match c {
-        MyConv::Bool => Value::from(false),
-        MyConv::Float32 | MyConv::Float64 => json!(0.0),
-        MyConv::Text | MyConv::Bytes | MyConv::Bits { .. } | MyConv::Timestamp { .. } => {
-            Value::from("")
-        }
-        MyConv::Geometry { .. } => Value::Null,
-        MyConv::Decimal { .. } => Value::from(base64(&[0])),
-        _ => Value::from(0),
-    }
+pub fn write_fallback(out: &mut Vec<u8>, c: &MyConv) {
+    out.extend_from_slice(match c {
+        MyConv::Bool => b"false",
+        MyConv::Float32 | MyConv::Float64 => b"0.0",
+        MyConv::Text | MyConv::Bytes | MyConv::Bits { .. } | MyConv::Timestamp { .. } => b"\"\"",
+        MyConv::Geometry { .. } => b"null",
+        // base64 of the single zero byte of a Connect Decimal 0.
+        MyConv::Decimal { .. } => b"\"AA==\"",
+        _ => b"0",
+    });
 }
 
 /// The connector name: `mysql` or `mariadb` (from the options, else from the GTID flavour).
@@ -302,54 +321,77 @@ fn meta<'a>(batch: &'a RecordBatch, key: &str) -> Option<&'a str> {
     batch.schema_ref().metadata().get(key).map(String::as_str)
 }
 
+/// What the MySQL `source` block takes from the batch's metadata, read once per batch.
+pub struct BatchMeta<'a> {
+    server_id: i64,
+    file: &'a str,
+}
+
+impl<'a> BatchMeta<'a> {
+    pub fn of(batch: &'a RecordBatch) -> Self {
+        BatchMeta {
+            server_id: meta(batch, "tidemark.mysql.server_id")
+                .and_then(|s| s.parse::<i64>().ok())
+                .unwrap_or(0),
+            file: meta(batch, "tidemark.mysql.file").unwrap_or(""),
+        }
+    }
+}
+
 /// The MySQL/MariaDB `source` block in Debezium 3.6's field order.
-pub fn source_block(
+#[allow(clippy::too_many_arguments)]
+pub fn write_source_block(
+    out: &mut Vec<u8>,
     opts: &EncoderOptions,
-    batch: &RecordBatch,
+    meta: &BatchMeta<'_>,
     db: &str,
     table: &str,
     commit_ts_us: Option<i64>,
     snapshot: &str,
     p: &MysqlPosition,
-) -> Value {
+) {
     let connector = connector_name(opts, p);
     let ts_us = commit_ts_us.unwrap_or(0);
-    let mut m = Map::new();
-    m.insert(
-        "version".into(),
-        Value::from(if connector == "mariadb" {
+    out.extend_from_slice(b"{\"version\":");
+    json::plain_str(
+        out,
+        if connector == "mariadb" {
             MARIADB_CONNECTOR_VERSION
         } else {
             crate::DEBEZIUM_VERSION
-        }),
+        },
     );
-    m.insert("connector".into(), Value::from(connector));
-    m.insert("name".into(), Value::from(opts.server_name.as_str()));
-    m.insert("ts_ms".into(), Value::from(ts_us.div_euclid(1000)));
-    m.insert("snapshot".into(), Value::from(snapshot));
-    m.insert("db".into(), Value::from(db));
-    m.insert("sequence".into(), Value::Null);
-    m.insert("ts_us".into(), Value::from(ts_us));
-    m.insert("ts_ns".into(), Value::from(ts_us.saturating_mul(1000)));
-    m.insert("table".into(), Value::from(table));
-    let server_id = meta(batch, "tidemark.mysql.server_id")
-        .and_then(|s| s.parse::<i64>().ok())
-        .unwrap_or(0);
-    m.insert("server_id".into(), Value::from(server_id));
-    m.insert(
-        "gtid".into(),
-        p.gtid.map_or(Value::Null, |g| Value::from(g.to_string())),
-    );
-    m.insert(
-        "file".into(),
-        Value::from(meta(batch, "tidemark.mysql.file").unwrap_or("")),
-    );
-    m.insert("pos".into(), Value::from(p.event_pos));
-    m.insert("row".into(), Value::from(p.row));
+    out.extend_from_slice(b",\"connector\":");
+    json::plain_str(out, connector);
+    out.extend_from_slice(b",\"name\":");
+    json::str(out, &opts.server_name);
+    out.extend_from_slice(b",\"ts_ms\":");
+    json::i64(out, ts_us.div_euclid(1000));
+    out.extend_from_slice(b",\"snapshot\":");
+    json::str(out, snapshot);
+    out.extend_from_slice(b",\"db\":");
+    json::str(out, db);
+    out.extend_from_slice(b",\"sequence\":null,\"ts_us\":");
+    json::i64(out, ts_us);
+    out.extend_from_slice(b",\"ts_ns\":");
+    json::i64(out, ts_us.saturating_mul(1000));
+    out.extend_from_slice(b",\"table\":");
+    json::str(out, table);
+    out.extend_from_slice(b",\"server_id\":");
+    json::i64(out, meta.server_id);
+    out.extend_from_slice(b",\"gtid\":");
+    match p.gtid {
+        Some(g) => json::str(out, &g.to_string()),
+        None => json::null(out),
+    }
+    out.extend_from_slice(b",\"file\":");
+    json::str(out, meta.file);
+    out.extend_from_slice(b",\"pos\":");
+    json::u64(out, p.event_pos);
+    out.extend_from_slice(b",\"row\":");
+    json::u64(out, u64::from(p.row));
     // Debezium reports thread and query only with include.query=true (off by default).
-    m.insert("thread".into(), Value::Null);
-    m.insert("query".into(), Value::Null);
-    Value::Object(m)
+    out.extend_from_slice(b",\"thread\":null,\"query\":null}");
 }
 
 /// The Connect schema of one column's values.
@@ -448,13 +490,12 @@ mod tests {
         wkb.extend(3.0f64.to_le_bytes());
         wkb.extend(4.0f64.to_le_bytes());
         assert_eq!(point_xy(&wkb), Some((3.0, 4.0)));
-        assert_eq!(
-            decimal_json(i256::from_i128(1_234_567_891), 2, DecimalHandling::Precise),
-            json!("SZYC0w==")
-        );
-        assert_eq!(
-            decimal_json(i256::from_i128(-5), 2, DecimalHandling::String),
-            json!("-0.05")
-        );
+        let dec = |v: i128, mode| {
+            let mut out = Vec::new();
+            write_decimal(&mut out, i256::from_i128(v), 2, mode);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(dec(1_234_567_891, DecimalHandling::Precise), "\"SZYC0w==\"");
+        assert_eq!(dec(-5, DecimalHandling::String), "\"-0.05\"");
     }
 }

@@ -15,7 +15,7 @@ use tidemark_model::{
 use super::*;
 use crate::config::{DecimalHandling, EncoderOptions};
 
-const COLUMNS: &[(&str, u32, i32)] = &[
+pub(super) const COLUMNS: &[(&str, u32, i32)] = &[
     ("id", oid::INT4, -1),
     ("c_int2", oid::INT2, -1),
     ("c_int4", oid::INT4, -1),
@@ -71,7 +71,7 @@ const COLUMNS: &[(&str, u32, i32)] = &[
     ("c_oid", oid::OID, -1),
 ];
 
-const ROWS: &str = include_str!("testdata/all_types_default_rows.json");
+pub(super) const ROWS: &str = include_str!("testdata/all_types_default_rows.json");
 const NOW_NS: i128 = 1_795_609_148_877_035_490;
 
 fn all_types_schema() -> Arc<TableSchema> {

@@ -18,6 +18,8 @@
 use serde_json::{json, Value};
 use tidemark_model::Position;
 
+use super::json as w;
+
 /// Counters of the transaction being encoded.
 #[derive(Debug)]
 pub(crate) struct TxMeta {
@@ -29,13 +31,13 @@ pub(crate) struct TxMeta {
 }
 
 /// `io.debezium.connector.common.TransactionMetadataKey`.
-fn key_schema() -> Value {
+pub(crate) fn key_schema() -> Value {
     json!({"type":"struct","fields":[{"type":"string","optional":false,"field":"id"}],
         "optional":false,"name":"io.debezium.connector.common.TransactionMetadataKey","version":1})
 }
 
 /// `io.debezium.connector.common.TransactionMetadataValue`.
-fn value_schema() -> Value {
+pub(crate) fn value_schema() -> Value {
     json!({"type":"struct","fields":[
         {"type":"string","optional":false,"field":"status"},
         {"type":"string","optional":false,"field":"id"},
@@ -49,12 +51,11 @@ fn value_schema() -> Value {
         "optional":false,"name":"io.debezium.connector.common.TransactionMetadataValue","version":1})
 }
 
-/// A BEGIN or END record's key, value and position.
+/// A BEGIN or END record's key and value payloads (JSON, without the schema part) and
+/// position.
 pub(crate) struct Marker {
-    pub key: Value,
-    pub value: Value,
-    pub key_schema: Value,
-    pub value_schema: Value,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
     pub position: Position,
 }
 
@@ -72,31 +73,52 @@ impl TxMeta {
         self.xid
     }
 
-    fn id(&self, lsn: Option<u64>) -> String {
+    /// The transaction id `"<xid>:<lsn>"` as a JSON string.
+    fn write_id(&self, out: &mut Vec<u8>, lsn: Option<u64>) {
+        out.push(b'"');
+        w::u64(out, self.xid);
+        out.push(b':');
         match lsn {
-            Some(l) => format!("{}:{l}", self.xid),
-            None => format!("{}:null", self.xid),
+            Some(l) => w::u64(out, l),
+            None => w::null(out),
         }
+        out.push(b'"');
     }
 
     fn marker(&self, status: &str, lsn: Option<u64>, ts_ms: i64, position: Position) -> Marker {
-        let id = self.id(lsn);
-        let (count, collections) = if status == "END" {
-            let c: Vec<Value> = self
-                .per_collection
-                .iter()
-                .map(|(name, n)| json!({"data_collection": name, "event_count": n}))
-                .collect();
-            (Value::from(self.total), Value::Array(c))
+        let mut key = Vec::with_capacity(32);
+        key.extend_from_slice(b"{\"id\":");
+        self.write_id(&mut key, lsn);
+        key.push(b'}');
+        let mut value = Vec::with_capacity(96);
+        value.extend_from_slice(b"{\"status\":");
+        w::str(&mut value, status);
+        value.extend_from_slice(b",\"id\":");
+        self.write_id(&mut value, lsn);
+        if status == "END" {
+            value.extend_from_slice(b",\"event_count\":");
+            w::u64(&mut value, self.total);
+            value.extend_from_slice(b",\"data_collections\":[");
+            for (k, (name, n)) in self.per_collection.iter().enumerate() {
+                if k > 0 {
+                    value.push(b',');
+                }
+                value.extend_from_slice(b"{\"data_collection\":");
+                w::str(&mut value, name);
+                value.extend_from_slice(b",\"event_count\":");
+                w::u64(&mut value, *n);
+                value.push(b'}');
+            }
+            value.push(b']');
         } else {
-            (Value::Null, Value::Null)
-        };
+            value.extend_from_slice(b",\"event_count\":null,\"data_collections\":null");
+        }
+        value.extend_from_slice(b",\"ts_ms\":");
+        w::i64(&mut value, ts_ms);
+        value.push(b'}');
         Marker {
-            key: json!({ "id": id }),
-            value: json!({"status": status, "id": id, "event_count": count,
-                "data_collections": collections, "ts_ms": ts_ms}),
-            key_schema: key_schema(),
-            value_schema: value_schema(),
+            key,
+            value,
             position,
         }
     }
@@ -115,8 +137,8 @@ impl TxMeta {
         Some(self.marker("BEGIN", lsn, ts_ms, position))
     }
 
-    /// The `transaction` block of the next event of `collection`.
-    pub(crate) fn block(&mut self, collection: &str, lsn: Option<u64>) -> Value {
+    /// Writes the `transaction` block of the next event of `collection`.
+    pub(crate) fn write_block(&mut self, out: &mut Vec<u8>, collection: &str, lsn: Option<u64>) {
         self.total += 1;
         let n = match self
             .per_collection
@@ -132,7 +154,13 @@ impl TxMeta {
                 1
             }
         };
-        json!({"id": self.id(lsn), "total_order": self.total, "data_collection_order": n})
+        out.extend_from_slice(b"{\"id\":");
+        self.write_id(out, lsn);
+        out.extend_from_slice(b",\"total_order\":");
+        w::u64(out, self.total);
+        out.extend_from_slice(b",\"data_collection_order\":");
+        w::u64(out, n);
+        out.push(b'}');
     }
 
     /// The END record, if a BEGIN was emitted.

@@ -2,9 +2,11 @@
 //! observed in the Debezium 3.6 captures (`tests/fixtures/debezium/pg/`).
 //!
 //! A [`Conv`] is planned once per column and schema version from the column's Postgres type
-//! and the encoder options; [`value`] then converts one slot. Markers (unchanged TOAST, NaN,
+//! and the encoder options; [`write`] then writes one slot. Markers (unchanged TOAST, NaN,
 //! ±Infinity, multi-dimensional arrays) are handled by the callers in `envelope.rs` through
-//! [`special_numeric`], [`unavailable`] and [`array_dims`].
+//! [`write_special_numeric`], [`write_unavailable`] and [`write_array_dims`]. Values are written
+//! as JSON bytes straight into the record's buffer ([`write`]), never built as a
+//! `serde_json::Value`.
 //!
 //! # Traps (all observed in the captures)
 //! - `line`, `lseg`, `box`, `path`, `polygon`, `circle`, `pg_lsn` columns and arrays of
@@ -26,14 +28,15 @@ use arrow_array::types::{
 };
 use arrow_array::Array;
 use arrow_schema::DataType;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tidemark_model::pg_types::{numeric_typmod, oid};
 use tidemark_model::{MarkerKind, SourceType};
 
 use super::codec::{
-    base64, digits_to_twos_complement, i128_digits, iso_timestamp_utc, minimal_twos_complement,
-    plain_string, time_of_day, ParsedDecimal,
+    digits_to_twos_complement, i128_digits, minimal_twos_complement, plain_string, time_of_day,
+    write_iso_timestamp_utc, ParsedDecimal,
 };
+use super::json;
 use crate::config::{DecimalHandling, EncoderOptions, TimePrecision};
 
 /// Milliseconds or microseconds (Debezium's `Time`/`Timestamp` vs `MicroTime`/`MicroTimestamp`).
@@ -170,38 +173,45 @@ pub fn plan(t: &SourceType, dt: &DataType, opts: &EncoderOptions) -> Conv {
     }
 }
 
-/// A JSON number from an f32, printed with the f32's shortest digits (`0.1`, not
-/// `0.10000000149011612`), or Jackson's string for NaN/±Infinity.
-fn float_value(v: f64, shortest: String) -> Value {
+/// A float column's value: Jackson's string for NaN/±Infinity, else the number (serde_json's
+/// shortest form).
+fn write_float(out: &mut Vec<u8>, v: f64) {
     if v.is_nan() {
-        Value::from("NaN")
+        out.extend_from_slice(b"\"NaN\"");
     } else if v.is_infinite() {
-        Value::from(if v > 0.0 { "Infinity" } else { "-Infinity" })
+        out.extend_from_slice(if v > 0.0 {
+            b"\"Infinity\""
+        } else {
+            b"\"-Infinity\""
+        });
     } else {
-        shortest
-            .parse::<f64>()
-            .map(Value::from)
-            .unwrap_or(Value::Null)
+        json::f64(out, v);
     }
 }
 
 /// A decimal in the configured mode, from sign, digits and scale.
-fn decimal_value(negative: bool, digits: &[u8], scale: i64, mode: DecimalHandling) -> Value {
+fn write_decimal(
+    out: &mut Vec<u8>,
+    negative: bool,
+    digits: &[u8],
+    scale: i64,
+    mode: DecimalHandling,
+) {
     match mode {
         DecimalHandling::Precise => {
-            Value::from(base64(&digits_to_twos_complement(negative, digits)))
+            json::base64(out, &digits_to_twos_complement(negative, digits));
         }
-        DecimalHandling::String => Value::from(plain_string(negative, digits, scale)),
-        DecimalHandling::Double => plain_string(negative, digits, scale)
-            .parse::<f64>()
-            .map(Value::from)
-            .unwrap_or(Value::Null),
+        DecimalHandling::String => json::plain_str(out, &plain_string(negative, digits, scale)),
+        DecimalHandling::Double => match plain_string(negative, digits, scale).parse::<f64>() {
+            Ok(f) => json::f64(out, f),
+            Err(_) => json::null(out),
+        },
     }
 }
 
 /// The value of a NaN/±Infinity numeric (a marker on a Decimal column, or the text of an
 /// unconstrained one).
-pub fn special_numeric(kind: MarkerKind, opts: &EncoderOptions) -> Value {
+pub fn write_special_numeric(out: &mut Vec<u8>, kind: MarkerKind, opts: &EncoderOptions) {
     let (java_double, enum_name) = match kind {
         MarkerKind::PosInfinity => ("Infinity", "POSITIVE_INFINITY"),
         MarkerKind::NegInfinity => ("-Infinity", "NEGATIVE_INFINITY"),
@@ -209,14 +219,19 @@ pub fn special_numeric(kind: MarkerKind, opts: &EncoderOptions) -> Value {
     };
     match opts.decimal_handling_mode {
         // Debezium: "Failed to properly convert data value" and null.
-        DecimalHandling::Precise if opts.lossless => Value::from(java_double),
-        DecimalHandling::Precise => Value::Null,
-        DecimalHandling::String => Value::from(enum_name),
-        DecimalHandling::Double => Value::from(java_double),
+        DecimalHandling::Precise if opts.lossless => json::plain_str(out, java_double),
+        DecimalHandling::Precise => json::null(out),
+        DecimalHandling::String => json::plain_str(out, enum_name),
+        DecimalHandling::Double => json::plain_str(out, java_double),
     }
 }
 
-fn numeric_text(text: &str, scale: Option<i64>, opts: &EncoderOptions) -> Result<Value, String> {
+fn write_numeric_text(
+    out: &mut Vec<u8>,
+    text: &str,
+    scale: Option<i64>,
+    opts: &EncoderOptions,
+) -> Result<(), String> {
     let special = match text {
         "NaN" => Some(MarkerKind::NaN),
         "Infinity" => Some(MarkerKind::PosInfinity),
@@ -224,21 +239,27 @@ fn numeric_text(text: &str, scale: Option<i64>, opts: &EncoderOptions) -> Result
         _ => None,
     };
     if let Some(kind) = special {
-        return Ok(special_numeric(kind, opts));
+        write_special_numeric(out, kind, opts);
+        return Ok(());
     }
     let mut d = ParsedDecimal::parse(text).ok_or_else(|| "invalid numeric text".to_owned())?;
     let mode = opts.decimal_handling_mode;
-    Ok(match (scale, mode) {
+    match (scale, mode) {
         (None, DecimalHandling::Precise) => {
             d.strip_trailing_zeros();
-            json!({"scale": d.scale, "value": base64(&d.unscaled_bytes())})
+            out.extend_from_slice(b"{\"scale\":");
+            json::i64(out, d.scale);
+            out.extend_from_slice(b",\"value\":");
+            json::base64(out, &d.unscaled_bytes());
+            out.push(b'}');
         }
         (Some(s), _) => {
             d.set_scale_up(s);
-            decimal_value(d.negative, &d.digits, d.scale, mode)
+            write_decimal(out, d.negative, &d.digits, d.scale, mode);
         }
-        (None, _) => decimal_value(d.negative, &d.digits, d.scale, mode),
-    })
+        (None, _) => write_decimal(out, d.negative, &d.digits, d.scale, mode),
+    }
+    Ok(())
 }
 
 /// Debezium's value for `date` ±infinity (pgjdbc's infinity timestamps turned into a
@@ -249,22 +270,29 @@ const DATE_NEG_INFINITY: i64 = -2_147_472_691;
 const TS_POS_INFINITY_US: i64 = 9_223_372_036_825_200_000;
 const TS_NEG_INFINITY_US: i64 = -9_223_372_036_832_400_000;
 
-fn infinity_text(positive: bool) -> Value {
-    Value::from(if positive { "infinity" } else { "-infinity" })
+fn write_infinity_text(out: &mut Vec<u8>, positive: bool) {
+    out.extend_from_slice(if positive {
+        b"\"infinity\""
+    } else {
+        b"\"-infinity\""
+    });
 }
 
-fn timestamp_value(us: i64, unit: Unit, lossless: bool) -> Value {
+fn write_timestamp(out: &mut Vec<u8>, us: i64, unit: Unit, lossless: bool) {
     let us = match us {
-        i64::MAX if lossless => return infinity_text(true),
-        i64::MIN if lossless => return infinity_text(false),
+        i64::MAX if lossless => return write_infinity_text(out, true),
+        i64::MIN if lossless => return write_infinity_text(out, false),
         i64::MAX => TS_POS_INFINITY_US,
         i64::MIN => TS_NEG_INFINITY_US,
         v => v,
     };
-    Value::from(match unit {
-        Unit::Micros => us,
-        Unit::Millis => us.div_euclid(1000),
-    })
+    json::i64(
+        out,
+        match unit {
+            Unit::Micros => us,
+            Unit::Millis => us.div_euclid(1000),
+        },
+    );
 }
 
 /// MicroDuration: months of 30.4375 days, computed in doubles as Debezium does.
@@ -312,9 +340,9 @@ fn timetz_utc(text: &str) -> Option<String> {
 
 /// bit string → Debezium `Bits`: bit i is character `len-1-i`, bytes little-endian, length
 /// from the highest set bit (`BitSet.toByteArray()`).
-fn bits_value(text: &str, boolean: bool) -> Value {
+fn write_bits(out: &mut Vec<u8>, text: &str, boolean: bool) {
     if boolean {
-        return Value::from(text.bytes().any(|b| b == b'1'));
+        return json::bool(out, text.bytes().any(|b| b == b'1'));
     }
     let mut bytes = vec![0u8; text.len().div_ceil(8)];
     for (i, c) in text.bytes().rev().enumerate() {
@@ -327,68 +355,97 @@ fn bits_value(text: &str, boolean: bool) -> Value {
     while bytes.last() == Some(&0) {
         bytes.pop();
     }
-    Value::from(base64(&bytes))
+    json::base64(out, &bytes);
 }
 
-/// point text `(x,y)` → `{"x","y","wkb","srid"}` (WKB little-endian Point).
-fn point_value(text: &str) -> Option<Value> {
+/// point text `(x,y)` → `{"x","y","wkb","srid"}` (WKB little-endian Point); `None` when the
+/// text is not a point (nothing written).
+fn write_point(out: &mut Vec<u8>, text: &str) -> Option<()> {
     let inner = text.trim().strip_prefix('(')?.strip_suffix(')')?;
     let (x, y) = inner.split_once(',')?;
     let (x, y): (f64, f64) = (x.trim().parse().ok()?, y.trim().parse().ok()?);
-    let mut wkb = vec![1u8, 1, 0, 0, 0];
-    wkb.extend_from_slice(&x.to_le_bytes());
-    wkb.extend_from_slice(&y.to_le_bytes());
-    Some(json!({"x": x, "y": y, "wkb": base64(&wkb), "srid": null}))
+    let mut wkb = [0u8; 21];
+    wkb[..5].copy_from_slice(&[1, 1, 0, 0, 0]);
+    wkb[5..13].copy_from_slice(&x.to_le_bytes());
+    wkb[13..].copy_from_slice(&y.to_le_bytes());
+    out.extend_from_slice(b"{\"x\":");
+    json::f64(out, x);
+    out.extend_from_slice(b",\"y\":");
+    json::f64(out, y);
+    out.extend_from_slice(b",\"wkb\":");
+    json::base64(out, &wkb);
+    out.extend_from_slice(b",\"srid\":null}");
+    Some(())
 }
 
-fn uuid_string(b: &[u8]) -> String {
-    let mut s = String::with_capacity(36);
+fn write_uuid(out: &mut Vec<u8>, b: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(38);
+    out.push(b'"');
     for (i, byte) in b.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
-            s.push('-');
+            out.push(b'-');
         }
-        s.push_str(&format!("{byte:02x}"));
+        out.extend_from_slice(&[HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 15)]]);
     }
-    s
+    out.push(b'"');
 }
 
-/// Converts slot `i` of `arr`. Errors are a reason; the caller adds table and column.
-pub fn value(
+/// Writes slot `i` of `arr`. Errors are a reason; the caller adds table and column (and
+/// drops what was written).
+pub fn write(
+    out: &mut Vec<u8>,
     conv: &Conv,
     arr: &dyn Array,
     i: usize,
     opts: &EncoderOptions,
-) -> Result<Value, String> {
+) -> Result<(), String> {
     if let Conv::Mysql(c) = conv {
-        return super::mysql::value(c, arr, i, opts);
+        return super::mysql::write(out, c, arr, i, opts);
     }
     if i >= arr.len() {
         return Err(format!("row {i} out of range"));
     }
     if arr.is_null(i) {
-        return Ok(Value::Null);
+        json::null(out);
+        return Ok(());
     }
     let mode = opts.decimal_handling_mode;
     let mismatch = || format!("unexpected Arrow type {} for {conv:?}", arr.data_type());
-    Ok(match (conv, arr.data_type()) {
-        (Conv::Omit, _) => Value::Null,
-        (Conv::Bool, DataType::Boolean) => Value::from(arr.as_boolean().value(i)),
-        (Conv::Int, DataType::Int16) => Value::from(arr.as_primitive::<Int16Type>().value(i)),
-        (Conv::Int, DataType::Int32) => Value::from(arr.as_primitive::<Int32Type>().value(i)),
-        (Conv::Int, DataType::Int64) => Value::from(arr.as_primitive::<Int64Type>().value(i)),
-        (Conv::Int, DataType::UInt32) => Value::from(arr.as_primitive::<UInt32Type>().value(i)),
+    match (conv, arr.data_type()) {
+        (Conv::Omit, _) => json::null(out),
+        (Conv::Bool, DataType::Boolean) => json::bool(out, arr.as_boolean().value(i)),
+        (Conv::Int, DataType::Int16) => {
+            json::i64(out, arr.as_primitive::<Int16Type>().value(i).into())
+        }
+        (Conv::Int, DataType::Int32) => {
+            json::i64(out, arr.as_primitive::<Int32Type>().value(i).into())
+        }
+        (Conv::Int, DataType::Int64) => json::i64(out, arr.as_primitive::<Int64Type>().value(i)),
+        (Conv::Int, DataType::UInt32) => {
+            json::u64(out, arr.as_primitive::<UInt32Type>().value(i).into())
+        }
         (Conv::Float32, DataType::Float32) => {
             let v = arr.as_primitive::<Float32Type>().value(i);
-            float_value(f64::from(v), v.to_string())
+            if v.is_finite() {
+                // The f32's shortest digits (`0.1`, not `0.10000000149011612`) as an f64.
+                match v.to_string().parse::<f64>() {
+                    Ok(f) => json::f64(out, f),
+                    Err(_) => json::null(out),
+                }
+            } else {
+                write_float(out, f64::from(v));
+            }
         }
+        // Rust's `Display` of an f64 is its shortest round-trip form: parsing it back gives
+        // the same f64, so the value is written directly.
         (Conv::Float64, DataType::Float64) => {
-            let v = arr.as_primitive::<Float64Type>().value(i);
-            float_value(v, v.to_string())
+            write_float(out, arr.as_primitive::<Float64Type>().value(i))
         }
         (Conv::Decimal { .. } | Conv::Money, DataType::Decimal128(_, _)) => {
             let v = arr.as_primitive::<Decimal128Type>().value(i);
             if mode == DecimalHandling::Precise {
-                Value::from(base64(&minimal_twos_complement(&v.to_be_bytes())))
+                json::base64(out, &minimal_twos_complement(&v.to_be_bytes()));
             } else {
                 let (neg, digits) = i128_digits(v);
                 let scale = if let Conv::Decimal { scale } = conv {
@@ -396,7 +453,7 @@ pub fn value(
                 } else {
                     2
                 };
-                decimal_value(neg, &digits, scale, mode)
+                write_decimal(out, neg, &digits, scale, mode);
             }
         }
         (Conv::Decimal { scale }, DataType::Decimal256(_, _)) => {
@@ -404,7 +461,8 @@ pub fn value(
             let text = v.to_string();
             let neg = text.starts_with('-');
             let digits: Vec<u8> = text.trim_start_matches('-').bytes().collect();
-            decimal_value(
+            write_decimal(
+                out,
                 neg,
                 if v == arrow_buffer::i256::ZERO {
                     &[]
@@ -413,84 +471,104 @@ pub fn value(
                 },
                 *scale,
                 mode,
-            )
+            );
         }
         (Conv::NumericText { scale }, DataType::Utf8) => {
-            numeric_text(arr.as_string::<i32>().value(i), *scale, opts)?
+            write_numeric_text(out, arr.as_string::<i32>().value(i), *scale, opts)?
         }
-        (Conv::Name, DataType::Utf8) if !opts.lossless => Value::Null,
-        (Conv::Text | Conv::Name, DataType::Utf8) => Value::from(arr.as_string::<i32>().value(i)),
-        (Conv::Bytes, DataType::Binary) => Value::from(base64(arr.as_binary::<i32>().value(i))),
+        (Conv::Name, DataType::Utf8) if !opts.lossless => json::null(out),
+        (Conv::Text | Conv::Name, DataType::Utf8) => {
+            json::str(out, arr.as_string::<i32>().value(i))
+        }
+        (Conv::Bytes, DataType::Binary) => json::base64(out, arr.as_binary::<i32>().value(i)),
         (Conv::Uuid, DataType::FixedSizeBinary(16)) => {
-            Value::from(uuid_string(arr.as_fixed_size_binary().value(i)))
+            write_uuid(out, arr.as_fixed_size_binary().value(i))
         }
         (Conv::Date, DataType::Date32) => match arr.as_primitive::<Date32Type>().value(i) {
-            i32::MAX if opts.lossless => infinity_text(true),
-            i32::MIN if opts.lossless => infinity_text(false),
-            i32::MAX => Value::from(DATE_POS_INFINITY),
-            i32::MIN => Value::from(DATE_NEG_INFINITY),
-            d => Value::from(d),
+            i32::MAX if opts.lossless => write_infinity_text(out, true),
+            i32::MIN if opts.lossless => write_infinity_text(out, false),
+            i32::MAX => json::i64(out, DATE_POS_INFINITY),
+            i32::MIN => json::i64(out, DATE_NEG_INFINITY),
+            d => json::i64(out, d.into()),
         },
         (Conv::Time(unit), DataType::Time64(_)) => {
             let us = arr.as_primitive::<Time64MicrosecondType>().value(i);
-            Value::from(if *unit == Unit::Millis { us / 1000 } else { us })
+            json::i64(out, if *unit == Unit::Millis { us / 1000 } else { us });
         }
-        (Conv::Timestamp(unit), DataType::Timestamp(_, None)) => timestamp_value(
+        (Conv::Timestamp(unit), DataType::Timestamp(_, None)) => write_timestamp(
+            out,
             arr.as_primitive::<TimestampMicrosecondType>().value(i),
             *unit,
             opts.lossless,
         ),
         (Conv::TimestampTz(width), DataType::Timestamp(_, Some(_))) => {
             match arr.as_primitive::<TimestampMicrosecondType>().value(i) {
-                i64::MAX => infinity_text(true),
-                i64::MIN => infinity_text(false),
-                us => Value::from(iso_timestamp_utc(us, *width)),
+                i64::MAX => write_infinity_text(out, true),
+                i64::MIN => write_infinity_text(out, false),
+                us => write_iso_timestamp_utc(out, us, *width),
             }
         }
         (Conv::TimeTz, DataType::Utf8) => {
             let text = arr.as_string::<i32>().value(i);
-            Value::from(timetz_utc(text).ok_or_else(|| "invalid timetz text".to_owned())?)
+            let utc = timetz_utc(text).ok_or_else(|| "invalid timetz text".to_owned())?;
+            json::plain_str(out, &utc);
         }
         (Conv::Interval, DataType::Interval(_)) => {
             let v = arr.as_primitive::<IntervalMonthDayNanoType>().value(i);
-            Value::from(interval_micros(v.months, v.days, v.nanoseconds))
+            json::i64(out, interval_micros(v.months, v.days, v.nanoseconds));
         }
         (Conv::Bits { boolean }, DataType::Utf8) => {
-            bits_value(arr.as_string::<i32>().value(i), *boolean)
+            write_bits(out, arr.as_string::<i32>().value(i), *boolean)
         }
-        (Conv::Point, DataType::Utf8) => point_value(arr.as_string::<i32>().value(i))
+        (Conv::Point, DataType::Utf8) => write_point(out, arr.as_string::<i32>().value(i))
             .ok_or_else(|| "invalid point text".to_owned())?,
         (Conv::List(element), DataType::List(_)) => {
             let items = arr.as_list::<i32>().value(i);
-            let mut out = Vec::with_capacity(items.len());
+            out.push(b'[');
             for j in 0..items.len() {
-                out.push(value(element, items.as_ref(), j, opts)?);
+                if j > 0 {
+                    out.push(b',');
+                }
+                write(out, element, items.as_ref(), j, opts)?;
             }
-            Value::Array(out)
+            out.push(b']');
         }
         _ => return Err(mismatch()),
-    })
+    }
+    Ok(())
 }
 
 /// Debezium's placeholder for an unchanged TOAST value of a column
 /// (`UnchangedToastedPlaceholder`): text → the placeholder, bytea → its bytes in base64,
 /// text/varchar/json arrays → `[placeholder]`, int4/int8/date arrays → its bytes as numbers.
-pub fn unavailable(conv: &Conv, t: &SourceType, placeholder: &str) -> Value {
+pub fn write_unavailable(out: &mut Vec<u8>, conv: &Conv, t: &SourceType, placeholder: &str) {
     match conv {
-        Conv::Bytes => Value::from(base64(placeholder.as_bytes())),
+        Conv::Bytes => json::base64(out, placeholder.as_bytes()),
         Conv::List(_) => match t.element.as_deref().map(|e| e.oid) {
             Some(oid::INT4 | oid::INT8 | oid::DATE) => {
-                Value::Array(placeholder.bytes().map(|b| Value::from(b as i8)).collect())
+                out.push(b'[');
+                for (k, b) in placeholder.bytes().enumerate() {
+                    if k > 0 {
+                        out.push(b',');
+                    }
+                    json::i64(out, i64::from(b as i8));
+                }
+                out.push(b']');
             }
-            _ => Value::Array(vec![Value::from(placeholder)]),
+            _ => {
+                out.push(b'[');
+                json::str(out, placeholder);
+                out.push(b']');
+            }
         },
-        _ => Value::from(placeholder),
+        _ => json::str(out, placeholder),
     }
 }
 
 /// A multi-dimensional array: Debezium writes one null per first-dimension element; lossless
-/// mode nests the (row-major) elements by the dimensions in `detail` (`[1:2][1:3]`).
-pub fn array_dims(flat: Value, detail: &str, lossless: bool) -> Value {
+/// mode nests the (row-major) elements by the dimensions in `detail` (`[1:2][1:3]`). `flat` is
+/// the slot as [`write`] wrote it (a list, or `null`).
+pub fn write_array_dims(out: &mut Vec<u8>, flat: &[u8], detail: &str, lossless: bool) {
     let dims: Vec<usize> = detail
         .split(']')
         .filter_map(|d| {
@@ -499,28 +577,47 @@ pub fn array_dims(flat: Value, detail: &str, lossless: bool) -> Value {
             usize::try_from(hi - lo + 1).ok()
         })
         .collect();
-    let Value::Array(items) = flat else {
-        return flat;
-    };
-    // One dimension (a lower bound other than 1): pgjdbc reads it as a plain list.
-    let (Some(&first), true) = (dims.first(), dims.len() > 1) else {
-        return Value::Array(items);
+    // One dimension (a lower bound other than 1): pgjdbc reads it as a plain list. A null
+    // slot stays null.
+    let (Some(&first), true, Some(b'[')) = (dims.first(), dims.len() > 1, flat.first()) else {
+        out.extend_from_slice(flat);
+        return;
     };
     if !lossless {
-        return Value::Array(vec![Value::Null; first]);
+        out.push(b'[');
+        for k in 0..first {
+            if k > 0 {
+                out.push(b',');
+            }
+            json::null(out);
+        }
+        out.push(b']');
+        return;
     }
+    // Rare (lossless mode only): re-read the elements and nest them. A round trip through
+    // `serde_json::Value` keeps every element's bytes (integers, shortest floats, strings).
+    let Ok(Value::Array(items)) = serde_json::from_slice::<Value>(flat) else {
+        out.extend_from_slice(flat);
+        return;
+    };
     fn nest(items: &mut std::vec::IntoIter<Value>, dims: &[usize]) -> Value {
         match dims {
             [] | [_] => Value::Array(items.take(dims.first().copied().unwrap_or(0)).collect()),
             [n, rest @ ..] => Value::Array((0..*n).map(|_| nest(items, rest)).collect()),
         }
     }
-    nest(&mut items.into_iter(), &dims)
+    json::value(out, &nest(&mut items.into_iter(), &dims));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn text(f: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut out = Vec::new();
+        f(&mut out);
+        String::from_utf8(out).unwrap()
+    }
 
     #[test]
     fn interval_matches_fixture() {
@@ -545,36 +642,41 @@ mod tests {
 
     #[test]
     fn bits_match_fixture() {
-        assert_eq!(bits_value("10101010", false), "qg==");
-        assert_eq!(bits_value("00000000", false), "");
-        assert_eq!(bits_value("00001111", false), "Dw==");
-        assert_eq!(bits_value("101", false), "BQ==");
-        assert_eq!(bits_value(&"1".repeat(70), false), "//////////8/");
-        assert_eq!(bits_value("1", true), true);
+        let bits = |t: &str, b| text(|o| write_bits(o, t, b));
+        assert_eq!(bits("10101010", false), "\"qg==\"");
+        assert_eq!(bits("00000000", false), "\"\"");
+        assert_eq!(bits("00001111", false), "\"Dw==\"");
+        assert_eq!(bits("101", false), "\"BQ==\"");
+        assert_eq!(bits(&"1".repeat(70), false), "\"//////////8/\"");
+        assert_eq!(bits("1", true), "true");
     }
 
     #[test]
     fn point_matches_fixture() {
+        let point = |t: &str| {
+            let s = text(|o| write_point(o, t).unwrap());
+            serde_json::from_str::<Value>(&s).unwrap()
+        };
+        assert_eq!(point("(1.5,2.5)")["wkb"], "AQEAAAAAAAAAAAD4PwAAAAAAAARA");
         assert_eq!(
-            point_value("(1.5,2.5)").unwrap()["wkb"],
-            "AQEAAAAAAAAAAAD4PwAAAAAAAARA"
-        );
-        assert_eq!(
-            point_value("(-1e+300,1e-300)").unwrap()["wkb"],
+            point("(-1e+300,1e-300)")["wkb"],
             "AQEAAACcdQCIPOQ3/lnz+MIfbqUB"
         );
     }
 
     #[test]
     fn dims() {
-        let flat = json!([1, 2, 3, 4]);
         assert_eq!(
-            array_dims(flat.clone(), "[1:2][1:2]", false),
-            json!([null, null])
+            text(|o| write_array_dims(o, b"[1,2,3,4]", "[1:2][1:2]", false)),
+            "[null,null]"
         );
         assert_eq!(
-            array_dims(flat, "[1:2][1:2]", true),
-            json!([[1, 2], [3, 4]])
+            text(|o| write_array_dims(o, b"[1,2,3,4]", "[1:2][1:2]", true)),
+            "[[1,2],[3,4]]"
+        );
+        assert_eq!(
+            text(|o| write_array_dims(o, b"null", "[1:2][1:2]", true)),
+            "null"
         );
     }
 }
