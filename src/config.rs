@@ -96,6 +96,9 @@ pub enum SourceConfig {
     /// Debezium-format change-event topics (docs/iceberg.md, "Kafka source").
     #[cfg(feature = "kafka")]
     Kafka(crate::source::kafka::KafkaSourceConfig),
+    /// An Iceberg table's snapshots, read incrementally (docs/iceberg.md, "Iceberg source").
+    #[cfg(feature = "iceberg")]
+    Iceberg(crate::source::iceberg::IcebergSourceConfig),
 }
 
 impl SourceConfig {
@@ -418,6 +421,8 @@ impl Config {
             SourceConfig::Mysql(m) => m.validate(&mut problem),
             #[cfg(feature = "kafka")]
             SourceConfig::Kafka(k) => k.validate(&mut problem),
+            #[cfg(feature = "iceberg")]
+            SourceConfig::Iceberg(i) => i.validate(&mut problem),
         }
         if self.sinks.is_empty() {
             problem("sinks", "no sink configured; add a [[sinks]] table".into());
@@ -479,6 +484,8 @@ impl Config {
             SourceConfig::Mysql(m) => m.server_name.as_deref().unwrap_or(&self.pipeline.name),
             #[cfg(feature = "kafka")]
             SourceConfig::Kafka(k) => k.server_name.as_deref().unwrap_or(&self.pipeline.name),
+            #[cfg(feature = "iceberg")]
+            SourceConfig::Iceberg(i) => i.server_name.as_deref().unwrap_or(&self.pipeline.name),
         }
     }
 }

@@ -163,6 +163,10 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
     if let SourceConfig::Kafka(k) = &config.source {
         return run_kafka(&config, k, store, metrics, resume, shutdown).await;
     }
+    #[cfg(feature = "iceberg")]
+    if let SourceConfig::Iceberg(i) = &config.source {
+        return run_iceberg(&config, i, store, metrics, resume, shutdown).await;
+    }
     let pg = postgres(&config)?;
     let connect = connect_config(pg)?;
     let Some(startup) = prepare_snapshot(
@@ -395,6 +399,38 @@ async fn run_delta(
         shutdown,
     };
     drive(source.run(), engine_task, &metrics, "delta source failed").await
+}
+
+/// Runs a pipeline whose source is an Iceberg table's snapshots (`source.kind = "iceberg"`).
+#[cfg(feature = "iceberg")]
+async fn run_iceberg(
+    config: &Config,
+    i: &crate::source::iceberg::IcebergSourceConfig,
+    store: FileCheckpointStore,
+    metrics: std::sync::Arc<Metrics>,
+    resume: Option<tidemark_model::Position>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut sinks = build_sinks(config, &i.table_id().namespace)?;
+    add_iceberg_sinks(config, &mut sinks).await?;
+    let (tx, rx) = queue::channel(config.pipeline.max_queue_bytes);
+    let (acked_tx, _acked) = watch::channel(resume);
+    let engine = Engine::new(
+        sinks,
+        store,
+        metrics.clone(),
+        config.checkpoint.interval,
+        resume,
+    );
+    let engine_task = tokio::spawn(engine.run(rx, acked_tx));
+    let source = crate::source::iceberg::IcebergSource {
+        config: i.clone(),
+        queue: tx,
+        metrics: metrics.clone(),
+        resume,
+        shutdown,
+    };
+    drive(source.run(), engine_task, &metrics, "iceberg source failed").await
 }
 
 /// `tidemark snapshot --table …`: asks the running pipeline for an incremental snapshot of

@@ -1,5 +1,7 @@
 #[cfg(feature = "delta")]
 pub mod delta;
+#[cfg(feature = "iceberg")]
+pub mod iceberg;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 #[cfg(feature = "mysql")]

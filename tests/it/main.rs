@@ -37,4 +37,6 @@ mod delta_support;
 #[cfg(feature = "iceberg")]
 mod iceberg_sink;
 #[cfg(feature = "iceberg")]
+mod iceberg_source;
+#[cfg(feature = "iceberg")]
 mod iceberg_support;

@@ -1,0 +1,310 @@
+//! The Iceberg incremental source: PostgreSQL → Iceberg mirror (pipeline A, the sink), then
+//! that table → Debezium JSON lines and a second Iceberg mirror (pipeline B, the source).
+//! B's events per snapshot must be the net effect of the PostgreSQL transaction A committed
+//! as that snapshot (inserts, updates, deletes, primary-key changes, a truncate), B's mirror
+//! must equal the PostgreSQL table (pyiceberg), and a restart of B resumes without repeating
+//! a change. Gated by `TIDEMARK_TEST_ICEBERG=1` and `TIDEMARK_TEST_PG=1`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::iceberg_support::{self as ice, Lake, SinkSpec};
+use crate::support::{pg_enabled, psql, Pipeline, PipelineSpec, TestDb};
+
+const CREATE: &str = "CREATE TABLE t (id bigint PRIMARY KEY, v text, n integer,
+  amount numeric(12,3), ok boolean, d date, at timestamptz, raw bytea);";
+
+fn insert(lo: i64, hi: i64) -> String {
+    format!(
+        "INSERT INTO t SELECT g, md5(g::text), g * 3, g * 1.125, g % 2 = 0, date '2024-01-01' + g::int,
+         timestamptz '2024-01-01 00:00+00' + g * interval '1 minute', decode(md5(g::text), 'hex')
+         FROM generate_series({lo}, {hi}) g;"
+    )
+}
+
+/// The workload before (`first`) and after (`!first`) the restart of pipeline B.
+fn workload(first: bool) -> Vec<String> {
+    if first {
+        vec![
+            insert(1, 50),
+            "UPDATE t SET v = 'five' WHERE id % 5 = 0;".into(),
+            "DELETE FROM t WHERE id % 7 = 0;".into(),
+            "UPDATE t SET id = id + 1000 WHERE id IN (1, 2);".into(),
+            format!(
+                "BEGIN; {} UPDATE t SET v = 'changed' WHERE id BETWEEN 100 AND 105;
+                 DELETE FROM t WHERE id BETWEEN 100 AND 102; UPDATE t SET n = -1 WHERE id = 3; COMMIT;",
+                insert(100, 110)
+            ),
+            format!("BEGIN; TRUNCATE t; {} COMMIT;", insert(200, 220)),
+            format!("BEGIN; {} DELETE FROM t WHERE id BETWEEN 200 AND 205; COMMIT;", insert(300, 310)),
+        ]
+    } else {
+        vec![
+            "UPDATE t SET n = n + 1, amount = NULL WHERE id % 3 = 0;".into(),
+            format!(
+                "BEGIN; DELETE FROM t WHERE id BETWEEN 300 AND 303; {} COMMIT;",
+                insert(400, 402)
+            ),
+            "UPDATE t SET id = id + 5000 WHERE id = 400;".into(),
+        ]
+    }
+}
+
+/// One expected or observed change: op, key, new image.
+type Ev = (String, Option<i64>, Value);
+
+fn id_of(image: &Value) -> Option<i64> {
+    image.get("id").and_then(Value::as_i64)
+}
+
+/// Groups change lines by `source.txId`, in order (tombstones left out).
+fn by_txn(lines: &[Value]) -> Vec<(Value, Vec<Value>)> {
+    let mut out: Vec<(Value, Vec<Value>)> = Vec::new();
+    for l in lines.iter().filter(|l| !l["value"].is_null()) {
+        let tx = l["value"]["source"]["txId"].clone();
+        match out.last_mut() {
+            Some((t, evs)) if *t == tx => evs.push(l["value"].clone()),
+            _ => out.push((tx, vec![l["value"].clone()])),
+        }
+    }
+    out
+}
+
+/// The net effect of each captured PostgreSQL transaction (what one mirror snapshot holds).
+fn expected(pg_lines: &[Value]) -> Vec<Vec<Ev>> {
+    let mut state: BTreeMap<i64, Value> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (_, evs) in by_txn(pg_lines) {
+        let start = state.clone();
+        let mut truncated = false;
+        let mut touched = Vec::new();
+        for v in &evs {
+            let op = v["op"].as_str().unwrap_or("");
+            if let Some(b) = id_of(&v["before"]) {
+                if op != "t" {
+                    state.remove(&b);
+                    touched.push(b);
+                }
+            }
+            match op {
+                "c" | "r" | "u" => {
+                    let a = id_of(&v["after"]).expect("after id");
+                    state.insert(a, v["after"].clone());
+                    touched.push(a);
+                }
+                "t" => {
+                    state.clear();
+                    truncated = true;
+                }
+                _ => {}
+            }
+        }
+        let mut txn: Vec<Ev> = Vec::new();
+        if truncated {
+            txn.push(("t".into(), None, Value::Null));
+            for (k, v) in &state {
+                txn.push(("c".into(), Some(*k), v.clone()));
+            }
+        } else {
+            touched.sort_unstable();
+            touched.dedup();
+            for k in touched {
+                match (start.get(&k), state.get(&k)) {
+                    (Some(_), Some(v)) => txn.push(("u".into(), Some(k), v.clone())),
+                    (None, Some(v)) => txn.push(("c".into(), Some(k), v.clone())),
+                    (Some(_), None) => txn.push(("d".into(), Some(k), Value::Null)),
+                    (None, None) => {}
+                }
+            }
+        }
+        if !txn.is_empty() {
+            txn.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+            out.push(txn);
+        }
+    }
+    out
+}
+
+/// The Iceberg source's events per snapshot.
+fn observed(lines: &[Value]) -> Vec<Vec<Ev>> {
+    by_txn(lines)
+        .into_iter()
+        .map(|(_, evs)| {
+            let mut txn: Vec<Ev> = evs
+                .iter()
+                .map(|v| {
+                    let op = v["op"].as_str().unwrap_or("").to_string();
+                    let key = id_of(&v["after"]).or_else(|| id_of(&v["before"]));
+                    let after = v["after"].clone();
+                    (op, key, after)
+                })
+                .collect();
+            txn.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+            txn
+        })
+        .collect()
+}
+
+/// Pipeline B: the Iceberg source on A's table into JSON lines and a mirror in `back`.
+fn source_pipeline(db: &str, lake: &Lake) -> Pipeline {
+    let mut spec = PipelineSpec::new(db, &["public.t"]);
+    spec.checkpoint_interval = "300ms".into();
+    let p = Pipeline::new(spec);
+    let toml = format!(
+        r#"[pipeline]
+name = "it_back_{slot}"
+
+[source]
+kind = "iceberg"
+table = "{ns}.t"
+poll_interval = "200ms"
+catalog = {{ kind = "sql", uri = "{catalog}", warehouse = "{warehouse}" }}
+
+[[sinks]]
+kind = "debezium_json"
+path = "{out}"
+fsync = false
+emit_truncate = true
+
+[[sinks]]
+kind = "iceberg"
+mode = "mirror"
+namespace = "back"
+catalog = {{ kind = "sql", uri = "{catalog}", warehouse = "{warehouse}" }}
+commit = {{ max_rows = 1000, interval = "200ms" }}
+
+[checkpoint]
+dir = "{cp}"
+interval = "300ms"
+
+[metrics]
+listen = "127.0.0.1:{port}"
+"#,
+        slot = p.spec.slot,
+        ns = lake.namespace,
+        catalog = lake.catalog_uri_sqlx(),
+        warehouse = lake.warehouse.display(),
+        out = p.out.display(),
+        cp = p.dir.join("checkpoints").display(),
+        port = p.metrics_port,
+    );
+    std::fs::write(&p.config, toml).expect("write config");
+    p
+}
+
+/// Waits until B's events cover every expected snapshot and its mirror equals PostgreSQL.
+fn wait_caught_up(b: &mut Pipeline, back: &Lake, db: &str, want: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let got = observed(&b.lines()).len();
+        if got >= want {
+            let r = ice::compare(back, "pyiceberg", db, "public.t", "t");
+            if r["equal"] == true {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "back mirror differs: {r}\n{}",
+                ice::tail(&b.log_text(), 60)
+            );
+        }
+        if let Some(status) = b.try_wait() {
+            panic!("pipeline B exited ({status}):\n{}", b.log_text());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{got} of {want} snapshots after 120 s:\n{}",
+            ice::tail(&b.log_text(), 60)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn assert_same(pg_lines: &[Value], b_lines: &[Value]) {
+    let want = expected(pg_lines);
+    let got = observed(b_lines);
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "snapshots: got {got:#?}\nwant {want:#?}"
+    );
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g, w, "snapshot #{i} differs");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn iceberg_source_replays_a_pg_mirror_into_json_and_a_second_mirror() {
+    if !ice::enabled("iceberg_source_replays_a_pg_mirror_into_json_and_a_second_mirror")
+        || !pg_enabled("iceberg_source_replays_a_pg_mirror_into_json_and_a_second_mirror")
+    {
+        return;
+    }
+    let db = TestDb::create("tm_ice_src");
+    psql(&db.name, CREATE);
+    // One PostgreSQL transaction per snapshot: commit after every transaction.
+    let (mut a, lake) = ice::pipeline(
+        &db.name,
+        &["public.t"],
+        SinkSpec {
+            mode: "mirror",
+            extra: "commit = { max_rows = 1, interval = \"100ms\" }",
+            jsonl: true,
+            pg_catalog: false,
+        },
+    );
+    a.start();
+    for sql in workload(true) {
+        psql(&db.name, &sql);
+    }
+    ice::wait_equal(
+        &mut a,
+        &lake,
+        &db.name,
+        "public.t",
+        "t",
+        Duration::from_secs(90),
+    );
+    let back = Lake {
+        namespace: "back".into(),
+        ..lake.clone()
+    };
+    let mut b = source_pipeline(&db.name, &lake);
+    b.start();
+    let want = expected(&a.lines()).len();
+    wait_caught_up(&mut b, &back, &db.name, want);
+    assert_same(&a.lines(), &b.lines());
+    let ops: Vec<String> = observed(&b.lines())
+        .concat()
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    for op in ["c", "u", "d", "t"] {
+        assert!(ops.iter().any(|o| o == op), "no {op} event in {ops:?}");
+    }
+    // B stops (checkpoint), A goes on, B resumes where it stopped.
+    b.stop();
+    let before = b.lines().len();
+    for sql in workload(false) {
+        psql(&db.name, &sql);
+    }
+    ice::wait_equal(
+        &mut a,
+        &lake,
+        &db.name,
+        "public.t",
+        "t",
+        Duration::from_secs(90),
+    );
+    b.start();
+    let want = expected(&a.lines()).len();
+    wait_caught_up(&mut b, &back, &db.name, want);
+    std::thread::sleep(Duration::from_secs(1));
+    let lines = b.lines();
+    assert!(lines.len() > before);
+    assert_same(&a.lines(), &lines);
+    b.stop();
+    a.stop();
+}
