@@ -193,12 +193,12 @@ fn snapshot_mysql_values_equal_the_binlog_for_every_type() {
     let db = MyDb::create("tm_msnap_types");
     let dir =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/debezium/workloads/mariadb");
-    let setup = std::fs::read_to_string(dir.join("all_types_setup.sql")).expect("setup");
-    let (create, rows) = setup.split_once(';').expect("CREATE TABLE first");
-    sql(&db.name, create);
+    let create = std::fs::read_to_string(dir.join("all_types_setup.sql")).expect("setup");
+    let rows = std::fs::read_to_string(dir.join("all_types.sql")).expect("workload");
+    sql(&db.name, &create);
     let mut stream = pipeline(&db.name, "mode = \"no_data\"");
     stream.start();
-    sql(&db.name, rows);
+    sql(&db.name, &rows);
     wait_marker(&mut stream, &db.name, Duration::from_secs(60));
     stream.stop();
     let streamed = replay(&output(&stream), "all_types");
