@@ -144,10 +144,6 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
     }
     #[cfg(feature = "mysql")]
     if let SourceConfig::Mysql(m) = &config.source {
-        if config.snapshot.mode != crate::snapshot::SnapshotMode::NoData {
-            tracing::warn!(mode = config.snapshot.mode.as_str(),
-                "snapshots of MySQL/MariaDB sources are not implemented yet (docs/snapshots.md): streaming only, as with snapshot.mode = no_data");
-        }
         let gtids = match checkpoint.as_ref().and_then(|c| c.gtid_set.as_deref()) {
             Some(text) => Some(text.parse::<tidemark_model::GtidSet>().map_err(|e| {
                 anyhow::anyhow!("checkpoint {}: gtid_set: {e}", store.path().display())

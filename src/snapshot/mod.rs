@@ -81,6 +81,20 @@ pub enum ProgressDisplay {
     Off,
 }
 
+/// How a MySQL/MariaDB snapshot takes its binlog position (`source/mysql/snapshot.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MysqlLock {
+    /// MariaDB's lock-free `Binlog_snapshot_file/position` where the server has it, else
+    /// `FLUSH TABLES WITH READ LOCK` held only while the readers start their snapshots.
+    #[default]
+    Auto,
+    /// Always the global read lock (every reader then shares one snapshot).
+    Global,
+    /// Never lock: the lock-free way or a clear error.
+    None,
+}
+
 /// `[snapshot]`: how existing rows are copied before (initial) or while (incremental)
 /// streaming. See `docs/snapshots.md`.
 #[derive(Debug, Clone, Deserialize)]
@@ -120,6 +134,9 @@ pub struct SnapshotConfig {
     /// `tidemark.signal`; Postgres uses logical decoding messages instead.
     #[serde(default)]
     pub signal_table: Option<String>,
+    /// MySQL/MariaDB: `auto` (default), `global` or `none` ([`MysqlLock`]).
+    #[serde(default)]
+    pub mysql_lock: MysqlLock,
 }
 
 /// 4 connections: the server's COPY and our parsing overlap; more helps little on 2 cores
@@ -153,6 +170,7 @@ impl Default for SnapshotConfig {
             progress: ProgressDisplay::default(),
             progress_interval: default_progress_interval(),
             signal_table: None,
+            mysql_lock: MysqlLock::default(),
         }
     }
 }

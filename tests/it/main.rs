@@ -10,6 +10,8 @@ mod pg_pipeline;
 mod pg_replication;
 mod pg_types;
 mod snapshot_pg;
+#[cfg(feature = "mysql")]
+mod snapshot_mysql;
 mod snapshot_support;
 mod support;
 #[cfg(feature = "mysql")]

@@ -44,6 +44,8 @@ pub mod control;
 pub mod error;
 pub mod gtid;
 pub mod pipeline;
+pub mod snapshot;
+pub mod snapshot_rows;
 pub mod stream;
 
 pub use config::MysqlSourceConfig;

@@ -2,16 +2,19 @@
 
 use std::sync::Arc;
 
+use anyhow::Context;
 use tidemark_model::{GtidSet, Position};
 use tokio::sync::watch;
 
 use super::config::MysqlSourceConfig;
 use super::control::{self, MysqlControl};
+use super::snapshot::{RunContext, Startup};
 use super::stream::MysqlSource;
 use crate::checkpoint::FileCheckpointStore;
 use crate::config::Config;
 use crate::engine::{queue, Engine};
 use crate::metrics::Metrics;
+use crate::pipeline::{race_engine, Raced};
 
 /// Runs a pipeline whose source is MySQL/MariaDB until shutdown or a definite error.
 pub async fn run(
@@ -23,6 +26,34 @@ pub async fn run(
     resume_gtids: Option<GtidSet>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    let (mut resume, mut resume_gtids) = (resume, resume_gtids);
+    // snapshot.mode, the checkpoint and the server decide (snapshot.rs); a snapshot opens its
+    // readers at a consistent binlog position here, before the sinks start.
+    let checkpoint = store.load()?;
+    let startup = match super::snapshot::prepare(config, m, checkpoint.as_ref()).await {
+        Ok(s) => s,
+        Err(e) => {
+            metrics.set_error(e.to_string());
+            return Err(anyhow::Error::new(e).context("mysql snapshot failed"));
+        }
+    };
+    let job = match startup {
+        Startup::Done => return Ok(()),
+        Startup::Stream(from) => {
+            resume = from.or(resume);
+            None
+        }
+        Startup::Snapshot(job) => {
+            if job.discard_checkpoint {
+                resume = None;
+                resume_gtids = None;
+            }
+            if resume.is_none() {
+                resume_gtids = job.gtids.clone();
+            }
+            Some(job)
+        }
+    };
     // The executed GTID set at the checkpoint (MySQL with gtid_mode = ON): a restart asks
     // for the stream after it, and every save records the set at the saved position.
     store.track_gtids(resume_gtids.clone());
@@ -35,6 +66,7 @@ pub async fn run(
     crate::pipeline::add_iceberg_sinks(config, &mut sinks).await?;
     let (tx, rx) = queue::channel(config.pipeline.max_queue_bytes);
     let (acked_tx, _acked) = watch::channel(resume);
+    let engine_store = store.clone();
     let engine = Engine::new(
         sinks,
         store,
@@ -42,7 +74,40 @@ pub async fn run(
         config.checkpoint.interval,
         resume,
     );
-    let engine_task = tokio::spawn(engine.run(rx, acked_tx));
+    let mut engine_task = tokio::spawn(engine.run(rx, acked_tx));
+    if let Some(job) = job {
+        let (stop, from) = (job.stop, job.stream_from());
+        let cx = RunContext {
+            config,
+            store: &engine_store,
+            metrics: metrics.clone(),
+            queue: tx.clone(),
+        };
+        match race_engine(job.run(cx), &mut engine_task).await {
+            Raced::Work(Ok(_)) => {}
+            Raced::Work(Err(e)) => {
+                drop(tx);
+                metrics.set_error(e.to_string());
+                let _ = engine_task.await;
+                return Err(anyhow::Error::new(e).context("mysql snapshot failed"));
+            }
+            Raced::Engine(e) => {
+                metrics.set_error(format!("{e:#}"));
+                return Err(e);
+            }
+        }
+        // The stream continues from the snapshot's binlog position (snapshot.rs).
+        resume = Some(from);
+        if stop {
+            drop(tx);
+            engine_task
+                .await
+                .context("engine task panicked")?
+                .context("sink or checkpoint failed")?;
+            tracing::info!(pipeline = %config.pipeline.name, "snapshot.mode = initial_only: snapshot complete, not streaming");
+            return Ok(());
+        }
+    }
     let source = MysqlSource {
         config: m.clone(),
         pipeline: config.pipeline.name.clone(),
