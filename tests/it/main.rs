@@ -36,6 +36,8 @@ mod delta_sink;
 mod delta_source;
 #[cfg(feature = "delta")]
 mod delta_support;
+#[cfg(all(feature = "iceberg", feature = "mysql"))]
+mod iceberg_mysql;
 #[cfg(feature = "iceberg")]
 mod iceberg_sink;
 #[cfg(feature = "iceberg")]
