@@ -148,7 +148,7 @@ fn observed(lines: &[Value]) -> Vec<Vec<Ev>> {
 }
 
 /// Pipeline B: the Iceberg source on A's table into JSON lines and a mirror in `back`.
-fn source_pipeline(db: &str, lake: &Lake) -> Pipeline {
+fn source_pipeline(db: &str, lake: &Lake, source_extra: &str, mirror: bool) -> Pipeline {
     let mut spec = PipelineSpec::new(db, &["public.t"]);
     spec.checkpoint_interval = "300ms".into();
     let p = Pipeline::new(spec);
@@ -161,19 +161,14 @@ kind = "iceberg"
 table = "{ns}.t"
 poll_interval = "200ms"
 catalog = {{ kind = "sql", uri = "{catalog}", warehouse = "{warehouse}" }}
+{source_extra}
 
 [[sinks]]
 kind = "debezium_json"
 path = "{out}"
 fsync = false
 emit_truncate = true
-
-[[sinks]]
-kind = "iceberg"
-mode = "mirror"
-namespace = "back"
-catalog = {{ kind = "sql", uri = "{catalog}", warehouse = "{warehouse}" }}
-commit = {{ max_rows = 1000, interval = "200ms" }}
+{mirror}
 
 [checkpoint]
 dir = "{cp}"
@@ -189,6 +184,17 @@ listen = "127.0.0.1:{port}"
         out = p.out.display(),
         cp = p.dir.join("checkpoints").display(),
         port = p.metrics_port,
+        mirror = if mirror {
+            format!(
+                "[[sinks]]\nkind = \"iceberg\"\nmode = \"mirror\"\nnamespace = \"back\"\n\
+                 catalog = {{ kind = \"sql\", uri = \"{}\", warehouse = \"{}\" }}\n\
+                 commit = {{ max_rows = 1000, interval = \"200ms\" }}\n",
+                lake.catalog_uri_sqlx(),
+                lake.warehouse.display()
+            )
+        } else {
+            String::new()
+        },
     );
     std::fs::write(&p.config, toml).expect("write config");
     p
@@ -271,7 +277,7 @@ async fn iceberg_source_replays_a_pg_mirror_into_json_and_a_second_mirror() {
         namespace: "back".into(),
         ..lake.clone()
     };
-    let mut b = source_pipeline(&db.name, &lake);
+    let mut b = source_pipeline(&db.name, &lake, "", true);
     b.start();
     let want = expected(&a.lines()).len();
     wait_caught_up(&mut b, &back, &db.name, want);
@@ -283,6 +289,42 @@ async fn iceberg_source_replays_a_pg_mirror_into_json_and_a_second_mirror() {
         .collect();
     for op in ["c", "u", "d", "t"] {
         assert!(ops.iter().any(|o| o == op), "no {op} event in {ops:?}");
+    }
+    // Starting at a snapshot id, or at a snapshot's commit time: the same events from there.
+    let (_, t) = ice::load_table(&lake, "t").await;
+    let mut snaps: Vec<(i64, i64, i64)> = t
+        .metadata
+        .snapshots()
+        .map(|s| (s.sequence_number(), s.snapshot_id(), s.timestamp_ms()))
+        .collect();
+    snaps.sort_unstable();
+    let all = observed(&b.lines());
+    assert_eq!(
+        snaps.len(),
+        all.len(),
+        "one snapshot per PostgreSQL transaction"
+    );
+    let (_, id, ms) = snaps[3];
+    let ts = humantime_serde::re::humantime::format_rfc3339_millis(
+        std::time::UNIX_EPOCH + Duration::from_millis(ms as u64),
+    );
+    // Snapshots committed within the same millisecond start together.
+    let first_at_ms = snaps.iter().position(|s| s.2 >= ms).unwrap_or(3);
+    for (extra, from) in [
+        (format!("starting_snapshot_id = {id}"), 3),
+        (format!("starting_timestamp = \"{ts}\""), first_at_ms),
+    ] {
+        let mut c = source_pipeline(&db.name, &lake, &extra, false);
+        c.start();
+        let want = &all[from..];
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while observed(&c.lines()).len() < want.len() {
+            assert!(Instant::now() < deadline, "{extra}: {}", c.log_text());
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(observed(&c.lines()), want, "{extra}");
+        c.stop();
     }
     // B stops (checkpoint), A goes on, B resumes where it stopped.
     b.stop();

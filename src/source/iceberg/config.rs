@@ -149,3 +149,65 @@ fn parse_timestamp_ms(ts: &str) -> Option<i64> {
     let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
     i64::try_from(d.as_millis()).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{Config, SourceConfig};
+
+    #[test]
+    fn an_iceberg_source_validates() {
+        let src = r#"
+[pipeline]
+name = "back"
+[source]
+kind = "iceberg"
+table = "lake.orders"
+catalog = { kind = "sql", uri = "sqlite:///var/lib/tidemark/catalog.db", warehouse = "/var/lib/tidemark/warehouse" }
+starting_timestamp = "2026-01-31T12:00:00Z"
+[[sinks]]
+kind = "debezium_json"
+path = "-"
+"#;
+        let c = Config::from_toml_with_env(src, Path::new("back.toml"), []).unwrap();
+        let SourceConfig::Iceberg(i) = &c.source else {
+            panic!("an iceberg source")
+        };
+        assert_eq!(i.table_id().to_string(), "lake.orders");
+        assert_eq!(i.ident().name, "orders");
+        assert_eq!(i.starting_timestamp_ms(), Some(1_769_860_800_000));
+        let bad = src
+            .replace("table = \"lake.orders\"", "table = \"orders\"")
+            .replace(
+                "starting_timestamp = \"2026-01-31T12:00:00Z\"",
+                "starting_timestamp = \"yesterday\"\nstarting_snapshot_id = 3",
+            )
+            .replace("sqlite:///var", "mysql://var");
+        let err = Config::from_toml_with_env(&bad, Path::new("bad.toml"), [])
+            .unwrap_err()
+            .to_string();
+        for key in [
+            "source.table",
+            "source.starting_timestamp",
+            "source.catalog.uri",
+        ] {
+            assert!(err.contains(key), "{key}: {err}");
+        }
+        let renamed = src.replace(
+            "table = \"lake.orders\"",
+            "table = \"lake.orders\"\nreport_as = \"public.orders\"",
+        );
+        let c = Config::from_toml_with_env(&renamed, Path::new("x.toml"), []).unwrap();
+        let SourceConfig::Iceberg(i) = &c.source else {
+            panic!("an iceberg source")
+        };
+        assert_eq!(i.table_id().to_string(), "public.orders");
+        assert!(Config::from_toml_with_env(
+            &src.replace("table = ", "tabel = "),
+            Path::new("x"),
+            []
+        )
+        .is_err());
+    }
+}
