@@ -15,8 +15,10 @@
 //! - A range is registered in the ledger at the position of the last chunk that holds its
 //!   rows (or completes at once when it had none): it is recorded as done only when that
 //!   chunk is durable in every sink.
-//! - Memory: one held chunk per table being read, plus what the queue holds; readers wait on
-//!   the bounded channel, the emitter on the queue.
+//! - Memory: one held chunk per table being read, plus the final chunk of the table that
+//!   finished last (until the next one finishes, so the snapshot's last chunk can be marked
+//!   `last`), plus what the queue holds; readers wait on the bounded channel, the emitter on
+//!   the queue.
 
 use std::sync::Arc;
 
@@ -73,6 +75,8 @@ pub struct Emitter {
     block_end: u32,
     commit_ts_us: Option<i64>,
     held: Vec<Option<Held>>,
+    /// The final chunk of the table that finished last, until another finishes.
+    pending_final: Option<(usize, Held)>,
     started: Vec<bool>,
     ranges_left: Vec<u32>,
     tables_left: usize,
@@ -107,6 +111,7 @@ impl Emitter {
             block_end: 0,
             commit_ts_us,
             held: (0..n).map(|_| None).collect(),
+            pending_final: None,
             started: vec![false; n],
             tables_left: ranges_left.iter().filter(|&&r| r > 0).count(),
             ranges_left,
@@ -133,7 +138,7 @@ impl Emitter {
             return Ok(());
         }
         if let Some(prev) = self.held.get_mut(table).and_then(Option::take) {
-            self.send(table, prev, false).await?;
+            self.send(table, prev, false, false).await?;
         }
         let first = !std::mem::replace(&mut self.started[table], true);
         self.held[table] = Some(Held {
@@ -158,8 +163,30 @@ impl Emitter {
         *left = left.saturating_sub(1);
         if *left == 0 {
             self.tables_left = self.tables_left.saturating_sub(1);
-            if let Some(h) = self.held[table].take() {
-                self.send(table, h, true).await?;
+            // A finished table's final chunk waits until the next table finishes, so the
+            // snapshot's very last chunk can still be marked `last` when the table finishing
+            // last had no rows of its own to send (an empty table, readers in parallel).
+            let previous = self.pending_final.take();
+            let all_done = self.tables_left == 0;
+            match (self.held[table].take(), previous) {
+                (Some(h), prev) => {
+                    if let Some((t, p)) = prev {
+                        self.send(t, p, true, false).await?;
+                    }
+                    if all_done {
+                        self.send(table, h, true, true).await?;
+                    } else {
+                        self.pending_final = Some((table, h));
+                    }
+                }
+                (None, Some((t, p))) => {
+                    if all_done {
+                        self.send(t, p, true, true).await?;
+                    } else {
+                        self.pending_final = Some((t, p));
+                    }
+                }
+                (None, None) => {}
             }
             self.progress.table_done(table);
         }
@@ -179,6 +206,7 @@ impl Emitter {
         table: usize,
         held: Held,
         last_of_table: bool,
+        last_of_snapshot: bool,
     ) -> Result<(), EmitError> {
         if self.next_chunk >= self.block_end {
             let base = ledger::reserve(
@@ -199,7 +227,7 @@ impl Emitter {
             first_of_snapshot: !self.sent_any,
             first_of_table: held.first_of_table,
             last_of_table,
-            last_of_snapshot: last_of_table && self.tables_left == 0,
+            last_of_snapshot,
         };
         self.sent_any = true;
         let mut txn = Transaction::new(None, self.commit_ts_us, at);
@@ -219,9 +247,12 @@ impl Emitter {
 
     /// Sends what is still held (tables whose last range never reported: an aborted run).
     pub async fn flush(&mut self) -> Result<(), EmitError> {
+        if let Some((t, p)) = self.pending_final.take() {
+            self.send(t, p, true, false).await?;
+        }
         for t in 0..self.held.len() {
             if let Some(h) = self.held[t].take() {
-                self.send(t, h, false).await?;
+                self.send(t, h, false, false).await?;
             }
         }
         Ok(())

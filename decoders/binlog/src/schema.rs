@@ -219,7 +219,10 @@ fn plan(
                     },
                 ),
                 None => (
-                    Kind::Bytes { len_bytes },
+                    Kind::Bytes {
+                        len_bytes,
+                        pad_to: if varying { 0 } else { usize::from(m) },
+                    },
                     if varying {
                         MysqlType::VarBinary { length }
                     } else {
@@ -269,7 +272,13 @@ fn plan(
             match text(cs) {
                 Some(charset) if json => (Kind::Str { len_bytes, charset }, MysqlType::Json),
                 Some(charset) => (Kind::Str { len_bytes, charset }, MysqlType::Text(size)),
-                None => (Kind::Bytes { len_bytes }, MysqlType::Blob(size)),
+                None => (
+                    Kind::Bytes {
+                        len_bytes,
+                        pad_to: 0,
+                    },
+                    MysqlType::Blob(size),
+                ),
             }
         }
         ty::JSON => {

@@ -70,6 +70,10 @@ pub enum Kind {
     },
     Bytes {
         len_bytes: usize,
+        /// `BINARY(n)`: n. The binlog stores fixed binary values without their trailing
+        /// 0x00 padding (`Field_string::pack` strips the pad character); SELECT returns all n
+        /// bytes. Padded back so streamed and snapshot values agree. 0 for varying types.
+        pad_to: usize,
     },
     /// MySQL binary JSON.
     Json {
@@ -106,6 +110,8 @@ pub enum Decoded<'s> {
 pub struct Scratch {
     pub text: String,
     pub detail: String,
+    /// Padded fixed binary values.
+    pub bytes: Vec<u8>,
 }
 
 const US: i64 = 1_000_000;
@@ -262,7 +268,17 @@ pub fn decode<'a: 's, 's>(
             let s = charset::decode(b, *charset, &mut scratch.text).map_err(str::to_owned)?;
             MysqlValue::Str(s)
         }
-        Kind::Bytes { len_bytes } => MysqlValue::Bytes(length_prefixed(r, *len_bytes)?),
+        Kind::Bytes { len_bytes, pad_to } => {
+            let b = length_prefixed(r, *len_bytes)?;
+            if b.len() < *pad_to {
+                scratch.bytes.clear();
+                scratch.bytes.extend_from_slice(b);
+                scratch.bytes.resize(*pad_to, 0);
+                MysqlValue::Bytes(&scratch.bytes)
+            } else {
+                MysqlValue::Bytes(b)
+            }
+        }
         Kind::Json { len_bytes } => {
             let b = length_prefixed(r, *len_bytes)?;
             crate::json::render(b, &mut scratch.text).map_err(str::to_owned)?;

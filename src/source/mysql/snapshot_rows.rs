@@ -112,6 +112,17 @@ type TypeRow = (
     Option<u64>,
 );
 
+/// `COLUMN_NAME` and the [`TypeRow`] fields.
+type ColumnRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<u64>,
+    Option<u64>,
+    Option<u64>,
+);
+
 fn small(v: Option<u64>, default: u8) -> u8 {
     v.and_then(|v| u8::try_from(v).ok()).unwrap_or(default)
 }
@@ -211,7 +222,7 @@ pub async fn describe(
             source,
         }
     };
-    let rows: Vec<(String, String, String, String, Option<u64>, Option<u64>, Option<u64>)> = ctl
+    let rows: Vec<ColumnRow> = ctl
         .conn
         .exec(
             "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION \
