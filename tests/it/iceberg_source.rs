@@ -48,6 +48,14 @@ fn workload(first: bool) -> Vec<String> {
                 insert(400, 402)
             ),
             "UPDATE t SET id = id + 5000 WHERE id = 400;".into(),
+            // Schema evolution of the followed table: a new column, then rows using it.
+            "ALTER TABLE t ADD COLUMN extra integer;".into(),
+            "UPDATE t SET extra = 7 WHERE id % 4 = 0;".into(),
+            // Missing trailing columns of INSERT ... SELECT take their default (NULL).
+            format!(
+                "BEGIN; {} UPDATE t SET extra = -1 WHERE id >= 500; COMMIT;",
+                insert(500, 505)
+            ),
         ]
     }
 }
