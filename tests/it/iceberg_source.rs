@@ -361,5 +361,28 @@ async fn iceberg_source_replays_a_pg_mirror_into_json_and_a_second_mirror() {
     assert!(lines.len() > before);
     assert_same(&a.lines(), &lines);
     b.stop();
-    a.stop();
+    // Expired history is a definite error, never a silent gap: a new source from the
+    // first snapshot cannot start once the first snapshots are gone.
+    let (ok, out) = ice::tidemark(&[
+        "iceberg",
+        "expire",
+        "--config",
+        &config,
+        "--older-than",
+        "0s",
+        "--keep",
+        "1",
+    ]);
+    assert!(ok && out.contains("expired"), "{out}");
+    let mut c = source_pipeline(&db.name, &lake, "", false);
+    c.spawn();
+    let status = c
+        .wait_exit(Duration::from_secs(60))
+        .expect("the source stops");
+    assert!(!status.success());
+    assert!(
+        c.log_text().contains("were expired"),
+        "{}",
+        ice::tail(&c.log_text(), 20)
+    );
 }
