@@ -369,6 +369,7 @@ enabled = false
     def postgres(self) -> dict:
         a = self.args
         res: dict = {"workload": {"changes": a.changes, "batch": a.batch, "row_width": a.row_width}}
+        self.partial = res  # what is measured so far, if a later step fails
         self.fresh_db()
         self.start_broker()
         tm_cfg = self.tidemark_create_slot("bench_tm")
@@ -545,6 +546,7 @@ enabled = false
         self.commit_re = MARK_US
         res: dict = {"workload": {"changes": a.changes, "batch": a.batch, "row_width": a.row_width},
                      "server": self.maria_sql("SELECT VERSION()", None)}
+        self.partial = res  # what is measured so far, if a later step fails
         mw.reset("127.0.0.1", a.mariadb_port, "root", self.db)
         self.maria_w = mw.Workload(a.batch, a.row_width)
         dbz_work = self.work / "dbz-maria"
@@ -625,6 +627,11 @@ def markdown(r: dict) -> str:
     if r.get("mariadb"):
         lines += markdown_half(r, r["mariadb"], f"MariaDB {r['mariadb'].get('server', '')}",
                                "ceiling_mariadb_binlog")
+    for half in ("postgres", "mariadb"):
+        if r.get(f"{half}_error"):
+            lines += ["", f"The {half} half failed: {r[half + '_error']}",
+                      "Measured before the failure (report.json has it all):", "",
+                      "```", json.dumps(r.get(f"{half}_partial"), indent=1)[:4000], "```"]
     return "\n".join(lines)
 
 
@@ -650,11 +657,19 @@ def main() -> int:
     report = {"args": vars(args) | {"out_dir": str(args.out_dir)}, "load_before": load,
               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "postgres": None, "mariadb": None}
     halves = set(args.halves.split(","))
+    failed = False
     try:
-        if "postgres" in halves:
-            report["postgres"] = b.postgres()
-        if "mariadb" in halves:
-            report["mariadb"] = b.mariadb()
+        # A failing half is reported and does not throw away the other one's figures.
+        for name, run in (("postgres", b.postgres), ("mariadb", b.mariadb)):
+            if name not in halves:
+                continue
+            try:
+                report[name] = run()
+            except Exception as e:  # noqa: BLE001 - reported, then the exit status says so
+                failed = True
+                report[f"{name}_error"] = f"{type(e).__name__}: {e}"
+                report[f"{name}_partial"] = getattr(b, "partial", None)
+                log(f"{name} half failed: {report[name + '_error']}")
     finally:
         b.stop_broker()
     report["load_after"] = os.getloadavg()
@@ -663,7 +678,7 @@ def main() -> int:
     md = markdown(report)
     (args.out_dir / "report.md").write_text(md + "\n")
     print(md)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
