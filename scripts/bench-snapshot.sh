@@ -25,7 +25,7 @@ DB=tm_bench_snapshot
 OUT=$CARGO_TARGET_DIR/bench-snapshot
 mkdir -p "$OUT"
 ./scripts/services.sh >&2
-cargo build --release --no-default-features --features mysql --bin tidemark >&2
+cargo build --release --no-default-features --features kafka,mysql --bin tidemark >&2
 TM=$CARGO_TARGET_DIR/release/tidemark
 now() { date +%s.%N; }
 if [ "$PART" != mariadb ]; then

@@ -208,6 +208,14 @@ pub async fn prepare(
         position_available,
     };
     let mode = config.snapshot.mode;
+    if checkpoint.is_none() && m.start != "current" && mode != crate::snapshot::SnapshotMode::NoData
+    {
+        // An explicit start position asks for the stream from there: a snapshot (at another
+        // position) would contradict it.
+        tracing::info!(pipeline = %pipeline, mode = mode.as_str(), start = %m.start,
+            "source.start is set and there is no checkpoint: streaming from it, no snapshot (a snapshot streams from its own position; leave source.start at \"current\" to snapshot first)");
+        return Ok(Startup::Stream(None));
+    }
     let (decision, reason) = decide(mode, found);
     tracing::info!(pipeline = %pipeline, mode = mode.as_str(), decision = ?decision, "{reason}");
     let (resume, stop, discard) = match decision {
