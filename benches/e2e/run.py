@@ -243,6 +243,10 @@ dir = "{cp}"
 interval = "1s"
 [metrics]
 enabled = false
+# Stream only, as Debezium's runs here (no initial snapshot of the rows already in the tables:
+# `snapshot.mode = initial` is Tidemark's default).
+[snapshot]
+mode = "no_data"
 """)
         return cfg
 
