@@ -3,31 +3,6 @@
 //! Server-dependent tests run only with `TIDEMARK_TEST_PG=1` (set by `make test`), and print a
 //! note otherwise, so `cargo test` works on a laptop without the services.
 
-mod pg_crash;
-mod pg_debezium;
-mod pg_ops;
-mod pg_pipeline;
-mod pg_replication;
-mod pg_types;
-mod snapshot_pg;
-#[cfg(feature = "mysql")]
-mod snapshot_mysql;
-mod snapshot_support;
-mod support;
-#[cfg(feature = "mysql")]
-mod mysql_debezium;
-#[cfg(feature = "mysql")]
-mod mysql_pipeline;
-#[cfg(feature = "mysql")]
-mod mysql_support;
-#[cfg(feature = "kafka")]
-mod kafka_compare;
-#[cfg(feature = "kafka")]
-mod kafka_sink;
-#[cfg(all(feature = "kafka", feature = "iceberg"))]
-mod kafka_source;
-#[cfg(feature = "kafka")]
-mod kafka_support;
 #[cfg(feature = "delta")]
 mod delta_crash;
 #[cfg(feature = "delta")]
@@ -44,3 +19,28 @@ mod iceberg_sink;
 mod iceberg_source;
 #[cfg(feature = "iceberg")]
 mod iceberg_support;
+#[cfg(feature = "kafka")]
+mod kafka_compare;
+#[cfg(feature = "kafka")]
+mod kafka_sink;
+#[cfg(all(feature = "kafka", feature = "iceberg"))]
+mod kafka_source;
+#[cfg(feature = "kafka")]
+mod kafka_support;
+#[cfg(feature = "mysql")]
+mod mysql_debezium;
+#[cfg(feature = "mysql")]
+mod mysql_pipeline;
+#[cfg(feature = "mysql")]
+mod mysql_support;
+mod pg_crash;
+mod pg_debezium;
+mod pg_ops;
+mod pg_pipeline;
+mod pg_replication;
+mod pg_types;
+#[cfg(feature = "mysql")]
+mod snapshot_mysql;
+mod snapshot_pg;
+mod snapshot_support;
+mod support;

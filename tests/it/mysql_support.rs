@@ -38,7 +38,7 @@ pub fn sql(db: &str, statements: &str) -> String {
             "--default-character-set=utf8mb4",
         ])
         .arg(format!("-P{}", port()))
-        .arg(format!("--init-command=SET time_zone='+00:00'"))
+        .arg("--init-command=SET time_zone='+00:00'")
         .args(if db.is_empty() {
             vec![]
         } else {

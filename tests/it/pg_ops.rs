@@ -238,3 +238,41 @@ fn reset_keeps_the_slot_unless_allowed_to_drop_it() {
     assert!(text.contains("dropped"), "{text}");
     assert_eq!(slot_count(), "0");
 }
+
+/// A sink's definite error (here: the JSON-lines output is `/dev/full`, every write fails
+/// with ENOSPC) ends the whole pipeline with an error naming the sink — the source does not
+/// keep streaming into a queue that nobody drains — and nothing is acknowledged past it.
+#[test]
+fn a_definite_sink_error_stops_the_pipeline() {
+    if !pg_enabled("a_definite_sink_error_stops_the_pipeline") {
+        return;
+    }
+    let db = TestDb::create("tm_ops_sinkfail");
+    psql(&db.name, "CREATE TABLE t (id int PRIMARY KEY, v text);");
+    let mut p = Pipeline::new(PipelineSpec::new(&db.name, &["public.t"]));
+    let config = std::fs::read_to_string(&p.config).expect("config");
+    let out = p.out.display().to_string();
+    std::fs::write(&p.config, config.replace(&out, "/dev/full")).expect("config");
+    p.start();
+    // Enough changes that the queue between source and engine would fill up.
+    for i in 0..20 {
+        psql(
+            &db.name,
+            &format!(
+                "INSERT INTO t SELECT g, repeat('x', 500) FROM generate_series({}, {}) g;",
+                i * 5000,
+                i * 5000 + 4999
+            ),
+        );
+    }
+    let status = p.wait_exit(Duration::from_secs(60));
+    let log = p.log_text();
+    let status = status.unwrap_or_else(|| panic!("still running after the sink failed:\n{log}"));
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("sink or checkpoint failed") && log.contains("/dev/full"),
+        "{log}"
+    );
+    // The checkpoint, if any, is not past what the sink durably wrote (nothing).
+    assert!(p.checkpoint().is_none(), "{:?}", p.checkpoint());
+}

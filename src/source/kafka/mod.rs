@@ -198,7 +198,7 @@ impl KafkaSource {
             let partitions = md
                 .topics()
                 .iter()
-                .find(|t| &t.name() == topic && t.error().is_none())
+                .find(|t| t.name() == topic && t.error().is_none())
                 .map_or(0, |t| t.partitions().len() as i32);
             if partitions == 0 {
                 return Err(KafkaSourceError::NoTopic(topic.clone()));

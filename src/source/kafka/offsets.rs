@@ -81,11 +81,14 @@ pub fn next_epoch(stored: u32, now_secs: u64) -> u32 {
 }
 
 /// Batches handed on but not yet acknowledged, and the offsets that are safe.
+/// `(topic, partition, next offset)` of one partition in a batch.
+type NextOffset = (String, i32, i64);
+
 #[derive(Debug)]
 pub struct InFlight {
     pub epoch: u32,
     /// `(seq, [(topic, partition, next offset)])`, oldest first.
-    batches: VecDeque<(u64, Vec<(String, i32, i64)>)>,
+    batches: VecDeque<(u64, Vec<NextOffset>)>,
     safe: BTreeMap<String, BTreeMap<i32, i64>>,
 }
 

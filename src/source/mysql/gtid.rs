@@ -83,7 +83,8 @@ pub fn resume_plan(p: &MysqlPosition, set: Option<&GtidSet>, gtid_dump: bool) ->
 pub fn sids(set: &GtidSet) -> Vec<Sid<'static>> {
     set.intervals()
         .map(|(uuid, iv)| {
-            Sid::new(*uuid).with_intervals(iv.iter().map(|&(s, e)| GnoInterval::new(s, e)).collect())
+            Sid::new(*uuid)
+                .with_intervals(iv.iter().map(|&(s, e)| GnoInterval::new(s, e)).collect())
         })
         .collect()
 }
@@ -129,7 +130,10 @@ mod tests {
     }
 
     /// COM_BINLOG_DUMP_GTID as the MySQL manual lays it out, written by hand.
-    fn documented_packet(server_id: u32, set: &[([u8; 16], &[(u64, u64)])]) -> Vec<u8> {
+    /// One SID block: the server UUID and its `[start, end)` intervals.
+    type SidBlock<'a> = ([u8; 16], &'a [(u64, u64)]);
+
+    fn documented_packet(server_id: u32, set: &[SidBlock<'_>]) -> Vec<u8> {
         let mut data = (set.len() as u64).to_le_bytes().to_vec();
         for (uuid, iv) in set {
             data.extend(uuid);
@@ -160,7 +164,9 @@ mod tests {
         let mut buf = Vec::new();
         match req.as_cmd() {
             mysql_common::misc::raw::Either::Right(cmd) => cmd.serialize(&mut buf),
-            mysql_common::misc::raw::Either::Left(_) => panic!("a GTID request is COM_BINLOG_DUMP_GTID"),
+            mysql_common::misc::raw::Either::Left(_) => {
+                panic!("a GTID request is COM_BINLOG_DUMP_GTID")
+            }
         }
         buf
     }
@@ -213,10 +219,7 @@ mod tests {
         );
         // Inconsistent sets, no set, MariaDB / gtid_mode != ON: file and offset.
         let stale = set(&format!("{A}:1-101"));
-        assert_eq!(
-            resume_plan(&end, Some(&stale), true),
-            Resume::Position(end)
-        );
+        assert_eq!(resume_plan(&end, Some(&stale), true), Resume::Position(end));
         let ahead = set(&format!("{A}:1-103"));
         assert_eq!(
             resume_plan(&inside, Some(&ahead), true),
