@@ -260,7 +260,13 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
             ),
         ),
     };
-    drive(source.run(), engine_task, &metrics, "postgres source failed").await
+    drive(
+        source.run(),
+        engine_task,
+        &metrics,
+        "postgres source failed",
+    )
+    .await
 }
 
 /// How [`race_engine`] ended.
