@@ -30,7 +30,7 @@ ALTER TABLE t ALTER COLUMN big SET STORAGE EXTERNAL;";
 fn insert(lo: i64, hi: i64) -> String {
     format!(
         "INSERT INTO t SELECT g, (g % 30000)::int2, CASE WHEN g % 10 = 0 THEN NULL ELSE g * 7 END,
-           g * 1000000007, round((random()*1e6)::numeric, 3), random()::real,
+           g::bigint * 1000000007, round((random()*1e6)::numeric, 3), random()::real,
            CASE WHEN g % 17 = 0 THEN 'Infinity'::float8 ELSE random()*1e10 END, g % 2 = 0,
            md5(g::text), left(md5(g::text), 10), 'ab', decode(md5(g::text), 'hex'),
            date '1950-01-01' + (g % 30000), time '00:00' + (g % 86400) * interval '1 second' + interval '0.25 s',
