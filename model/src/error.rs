@@ -36,7 +36,8 @@ pub enum ValueError {
         target: String,
         reason: &'static str,
     },
-    /// The binary form of this type is not decoded; the source must request the text format.
+    /// The binary form of this type is not decoded (user-defined ranges, composite and unknown
+    /// types); the source must request the text format. `type_name` is the column's type.
     #[error("binary format of type {type_name} is not supported; use the text format")]
     BinaryUnsupported { type_name: String },
     /// The bytes are not valid UTF-8 (Tidemark requires a UTF-8 server encoding).

@@ -482,11 +482,412 @@ fn network_binary_renders() {
     assert_eq!(r(oid::VARBIT, bits), "1010000011");
     assert_eq!(r(oid::CHAR, vec![b'x']), "x");
     assert_eq!(r(oid::CHAR, vec![0x80]), "\\200");
-    // Types without a binary renderer say so.
-    let e = bin1(oid::POINT, -1, &[0; 16]).unwrap_err();
-    assert!(matches!(e, ValueError::BinaryUnsupported { .. }), "{e}");
-    let (a, _) = text1(oid::POINT, -1, "(1,2)").unwrap();
-    assert_eq!(utf8_of(&a), "(1,2)");
+    // Types without a binary renderer (user-defined ranges, composites) say so, naming the type.
+    let t = SourceType {
+        name: "floatrange".into(),
+        oid: 16_400,
+        modifier: -1,
+        display: "floatrange".into(),
+        element: None,
+        labels: vec![],
+    };
+    let mut b = ColumnBuilder::new(&t, &pg_types::arrow_type(&t), 1);
+    let e = b.append_binary(&[0x18]).unwrap_err();
+    assert_eq!(
+        e,
+        ValueError::BinaryUnsupported {
+            type_name: "floatrange".into()
+        }
+    );
+    assert!(!b.binary_supported());
+    b.append_text(b"[1.5,2)").unwrap();
+    assert_eq!(utf8_of(&b.finish()), "[1.5,2)");
+}
+
+// ---- geometric types, ranges, multiranges (binary → the server's text) ----
+
+fn f8s(v: &[f64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_be_bytes()).collect()
+}
+
+/// The binary value rendered, and checked against the text path for the same server text.
+fn bin_text(type_oid: u32, b: &[u8]) -> String {
+    let (a, m) = bin1(type_oid, -1, b).unwrap();
+    assert_eq!(m, None);
+    let s = utf8_of(&a);
+    let (t, _) = text1(type_oid, -1, &s).unwrap();
+    assert_eq!(&a, &t, "binary and text columns differ for {s}");
+    s
+}
+
+/// `path_send`: closed flag byte, int32 count, points.
+fn path_send(closed: bool, pts: &[f64]) -> Vec<u8> {
+    let mut v = vec![closed as u8];
+    v.extend(((pts.len() / 2) as i32).to_be_bytes());
+    v.extend(f8s(pts));
+    v
+}
+
+fn polygon_send(pts: &[f64]) -> Vec<u8> {
+    let mut v = ((pts.len() / 2) as i32).to_be_bytes().to_vec();
+    v.extend(f8s(pts));
+    v
+}
+
+/// Every expected string is what PostgreSQL 15 prints for the same value (extra_float_digits 3).
+#[test]
+fn geometric_binary_renders() {
+    let nan = f64::NAN;
+    let inf = f64::INFINITY;
+    assert_eq!(bin_text(oid::POINT, &f8s(&[1.5, 2.5])), "(1.5,2.5)");
+    assert_eq!(bin_text(oid::POINT, &f8s(&[-0.0, nan])), "(-0,NaN)");
+    assert_eq!(
+        bin_text(oid::POINT, &f8s(&[inf, -inf])),
+        "(Infinity,-Infinity)"
+    );
+    assert_eq!(
+        bin_text(oid::POINT, &f8s(&[1e20, 1.5e-7])),
+        "(1e+20,1.5e-07)"
+    );
+    assert_eq!(
+        bin_text(oid::POINT, &f8s(&[1e15, 1e14])),
+        "(1e+15,100000000000000)"
+    );
+    assert_eq!(
+        bin_text(oid::POINT, &f8s(&[0.0001, 0.00001])),
+        "(0.0001,1e-05)"
+    );
+    assert_eq!(
+        bin_text(oid::POINT, &f8s(&[123456789012345678.0, 0.1])),
+        "(1.2345678901234568e+17,0.1)"
+    );
+    assert_eq!(
+        bin_text(oid::POINT, &f8s(&[-1e300, 1e-300])),
+        "(-1e+300,1e-300)"
+    );
+    assert_eq!(
+        bin_text(oid::POINT, &f8s(&[5e-324, f64::MAX])),
+        "(5e-324,1.7976931348623157e+308)"
+    );
+    assert_eq!(bin_text(oid::LINE, &f8s(&[1.0, -1.0, 0.5])), "{1,-1,0.5}");
+    assert_eq!(
+        bin_text(oid::LSEG, &f8s(&[1.5, 2.5, -3.0, 4.0])),
+        "[(1.5,2.5),(-3,4)]"
+    );
+    // box_send sends the high corner first, box_out prints it first.
+    assert_eq!(
+        bin_text(oid::BOX, &f8s(&[3.0, 4.0, 1.0, 2.0])),
+        "(3,4),(1,2)"
+    );
+    assert_eq!(
+        bin_text(
+            oid::PATH,
+            &path_send(false, &[0.0, 0.0, 1.0, 1.0, 2.0, 0.0])
+        ),
+        "[(0,0),(1,1),(2,0)]"
+    );
+    assert_eq!(
+        bin_text(oid::PATH, &path_send(true, &[0.0, 0.0, 1.0, 0.0])),
+        "((0,0),(1,0))"
+    );
+    assert_eq!(
+        bin_text(oid::PATH, &path_send(false, &[0.0, 0.0])),
+        "[(0,0)]"
+    );
+    assert_eq!(
+        bin_text(
+            oid::POLYGON,
+            &polygon_send(&[0.0, 0.0, 10.0, 0.0, 10.0, 10.0])
+        ),
+        "((0,0),(10,0),(10,10))"
+    );
+    assert_eq!(
+        bin_text(oid::POLYGON, &polygon_send(&[1.0, 1.0])),
+        "((1,1))"
+    );
+    assert_eq!(
+        bin_text(oid::CIRCLE, &f8s(&[0.5, -0.5, 100.25])),
+        "<(0.5,-0.5),100.25>"
+    );
+    // Malformed: short, trailing bytes, counts that do not match the length.
+    let bad = |o, b: &[u8]| match bin1(o, -1, b) {
+        Err(ValueError::InvalidBinary { .. }) => {}
+        other => panic!("{other:?}"),
+    };
+    bad(oid::POINT, &[0; 15]);
+    bad(oid::POINT, &[0; 17]);
+    bad(oid::LINE, &[0; 16]);
+    bad(oid::CIRCLE, &[]);
+    let mut p = path_send(true, &[0.0, 0.0, 1.0, 1.0]);
+    p.pop();
+    bad(oid::PATH, &p);
+    let mut p = polygon_send(&[0.0, 0.0]);
+    p[0..4].copy_from_slice(&(-1i32).to_be_bytes());
+    bad(oid::POLYGON, &p);
+    let mut p = polygon_send(&[0.0, 0.0]);
+    p[0..4].copy_from_slice(&i32::MAX.to_be_bytes());
+    bad(oid::POLYGON, &p);
+    bad(oid::PATH, &[1]);
+}
+
+/// The snapshot reads these columns in binary (`COPY ... (FORMAT binary)`) when this says so.
+#[test]
+fn geometric_and_range_binary_supported() {
+    for o in [
+        oid::POINT,
+        oid::LINE,
+        oid::LSEG,
+        oid::BOX,
+        oid::PATH,
+        oid::POLYGON,
+        oid::CIRCLE,
+        oid::INT4RANGE,
+        oid::INT8RANGE,
+        oid::NUMRANGE,
+        oid::DATERANGE,
+        oid::TSRANGE,
+        oid::TSTZRANGE,
+        oid::INT4MULTIRANGE,
+        oid::TSTZMULTIRANGE,
+        oid::BOX_ARRAY,
+        oid::TSTZRANGE_ARRAY,
+    ] {
+        assert!(builder(o, -1).binary_supported(), "{o}");
+    }
+}
+
+#[test]
+fn geometric_arrays_binary_match_text() {
+    let elems = vec![
+        Some(f8s(&[1.0, 1.0, 0.0, 0.0])),
+        None,
+        Some(f8s(&[2.0, 2.0, 1.0, 1.0])),
+    ];
+    let (a, _) = bin1(oid::BOX_ARRAY, -1, &array_send(oid::BOX, &[(3, 1)], &elems)).unwrap();
+    let (t, _) = text1(oid::BOX_ARRAY, -1, "{(1,1),(0,0);NULL;(2,2),(1,1)}").unwrap();
+    assert_eq!(&a, &t);
+    let elems = vec![Some(f8s(&[1e-7, -0.0]))];
+    let (a, _) = bin1(
+        oid::POINT_ARRAY,
+        -1,
+        &array_send(oid::POINT, &[(1, 1)], &elems),
+    )
+    .unwrap();
+    let (t, _) = text1(oid::POINT_ARRAY, -1, "{\"(1e-07,-0)\"}").unwrap();
+    assert_eq!(&a, &t);
+}
+
+/// `range_send`: flags, then each finite bound as int32 length + bytes.
+fn range_send(flags: u8, lower: Option<Vec<u8>>, upper: Option<Vec<u8>>) -> Vec<u8> {
+    let mut v = vec![flags];
+    for b in [lower, upper].into_iter().flatten() {
+        v.extend((b.len() as i32).to_be_bytes());
+        v.extend(b);
+    }
+    v
+}
+
+fn multirange_send(ranges: &[Vec<u8>]) -> Vec<u8> {
+    let mut v = (ranges.len() as i32).to_be_bytes().to_vec();
+    for r in ranges {
+        v.extend((r.len() as i32).to_be_bytes());
+        v.extend(r);
+    }
+    v
+}
+
+const EMPTY: u8 = 0x01;
+const LB_INC: u8 = 0x02;
+const UB_INC: u8 = 0x04;
+const LB_INF: u8 = 0x08;
+const UB_INF: u8 = 0x10;
+
+fn i4(v: i32) -> Option<Vec<u8>> {
+    Some(v.to_be_bytes().to_vec())
+}
+
+fn i8b(v: i64) -> Option<Vec<u8>> {
+    Some(v.to_be_bytes().to_vec())
+}
+
+/// Binary date (days since 2000) of a date text.
+fn date_b(v: &str) -> Option<Vec<u8>> {
+    i4(date(v) - 10_957)
+}
+
+fn ts_b(v: &str) -> Option<Vec<u8>> {
+    i8b(ts(v) - PG_EPOCH_US)
+}
+
+fn tstz_b(v: &str) -> Option<Vec<u8>> {
+    i8b(tstz(v) - PG_EPOCH_US)
+}
+
+/// Every expected string is what PostgreSQL 15 prints (DateStyle ISO, TimeZone UTC).
+#[test]
+fn range_binary_renders() {
+    let r = |o, f, l, u| bin_text(o, &range_send(f, l, u));
+    assert_eq!(r(oid::INT4RANGE, LB_INC, i4(1), i4(10)), "[1,10)");
+    assert_eq!(r(oid::INT4RANGE, EMPTY, None, None), "empty");
+    assert_eq!(r(oid::INT4RANGE, LB_INF | UB_INF, None, None), "(,)");
+    assert_eq!(r(oid::INT4RANGE, LB_INF, None, i4(0)), "(,0)");
+    assert_eq!(r(oid::INT4RANGE, LB_INC | UB_INF, i4(-5), None), "[-5,)");
+    assert_eq!(
+        r(oid::INT8RANGE, LB_INC | UB_INC, i8b(i64::MIN), i8b(0)),
+        "[-9223372036854775808,0]"
+    );
+    let n = |v: &str| Some(numeric_send(v));
+    assert_eq!(
+        r(oid::NUMRANGE, LB_INC | UB_INC, n("1.50"), n("2.5")),
+        "[1.50,2.5]"
+    );
+    assert_eq!(r(oid::NUMRANGE, 0, n("-0.001"), n("100")), "(-0.001,100)");
+    let nan = vec![0, 0, 0, 0, 0xC0, 0, 0, 0];
+    assert_eq!(
+        r(oid::NUMRANGE, LB_INC | UB_INC, n("1"), Some(nan)),
+        "[1,NaN]"
+    );
+    assert_eq!(
+        r(
+            oid::DATERANGE,
+            LB_INC,
+            date_b("2020-01-01"),
+            date_b("2020-02-01")
+        ),
+        "[2020-01-01,2020-02-01)"
+    );
+    // A BC date has a space: quoted. infinity is a bound value here, not the infinite flag.
+    assert_eq!(
+        r(
+            oid::DATERANGE,
+            LB_INC,
+            date_b("0044-03-15 BC"),
+            date_b("0045-01-01")
+        ),
+        "[\"0044-03-15 BC\",0045-01-01)"
+    );
+    assert_eq!(
+        r(oid::DATERANGE, 0, date_b("2000-01-01"), i4(i32::MAX)),
+        "(2000-01-01,infinity)"
+    );
+    assert_eq!(
+        r(
+            oid::DATERANGE,
+            LB_INC | UB_INC,
+            date_b("10000-01-01"),
+            i4(i32::MAX)
+        ),
+        "[10000-01-01,infinity]"
+    );
+    assert_eq!(
+        r(
+            oid::TSRANGE,
+            LB_INC,
+            ts_b("2024-01-01 00:00:00"),
+            ts_b("2024-12-31 23:59:59.5")
+        ),
+        "[\"2024-01-01 00:00:00\",\"2024-12-31 23:59:59.5\")"
+    );
+    assert_eq!(
+        r(
+            oid::TSRANGE,
+            LB_INC,
+            ts_b("2020-01-01 00:00:00.5 BC"),
+            ts_b("1583-01-01 00:00:00.000001")
+        ),
+        "[\"2020-01-01 00:00:00.5 BC\",\"1583-01-01 00:00:00.000001\")"
+    );
+    assert_eq!(
+        r(oid::TSRANGE, LB_INC, i8b(i64::MIN), i8b(i64::MAX)),
+        "[-infinity,infinity)"
+    );
+    assert_eq!(
+        r(
+            oid::TSTZRANGE,
+            LB_INC | UB_INF,
+            tstz_b("2000-01-01 00:00:00+00"),
+            None
+        ),
+        "[\"2000-01-01 00:00:00+00\",)"
+    );
+    assert_eq!(
+        r(
+            oid::TSTZRANGE,
+            LB_INC,
+            tstz_b("2024-01-01 00:00:00+00"),
+            tstz_b("2024-06-01 00:00:00+02")
+        ),
+        "[\"2024-01-01 00:00:00+00\",\"2024-05-31 22:00:00+00\")"
+    );
+    assert_eq!(
+        r(
+            oid::TSTZRANGE,
+            LB_INC,
+            tstz_b("0001-01-01 00:00:00+00 BC"),
+            tstz_b("1969-12-31 23:59:59.999999+00")
+        ),
+        "[\"0001-01-01 00:00:00+00 BC\",\"1969-12-31 23:59:59.999999+00\")"
+    );
+    // Flags the server never sets with a bound (contains-empty 0x80) do not change the text.
+    assert_eq!(r(oid::INT4RANGE, 0x80 | LB_INC, i4(1), i4(2)), "[1,2)");
+    // Multiranges.
+    let m = |o, rs: &[Vec<u8>]| bin_text(o, &multirange_send(rs));
+    assert_eq!(m(oid::INT4MULTIRANGE, &[]), "{}");
+    assert_eq!(
+        m(
+            oid::INT4MULTIRANGE,
+            &[
+                range_send(LB_INC, i4(1), i4(3)),
+                range_send(LB_INC, i4(5), i4(7))
+            ]
+        ),
+        "{[1,3),[5,7)}"
+    );
+    assert_eq!(
+        m(
+            oid::TSTZMULTIRANGE,
+            &[range_send(
+                LB_INF | UB_INC,
+                None,
+                tstz_b("2000-01-01 00:00:00+00")
+            )]
+        ),
+        "{(,\"2000-01-01 00:00:00+00\"]}"
+    );
+    // Malformed.
+    let bad = |o, b: &[u8]| match bin1(o, -1, b) {
+        Err(ValueError::InvalidBinary { .. }) => {}
+        other => panic!("{other:?}"),
+    };
+    bad(oid::INT4RANGE, &[]);
+    bad(oid::INT4RANGE, &[EMPTY, 0]);
+    bad(oid::INT4RANGE, &range_send(LB_INC, i4(1), None));
+    bad(oid::INT4RANGE, &range_send(LB_INC, i8b(1), i8b(2)));
+    let mut t = range_send(LB_INC, i4(1), i4(2));
+    t.push(0);
+    bad(oid::INT4RANGE, &t);
+    let mut neg = vec![LB_INC];
+    neg.extend((-1i32).to_be_bytes());
+    bad(oid::INT4RANGE, &neg);
+    bad(oid::INT4MULTIRANGE, &[0, 0, 0, 1]);
+    bad(oid::INT4MULTIRANGE, &[0xff, 0xff, 0xff, 0xff]);
+}
+
+#[test]
+fn range_arrays_binary_match_text() {
+    let elems = vec![
+        Some(range_send(LB_INC, i4(1), i4(3))),
+        None,
+        Some(range_send(EMPTY, None, None)),
+    ];
+    let (a, _) = bin1(
+        oid::INT4RANGE_ARRAY,
+        -1,
+        &array_send(oid::INT4RANGE, &[(3, 1)], &elems),
+    )
+    .unwrap();
+    let (t, _) = text1(oid::INT4RANGE_ARRAY, -1, "{\"[1,3)\",NULL,empty}").unwrap();
+    assert_eq!(&a, &t);
 }
 
 // ---- arrays ----

@@ -5,12 +5,14 @@
 //! - jsonb's binary form is a version byte (1) followed by the text.
 //! - money's binary form is `i64` in the currency's minor unit (cents for `$`).
 //! - `"char"` sends one raw byte; non-ASCII bytes print as `\ooo` octal.
+//! - Geometric types, ranges and multiranges: see [`geometric`] and [`range`] (float8
+//!   components in `float8out`'s shortest form; range bounds quoted as `range_out` does).
 
 use std::borrow::Cow;
 
 use arrow_buffer::IntervalMonthDayNano;
 
-use super::{datetime, net, numeric, text, Kind, Parsed, Scalar, Target};
+use super::{datetime, geometric, net, numeric, range, text, Kind, Parsed, Scalar, Target};
 use crate::error::ValueError;
 
 fn err(kind: Kind, offset: usize, reason: &'static str) -> ValueError {
@@ -113,6 +115,9 @@ pub(crate) fn render_text(kind: Kind, b: &[u8]) -> Result<Cow<'_, str>, ValueErr
         Kind::MacAddr => Cow::Owned(net::render_mac(b, 6, "macaddr")?),
         Kind::MacAddr8 => Cow::Owned(net::render_mac(b, 8, "macaddr8")?),
         Kind::Bit => Cow::Owned(net::render_bits(b)?),
+        Kind::Geo(g) => Cow::Owned(geometric::render(g, b)?),
+        Kind::Range(r) => Cow::Owned(range::render_range(r, b)?),
+        Kind::Multirange(r) => Cow::Owned(range::render_multirange(r, b)?),
         Kind::Bool => Cow::Borrowed(match fixed::<1>(kind, b)? {
             [0] => "f",
             _ => "t",

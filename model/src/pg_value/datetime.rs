@@ -416,3 +416,49 @@ pub(crate) fn render_timetz(b: &[u8]) -> Result<String, ValueError> {
     }
     Ok(out)
 }
+
+/// `YYYY-MM-DD` of days since 1970 (years padded to 4 digits, more if needed); returns whether
+/// the year is BC (the caller appends ` BC` after everything else, as `EncodeDateTime` does).
+fn push_ymd(out: &mut String, days_1970: i64) -> bool {
+    use std::fmt::Write;
+    let (y, m, d) = civil_from_days(days_1970);
+    let bc = y <= 0;
+    let y = if bc { 1 - y } else { y };
+    write!(out, "{y:04}-{m:02}-{d:02}").expect("String write");
+    bc
+}
+
+/// Binary date (days since 2000) → `date_out` text with `DateStyle=ISO`.
+pub(crate) fn render_date(out: &mut String, days_2000: i32) {
+    match days_2000 {
+        i32::MAX => out.push_str("infinity"),
+        i32::MIN => out.push_str("-infinity"),
+        d => {
+            if push_ymd(out, d as i64 + PG_EPOCH_DAYS) {
+                out.push_str(" BC");
+            }
+        }
+    }
+}
+
+/// Binary timestamp (µs since 2000) → `timestamp_out` / `timestamptz_out` text with
+/// `DateStyle=ISO` and `TimeZone=UTC` (the source's session settings): `2020-01-01 00:00:00.5`,
+/// `+00` for timestamptz, ` BC` last.
+pub(crate) fn render_timestamp(out: &mut String, us_2000: i64, with_tz: bool) {
+    match us_2000 {
+        i64::MAX => out.push_str("infinity"),
+        i64::MIN => out.push_str("-infinity"),
+        us => {
+            let days = us.div_euclid(US_PER_DAY) + PG_EPOCH_DAYS;
+            let bc = push_ymd(out, days);
+            out.push(' ');
+            render_time(out, us.rem_euclid(US_PER_DAY));
+            if with_tz {
+                out.push_str("+00");
+            }
+            if bc {
+                out.push_str(" BC");
+            }
+        }
+    }
+}

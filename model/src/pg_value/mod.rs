@@ -7,8 +7,9 @@
 //! cannot hold come back as a [`ValueMarker`] and the slot is null (see the design doc).
 //!
 //! Columns mapped to Utf8 keep the server's text form; when the wire gave the binary form it is
-//! rendered to the same text (numeric, timetz, inet/cidr, macaddr, bit, text types, jsonb...).
-//! Binary forms of geometric, range and unknown types are not rendered: they fail with
+//! rendered to the same text (numeric, timetz, inet/cidr, macaddr, bit, text types, jsonb,
+//! geometric types, builtin ranges and multiranges...). Binary forms of user-defined ranges,
+//! composite and unknown types are not rendered: they fail with
 //! [`ValueError::BinaryUnsupported`] and the source must use the text format.
 //!
 //! # Traps
@@ -27,8 +28,11 @@
 mod array;
 mod binary;
 mod datetime;
+mod geometric;
 mod net;
 mod numeric;
+mod range;
+mod ryu;
 mod storage;
 mod text;
 
@@ -84,8 +88,37 @@ pub(crate) enum Kind {
     MacAddr,
     MacAddr8,
     Bit,
-    /// Geometric, ranges, multiranges, composite and unknown types: text only.
+    /// Geometric types (Utf8, the text form).
+    Geo(Geo),
+    /// Builtin ranges (Utf8, the text form).
+    Range(RangeSub),
+    /// Builtin multiranges (Utf8, the text form).
+    Multirange(RangeSub),
+    /// User-defined ranges, composite and unknown types: text only.
     Other,
+}
+
+/// The geometric types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Geo {
+    Point,
+    Line,
+    Lseg,
+    Box,
+    Path,
+    Polygon,
+    Circle,
+}
+
+/// The subtypes of the builtin ranges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RangeSub {
+    Int4,
+    Int8,
+    Numeric,
+    Date,
+    Timestamp,
+    TimestampTz,
 }
 
 impl Kind {
@@ -119,6 +152,25 @@ impl Kind {
             oid::MACADDR => Kind::MacAddr,
             oid::MACADDR8 => Kind::MacAddr8,
             oid::BIT | oid::VARBIT => Kind::Bit,
+            oid::POINT => Kind::Geo(Geo::Point),
+            oid::LINE => Kind::Geo(Geo::Line),
+            oid::LSEG => Kind::Geo(Geo::Lseg),
+            oid::BOX => Kind::Geo(Geo::Box),
+            oid::PATH => Kind::Geo(Geo::Path),
+            oid::POLYGON => Kind::Geo(Geo::Polygon),
+            oid::CIRCLE => Kind::Geo(Geo::Circle),
+            oid::INT4RANGE => Kind::Range(RangeSub::Int4),
+            oid::INT8RANGE => Kind::Range(RangeSub::Int8),
+            oid::NUMRANGE => Kind::Range(RangeSub::Numeric),
+            oid::DATERANGE => Kind::Range(RangeSub::Date),
+            oid::TSRANGE => Kind::Range(RangeSub::Timestamp),
+            oid::TSTZRANGE => Kind::Range(RangeSub::TimestampTz),
+            oid::INT4MULTIRANGE => Kind::Multirange(RangeSub::Int4),
+            oid::INT8MULTIRANGE => Kind::Multirange(RangeSub::Int8),
+            oid::NUMMULTIRANGE => Kind::Multirange(RangeSub::Numeric),
+            oid::DATEMULTIRANGE => Kind::Multirange(RangeSub::Date),
+            oid::TSMULTIRANGE => Kind::Multirange(RangeSub::Timestamp),
+            oid::TSTZMULTIRANGE => Kind::Multirange(RangeSub::TimestampTz),
             // Enums and citext send their text in binary too.
             _ if !t.labels.is_empty() || t.name == "citext" => Kind::Text,
             _ => Kind::Other,
@@ -154,6 +206,9 @@ impl Kind {
             Kind::MacAddr => "macaddr",
             Kind::MacAddr8 => "macaddr8",
             Kind::Bit => "bit",
+            Kind::Geo(g) => g.name(),
+            Kind::Range(r) => r.range_name(),
+            Kind::Multirange(r) => r.multirange_name(),
             Kind::Other => "other",
         }
     }
@@ -304,8 +359,19 @@ impl ColumnBuilder {
         if let Storage::List(list) = &mut self.storage {
             return list.append_binary(bytes);
         }
-        let parsed = binary::parse(self.kind, self.target, bytes)?;
+        let parsed =
+            binary::parse(self.kind, self.target, bytes).map_err(|e| self.with_type_name(e))?;
         self.push(parsed)
+    }
+
+    /// Puts the source type's display name into a [`ValueError::BinaryUnsupported`].
+    fn with_type_name(&self, e: ValueError) -> ValueError {
+        match e {
+            ValueError::BinaryUnsupported { .. } => ValueError::BinaryUnsupported {
+                type_name: self.type_display.clone(),
+            },
+            e => e,
+        }
     }
 
     /// Appends a NULL (also used for unchanged and special values).
@@ -357,7 +423,7 @@ impl ColumnBuilder {
         if let Some(e) = &self.mismatch {
             return Err(e.clone());
         }
-        binary::parse(self.kind, self.target, b)
+        binary::parse(self.kind, self.target, b).map_err(|e| self.with_type_name(e))
     }
 }
 

@@ -53,6 +53,9 @@ pub(crate) fn parse(kind: Kind, target: Target, b: &[u8]) -> Result<Parsed<'_>, 
         | Kind::MacAddr
         | Kind::MacAddr8
         | Kind::Bit
+        | Kind::Geo(_)
+        | Kind::Range(_)
+        | Kind::Multirange(_)
         | Kind::Other => Scalar::Str(Cow::Borrowed(s)),
     };
     Ok(Parsed::Value(v))

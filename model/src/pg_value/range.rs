@@ -1,0 +1,241 @@
+//! Builtin range and multirange types: their binary (send) forms rendered as the server's text
+//! (`range_out`, `multirange_out`).
+//!
+//! A range's binary form is a flags byte, then for each finite bound an int32 length and the
+//! bound in its subtype's binary form. A multirange's is an int32 count, then each range as an
+//! int32 length and that range's binary form.
+//!
+//! # Traps
+//! - Flags: empty 0x01, lower inclusive 0x02, upper inclusive 0x04, lower infinite 0x08, upper
+//!   infinite 0x10, lower/upper NULL 0x20/0x40 (unused), contains-empty 0x80 (GiST only). A bound
+//!   is sent (and printed) only when the range is not empty and the bound neither infinite nor
+//!   NULL.
+//! - `range_out` quotes a bound that is empty or contains `"`, `\`, `(`, `)`, `[`, `]`, `,` or
+//!   white space, doubling `"` and `\` inside: `["2020-01-01 00:00:00+00",)`.
+//! - Date and timestamp bounds print with the session's `DateStyle`/`TimeZone`; the source sets
+//!   `ISO` and `UTC`, and these renderers assume them (`+00`, ` BC` last).
+//! - Only the builtin ranges are rendered: a user-defined range's subtype is not known here, so
+//!   its binary form stays [`ValueError::BinaryUnsupported`](crate::ValueError).
+
+use super::{datetime, numeric, RangeSub};
+use crate::error::ValueError;
+
+const EMPTY: u8 = 0x01;
+const LB_INC: u8 = 0x02;
+const UB_INC: u8 = 0x04;
+const LB_INF: u8 = 0x08;
+const UB_INF: u8 = 0x10;
+const LB_NULL: u8 = 0x20;
+const UB_NULL: u8 = 0x40;
+
+impl RangeSub {
+    pub(crate) fn range_name(self) -> &'static str {
+        match self {
+            RangeSub::Int4 => "int4range",
+            RangeSub::Int8 => "int8range",
+            RangeSub::Numeric => "numrange",
+            RangeSub::Date => "daterange",
+            RangeSub::Timestamp => "tsrange",
+            RangeSub::TimestampTz => "tstzrange",
+        }
+    }
+
+    pub(crate) fn multirange_name(self) -> &'static str {
+        match self {
+            RangeSub::Int4 => "int4multirange",
+            RangeSub::Int8 => "int8multirange",
+            RangeSub::Numeric => "nummultirange",
+            RangeSub::Date => "datemultirange",
+            RangeSub::Timestamp => "tsmultirange",
+            RangeSub::TimestampTz => "tstzmultirange",
+        }
+    }
+
+    fn subtype_name(self) -> &'static str {
+        match self {
+            RangeSub::Int4 => "int4",
+            RangeSub::Int8 => "int8",
+            RangeSub::Numeric => "numeric",
+            RangeSub::Date => "date",
+            RangeSub::Timestamp => "timestamp",
+            RangeSub::TimestampTz => "timestamptz",
+        }
+    }
+
+    /// The subtype's text output of its binary form `b`.
+    fn render_bound(self, b: &[u8]) -> Result<String, ValueError> {
+        let wrong_length = || ValueError::InvalidBinary {
+            type_name: self.subtype_name(),
+            offset: 0,
+            reason: "wrong length",
+        };
+        let mut out = String::new();
+        match self {
+            RangeSub::Int4 => {
+                let v = i32::from_be_bytes(b.try_into().map_err(|_| wrong_length())?);
+                return Ok(v.to_string());
+            }
+            RangeSub::Int8 => {
+                let v = i64::from_be_bytes(b.try_into().map_err(|_| wrong_length())?);
+                return Ok(v.to_string());
+            }
+            RangeSub::Numeric => return numeric::render_numeric_binary(b),
+            RangeSub::Date => {
+                let v = i32::from_be_bytes(b.try_into().map_err(|_| wrong_length())?);
+                datetime::render_date(&mut out, v);
+            }
+            RangeSub::Timestamp | RangeSub::TimestampTz => {
+                let v = i64::from_be_bytes(b.try_into().map_err(|_| wrong_length())?);
+                datetime::render_timestamp(&mut out, v, self == RangeSub::TimestampTz);
+            }
+        }
+        Ok(out)
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+    type_name: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    fn err(&self, reason: &'static str) -> ValueError {
+        ValueError::InvalidBinary {
+            type_name: self.type_name,
+            offset: self.at,
+            reason,
+        }
+    }
+
+    /// An int32 length, then that many bytes.
+    fn chunk(&mut self) -> Result<&'a [u8], ValueError> {
+        let b = self.b;
+        let len = b
+            .get(self.at..self.at + 4)
+            .map(|s| i32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+            .ok_or_else(|| self.err("truncated length"))?;
+        let len = usize::try_from(len).map_err(|_| self.err("negative length"))?;
+        self.at += 4;
+        let v = b
+            .get(self.at..self.at.saturating_add(len))
+            .ok_or_else(|| self.err("truncated"))?;
+        self.at += len;
+        Ok(v)
+    }
+}
+
+/// `range_bound_escape`: quotes if needed, doubling `"` and `\`.
+fn push_bound(out: &mut String, v: &str) {
+    let quote = v.is_empty()
+        || v.bytes().any(|c| {
+            matches!(
+                c,
+                b'"' | b'\\'
+                    | b'('
+                    | b')'
+                    | b'['
+                    | b']'
+                    | b','
+                    | b' '
+                    | b'\t'
+                    | b'\n'
+                    | 0x0b
+                    | 0x0c
+                    | b'\r'
+            )
+        });
+    if quote {
+        out.push('"');
+    }
+    for c in v.chars() {
+        if c == '"' || c == '\\' {
+            out.push(c);
+        }
+        out.push(c);
+    }
+    if quote {
+        out.push('"');
+    }
+}
+
+fn push_range(
+    out: &mut String,
+    sub: RangeSub,
+    b: &[u8],
+    type_name: &'static str,
+) -> Result<(), ValueError> {
+    let Some((&flags, _)) = b.split_first() else {
+        return Err(ValueError::InvalidBinary {
+            type_name,
+            offset: 0,
+            reason: "missing flags byte",
+        });
+    };
+    let mut r = Reader {
+        b,
+        at: 1,
+        type_name,
+    };
+    if flags & EMPTY != 0 {
+        out.push_str("empty");
+    } else {
+        let lower = (flags & (LB_INF | LB_NULL) == 0)
+            .then(|| r.chunk())
+            .transpose()?;
+        let upper = (flags & (UB_INF | UB_NULL) == 0)
+            .then(|| r.chunk())
+            .transpose()?;
+        out.push(if flags & LB_INC != 0 { '[' } else { '(' });
+        if let Some(v) = lower {
+            push_bound(out, &sub.render_bound(v)?);
+        }
+        out.push(',');
+        if let Some(v) = upper {
+            push_bound(out, &sub.render_bound(v)?);
+        }
+        out.push(if flags & UB_INC != 0 { ']' } else { ')' });
+    }
+    if r.at != b.len() {
+        return Err(r.err("trailing bytes"));
+    }
+    Ok(())
+}
+
+/// The server's text form of a builtin range given in its binary form.
+pub(crate) fn render_range(sub: RangeSub, b: &[u8]) -> Result<String, ValueError> {
+    let mut out = String::with_capacity(b.len() * 2);
+    push_range(&mut out, sub, b, sub.range_name())?;
+    Ok(out)
+}
+
+/// The server's text form of a builtin multirange given in its binary form: `{[1,3),[5,7)}`,
+/// `{}`.
+pub(crate) fn render_multirange(sub: RangeSub, b: &[u8]) -> Result<String, ValueError> {
+    let type_name = sub.multirange_name();
+    let mut r = Reader {
+        b,
+        at: 0,
+        type_name,
+    };
+    let n = b
+        .get(0..4)
+        .map(|s| i32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+        .ok_or_else(|| r.err("truncated count"))?;
+    let n = usize::try_from(n).map_err(|_| r.err("negative count"))?;
+    r.at = 4;
+    let mut out = String::with_capacity(b.len() * 2);
+    out.push('{');
+    for i in 0..n {
+        if i > 0 {
+            out.push(',');
+        }
+        let range = r.chunk()?;
+        push_range(&mut out, sub, range, type_name)?;
+    }
+    out.push('}');
+    if r.at != b.len() {
+        return Err(r.err("trailing bytes"));
+    }
+    Ok(out)
+}
