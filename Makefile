@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/tidemark-target
 CARGO ?= cargo
 
-.PHONY: services build fmt-check clippy test quickstart bench fmt bench-e2e test-mysql8 bench-snapshot
+.PHONY: services build fmt-check clippy test quickstart bench fmt bench-e2e test-mysql8 bench-snapshot fuzz
 
 services: ## Turn on logical replication / binlog on the local servers (idempotent)
 	./scripts/services.sh
@@ -48,3 +48,22 @@ bench-e2e: ## Tidemark vs Debezium end to end on this machine (PostgreSQL, Maria
 
 bench-snapshot: ## Initial snapshot of a 1,000,000-row table: Tidemark vs Debezium vs COPY; docs/benchmarks.md
 	./scripts/bench-snapshot.sh
+
+# cargo-fuzz targets of the decoders (fuzz/, its own workspace): each runs FUZZ_SECONDS, its corpus
+# under fuzz/corpus/<target> seeded from the captured fixtures. Needs nightly (or
+# FUZZ_CARGO="env RUSTC_BOOTSTRAP=1 cargo" on stable) and `cargo install cargo-fuzz`. Not part of
+# `make test`. docs/fuzzing.md
+FUZZ_CARGO ?= cargo +nightly
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS ?= binlog pgoutput decoder
+FUZZ_SANITIZER ?= none
+FUZZ_TARGET_DIR ?= $(HOME)/.cache/tidemark-fuzz-target
+
+fuzz: ## cargo-fuzz the decoders, FUZZ_SECONDS per target (nightly + cargo-fuzz; not part of `make test`); docs/fuzzing.md
+	python3 fuzz/seed_binlog.py decoders/binlog/tests/fixtures fuzz/corpus/binlog
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  mkdir -p corpus/$$t; seeds=; \
+	  if [ $$t = pgoutput ]; then seeds=../decoders/pgoutput/tests/fixtures; fi; \
+	  $(FUZZ_CARGO) fuzz run $$t --sanitizer $(FUZZ_SANITIZER) --target-dir $(FUZZ_TARGET_DIR) \
+	    corpus/$$t $$seeds -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
+	done

@@ -2,12 +2,14 @@
 //! without CRC32 checksums.
 //!
 //! The bar (STYLE.md §6): no panic, no unbounded allocation (decompression is capped), an error
-//! instead of garbage. Input: one flavour byte, then events, each a 2-byte length and its bytes;
+//! instead of garbage. Input: one flavour byte (bit 0: CRC32, bit 1: MariaDB, bit 2: drop the
+//! ROWS_QUERY / ANNOTATE_ROWS text, i.e. `include_query = false`), then events, each a 2-byte
+//! length and its bytes;
 //! the event's `event_size` field is patched to the length so the body parsers are reached, and
 //! with checksums on the CRC is recomputed so the parsers past it are reached too.
 //!
-//! Run: `cargo +nightly fuzz run binlog` from the repository root; seed the corpus with
-//! `decoders/binlog/tests/fixtures/*.bin`.
+//! Run: `make fuzz` (docs/fuzzing.md); it seeds `fuzz/corpus/binlog` from the captured fixtures
+//! `decoders/binlog/tests/fixtures/*.bin` with `fuzz/seed_binlog.py`.
 
 #![no_main]
 
@@ -26,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
         max_uncompressed_bytes: 1 << 20,
         emit_empty_transactions: true,
     });
+    d.set_include_query(flavour & 4 == 0);
     let mut w = EventWriter::new(checksum);
     let version = if flavour & 2 != 0 {
         "10.11.6-MariaDB-log"

@@ -154,6 +154,8 @@ pub struct Decoder {
     pending: Option<PendingGtid>,
     txn: Option<Txn>,
     query: Option<Arc<str>>,
+    /// Keep ROWS_QUERY / ANNOTATE_ROWS text as [`meta::QUERY`] ([`Decoder::set_include_query`]).
+    include_query: bool,
     skip_until: Option<MysqlPosition>,
     /// Resume by GTID inside a transaction: rows of the transaction with this GTID up to this
     /// index were acknowledged ([`Decoder::skip_rows_of`]).
@@ -190,6 +192,7 @@ impl Decoder {
             pending: None,
             txn: None,
             query: None,
+            include_query: true,
             skip_until: None,
             skip_rows_of: None,
             executed: None,
@@ -218,6 +221,17 @@ impl Decoder {
         self.file = name.to_owned();
         self.file_arc = Arc::from(name);
         Ok(())
+    }
+
+    /// Whether the statement text of ROWS_QUERY (MySQL) and ANNOTATE_ROWS (MariaDB) events goes
+    /// into the batches' [`meta::QUERY`] (default true). Debezium's `include.query`: off, the
+    /// events are still read, their text dropped (MySQL logs them whenever
+    /// `binlog_rows_query_log_events` is on, whatever the replica wants).
+    pub fn set_include_query(&mut self, on: bool) {
+        self.include_query = on;
+        if !on {
+            self.query = None;
+        }
     }
 
     /// Only tables for which `f` is true produce rows.
@@ -433,9 +447,16 @@ impl Decoder {
                 }
             }
             TRANSACTION_PAYLOAD => self.on_payload(body, at, next)?,
-            ROWS_QUERY => self.query = Some(events::parse_rows_query(body)?.into()),
+            ROWS_QUERY => {
+                let q = events::parse_rows_query(body)?;
+                if self.include_query {
+                    self.query = Some(q.into());
+                }
+            }
             MARIADB_ANNOTATE_ROWS => {
-                self.query = Some(String::from_utf8_lossy(body).into_owned().into());
+                if self.include_query {
+                    self.query = Some(String::from_utf8_lossy(body).into_owned().into());
+                }
             }
             HEARTBEAT => {
                 let file = events::parse_heartbeat(body)?;
@@ -734,7 +755,17 @@ impl Decoder {
         let ts = Some(i64::from(h.timestamp) * 1_000_000);
         let mut r = Reader::new(rows);
         let mut row_in_event = 0u32;
+        let mut prev_remaining = usize::MAX;
         while !r.is_empty() {
+            // A row that reads no byte (no column present in either image) would be read again
+            // and again: memory without bound (found by the fuzz target, tests/events.rs).
+            if r.remaining() == prev_remaining {
+                return Err(ErrorKind::Invalid {
+                    offset: rh.rows_offset + r.offset(),
+                    reason: "a row with no column in its images",
+                });
+            }
+            prev_remaining = r.remaining();
             let txn = self.txn.as_mut().expect("checked above");
             let pos = MysqlPosition {
                 file: self.file_number,

@@ -56,6 +56,12 @@ pub struct MysqlSourceConfig {
     /// Debezium's `topic.prefix`-like logical name (`source.name`). Default: the pipeline name.
     #[serde(default)]
     pub server_name: Option<String>,
+    /// Debezium's `include.query`: `source.query` carries the SQL statement behind each row
+    /// change. MySQL logs it with `binlog_rows_query_log_events = ON` (ROWS_QUERY events);
+    /// MariaDB with `binlog_annotate_row_events = ON` (the default; ANNOTATE_ROWS events, which
+    /// Tidemark then asks the server for). Default false: `source.query` is null.
+    #[serde(default)]
+    pub include_query: bool,
 }
 
 const fn default_server_id() -> u32 {
@@ -255,6 +261,14 @@ mod tests {
         assert!(cfg("gtid:").start().is_err());
         assert!(cfg("bin:4").start().is_err());
         assert!(cfg("mysql-bin.000001:2").start().is_err());
+    }
+
+    #[test]
+    fn include_query_is_off_by_default() {
+        assert!(!cfg("current").include_query);
+        let on: MysqlSourceConfig =
+            toml::from_str("url = \"mysql://root@127.0.0.1:3306\"\ninclude_query = true").unwrap();
+        assert!(on.include_query);
     }
 
     #[test]

@@ -94,7 +94,8 @@ impl MysqlControl {
         }
     }
 
-    async fn var(&mut self, name: &str) -> R<Option<String>> {
+    /// `SELECT @@GLOBAL.<name>`; `None` when the server does not know the variable.
+    pub async fn var(&mut self, name: &str) -> R<Option<String>> {
         let q = format!("SELECT @@GLOBAL.{name}");
         match self.conn.query_first::<Option<String>, _>(q).await {
             Ok(v) => Ok(v.flatten()),

@@ -26,6 +26,11 @@
 //!   the server's `binlog_checksum` and then follows the FORMAT_DESCRIPTION_EVENT.
 //! - **MariaDB GTIDs need `@mariadb_slave_capability = 4`**, else GTID events come as dummy
 //!   QUERY events and positions lose their GTID.
+//! - **MariaDB sends ANNOTATE_ROWS only when asked** (`BINLOG_SEND_ANNOTATE_ROWS_EVENT` in
+//!   COM_BINLOG_DUMP), which mysql_async cannot: with `include_query` the replica connection
+//!   goes through a loopback relay that sets the flag ([`annotate`]). MySQL sends ROWS_QUERY
+//!   whenever `binlog_rows_query_log_events` is on; the decoder drops the text unless
+//!   `include_query`.
 //! - **Heartbeats**: the server sends one per `@master_heartbeat_period` when idle; three
 //!   silent periods mean a dead TCP connection (no RST after a network cut), so reconnect.
 //! - **Transaction payloads** are yielded twice by mysql_async (the payload event, then its
@@ -39,6 +44,7 @@
 //! are transient; access denied (1044/1045/1227), unknown database (1049), binlog gone (1236),
 //! duplicate server id, wrong settings, decode errors and a purged checkpoint are definite.
 
+pub mod annotate;
 pub mod config;
 pub mod control;
 pub mod error;

@@ -15,13 +15,14 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use mysql_async::binlog::events::Event;
 use mysql_async::prelude::*;
-use mysql_async::{Conn, Opts};
+use mysql_async::{Conn, Opts, OptsBuilder};
 use tidemark_binlog::event::code;
 use tidemark_binlog::{Checksum, Decoder, DecoderOptions, Step};
 use tidemark_model::mysql_position::{binlog_file_name, binlog_file_number};
 use tidemark_model::{Gtid, GtidLedgerHandle, GtidSet, MysqlPosition, Position, Transaction};
 use tokio::sync::watch;
 
+use super::annotate;
 use super::config::{MysqlSourceConfig, Start};
 use super::control::{self, MysqlControl, ServerInfo};
 use super::error::MysqlSourceError;
@@ -112,6 +113,21 @@ impl MysqlSource {
         }
     }
 
+    /// `include_query` with the server not logging statements gives null `source.query`
+    /// (as Debezium does); say so once per session.
+    async fn warn_if_queries_not_logged(&self, ctl: &mut MysqlControl, info: &ServerInfo) -> R<()> {
+        let var = if info.mariadb {
+            "binlog_annotate_row_events"
+        } else {
+            "binlog_rows_query_log_events"
+        };
+        let v = ctl.var(var).await?.unwrap_or_default();
+        if v != "1" && !v.eq_ignore_ascii_case("ON") {
+            tracing::warn!(pipeline = %self.pipeline, variable = var, value = %v, "mysql source: include_query is on but the server does not log statements; source.query stays null (SET GLOBAL {var} = ON)");
+        }
+        Ok(())
+    }
+
     /// One connection's life: returns `Ok` on shutdown.
     async fn session(&mut self, opts: &Opts, last: &mut Sent) -> R<()> {
         let mut ctl = MysqlControl::connect(opts).await?;
@@ -126,6 +142,7 @@ impl MysqlSource {
         } else {
             Checksum::Crc32
         });
+        decoder.set_include_query(self.config.include_query);
         let cfg = self.config.clone();
         decoder.set_filter(move |t| cfg.includes(t));
         let (from, gtids) = self
@@ -139,14 +156,39 @@ impl MysqlSource {
                     source: Box::new(e),
                 })?;
         }
-        let mut repl =
-            Conn::new(opts.clone())
+        // include_query on MariaDB: ANNOTATE_ROWS only come when COM_BINLOG_DUMP asks for
+        // them, which mysql_async cannot; the relay sets the flag (annotate.rs).
+        let relay = if self.config.include_query && info.mariadb {
+            annotate::check_opts(opts).map_err(MysqlSourceError::Config)?;
+            let r = annotate::Relay::start(opts.ip_or_hostname(), opts.tcp_port())
                 .await
-                .map_err(|source| MysqlSourceError::Client {
+                .map_err(|e| MysqlSourceError::Client {
                     addr: addr.clone(),
-                    context: "connect (replica)",
-                    source,
+                    context: "connect (replica, annotate relay)",
+                    source: e.into(),
                 })?;
+            Some(r)
+        } else {
+            None
+        };
+        if self.config.include_query {
+            self.warn_if_queries_not_logged(&mut ctl, &info).await?;
+        }
+        let repl_opts: Opts = match &relay {
+            Some(r) => OptsBuilder::from_opts(opts.clone())
+                .ip_or_hostname("127.0.0.1")
+                .tcp_port(r.port())
+                .prefer_socket(false)
+                .into(),
+            None => opts.clone(),
+        };
+        let mut repl = Conn::new(repl_opts)
+            .await
+            .map_err(|source| MysqlSourceError::Client {
+                addr: addr.clone(),
+                context: "connect (replica)",
+                source,
+            })?;
         let hb_ns = self
             .config
             .heartbeat_interval

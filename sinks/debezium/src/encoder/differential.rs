@@ -700,7 +700,25 @@ fn mysql_txn(
         });
         b.finish_row().expect("row");
     }
-    t.items.push(TxnItem::Rows(b.finish().expect("batch")));
+    let mut cb = b.finish().expect("batch");
+    // The binlog decoder's batch metadata (`tidemark_binlog::meta`): file and server always,
+    // thread (MySQL BEGIN) and query (include_query) on some transactions, the query with
+    // characters JSON must escape.
+    let mut md = cb.batch.schema().metadata().clone();
+    md.insert("tidemark.mysql.file".into(), "mysql-bin.000003".into());
+    md.insert("tidemark.mysql.server_id".into(), "1".into());
+    if !seq.is_multiple_of(3) {
+        md.insert("tidemark.mysql.thread".into(), (40 + seq).to_string());
+    }
+    if !seq.is_multiple_of(2) {
+        md.insert(
+            "tidemark.mysql.query".into(),
+            format!("/* {seq} */ INSERT INTO t VALUES ('a\"b\\c\n\u{1}', 'é😀')"),
+        );
+    }
+    let schema = Arc::new(cb.batch.schema().as_ref().clone().with_metadata(md));
+    cb.batch = arrow_array::RecordBatch::try_new(schema, cb.batch.columns().to_vec()).expect("md");
+    t.items.push(TxnItem::Rows(cb));
     t
 }
 

@@ -18,7 +18,12 @@
 //!   `decimal.handling.mode=string`.
 //! - Geometry is `{"wkb", "srid"}`, POINT `{"x", "y", "wkb", "srid"}`; SRID 0 is `null`.
 //! - `source.pos` is the offset of the rows event, `source.row` the row inside it,
-//!   `source.gtid` the transaction's GTID, `thread`/`query` null unless `include.query`.
+//!   `source.gtid` the transaction's GTID.
+//! - `source.thread` is the thread id of the transaction's `BEGIN` query event, whatever
+//!   `include.query` says (Debezium's `handleTransactionBegin`); MariaDB starts transactions with
+//!   a GTID event instead, so it is null there. `source.query` is the ROWS_QUERY /
+//!   ANNOTATE_ROWS statement when the source keeps it (`include_query = true`), else null; both
+//!   come from the batch metadata the binlog decoder sets (`tidemark_binlog::meta`).
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::*;
@@ -325,6 +330,8 @@ fn meta<'a>(batch: &'a RecordBatch, key: &str) -> Option<&'a str> {
 pub struct BatchMeta<'a> {
     server_id: i64,
     file: &'a str,
+    thread: Option<i64>,
+    query: Option<&'a str>,
 }
 
 impl<'a> BatchMeta<'a> {
@@ -334,6 +341,8 @@ impl<'a> BatchMeta<'a> {
                 .and_then(|s| s.parse::<i64>().ok())
                 .unwrap_or(0),
             file: meta(batch, "tidemark.mysql.file").unwrap_or(""),
+            thread: meta(batch, "tidemark.mysql.thread").and_then(|s| s.parse::<i64>().ok()),
+            query: meta(batch, "tidemark.mysql.query"),
         }
     }
 }
@@ -390,8 +399,17 @@ pub fn write_source_block(
     json::u64(out, p.event_pos);
     out.extend_from_slice(b",\"row\":");
     json::u64(out, u64::from(p.row));
-    // Debezium reports thread and query only with include.query=true (off by default).
-    out.extend_from_slice(b",\"thread\":null,\"query\":null}");
+    out.extend_from_slice(b",\"thread\":");
+    match meta.thread {
+        Some(t) => json::i64(out, t),
+        None => json::null(out),
+    }
+    out.extend_from_slice(b",\"query\":");
+    match meta.query {
+        Some(q) => json::str(out, q),
+        None => json::null(out),
+    }
+    out.push(b'}');
 }
 
 /// The Connect schema of one column's values.
@@ -497,5 +515,55 @@ mod tests {
         };
         assert_eq!(dec(1_234_567_891, DecimalHandling::Precise), "\"SZYC0w==\"");
         assert_eq!(dec(-5, DecimalHandling::String), "\"-0.05\"");
+    }
+
+    /// An empty batch carrying the binlog decoder's metadata.
+    pub(crate) fn batch_with(md: &[(&str, &str)]) -> RecordBatch {
+        let md = md
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let schema = arrow_schema::Schema::empty().with_metadata(md);
+        RecordBatch::new_empty(std::sync::Arc::new(schema))
+    }
+
+    fn source_of(batch: &RecordBatch) -> Value {
+        let opts = EncoderOptions {
+            connector: Connector::Mysql,
+            ..EncoderOptions::new("tm", "")
+        };
+        let p = MysqlPosition {
+            file: 3,
+            txn_pos: 100,
+            event_pos: 300,
+            row: 1,
+            index: 1,
+            gtid: None,
+        };
+        let mut out = Vec::new();
+        let m = BatchMeta::of(batch);
+        write_source_block(&mut out, &opts, &m, "db", "t", Some(5_000_000), "false", &p);
+        serde_json::from_slice(&out).expect("valid JSON")
+    }
+
+    #[test]
+    fn thread_and_query_come_from_the_batch_metadata() {
+        let q = "UPDATE t SET v = 'a\"b\\c\n' WHERE id = 1 /* é😀 */";
+        let s = source_of(&batch_with(&[
+            ("tidemark.mysql.file", "mysql-bin.000003"),
+            ("tidemark.mysql.server_id", "1"),
+            ("tidemark.mysql.thread", "42"),
+            ("tidemark.mysql.query", q),
+        ]));
+        assert_eq!(s["thread"], json!(42));
+        assert_eq!(s["query"], json!(q));
+        assert_eq!(s["file"], json!("mysql-bin.000003"));
+        // Field order as Debezium: ..., row, thread, query.
+        let keys: Vec<&String> = s.as_object().unwrap().keys().collect();
+        assert_eq!(keys[keys.len() - 3..], ["row", "thread", "query"]);
+        // Without them (include_query off; MariaDB, which has no BEGIN query): null.
+        let s = source_of(&batch_with(&[("tidemark.mysql.file", "f.000001")]));
+        assert_eq!(s["thread"], Value::Null);
+        assert_eq!(s["query"], Value::Null);
     }
 }

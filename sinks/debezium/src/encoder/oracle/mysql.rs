@@ -18,7 +18,12 @@
 //!   `decimal.handling.mode=string`.
 //! - Geometry is `{"wkb", "srid"}`, POINT `{"x", "y", "wkb", "srid"}`; SRID 0 is `null`.
 //! - `source.pos` is the offset of the rows event, `source.row` the row inside it,
-//!   `source.gtid` the transaction's GTID, `thread`/`query` null unless `include.query`.
+//!   `source.gtid` the transaction's GTID.
+//! - `source.thread` is the thread id of the transaction's `BEGIN` query event, whatever
+//!   `include.query` says (Debezium's `handleTransactionBegin`); MariaDB starts transactions with
+//!   a GTID event instead, so it is null there. `source.query` is the ROWS_QUERY /
+//!   ANNOTATE_ROWS statement when the source keeps it (`include_query = true`), else null; both
+//!   come from the batch metadata the binlog decoder sets (`tidemark_binlog::meta`).
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::*;
@@ -346,9 +351,17 @@ pub fn source_block(
     );
     m.insert("pos".into(), Value::from(p.event_pos));
     m.insert("row".into(), Value::from(p.row));
-    // Debezium reports thread and query only with include.query=true (off by default).
-    m.insert("thread".into(), Value::Null);
-    m.insert("query".into(), Value::Null);
+    // Thread of the BEGIN query (MySQL), statement of ROWS_QUERY / ANNOTATE_ROWS (include_query).
+    m.insert(
+        "thread".into(),
+        meta(batch, "tidemark.mysql.thread")
+            .and_then(|s| s.parse::<i64>().ok())
+            .map_or(Value::Null, Value::from),
+    );
+    m.insert(
+        "query".into(),
+        meta(batch, "tidemark.mysql.query").map_or(Value::Null, Value::from),
+    );
     Value::Object(m)
 }
 
@@ -436,4 +449,42 @@ pub fn source_schema(connector: &str) -> Value {
         f("int32", false, "row"), f("int64", true, "thread"), f("string", true, "query")],
         "optional": false,
         "name": format!("io.debezium.connector.{connector}.Source"), "version": 1})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_and_query_come_from_the_batch_metadata() {
+        let batch = |md: &[(&str, &str)]| {
+            let md = md
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            RecordBatch::new_empty(std::sync::Arc::new(
+                arrow_schema::Schema::empty().with_metadata(md),
+            ))
+        };
+        let opts = EncoderOptions {
+            connector: crate::config::Connector::Mysql,
+            ..EncoderOptions::new("tm", "")
+        };
+        let p = MysqlPosition {
+            file: 3,
+            txn_pos: 100,
+            event_pos: 300,
+            row: 1,
+            index: 1,
+            gtid: None,
+        };
+        let q = "DELETE FROM t WHERE v = 'a\"b\\c\n'";
+        let with = batch(&[("tidemark.mysql.thread", "42"), ("tidemark.mysql.query", q)]);
+        let s = source_block(&opts, &with, "db", "t", None, "false", &p);
+        assert_eq!(s["thread"], json!(42));
+        assert_eq!(s["query"], json!(q));
+        let s = source_block(&opts, &batch(&[]), "db", "t", None, "false", &p);
+        assert_eq!(s["thread"], Value::Null);
+        assert_eq!(s["query"], Value::Null);
+    }
 }
