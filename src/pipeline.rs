@@ -439,6 +439,10 @@ async fn run_iceberg(
 /// `tables` (a signal in the replication stream; the pipeline need not be reachable otherwise).
 pub async fn signal_snapshot(config: &Config, tables: &[String]) -> anyhow::Result<String> {
     use crate::source::postgres::snapshot_incremental::{parse_tables, send_signal, Signal};
+    #[cfg(feature = "mysql")]
+    if let SourceConfig::Mysql(m) = &config.source {
+        return crate::source::mysql::snapshot_incremental::request(config, m, tables).await;
+    }
     let pg = postgres(config)?;
     parse_tables(tables).map_err(|e| anyhow::anyhow!("--table {e}"))?;
     if !pg.tables.is_empty() {

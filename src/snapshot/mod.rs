@@ -35,6 +35,7 @@
 pub mod emit;
 pub mod ledger;
 pub mod progress;
+pub mod window;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -86,12 +87,13 @@ pub enum ProgressDisplay {
 #[serde(rename_all = "snake_case")]
 pub enum MysqlLock {
     /// MariaDB's lock-free `Binlog_snapshot_file/position` where the server has it, else
-    /// `FLUSH TABLES WITH READ LOCK` held only while the readers start their snapshots.
+    /// `FLUSH TABLES WITH READ LOCK` held only while the readers start their snapshots; if
+    /// the lock is refused (no `RELOAD`), an incremental snapshot while streaming instead.
     #[default]
     Auto,
-    /// Always the global read lock (every reader then shares one snapshot).
+    /// Always the global read lock (every reader then shares one snapshot); refused: an error.
     Global,
-    /// Never lock: the lock-free way or a clear error.
+    /// Never lock: the lock-free way, else an incremental snapshot while streaming.
     None,
 }
 

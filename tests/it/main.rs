@@ -41,6 +41,8 @@ mod pg_replication;
 mod pg_types;
 #[cfg(feature = "mysql")]
 mod snapshot_mysql;
+#[cfg(feature = "mysql")]
+mod snapshot_mysql_incremental;
 mod snapshot_pg;
 mod snapshot_support;
 mod support;

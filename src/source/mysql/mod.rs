@@ -51,7 +51,9 @@ pub mod error;
 pub mod gtid;
 pub mod pipeline;
 pub mod snapshot;
+pub mod snapshot_incremental;
 pub mod snapshot_rows;
+pub mod snapshot_signal;
 pub mod stream;
 
 pub use config::MysqlSourceConfig;

@@ -37,10 +37,23 @@ pub async fn run(
             return Err(anyhow::Error::new(e).context("mysql snapshot failed"));
         }
     };
+    // The no-lock fallback: stream from the current position, snapshot incrementally.
+    let mut fallback = None;
     let job = match startup {
         Startup::Done => return Ok(()),
         Startup::Stream(from) => {
             resume = from.or(resume);
+            None
+        }
+        Startup::Incremental {
+            tables,
+            discard_checkpoint,
+        } => {
+            if discard_checkpoint {
+                resume = None;
+                resume_gtids = None;
+            }
+            fallback = Some(tables);
             None
         }
         Startup::Snapshot(job) => {
@@ -108,6 +121,16 @@ pub async fn run(
             return Ok(());
         }
     }
+    let mut incremental = super::snapshot_incremental::Incremental::new(
+        config.pipeline.name.clone(),
+        m,
+        config.snapshot.clone(),
+        engine_store.ledger(),
+        metrics.clone(),
+    )?;
+    if let Some(tables) = fallback {
+        incremental.queue_all(tables);
+    }
     let source = MysqlSource {
         config: m.clone(),
         pipeline: config.pipeline.name.clone(),
@@ -117,6 +140,7 @@ pub async fn run(
         resume_gtids,
         gtids,
         shutdown,
+        incremental: Some(incremental),
     };
     crate::pipeline::drive(source.run(), engine_task, &metrics, "mysql source failed").await
 }

@@ -34,6 +34,15 @@
 //! `Binlog_snapshot_position` equals the first reader's (no commit in between, which is
 //! checked, not assumed); under a busy workload that leaves one reader, and the log says so.
 //!
+//! # No lock privilege
+//! Where the lock-free way is missing (MySQL) or not allowed and `FLUSH TABLES WITH READ LOCK`
+//! is refused (no `RELOAD`; `mysql_lock = "auto"`), or locking is not allowed at all
+//! (`"none"`), there is no consistent point: [`Startup::Incremental`] streams from the current
+//! position and queues an incremental snapshot of every captured table
+//! (`snapshot_incremental.rs`), and the log says so and why. `"global"` asked for the lock and
+//! stops with the grant that fixes it. `TIDEMARK_MYSQL_LOCK_FREE=off` in the environment makes
+//! MariaDB look like MySQL here (tests of the lock and fallback paths).
+//!
 //! # Traps
 //! - **The stream starts at the snapshot's `file:pos`** through `snapshot_resume(file, pos)`, an
 //!   end position that sorts after every chunk; a checkpoint still at a chunk when the snapshot
@@ -104,6 +113,15 @@ pub enum SnapshotError {
 }
 
 impl SnapshotError {
+    /// As an error of the stream (incremental snapshots run inside it): server and
+    /// connection errors keep their kind; the others are definite.
+    pub fn into_source(self) -> MysqlSourceError {
+        match self {
+            SnapshotError::Source(e) => e,
+            other => MysqlSourceError::Config(format!("incremental snapshot: {other}")),
+        }
+    }
+
     /// Whether a retry (new connections) may fix it.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -126,6 +144,14 @@ pub enum Startup {
     Done,
     /// Snapshot first.
     Snapshot(Box<Prepared>),
+    /// No lock is available for a consistent initial snapshot (module doc, "No lock
+    /// privilege"): stream from the current position and snapshot these tables
+    /// incrementally while streaming (`snapshot_incremental.rs`).
+    Incremental {
+        tables: Vec<TableId>,
+        /// The checkpoint's position is gone (`when_needed`): start without it.
+        discard_checkpoint: bool,
+    },
 }
 
 struct Planned {
@@ -161,7 +187,10 @@ fn parse_start(s: &str) -> Option<(String, u32, u64)> {
 
 type R<T> = Result<T, SnapshotError>;
 
-fn client(addr: &str, context: &'static str) -> impl FnOnce(mysql_async::Error) -> SnapshotError {
+pub(super) fn client(
+    addr: &str,
+    context: &'static str,
+) -> impl FnOnce(mysql_async::Error) -> SnapshotError {
     let addr = addr.to_string();
     move |source| {
         SnapshotError::Source(MysqlSourceError::Client {
@@ -285,7 +314,8 @@ pub async fn prepare(
         })));
     }
     let mut tables = Vec::new();
-    for id in list_tables(&mut ctl, m).await? {
+    let signal = super::snapshot_incremental::signal_table(snap_cfg);
+    for id in list_tables(&mut ctl, m, &signal).await? {
         let name = id.to_string();
         let shape = snapshot_rows::describe(&mut ctl, &id, snap_cfg.key_columns.get(&name)).await?;
         if !shape.engine.eq_ignore_ascii_case("InnoDB") {
@@ -324,7 +354,25 @@ pub async fn prepare(
         tracing::warn!(%pipeline, "the checkpoint's binlog file was purged: snapshotting again (when_needed)");
     }
     let n = parallelism.min(remaining_ranges(&tables)).max(1);
-    let point = consistent_point(&opts, &mut ctl, info.mariadb, snap_cfg.mysql_lock, n).await?;
+    let point = match consistent_point(&opts, &mut ctl, info.mariadb, snap_cfg.mysql_lock, n)
+        .await?
+    {
+        Consistent::Point(p) => p,
+        Consistent::NoLock(why) => {
+            if stop {
+                return Err(SnapshotError::NoConsistentPoint {
+                    addr: ctl.addr.clone(),
+                    message: format!("{why}; snapshot.mode = \"initial_only\" needs a consistent initial snapshot (the incremental fallback streams): GRANT RELOAD ON *.* TO the user"),
+                });
+            }
+            tracing::warn!(%pipeline, tables = tables.len(),
+                "{why}: falling back to an incremental snapshot while streaming: the stream starts at the current binlog position and every captured table is read chunk by chunk between watermarks in {signal} (no lock; docs/snapshots.md, \"Incremental snapshots while streaming (MySQL/MariaDB)\"). For a consistent initial snapshot instead: GRANT RELOAD ON *.* TO the user");
+            return Ok(Startup::Incremental {
+                tables: tables.into_iter().map(|t| t.shape.id).collect(),
+                discard_checkpoint: discard,
+            });
+        }
+    };
     let file_no = binlog_file_number(&point.file).ok_or_else(|| {
         SnapshotError::Setup(format!(
             "binlog file name {:?} has no number suffix",
@@ -365,7 +413,12 @@ fn remaining_ranges(tables: &[Planned]) -> usize {
 }
 
 /// Base tables of the source's databases that its filters include.
-async fn list_tables(ctl: &mut MysqlControl, m: &MysqlSourceConfig) -> R<Vec<TableId>> {
+/// The signal table (`snapshot.signal_table`) is never one of them.
+pub(super) async fn list_tables(
+    ctl: &mut MysqlControl,
+    m: &MysqlSourceConfig,
+    signal: &TableId,
+) -> R<Vec<TableId>> {
     let rows: Vec<(String, String)> = ctl
         .conn
         .query(
@@ -377,7 +430,7 @@ async fn list_tables(ctl: &mut MysqlControl, m: &MysqlSourceConfig) -> R<Vec<Tab
     Ok(rows
         .into_iter()
         .map(|(s, t)| TableId::new(s, t))
-        .filter(|t| m.includes(t))
+        .filter(|t| m.includes(t) && t != signal)
         .collect())
 }
 
@@ -424,7 +477,7 @@ async fn cut(ctl: &mut MysqlControl, shape: &TableShape, range_rows: u64) -> R<V
 }
 
 /// A reader connection with the snapshot's session settings (module traps).
-async fn open_reader(opts: &Opts, addr: &str) -> R<Conn> {
+pub(super) async fn open_reader(opts: &Opts, addr: &str) -> R<Conn> {
     let mut c = Conn::new(opts.clone())
         .await
         .map_err(client(addr, "connect (snapshot reader)"))?;
@@ -464,6 +517,13 @@ async fn snapshot_status(c: &mut Conn, addr: &str) -> R<Option<(String, u64)>> {
     )
 }
 
+/// What [`consistent_point`] found.
+enum Consistent {
+    Point(Point),
+    /// No lock is allowed or granted and the server has no lock-free way: why.
+    NoLock(String),
+}
+
 struct Point {
     readers: Vec<Conn>,
     file: String,
@@ -479,9 +539,12 @@ async fn consistent_point(
     mariadb: bool,
     lock: MysqlLock,
     n: usize,
-) -> R<Point> {
+) -> R<Consistent> {
     let addr = ctl.addr.clone();
-    let lock_free = mariadb && lock != MysqlLock::Global && {
+    // TIDEMARK_MYSQL_LOCK_FREE=off: behave as on a server without the lock-free status
+    // variables (MySQL), so the lock and fallback paths can be tested on MariaDB.
+    let lock_free_allowed = std::env::var("TIDEMARK_MYSQL_LOCK_FREE").as_deref() != Ok("off");
+    let lock_free = mariadb && lock != MysqlLock::Global && lock_free_allowed && {
         let r: Option<Row> = ctl
             .conn
             .query_first("SHOW GLOBAL STATUS LIKE 'binlog_snapshot_file'")
@@ -520,21 +583,18 @@ async fn consistent_point(
         tracing::info!(%addr, file = %file, pos, readers = readers.len(), wanted = n,
             ms = started.elapsed().as_millis() as u64,
             "snapshot consistent point: MariaDB Binlog_snapshot_file/position of START TRANSACTION WITH CONSISTENT SNAPSHOT (lock-free); readers whose snapshot is at another position were not kept");
-        return Ok(Point {
+        return Ok(Consistent::Point(Point {
             readers,
             file,
             pos,
             gtid_text: None,
-        });
+        }));
     }
     if lock == MysqlLock::None {
-        return Err(SnapshotError::NoConsistentPoint {
-            addr,
-            message: format!(
-                "snapshot.mysql_lock = \"none\" but this server has no lock-free way to read a consistent snapshot's binlog position ({}); allow the global lock (snapshot.mysql_lock = \"auto\" and GRANT RELOAD ON *.* TO the user), or stream only (snapshot.mode = \"no_data\")",
-                if mariadb { "no Binlog_snapshot_file status variable" } else { "MySQL has none; MariaDB reports Binlog_snapshot_file/position" }
-            ),
-        });
+        return Ok(Consistent::NoLock(format!(
+            "snapshot.mysql_lock = \"none\" and this server has no lock-free way to read a consistent snapshot's binlog position ({})",
+            if mariadb { "no Binlog_snapshot_file status variable" } else { "MySQL has none; MariaDB reports Binlog_snapshot_file/position" }
+        )));
     }
     let mut readers = Vec::with_capacity(n);
     for _ in 0..n {
@@ -547,17 +607,28 @@ async fn consistent_point(
     let started = Instant::now();
     if let Err(e) = ctl.conn.query_drop("FLUSH TABLES WITH READ LOCK").await {
         return Err(match e {
+            // `auto`: fall back to the incremental method (module doc, "No lock privilege").
+            mysql_async::Error::Server(s)
+                if matches!(s.code, 1044 | 1045 | 1227) && lock == MysqlLock::Auto =>
+            {
+                return Ok(Consistent::NoLock(format!(
+                    "FLUSH TABLES WITH READ LOCK was refused ({}: {}): the user lacks the RELOAD privilege and {} has no lock-free way to read a consistent snapshot's binlog position",
+                    s.code,
+                    s.message,
+                    if mariadb { "this server" } else { "MySQL" }
+                )));
+            }
             mysql_async::Error::Server(s) if matches!(s.code, 1044 | 1045 | 1227) => {
                 SnapshotError::NoConsistentPoint {
                     addr,
                     message: format!(
-                        "FLUSH TABLES WITH READ LOCK was refused ({}: {}): the user lacks the RELOAD privilege{}. Fix: GRANT RELOAD ON *.* TO the user; or stream only (snapshot.mode = \"no_data\") and copy existing rows another way",
+                        "FLUSH TABLES WITH READ LOCK was refused ({}: {}): the user lacks the RELOAD privilege and snapshot.mysql_lock = \"global\" requires the lock. Fix: GRANT RELOAD ON *.* TO the user; or snapshot.mysql_lock = \"auto\" ({}); or stream only (snapshot.mode = \"no_data\")",
                         s.code,
                         s.message,
-                        if mariadb && lock == MysqlLock::Global {
-                            "; on MariaDB, snapshot.mysql_lock = \"auto\" takes the position without a lock"
+                        if mariadb {
+                            "on MariaDB it takes the position without a lock"
                         } else {
-                            ""
+                            "without the lock it snapshots incrementally while streaming"
                         }
                     ),
                 }
@@ -584,12 +655,12 @@ async fn consistent_point(
     tracing::info!(%addr, file = %st.file, pos = st.pos, readers = readers.len(),
         lock_held_ms = format!("{:.1}", held.as_secs_f64() * 1000.0),
         "snapshot consistent point: FLUSH TABLES WITH READ LOCK around START TRANSACTION WITH CONSISTENT SNAPSHOT and SHOW MASTER STATUS, released at once");
-    Ok(Point {
+    Ok(Consistent::Point(Point {
         readers,
         file: st.file,
         pos: st.pos,
         gtid_text: st.executed_gtid_set,
-    })
+    }))
 }
 
 /// Everything a snapshot run needs from the pipeline.

@@ -74,6 +74,8 @@ pub struct TableShape {
     /// `information_schema.TABLES.TABLE_ROWS` (an estimate) and `ENGINE`.
     pub estimate: u64,
     pub engine: String,
+    /// Per column: ENUM or SET (ordered by label index, compared as text).
+    pub enums: Vec<bool>,
 }
 
 /// `` `a`.`b` ``.
@@ -255,11 +257,16 @@ pub async fn describe(
         .map_err(err("reading information_schema.TABLES (snapshot)"))?;
     let mut columns = Vec::with_capacity(rows.len());
     let mut convs = Vec::with_capacity(rows.len());
+    let mut enums = Vec::with_capacity(rows.len());
     for (i, (name, data_type, column_type, nullable, p, s, dp)) in rows.into_iter().enumerate() {
         let cat = catalog.columns.get(i).filter(|c| c.name == name);
         let row = (data_type, column_type, nullable.clone(), p, s, dp);
         let (mtype, conv) = plan_column(t, &name, &row, cat).map_err(MysqlSourceError::Config)?;
         let key = pk.contains(&name);
+        enums.push(matches!(
+            mtype,
+            MysqlType::Enum { .. } | MysqlType::Set { .. }
+        ));
         columns.push(Column::mysql(name, &mtype, nullable == "YES", key));
         convs.push(conv);
     }
@@ -294,6 +301,7 @@ pub async fn describe(
         rangeable,
         estimate: estimate.unwrap_or(0),
         engine: engine.unwrap_or_default(),
+        enums,
     })
 }
 
@@ -322,8 +330,31 @@ impl TableShape {
         }
     }
 
+    /// A bound value as an SQL literal of key column `k`, binary keys included (their text
+    /// form is hex, [`TableShape::key_text`]).
+    fn key_literal(&self, k: usize, text: &str) -> String {
+        match self.convs[self.key[k]] {
+            Conv::Bytes if !text.is_empty() && text.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                format!("X'{text}'")
+            }
+            Conv::Bytes if text.is_empty() => "''".to_string(),
+            _ => self.literal(k, text),
+        }
+    }
+
     /// `key >= bound` (`inclusive`) or `key < bound`, lexicographic over the key columns.
     fn compare(&self, bound: &[String], lower: bool) -> String {
+        let op = if lower { Bound::AtLeast } else { Bound::Below };
+        self.compare_op(bound, op)
+    }
+
+    /// `key > after`, lexicographic over the key columns: the rows after an incremental
+    /// snapshot chunk whose last key is `after`.
+    pub fn after(&self, after: &[String]) -> String {
+        self.compare_op(after, Bound::Above)
+    }
+
+    fn compare_op(&self, bound: &[String], op: Bound) -> String {
         let names: Vec<String> = self
             .key
             .iter()
@@ -333,14 +364,18 @@ impl TableShape {
         let mut alts = Vec::new();
         for i in 0..n {
             let mut parts: Vec<String> = (0..i)
-                .map(|j| format!("{} = {}", names[j], self.literal(j, &bound[j])))
+                .map(|j| format!("{} = {}", names[j], self.key_literal(j, &bound[j])))
                 .collect();
-            let op = match (lower, i + 1 == n) {
-                (true, true) => ">=",
-                (true, false) => ">",
-                (false, _) => "<",
+            let sign = match (op, i + 1 == n) {
+                (Bound::AtLeast, true) => ">=",
+                (Bound::AtLeast | Bound::Above, _) => ">",
+                (Bound::Below, _) => "<",
             };
-            parts.push(format!("{} {op} {}", names[i], self.literal(i, &bound[i])));
+            parts.push(format!(
+                "{} {sign} {}",
+                names[i],
+                self.key_literal(i, &bound[i])
+            ));
             alts.push(format!("({})", parts.join(" AND ")));
         }
         format!("({})", alts.join(" OR "))
@@ -367,6 +402,63 @@ impl TableShape {
         Some(c.join(" AND "))
     }
 
+    /// Whether the key can cut incremental chunks (`key > last ORDER BY key`): numbers,
+    /// temporals, strings and binary strings; not floats (inexact), bits or geometries, nor
+    /// ENUM/SET (ordered by index, compared as text).
+    pub fn chunkable(&self) -> Result<(), String> {
+        for &i in &self.key {
+            let c = &self.schema.columns[i];
+            if self.enums.get(i).copied().unwrap_or(false)
+                || matches!(
+                    self.convs[i],
+                    Conv::Float | Conv::Double | Conv::Bit { .. } | Conv::Geometry
+                )
+            {
+                return Err(format!(
+                    "key column {} ({:?}) cannot cut chunks by value",
+                    c.name, self.convs[i]
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The key of a result row in its text form (the checkpoint's `last_key`): numbers and
+    /// strings as MySQL prints them, temporals as `YYYY-MM-DD HH:MM:SS.ffffff`, binary as hex.
+    pub fn key_text(&self, row: &[Value]) -> Result<Vec<String>, String> {
+        self.key
+            .iter()
+            .map(|&i| {
+                let name = &self.schema.columns[i].name;
+                Ok(match (self.convs[i], row.get(i)) {
+                    (_, Some(Value::Int(v))) => v.to_string(),
+                    (_, Some(Value::UInt(v))) => v.to_string(),
+                    (Conv::Bytes, Some(Value::Bytes(b))) => {
+                        b.iter().fold(String::new(), |mut s, x| {
+                            let _ = write!(s, "{x:02x}");
+                            s
+                        })
+                    }
+                    (_, Some(Value::Bytes(b))) => std::str::from_utf8(b)
+                        .map_err(|_| format!("key column {name}: not UTF-8"))?
+                        .to_string(),
+                    (Conv::Date, Some(Value::Date(y, mo, d, ..))) => {
+                        format!("{y:04}-{mo:02}-{d:02}")
+                    }
+                    (_, Some(Value::Date(y, mo, d, h, mi, s, us))) => {
+                        format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}")
+                    }
+                    (_, Some(Value::Time(neg, days, h, m, s, us))) => format!(
+                        "{}{}:{m:02}:{s:02}.{us:06}",
+                        if *neg { "-" } else { "" },
+                        u32::from(*h) + days * 24
+                    ),
+                    (_, v) => return Err(format!("key column {name}: value {v:?} is not a key")),
+                })
+            })
+            .collect()
+    }
+
     /// The key order (`ORDER BY` list).
     pub fn key_order(&self) -> String {
         self.key
@@ -375,6 +467,14 @@ impl TableShape {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// Which side of a bound a condition selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bound {
+    AtLeast,
+    Above,
+    Below,
 }
 
 /// Why a row could not be converted.
@@ -583,6 +683,58 @@ mod tests {
     fn literals_escape() {
         assert_eq!(quote_literal("it's \\ x"), "'it''s \\\\ x'");
         assert_eq!(quote_ident("a`b"), "`a``b`");
+    }
+
+    fn shape(convs: Vec<Conv>) -> TableShape {
+        let t = TableId::new("db", "t");
+        let columns = ["a", "b", "c"]
+            .iter()
+            .zip(&convs)
+            .map(|(n, c)| {
+                let ty = match c {
+                    Conv::Bytes => MysqlType::VarBinary { length: Some(16) },
+                    Conv::Text => MysqlType::VarChar { length: Some(20) },
+                    Conv::Date => MysqlType::Date,
+                    _ => MysqlType::Int { unsigned: false },
+                };
+                Column::mysql(*n, &ty, false, true)
+            })
+            .collect();
+        TableShape {
+            schema: TableSchema::new(t.clone(), 1, columns),
+            id: t,
+            key: (0..convs.len()).collect(),
+            enums: vec![false; convs.len()],
+            convs,
+            rangeable: true,
+            estimate: 0,
+            engine: "InnoDB".into(),
+        }
+    }
+
+    #[test]
+    fn incremental_chunks_continue_strictly_after_the_last_key() {
+        let s = shape(vec![Conv::Int, Conv::Text, Conv::Bytes]);
+        assert_eq!(
+            s.after(&["5".into(), "o'k".into(), "00ff".into()]),
+            "((`a` > 5) OR (`a` = 5 AND `b` > 'o''k') OR (`a` = 5 AND `b` = 'o''k' AND `c` > X'00ff'))"
+        );
+        let row = [
+            Value::Int(5),
+            Value::Bytes(b"o'k".to_vec()),
+            Value::Bytes(vec![0, 255]),
+        ];
+        assert_eq!(s.key_text(&row).unwrap(), vec!["5", "o'k", "00ff"]);
+        let d = shape(vec![Conv::Date]);
+        assert_eq!(
+            d.key_text(&[Value::Date(2024, 2, 29, 0, 0, 0, 0)]).unwrap(),
+            vec!["2024-02-29"]
+        );
+        assert!(d.chunkable().is_ok());
+        assert!(shape(vec![Conv::Double]).chunkable().is_err());
+        let mut e = shape(vec![Conv::Text]);
+        e.enums = vec![true];
+        assert!(e.chunkable().is_err());
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub struct MysqlSource {
     /// Where the executed set at each transaction end is registered for the checkpoint.
     pub gtids: GtidLedgerHandle,
     pub shutdown: watch::Receiver<bool>,
+    /// Incremental snapshots (signal and watermark rows in the stream;
+    /// `snapshot_incremental.rs`).
+    pub incremental: Option<super::snapshot_incremental::Incremental>,
 }
 
 /// The last position handed to the engine and the MySQL GTID set executed at it.
@@ -144,7 +147,9 @@ impl MysqlSource {
         });
         decoder.set_include_query(self.config.include_query);
         let cfg = self.config.clone();
-        decoder.set_filter(move |t| cfg.includes(t));
+        // The signal table is read whatever the filters say (its rows never reach the sinks).
+        let signal = self.incremental.as_ref().map(|i| i.signal_table().clone());
+        decoder.set_filter(move |t| cfg.includes(t) || signal.as_ref() == Some(t));
         let (from, gtids) = self
             .start_point(&mut ctl, &info, &mut decoder, last)
             .await?;
@@ -228,6 +233,7 @@ impl MysqlSource {
             })?;
         tracing::info!(pipeline = %self.pipeline, %addr, server = %info.version, %start, "mysql source: streaming");
         self.metrics.set_streaming(true);
+        self.tick_incremental().await?;
         let silence = self.config.heartbeat_interval * 3;
         // Events of a transaction payload that mysql_async yields again after the payload event
         // (it decompresses them itself); the decoder already read them from the payload.
@@ -284,7 +290,10 @@ impl MysqlSource {
             })?;
             for step in steps {
                 match step {
-                    Step::Emitted(txn) => self.send(txn, decoder.gtid_executed(), last).await?,
+                    Step::Emitted(txn) => {
+                        let txn = self.through_incremental(txn).await?;
+                        self.send(txn, decoder.gtid_executed(), last).await?
+                    }
                     Step::Ddl { end, database, .. } => {
                         tracing::info!(pipeline = %self.pipeline, %database, position = %end, "mysql source: DDL; catalog refreshed on next use");
                         let ddl = Transaction::new(None, None, end);
@@ -293,7 +302,10 @@ impl MysqlSource {
                     Step::Rotate { file, pos } => {
                         tracing::debug!(pipeline = %self.pipeline, %file, pos, "rotate");
                     }
-                    Step::Heartbeat { .. } => self.metrics.update_lag(),
+                    Step::Heartbeat { .. } => {
+                        self.metrics.update_lag();
+                        self.tick_incremental().await?;
+                    }
                     Step::FormatDescription { .. } | Step::Stop => {}
                 }
             }

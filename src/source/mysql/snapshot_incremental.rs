@@ -1,0 +1,655 @@
+//! Incremental snapshots while streaming, MySQL/MariaDB: Netflix DBLog's watermark method
+//! (Debezium's incremental snapshots) with a signal/watermark table, driven from inside the
+//! binlog stream.
+//!
+//! ```text
+//!  signal: INSERT INTO tidemark.signal (id, type, data) VALUES
+//!            ('tidemark-…', 'execute-snapshot', '{"pipeline":"p","data-collections":["db.t"]}')
+//!     (`tidemark snapshot --table db.t`, or any client) ──binlog──► queue the tables
+//!  per chunk, on its own connection (autocommit, one statement each):
+//!     upsert ('tidemark-wm-…', 'snapshot-window-open',  {pipeline, run, chunk, table})
+//!     SELECT cols FROM db.t WHERE key > last ORDER BY key LIMIT incremental_chunk_rows
+//!     upsert ('tidemark-wm-…', 'snapshot-window-close', {pipeline, run, chunk, table})
+//!  in the stream: window-open opens the window; every change of the table inside it drops its
+//!  key from the chunk (the stream's newer image wins, `snapshot/window.rs`); window-close
+//!  closes it: the chunk's rest replaces the watermark row in its transaction, as `Op::Read`
+//!  rows (`source.snapshot = incremental`) at the watermark's position; the next chunk starts.
+//! ```
+//!
+//! # Why this is consistent
+//! Binlog order is commit order (`binlog_order_commits`, on by default), and a statement's
+//! consistent read sees exactly the transactions committed before it started. The window-open
+//! row is committed before the SELECT starts and the window-close row is written after it
+//! ended, so every change the SELECT did *not* see sits between the two watermarks in the
+//! binlog, and a chunk row whose key saw no change in the window is the row as of the
+//! window-close: emitting it there is right, and later changes follow it in the stream.
+//!
+//! # Traps
+//! - **The signal table is captured whatever the filters say** (the stream's filter adds it),
+//!   and its rows never reach the sinks: signals and watermarks are consumed here, rows of other
+//!   pipelines' watermarks dropped. The initial snapshot never lists it.
+//! - **Watermarks of an earlier run** are still in the binlog after a restart: each carries the
+//!   pipeline, a random run id and the chunk number, and only the current chunk's count.
+//! - **Keys**: chunks continue strictly after the last key (`TableShape::after`); keys of
+//!   floats, bits, geometries, ENUM and SET are refused (no exact `>` order), keyless tables
+//!   too, with the same message as Postgres. Watermark writes and the chunk read:
+//!   `snapshot_signal.rs`.
+//! - **A reader error before its window-close** would leave the window open forever: the
+//!   stream polls the reader on every transaction and heartbeat, and a failed chunk is read
+//!   again under a new chunk number.
+//! - **Progress** (`last_key` per table) is registered in the ledger at the window-close's
+//!   transaction end: a restart continues after the last chunk every sink has; requested but
+//!   unread tables are in the ledger at once, so a restart does not forget them.
+//! - DDL of the table during its incremental snapshot is not handled specially (the chunk uses
+//!   the schema read when the table started).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mysql_async::Opts;
+use tidemark_model::{ChangeBatch, Op, Position, SnapshotMark, TableId, Transaction, TxnItem};
+use tokio::task::JoinHandle;
+
+use super::config::MysqlSourceConfig;
+use super::control::{self, MysqlControl};
+use super::error::MysqlSourceError;
+use super::snapshot::{open_reader, SnapshotError};
+use super::snapshot_rows::{self, TableShape};
+pub use super::snapshot_signal::{
+    ensure_signal_table, request, signal_table, SignalData, DEFAULT_SIGNAL_TABLE, EXECUTE_SNAPSHOT,
+    WINDOW_CLOSE, WINDOW_OPEN,
+};
+use super::snapshot_signal::{fnv, text_at, ChunkJob, ChunkRead, Watermark};
+use super::stream::MysqlSource;
+use crate::metrics::Metrics;
+use crate::snapshot::emit::with_position;
+use crate::snapshot::ledger::{
+    Completion, Ledger, LedgerHandle, SnapshotCheckpoint, SnapshotKind, TableProgress,
+};
+use crate::snapshot::window::Window;
+use crate::snapshot::SnapshotConfig;
+
+type R<T> = Result<T, SnapshotError>;
+
+/// The table being snapshotted.
+struct Active {
+    shape: TableShape,
+    name: String,
+    key: Vec<String>,
+    /// Index of the table in the ledger's record.
+    index: usize,
+    last_key: Option<Vec<String>>,
+    /// The chunk being read (its watermarks carry it).
+    chunk: u64,
+    job: Option<JoinHandle<R<ChunkRead>>>,
+    /// The read finished before its window-close reached the stream.
+    read: Option<ChunkRead>,
+    window: Option<Window>,
+    rows: u64,
+    chunks: u64,
+    estimate: u64,
+    started: Instant,
+}
+
+/// The incremental snapshot state of one MySQL source (lives across stream sessions).
+pub struct Incremental {
+    pipeline: String,
+    /// Tells this run's watermarks from those of an earlier run still in the binlog.
+    run: u32,
+    opts: Opts,
+    addr: String,
+    source: MysqlSourceConfig,
+    cfg: SnapshotConfig,
+    signal: TableId,
+    /// The id of this pipeline's watermark row (one row, upserted).
+    watermark_id: String,
+    ledger: LedgerHandle,
+    metrics: Arc<Metrics>,
+    pending: VecDeque<(String, Option<Vec<String>>)>,
+    active: Option<Active>,
+    ctl: Option<MysqlControl>,
+    signal_ready: bool,
+    next_chunk: u64,
+    logged: Instant,
+    /// `tidemark_snapshot_running` says 2.
+    running: bool,
+}
+
+impl Incremental {
+    /// The driver; resumes an unfinished incremental snapshot of the checkpoint.
+    pub fn new(
+        pipeline: String,
+        source: &MysqlSourceConfig,
+        cfg: SnapshotConfig,
+        ledger: LedgerHandle,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, MysqlSourceError> {
+        let opts = control::opts(source)?;
+        let mut pending = VecDeque::new();
+        if let Ok(l) = ledger.lock() {
+            if let Some(l) = l
+                .as_ref()
+                .filter(|l| l.state.kind == SnapshotKind::Incremental)
+            {
+                for t in l.state.tables.iter().filter(|t| !t.complete) {
+                    tracing::info!(table = %t.table, last_key = ?t.last_key, "resuming the incremental snapshot");
+                    pending.push_back((t.table.clone(), t.last_key.clone()));
+                }
+            }
+        }
+        Ok(Incremental {
+            watermark_id: format!("tidemark-wm-{:016x}", fnv(&pipeline)),
+            pipeline,
+            run: rand::random(),
+            addr: control::addr(&opts),
+            opts,
+            source: source.clone(),
+            signal: signal_table(&cfg),
+            cfg,
+            ledger,
+            metrics,
+            pending,
+            active: None,
+            ctl: None,
+            signal_ready: false,
+            next_chunk: 0,
+            logged: Instant::now(),
+            running: false,
+        })
+    }
+
+    /// The signal table (the stream captures it whatever its filters).
+    pub fn signal_table(&self) -> &TableId {
+        &self.signal
+    }
+
+    /// Queues an incremental snapshot of `tables` (the no-lock fallback of the initial
+    /// snapshot).
+    pub fn queue_all(&mut self, tables: Vec<TableId>) {
+        for t in tables {
+            self.request(t.to_string());
+        }
+    }
+
+    /// Takes what the stream decoded; returns what to hand to the engine: signal and
+    /// watermark rows are consumed, a closed window's chunk takes the watermark's place.
+    pub async fn on_txn(&mut self, mut txn: Transaction) -> R<Transaction> {
+        let idle = self.active.is_none() && self.pending.is_empty();
+        let window_open = self.active.as_ref().is_some_and(|a| a.window.is_some());
+        if !window_open && !txn.batches().any(|b| b.schema.table == self.signal) {
+            // The common case: nothing to consume, nothing to drop.
+            if !idle {
+                self.tick().await?;
+            }
+            return Ok(txn);
+        }
+        self.poll().await?;
+        let mut close: Option<Position> = None;
+        let items = std::mem::take(&mut txn.items);
+        txn.items.reserve(items.len());
+        for item in items {
+            match item {
+                TxnItem::Rows(b) if b.schema.table == self.signal => {
+                    for row in 0..b.num_rows() {
+                        if let Some(at) = self.signal_row(&b, row) {
+                            close = Some(at);
+                        }
+                    }
+                }
+                TxnItem::Rows(b) => {
+                    self.seen(&b);
+                    txn.items.push(TxnItem::Rows(b));
+                }
+                other => txn.items.push(other),
+            }
+        }
+        if let Some(at) = close {
+            if let Some(chunk) = self.close_window(at, txn.end).await? {
+                txn.items.push(TxnItem::Rows(chunk));
+                txn.snapshot = Some(SnapshotMark {
+                    incremental: true,
+                    ..Default::default()
+                });
+            }
+        }
+        self.start_next().await?;
+        Ok(txn)
+    }
+
+    /// Checks the reader and starts the next chunk when nothing is in flight (the stream
+    /// calls it when a session starts and on heartbeats).
+    pub async fn tick(&mut self) -> R<()> {
+        self.poll().await?;
+        self.start_next().await
+    }
+
+    /// A finished reader: keep its chunk for the window-close, or report its error (the
+    /// chunk is read again, under a new number, by the next `start_next`).
+    async fn poll(&mut self) -> R<()> {
+        let Some(a) = self.active.as_mut() else {
+            return Ok(());
+        };
+        if !a.job.as_ref().is_some_and(|h| h.is_finished()) {
+            return Ok(());
+        }
+        let Some(job) = a.job.take() else {
+            return Ok(());
+        };
+        match job.await {
+            Ok(Ok(read)) => {
+                a.read = Some(read);
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                a.window = None;
+                tracing::warn!(table = %a.name, chunk = a.chunk, error = %e, "incremental snapshot chunk failed; it is read again");
+                Err(e)
+            }
+            Err(e) => {
+                a.window = None;
+                Err(SnapshotError::Setup(format!(
+                    "incremental chunk reader task: {e}"
+                )))
+            }
+        }
+    }
+
+    /// Handles one row of the signal table; returns the row's position for our window-close.
+    fn signal_row(&mut self, b: &ChangeBatch, row: usize) -> Option<Position> {
+        if b.op(row) == Op::Delete {
+            return None;
+        }
+        let kind = text_at(b, "type", row)?;
+        let data = text_at(b, "data", row).unwrap_or_default();
+        match kind.as_str() {
+            EXECUTE_SNAPSHOT => {
+                self.signal(&data);
+                None
+            }
+            WINDOW_OPEN | WINDOW_CLOSE => {
+                let w: Watermark = serde_json::from_str(&data).ok()?;
+                let a = self.active.as_mut()?;
+                if w.pipeline != self.pipeline || w.run != self.run || w.chunk != a.chunk {
+                    return None;
+                }
+                if kind == WINDOW_OPEN {
+                    a.window = Some(Window::new());
+                    None
+                } else {
+                    Some(b.position(row))
+                }
+            }
+            other => {
+                tracing::debug!(r#type = %other, "signal table row of another kind; ignored");
+                None
+            }
+        }
+    }
+
+    fn signal(&mut self, data: &str) {
+        let s = match serde_json::from_str::<SignalData>(data) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(data = %data, error = %e, "ignoring a malformed execute-snapshot signal (expected {{\"data-collections\": [\"db.table\"], \"pipeline\": \"…\"}})");
+                return;
+            }
+        };
+        if s.pipeline.as_deref().is_some_and(|p| p != self.pipeline) {
+            return;
+        }
+        if s.kind.as_deref().is_some_and(|k| k != "incremental") {
+            tracing::warn!(r#type = ?s.kind, "ignoring an execute-snapshot signal: only type \"incremental\" is supported");
+            return;
+        }
+        for t in s.data_collections {
+            tracing::info!(pipeline = %self.pipeline, table = %t, "incremental snapshot requested");
+            self.request(t);
+        }
+    }
+
+    /// Queues `name` and records it in the ledger at once (a restart must not forget it).
+    fn request(&mut self, name: String) {
+        let busy = self.active.as_ref().is_some_and(|a| a.name == name)
+            || self.pending.iter().any(|(t, _)| *t == name);
+        if busy {
+            tracing::info!(table = %name, "incremental snapshot already queued or running; request ignored");
+            return;
+        }
+        self.entry(&name, |t| {
+            t.complete = false;
+            t.last_key = None;
+            t.rows = 0;
+        });
+        self.pending.push_back((name, None));
+    }
+
+    /// Records keys of the active table changed inside the open window.
+    fn seen(&mut self, b: &ChangeBatch) {
+        let Some(a) = self.active.as_mut() else {
+            return;
+        };
+        if b.schema.table != a.shape.id {
+            return;
+        }
+        if let Some(w) = a.window.as_mut() {
+            w.seen(b, &a.key);
+        }
+    }
+
+    /// The chunk minus the keys changed in the window, at the window-close's position `at`;
+    /// its progress completes with the transaction ending at `end`.
+    async fn close_window(&mut self, at: Position, end: Position) -> R<Option<ChangeBatch>> {
+        let Some(a) = self.active.as_mut() else {
+            return Ok(None);
+        };
+        let read = match (a.read.take(), a.job.take()) {
+            (Some(r), _) => r,
+            (None, Some(job)) => match job.await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    a.window = None;
+                    return Err(e);
+                }
+                Err(e) => {
+                    a.window = None;
+                    return Err(SnapshotError::Setup(format!(
+                        "incremental chunk reader task: {e}"
+                    )));
+                }
+            },
+            (None, None) => return Ok(None),
+        };
+        let Some(window) = a.window.take() else {
+            // The close without its open (cannot happen in one binlog): read the chunk again.
+            tracing::warn!(table = %a.name, chunk = a.chunk, "window-close without window-open; reading the chunk again");
+            self.ctl = Some(read.ctl);
+            return Ok(None);
+        };
+        self.ctl = Some(read.ctl);
+        let mut out = None;
+        let mut rows = 0u64;
+        if let Some(batch) = read.batch {
+            let (rest, dropped) = window.rest(&batch, &a.key)?;
+            let rest =
+                with_position(&rest, &at).map_err(|e| SnapshotError::Setup(e.to_string()))?;
+            rows = rest.num_rows() as u64;
+            tracing::debug!(table = %a.name, chunk = a.chunk, rows, dropped, changed = window.len(), "incremental chunk");
+            if rows > 0 {
+                out = Some(rest);
+            }
+        }
+        let done = read.last_key.is_none();
+        if let Ok(mut l) = self.ledger.lock() {
+            if let Some(l) = l.as_mut() {
+                l.register(
+                    end,
+                    Completion::Key {
+                        table: a.index,
+                        last_key: read.last_key.clone(),
+                        rows,
+                    },
+                );
+            }
+        }
+        a.last_key = read.last_key;
+        a.rows += rows;
+        a.chunks += 1;
+        let labels = self.metrics.table_labels(&a.name);
+        self.metrics
+            .snapshot_rows
+            .get_or_create(&labels)
+            .inc_by(rows);
+        self.metrics.snapshot_chunks.get_or_create(&labels).inc();
+        self.metrics
+            .snapshot_rows_remaining
+            .get_or_create(&labels)
+            .set(if done {
+                0
+            } else {
+                a.estimate.saturating_sub(a.rows) as i64
+            });
+        let secs = a.started.elapsed().as_secs_f64();
+        self.metrics
+            .snapshot_duration_seconds
+            .get_or_create(&labels)
+            .set(secs);
+        if done {
+            tracing::info!(table = %a.name, rows = a.rows, chunks = a.chunks,
+                seconds = format!("{secs:.1}"), rows_per_s = (a.rows as f64 / secs.max(1e-3)) as u64,
+                "incremental snapshot: table done");
+            self.active = None;
+        } else if self.logged.elapsed() >= self.cfg.progress_interval.max(Duration::from_secs(1)) {
+            self.logged = Instant::now();
+            tracing::info!(table = %a.name, rows = a.rows, estimate = a.estimate, chunks = a.chunks, last_key = ?a.last_key,
+                "incremental snapshot progress");
+        }
+        Ok(out)
+    }
+
+    /// A connection for the next statement (reader session settings), with the signal table
+    /// in place.
+    async fn take_ctl(&mut self) -> R<MysqlControl> {
+        let mut ctl = match self.ctl.take() {
+            Some(c) => c,
+            None => MysqlControl {
+                conn: open_reader(&self.opts, &self.addr).await?,
+                addr: self.addr.clone(),
+            },
+        };
+        if !self.signal_ready {
+            ensure_signal_table(&mut ctl, &self.signal).await?;
+            self.signal_ready = true;
+        }
+        Ok(ctl)
+    }
+
+    /// Starts the next table or chunk when nothing is in flight.
+    async fn start_next(&mut self) -> R<()> {
+        if let Some(a) = &self.active {
+            if a.job.is_some() || a.read.is_some() || a.window.is_some() {
+                return Ok(());
+            }
+        }
+        while self.active.is_none() {
+            let Some((name, last_key)) = self.pending.pop_front() else {
+                if std::mem::take(&mut self.running) {
+                    self.metrics.set_snapshot_running(0);
+                }
+                return Ok(());
+            };
+            self.activate(name, last_key).await?;
+        }
+        let ctl = self.take_ctl().await?;
+        let chunk = self.next_chunk;
+        self.next_chunk += 1;
+        let Some(a) = self.active.as_mut() else {
+            self.ctl = Some(ctl);
+            return Ok(());
+        };
+        a.chunk = chunk;
+        let job = ChunkJob {
+            ctl,
+            shape: a.shape.clone(),
+            last_key: a.last_key.clone(),
+            rows: self.cfg.incremental_chunk_rows.max(1),
+            signal: self.signal.clone(),
+            watermark_id: self.watermark_id.clone(),
+            mark: Watermark {
+                pipeline: self.pipeline.clone(),
+                run: self.run,
+                chunk,
+                table: a.name.clone(),
+            },
+        };
+        a.job = Some(tokio::spawn(job.run()));
+        Ok(())
+    }
+
+    /// Makes `name` the active table, or refuses it with the reason (logged).
+    async fn activate(&mut self, name: String, last_key: Option<Vec<String>>) -> R<()> {
+        let Some(id) = crate::config::parse_table(&name) else {
+            self.refuse(&name, "not a \"db.table\" name");
+            return Ok(());
+        };
+        if id == self.signal || !self.source.includes(&id) {
+            self.refuse(
+                &name,
+                "not captured by this pipeline (source.databases / tables / exclude_*), or the signal table",
+            );
+            return Ok(());
+        }
+        let mut ctl = self.take_ctl().await?;
+        let shape = snapshot_rows::describe(&mut ctl, &id, self.cfg.key_columns.get(&name)).await;
+        self.ctl = Some(ctl);
+        let shape = match shape {
+            Ok(s) => s,
+            Err(e) if !e.is_transient() => {
+                self.refuse(&name, &e.to_string());
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if shape.key.is_empty() {
+            tracing::error!(table = %name,
+                "incremental snapshot refused: the table has no primary key. Either give it one, set snapshot.key_columns for it (columns that identify a row, NOT NULL), or take an initial snapshot (tidemark reset, snapshot.mode = initial)");
+            self.refuse(&name, "");
+            return Ok(());
+        }
+        if let Err(why) = shape.chunkable() {
+            self.refuse(
+                &name,
+                &format!("{why}; set snapshot.key_columns to other columns that identify a row"),
+            );
+            return Ok(());
+        }
+        let key: Vec<String> = shape
+            .key
+            .iter()
+            .map(|&i| shape.schema.columns[i].name.clone())
+            .collect();
+        let (k, estimate, lk) = (key.clone(), shape.estimate, last_key.clone());
+        let index = self.entry(&name, move |t| {
+            t.key = k;
+            t.estimate = estimate;
+            t.complete = false;
+            t.last_key = lk;
+        });
+        let rows = self
+            .ledger
+            .lock()
+            .ok()
+            .and_then(|l| {
+                l.as_ref()
+                    .and_then(|l| l.state.tables.get(index).map(|t| t.rows))
+            })
+            .unwrap_or(0);
+        tracing::info!(table = %name, estimate, last_key = ?last_key, chunk_rows = self.cfg.incremental_chunk_rows,
+            "incremental snapshot: table started");
+        self.metrics.set_snapshot_running(2);
+        self.running = true;
+        self.metrics
+            .snapshot_rows_remaining
+            .get_or_create(&self.metrics.table_labels(&name))
+            .set(estimate.saturating_sub(rows) as i64);
+        self.active = Some(Active {
+            shape,
+            name,
+            key,
+            index,
+            last_key,
+            chunk: 0,
+            job: None,
+            read: None,
+            window: None,
+            rows,
+            chunks: 0,
+            estimate,
+            started: Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// Logs why `name` is not snapshotted and closes its ledger entry (a restart must not
+    /// try it again).
+    fn refuse(&mut self, name: &str, why: &str) {
+        if !why.is_empty() {
+            tracing::error!(table = %name, "incremental snapshot refused: {why}");
+        }
+        if let Ok(mut l) = self.ledger.lock() {
+            if let Some(l) = l.as_mut() {
+                let state = &mut l.state;
+                if let Some(t) = state.tables.iter_mut().find(|t| t.table == name) {
+                    t.complete = true;
+                    t.last_key = None;
+                }
+                if state.tables.iter().all(|t| t.complete) && !state.complete {
+                    state.complete = true;
+                    state.finished_at_ms = Some(crate::checkpoint::now_ms());
+                }
+            }
+        }
+    }
+
+    /// The ledger's incremental record of `name` (created, with a fresh incremental record if
+    /// the ledger held another kind), changed by `f`; returns its index.
+    fn entry(&self, name: &str, f: impl FnOnce(&mut TableProgress)) -> usize {
+        let Ok(mut l) = self.ledger.lock() else {
+            return 0;
+        };
+        let fresh = || SnapshotCheckpoint {
+            kind: SnapshotKind::Incremental,
+            start: String::new(),
+            complete: false,
+            tables: Vec::new(),
+            started_at_ms: crate::checkpoint::now_ms(),
+            finished_at_ms: None,
+        };
+        let ledger = l.get_or_insert_with(|| Ledger::new(fresh()));
+        if ledger.state.kind != SnapshotKind::Incremental {
+            *ledger = Ledger::new(fresh());
+        }
+        let state = &mut ledger.state;
+        state.complete = false;
+        state.finished_at_ms = None;
+        let i = match state.tables.iter().position(|t| t.table == name) {
+            Some(i) => i,
+            None => {
+                state.tables.push(TableProgress {
+                    table: name.to_string(),
+                    key: Vec::new(),
+                    bounds: Vec::new(),
+                    done: Vec::new(),
+                    last_key: None,
+                    rows: 0,
+                    estimate: 0,
+                    complete: false,
+                });
+                state.tables.len() - 1
+            }
+        };
+        f(&mut state.tables[i]);
+        i
+    }
+}
+
+impl MysqlSource {
+    /// Passes a decoded transaction through the incremental snapshot (if any).
+    pub(super) async fn through_incremental(
+        &mut self,
+        txn: Transaction,
+    ) -> Result<Transaction, MysqlSourceError> {
+        match self.incremental.as_mut() {
+            Some(inc) => inc.on_txn(txn).await.map_err(SnapshotError::into_source),
+            None => Ok(txn),
+        }
+    }
+
+    /// Lets the incremental snapshot start or check its chunk (session start, heartbeats).
+    pub(super) async fn tick_incremental(&mut self) -> Result<(), MysqlSourceError> {
+        match self.incremental.as_mut() {
+            Some(inc) => inc.tick().await.map_err(SnapshotError::into_source),
+            None => Ok(()),
+        }
+    }
+}
