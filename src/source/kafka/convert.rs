@@ -17,13 +17,15 @@ use tidemark_model::{
 
 use super::columns::{self, ColumnPlan};
 use super::config::Schemaless;
-use super::envelope::{self, Change, EnvelopeError, Event, RecordAt};
+use super::envelope::{self, Change, EnvelopeError, Event, PkChange, RecordAt};
 
 /// One consumed record, borrowed.
 pub struct RawRecord<'a> {
     pub at: RecordAt<'a>,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
+    /// The record's primary-key-change headers.
+    pub pk: PkChange<'a>,
 }
 
 struct TablePlan {
@@ -33,6 +35,8 @@ struct TablePlan {
     row_schema: Option<Value>,
     names: Vec<String>,
     key_fields: Vec<String>,
+    /// Some column needs its values' exact JSON text (doubles).
+    wants_raw: bool,
 }
 
 /// Converts batches; keeps each table's current schema version.
@@ -73,7 +77,7 @@ impl Converter {
         let mut txids: HashSet<Option<u64>> = HashSet::new();
         for r in records {
             let position = Position::Kafka(KafkaPosition { epoch, seq, index });
-            match envelope::decode(&r.at, r.key, r.value)? {
+            match envelope::decode(&r.at, r.key, r.value, r.pk)? {
                 Event::Skip(_) => stats.skipped += 1,
                 Event::Message {
                     prefix,
@@ -99,7 +103,7 @@ impl Converter {
                     }
                     let b = current.get_or_insert_with(|| ChangeBatchBuilder::new(schema, 64));
                     let plan = &self.tables[&c.table];
-                    append_row(b, plan, &c, &position, &self.placeholder)
+                    append_row(b, plan, &c, &position, &self.placeholder, r.value)
                         .map_err(|reason| r.at.err(reason))?;
                     txn.commit_ts_us = txn.commit_ts_us.max(c.commit_ts_us);
                     txids.insert(c.txid);
@@ -139,7 +143,9 @@ impl Converter {
                     // A truncate has no image: it keeps the current version.
                     None => names.is_empty() || p.names == names,
                 };
-            if same || (c.op == Op::Truncate && c.row_schema.is_none()) {
+            // A truncate has no key (its record key is null) and no image: it keeps the
+            // current version whatever schema its envelope carries.
+            if same || c.op == Op::Truncate {
                 return Ok(p.schema.clone());
             }
         }
@@ -176,6 +182,7 @@ impl Converter {
             }
         }
         let cols: Vec<_> = plans.iter().map(|p| p.column.clone()).collect();
+        let wants_raw = plans.iter().any(|p| columns::wants_raw(&p.conv));
         let version = match self.tables.get(&c.table) {
             Some(p) if p.schema.same_columns(&cols) => p.schema.version,
             Some(p) => p.schema.version + 1,
@@ -193,6 +200,7 @@ impl Converter {
                 row_schema: c.row_schema.clone(),
                 names,
                 key_fields: c.key_fields.clone(),
+                wants_raw,
             },
         );
         Ok(schema)
@@ -217,6 +225,7 @@ fn append_row(
     c: &Change,
     position: &Position,
     placeholder: &str,
+    value: Option<&[u8]>,
 ) -> Result<(), String> {
     let model = |e: tidemark_model::ModelError| e.to_string();
     b.begin_row(c.op, position, c.txid, c.commit_ts_us)
@@ -237,12 +246,21 @@ fn append_row(
     if c.op == Op::Delete && before.is_none() {
         return Err(format!("table {}: a delete without \"before\"", c.table));
     }
-    for (image, obj) in [(Image::Before, before), (Image::After, after)] {
+    // The exact text of doubles (see `columns::to_text_exact`); the old key of a primary-key
+    // change comes from a header and holds no doubles worth it.
+    let (raw_before, raw_after) = match value {
+        Some(v) if plan.wants_raw => columns::raw_images(v),
+        _ => (None, None),
+    };
+    for (image, obj, raw) in [
+        (Image::Before, before, raw_before.as_ref()),
+        (Image::After, after, raw_after.as_ref()),
+    ] {
         let Some(obj) = obj else {
             b.image_null(image).map_err(model)?;
             continue;
         };
-        fill_image(b, plan, image, obj, placeholder)
+        fill_image(b, plan, image, obj, placeholder, raw)
             .map_err(|(col, e)| format!("table {}, column {col}: {e}", c.table))?;
     }
     b.finish_row().map_err(model)
@@ -254,6 +272,7 @@ fn fill_image(
     image: Image,
     obj: &Map<String, Value>,
     placeholder: &str,
+    raw: Option<&columns::RawImage<'_>>,
 ) -> Result<(), (String, String)> {
     for (i, p) in plan.plans.iter().enumerate() {
         let name = &p.column.name;
@@ -264,7 +283,8 @@ fn fill_image(
                 b.append_unchanged(image, i)
             }
             Some(v) => {
-                let text = columns::to_text(&p.conv, v).map_err(at)?;
+                let r = raw.and_then(|m| m.get(name.as_str())).copied();
+                let text = columns::to_text_exact(&p.conv, v, r).map_err(at)?;
                 b.append_text(image, i, text.as_bytes())
             }
         };
@@ -287,6 +307,7 @@ mod tests {
             },
             key: Some(key.as_bytes()),
             value: Some(value.as_bytes()),
+            pk: PkChange::default(),
         }
     }
 
@@ -354,6 +375,67 @@ mod tests {
             .downcast_ref::<arrow_array::Decimal128Array>()
             .unwrap();
         assert_eq!(n.value(0), 12345);
+    }
+
+    #[test]
+    fn a_primary_key_change_pair_becomes_one_update_from_the_old_key() {
+        let mut c = Converter::new(Schemaless::Reject, "__debezium_unavailable_value");
+        let key2 = KEY.replace(r#""payload":{"id":1}"#, r#""payload":{"id":2}"#);
+        let del = value("d", r#"{"id":1,"v":"a","n":null}"#, "null");
+        let create = value(
+            "c",
+            "null",
+            r#"{"id":2,"v":"__debezium_unavailable_value","n":null}"#,
+        );
+        let recs = vec![
+            RawRecord {
+                pk: PkChange {
+                    old_key: None,
+                    new_key: true,
+                },
+                ..rec(0, KEY, &del)
+            },
+            RawRecord {
+                value: None,
+                ..rec(1, KEY, "")
+            },
+            RawRecord {
+                pk: PkChange {
+                    old_key: Some(br#"{"id":1}"#),
+                    new_key: false,
+                },
+                ..rec(2, &key2, &create)
+            },
+        ];
+        let (txn, stats) = c.transaction(1, 1, recs).unwrap();
+        assert_eq!(stats.skipped, 2, "the delete half and the tombstone");
+        let b = txn.batches().next().unwrap();
+        assert_eq!((b.num_rows(), b.op(0)), (1, Op::Update));
+        let id = |img: &arrow_array::StructArray| {
+            img.column(0)
+                .as_any()
+                .downcast_ref::<arrow_array::Int32Array>()
+                .unwrap()
+                .value(0)
+        };
+        assert_eq!((id(b.before()), id(b.after())), (1, 2));
+        assert!(b.before().column(1).is_null(0), "a key-only old image");
+        assert!(b.is_unchanged(0, Image::After, 1));
+        // A truncate (null key, the envelope's schema) keeps the version and its key.
+        let t = value("t", "null", "null");
+        let (txn, _) = c
+            .transaction(
+                1,
+                2,
+                vec![RawRecord {
+                    key: None,
+                    ..rec(3, KEY, &t)
+                }],
+            )
+            .unwrap();
+        let tb = txn.batches().next().unwrap();
+        assert_eq!(tb.op(0), Op::Truncate);
+        assert!(Arc::ptr_eq(&tb.schema, &b.schema), "a new schema version");
     }
 
     #[test]
@@ -428,6 +510,7 @@ mod tests {
                     },
                     key: k.as_deref().map(str::as_bytes),
                     value: v.as_deref().map(str::as_bytes),
+                    pk: PkChange::default(),
                 });
                 let schemas = std::fs::read_to_string(dir.path().join("capture.json"))
                     .is_ok_and(|c| c.contains("--schemas-enable"));

@@ -14,6 +14,14 @@
 //!   schema-change topic (`ddl`, `tableChanges`) and heartbeats carry no `op`; they are
 //!   recognised and passed over, anything else without an `op` is an error.
 //! - The key of a table without a primary key is null; a truncate's key is null too.
+//! - Debezium writes a primary-key change as a delete under the old key (header
+//!   `__debezium.newkey`), a tombstone, and a create under the new key (header
+//!   `__debezium.oldkey`). The create's unchanged TOAST columns carry the placeholder, so
+//!   read as an insert the value would be unknown (the new key has no stored row). The pair
+//!   is read back as what the source did, one update from the old key (the `oldkey` header,
+//!   as a key-only old image) to the new row; the delete half is passed over. Both halves
+//!   carry their header, so this holds whichever of them is consumed first (they can sit in
+//!   different partitions).
 
 use serde_json::{Map, Value};
 use tidemark_model::{Op, TableId};
@@ -46,6 +54,15 @@ impl RecordAt<'_> {
             reason: reason.into(),
         }
     }
+}
+
+/// The primary-key-change headers of a record (see the module's traps).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PkChange<'a> {
+    /// `__debezium.oldkey`: on the create half, the old key (a JsonConverter document).
+    pub old_key: Option<&'a [u8]>,
+    /// `__debezium.newkey` is present: this is the delete half.
+    pub new_key: bool,
 }
 
 /// A decoded record.
@@ -110,6 +127,7 @@ pub fn decode(
     at: &RecordAt<'_>,
     key: Option<&[u8]>,
     value: Option<&[u8]>,
+    pk: PkChange<'_>,
 ) -> Result<Event, EnvelopeError> {
     let Some(value) = value else {
         return Ok(Event::Skip("tombstone"));
@@ -118,7 +136,7 @@ pub fn decode(
     let Value::Object(mut env) = payload else {
         return Err(at.err("the value payload is not a JSON object"));
     };
-    let op = match env.get("op").and_then(Value::as_str) {
+    let mut op = match env.get("op").and_then(Value::as_str) {
         Some("c") => Op::Insert,
         Some("u") => Op::Update,
         Some("d") => Op::Delete,
@@ -165,8 +183,22 @@ pub fn decode(
                 Some(_) => Err(at.err(format!("\"{name}\" is not an object"))),
             }
         };
-    let before = image(env.remove("before"), "before")?;
+    let mut before = image(env.remove("before"), "before")?;
     let after = image(env.remove("after"), "after")?;
+    match (op, pk.old_key) {
+        (Op::Delete, _) if pk.new_key => {
+            return Ok(Event::Skip("primary-key change (its create carries it)"))
+        }
+        (Op::Insert, Some(old)) => {
+            let Value::Object(old) = split(parse(at, old, "the __debezium.oldkey header")?).1
+            else {
+                return Err(at.err("the __debezium.oldkey header is not a JSON object"));
+            };
+            op = Op::Update;
+            before = Some(old);
+        }
+        _ => {}
+    }
     let row_schema = value_schema.as_ref().and_then(|s| {
         field_schema(s, "after")
             .or_else(|| field_schema(s, "before"))
@@ -230,6 +262,11 @@ fn message(at: &RecordAt<'_>, env: &Map<String, Value>) -> Result<Event, Envelop
 mod tests {
     use super::*;
 
+    const NO_PK: PkChange<'static> = PkChange {
+        old_key: None,
+        new_key: false,
+    };
+
     const AT: RecordAt<'static> = RecordAt {
         topic: "tm.public.t",
         partition: 0,
@@ -239,7 +276,7 @@ mod tests {
     #[test]
     fn schemaless_and_schema_envelopes() {
         let v = br#"{"before":null,"after":{"id":1,"v":"x"},"source":{"connector":"postgresql","ts_ms":1700000000000,"schema":"public","table":"t","txId":42},"op":"c","ts_ms":1}"#;
-        let Event::Change(c) = decode(&AT, Some(br#"{"id":1}"#), Some(v)).unwrap() else {
+        let Event::Change(c) = decode(&AT, Some(br#"{"id":1}"#), Some(v), NO_PK).unwrap() else {
             panic!()
         };
         assert_eq!(c.table.to_string(), "public.t");
@@ -251,25 +288,67 @@ mod tests {
         assert!(c.row_schema.is_none());
         let sv = br#"{"schema":{"type":"struct","fields":[{"type":"struct","fields":[{"type":"int32","optional":false,"field":"id"}],"optional":true,"field":"before"},{"type":"struct","fields":[{"type":"int32","optional":false,"field":"id"}],"optional":true,"field":"after"}]},"payload":{"before":{"id":1},"after":null,"source":{"db":"inv","table":"t","ts_ms":5},"op":"d"}}"#;
         let sk = br#"{"schema":{"type":"struct","fields":[{"type":"int32","optional":false,"field":"id"}]},"payload":{"id":1}}"#;
-        let Event::Change(c) = decode(&AT, Some(sk), Some(sv)).unwrap() else {
+        let Event::Change(c) = decode(&AT, Some(sk), Some(sv), NO_PK).unwrap() else {
             panic!()
         };
         assert_eq!(c.table.to_string(), "inv.t");
         assert_eq!(c.op, Op::Delete);
         assert!(c.row_schema.unwrap()["fields"][0]["field"] == "id");
         assert!(matches!(
-            decode(&AT, None, None),
+            decode(&AT, None, None, NO_PK),
             Ok(Event::Skip("tombstone"))
         ));
         let tx = br#"{"status":"BEGIN","id":"571","event_count":null,"data_collections":null,"ts_ms":1}"#;
-        assert!(matches!(decode(&AT, None, Some(tx)), Ok(Event::Skip(_))));
-        let err = decode(&AT, None, Some(b"{\"x\":1}"))
+        assert!(matches!(
+            decode(&AT, None, Some(tx), NO_PK),
+            Ok(Event::Skip(_))
+        ));
+        let err = decode(&AT, None, Some(b"{\"x\":1}"), NO_PK)
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("topic tm.public.t partition 0 offset 7"),
             "{err}"
         );
-        assert!(decode(&AT, None, Some(b"not json")).is_err());
+        assert!(decode(&AT, None, Some(b"not json"), NO_PK).is_err());
+    }
+
+    #[test]
+    fn primary_key_change_pair_is_one_update() {
+        let del = br#"{"before":{"id":1,"big":"x"},"after":null,"source":{"schema":"public","table":"t"},"op":"d"}"#;
+        let newkey = PkChange {
+            old_key: None,
+            new_key: true,
+        };
+        assert!(matches!(
+            decode(&AT, Some(br#"{"id":1}"#), Some(del), newkey),
+            Ok(Event::Skip(_))
+        ));
+        let create = br#"{"before":null,"after":{"id":2,"big":"__debezium_unavailable_value"},"source":{"schema":"public","table":"t"},"op":"c"}"#;
+        let oldkey = PkChange {
+            old_key: Some(br#"{"schema":{"type":"struct","fields":[{"type":"int64","optional":false,"field":"id"}]},"payload":{"id":1}}"#),
+            new_key: false,
+        };
+        let Event::Change(c) = decode(&AT, Some(br#"{"id":2}"#), Some(create), oldkey).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(c.op, Op::Update);
+        assert_eq!(
+            Value::Object(c.before.unwrap()),
+            serde_json::json!({"id": 1})
+        );
+        assert_eq!(c.after.unwrap()["id"], 2);
+        // A plain delete and create are unchanged.
+        let Event::Change(c) = decode(&AT, Some(br#"{"id":1}"#), Some(del), NO_PK).unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.op, Op::Delete);
+        let bad = PkChange {
+            old_key: Some(b"[1]"),
+            new_key: false,
+        };
+        let err = decode(&AT, Some(br#"{"id":2}"#), Some(create), bad).unwrap_err();
+        assert!(err.reason.contains("__debezium.oldkey"), "{err}");
     }
 }

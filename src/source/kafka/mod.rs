@@ -61,7 +61,7 @@ use std::time::{Duration, Instant};
 use tidemark_kafka::rdkafka::config::ClientConfig;
 use tidemark_kafka::rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use tidemark_kafka::rdkafka::error::KafkaError;
-use tidemark_kafka::rdkafka::message::{Message, OwnedMessage};
+use tidemark_kafka::rdkafka::message::{Headers, Message, OwnedMessage};
 use tidemark_kafka::rdkafka::{Offset, TopicPartitionList};
 use tidemark_model::{Position, Transaction};
 use tokio::sync::watch;
@@ -70,7 +70,7 @@ use crate::engine::queue::QueueSender;
 use crate::metrics::Metrics;
 pub use config::KafkaSourceConfig;
 use convert::{Converter, RawRecord};
-use envelope::{EnvelopeError, RecordAt};
+use envelope::{EnvelopeError, PkChange, RecordAt};
 use offsets::{InFlight, SourceState, StateFile};
 
 /// A Kafka source failure.
@@ -327,6 +327,7 @@ impl KafkaSource {
                 },
                 key: m.key(),
                 value: m.payload(),
+                pk: pk_change(m),
             });
             let (txn, _stats) = converter.transaction(run.flight.epoch, seq, records)?;
             let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
@@ -408,4 +409,19 @@ fn store_offsets(run: &mut Run, p: &Position, commit_group: bool) -> Result<(), 
     }
     tracing::debug!(source = "kafka", position = %p, "kafka source: offsets stored");
     Ok(())
+}
+
+/// The record's `__debezium.oldkey` / `__debezium.newkey` headers.
+fn pk_change(m: &OwnedMessage) -> PkChange<'_> {
+    let mut pk = PkChange::default();
+    if let Some(headers) = m.headers() {
+        for h in headers.iter() {
+            match h.key {
+                tidemark_debezium::encoder::HEADER_OLD_KEY => pk.old_key = h.value,
+                tidemark_debezium::encoder::HEADER_NEW_KEY => pk.new_key = true,
+                _ => {}
+            }
+        }
+    }
+    pk
 }
