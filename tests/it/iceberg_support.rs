@@ -69,8 +69,9 @@ impl Lake {
             &self.catalog_db.display().to_string(),
             &self.warehouse.display().to_string(),
         );
-        let tidemark_iceberg::CatalogConfig::Sql(c) = &mut cfg.catalog;
-        c.uri = self.catalog_uri_sqlx();
+        if let tidemark_iceberg::CatalogConfig::Sql(c) = &mut cfg.catalog {
+            c.uri = self.catalog_uri_sqlx();
+        }
         cfg
     }
 }

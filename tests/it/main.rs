@@ -14,6 +14,8 @@ mod delta_support;
 #[cfg(all(feature = "iceberg", feature = "mysql"))]
 mod iceberg_mysql;
 #[cfg(feature = "iceberg")]
+mod iceberg_rest;
+#[cfg(feature = "iceberg")]
 mod iceberg_sink;
 #[cfg(feature = "iceberg")]
 mod iceberg_source;

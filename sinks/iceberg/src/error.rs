@@ -32,6 +32,10 @@ pub enum IcebergError {
         "iceberg table {table}: commit conflict, the catalog's metadata moved from {expected}"
     )]
     Conflict { table: String, expected: String },
+    /// The REST catalog answered an error: transient for 5xx, 408 and 429 (a 5xx to a commit
+    /// means its outcome is unknown; the reload after the restart tells), definite otherwise.
+    #[error(transparent)]
+    Rest(Box<RestError>),
     /// Bad configuration (definite).
     #[error("iceberg sink config: {0}")]
     Config(String),
@@ -77,10 +81,11 @@ impl IcebergError {
 
     /// Whether a retry (after reloading the table) can fix it.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            IcebergError::Io { .. } | IcebergError::Conflict { .. }
-        )
+        match self {
+            IcebergError::Io { .. } | IcebergError::Conflict { .. } => true,
+            IcebergError::Rest(e) => e.is_transient(),
+            _ => false,
+        }
     }
 
     /// As the sink trait's error.
@@ -91,6 +96,25 @@ impl IcebergError {
         } else {
             SinkError::definite(sink, msg).with_source(self)
         }
+    }
+}
+
+/// An error answer of the REST catalog (boxed in [`IcebergError::Rest`]).
+#[derive(Debug, thiserror::Error)]
+#[error("iceberg REST catalog {what} {location}: HTTP {status} {kind}: {message}")]
+pub struct RestError {
+    pub what: &'static str,
+    pub location: String,
+    pub status: u16,
+    /// The error model's `type` (`NoSuchTableException`, `CommitFailedException`, …).
+    pub kind: String,
+    pub message: String,
+}
+
+impl RestError {
+    /// 5xx, 408 and 429: the server may answer differently later.
+    pub fn is_transient(&self) -> bool {
+        self.status >= 500 || self.status == 408 || self.status == 429
     }
 }
 

@@ -61,7 +61,7 @@ use tidemark_model::{
 pub use ack::Ack;
 pub use commit::catalog::{Catalog, LoadedTable, TableIdent};
 pub use commit::snapshot::{CommitStats, SUMMARY_POSITION};
-pub use config::{CatalogConfig, IcebergSinkConfig, Mode, SqlCatalogConfig};
+pub use config::{CatalogConfig, IcebergSinkConfig, Mode, RestCatalogConfig, SqlCatalogConfig};
 pub use error::IcebergError;
 /// The iceberg crate this sink is built on (the Iceberg source reads with the same release).
 pub use iceberg;

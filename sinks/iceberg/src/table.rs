@@ -88,7 +88,7 @@ impl TableState {
                 props.retain(|(k, _)| k != "format-version");
                 let creation = TableCreation::builder()
                     .name(ident.name.clone())
-                    .location(catalog.table_location(&ident))
+                    .location_opt(catalog.table_location(&ident))
                     .schema(schema)
                     .partition_spec(spec)
                     .sort_order_opt(order)

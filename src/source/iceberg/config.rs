@@ -11,8 +11,8 @@ use tidemark_model::TableId;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IcebergSourceConfig {
-    /// The catalog holding the table: the same `{ kind = "sql", uri, warehouse }` block as the
-    /// Iceberg sink's (SQLite or PostgreSQL, JDBC layout).
+    /// The catalog holding the table: the same block as the Iceberg sink's (`kind = "sql"`:
+    /// SQLite or PostgreSQL in the JDBC layout; `kind = "rest"`: an Iceberg REST catalog).
     pub catalog: CatalogConfig,
     /// S3-compatible storage of the table's files (as the sink's `storage`).
     #[serde(default)]
@@ -61,18 +61,8 @@ pub fn split_ident(s: &str) -> Option<(&str, &str)> {
 impl IcebergSourceConfig {
     /// Checks the config without IO.
     pub fn validate(&self, problem: &mut impl FnMut(&str, String)) {
-        let CatalogConfig::Sql(sql) = &self.catalog;
-        if !(sql.uri.starts_with("sqlite:")
-            || sql.uri.starts_with("postgres://")
-            || sql.uri.starts_with("postgresql://"))
-        {
-            problem(
-                "source.catalog.uri",
-                format!(
-                    "{:?} is not a catalog URI; use sqlite:///absolute/path.db or postgres://user@host/db",
-                    sql.uri
-                ),
-            );
+        for (key, msg) in self.catalog.validate("source.catalog") {
+            problem(&key, msg);
         }
         if split_ident(&self.table).is_none() {
             problem(

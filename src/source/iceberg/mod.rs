@@ -17,8 +17,8 @@
 //! sees it again. Memory per snapshot: its deleted rows plus one added data file.
 //!
 //! # What the iceberg crate does and what is written here
-//! The catalog is the SQL catalog the Iceberg sink uses (`tidemark_iceberg::Catalog`, the
-//! JDBC layout pyiceberg reads); metadata, manifest lists, manifests and Parquet rows are read
+//! The catalog is the one the Iceberg sink uses (`tidemark_iceberg::Catalog`: the SQL
+//! catalog in the JDBC layout pyiceberg reads, or a REST catalog); metadata, manifest lists, manifests and Parquet rows are read
 //! with the iceberg crate (0.10.1). It has no incremental or changelog scan, so the diff of a
 //! snapshot against its parent, and the pairing of deletes and inserts into updates, are
 //! written here (`changes.rs`, `convert.rs`).

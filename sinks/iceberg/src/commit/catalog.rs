@@ -1,3 +1,6 @@
+//! The catalog every table goes through: [`Catalog`] dispatches to the SQL catalog here or to
+//! the REST catalog ([`super::rest`]); callers never branch on the kind.
+//!
 //! The SQL catalog (JDBC layout) on SQLite or PostgreSQL, and the table metadata files it
 //! points to. A commit writes a new `NNNNN-<uuid>.metadata.json` and then swaps the
 //! catalog row's `metadata_location` from the version it was based on to the new one in one
@@ -23,7 +26,8 @@ use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
-use crate::config::{CatalogConfig, StorageConfig};
+use super::rest::RestCatalog;
+use crate::config::{CatalogConfig, SqlCatalogConfig, StorageConfig};
 use crate::error::{IcebergError, IoContext};
 
 enum Pool {
@@ -52,12 +56,89 @@ impl std::fmt::Display for TableIdent {
     }
 }
 
-/// The SQL catalog plus the `FileIO` of its warehouse.
+/// The catalog (SQL or REST) plus the `FileIO` of its warehouse.
 pub struct Catalog {
+    backend: Backend,
+    pub file_io: FileIO,
+}
+
+enum Backend {
+    Sql(SqlCatalog),
+    Rest(RestCatalog),
+}
+
+/// The SQL catalog: the JDBC tables on one pool.
+struct SqlCatalog {
     pool: Pool,
     name: String,
     warehouse: String,
-    pub file_io: FileIO,
+}
+
+impl Catalog {
+    /// Connects (SQL: creating a missing SQLite file and the catalog tables; REST: reading
+    /// `/v1/config`).
+    pub async fn connect(
+        cfg: &CatalogConfig,
+        storage: &StorageConfig,
+    ) -> Result<Self, IcebergError> {
+        let backend = match cfg {
+            CatalogConfig::Sql(c) => Backend::Sql(SqlCatalog::connect(c).await?),
+            CatalogConfig::Rest(c) => Backend::Rest(RestCatalog::connect(c).await?),
+        };
+        Ok(Catalog {
+            backend,
+            file_io: file_io(storage)?,
+        })
+    }
+
+    /// Loads a table, `None` if the catalog has no such table.
+    pub async fn load(&self, ident: &TableIdent) -> Result<Option<LoadedTable>, IcebergError> {
+        match &self.backend {
+            Backend::Sql(c) => c.load(&self.file_io, ident).await,
+            Backend::Rest(c) => c.load(ident).await,
+        }
+    }
+
+    /// Every table of the catalog (SQL: of this catalog name).
+    pub async fn list(&self) -> Result<Vec<TableIdent>, IcebergError> {
+        match &self.backend {
+            Backend::Sql(c) => c.list().await,
+            Backend::Rest(c) => c.list().await,
+        }
+    }
+
+    /// The location of a new table; `None` when the catalog assigns it (REST).
+    pub fn table_location(&self, ident: &TableIdent) -> Option<String> {
+        match &self.backend {
+            Backend::Sql(c) => Some(c.table_location(ident)),
+            Backend::Rest(_) => None,
+        }
+    }
+
+    pub async fn create(
+        &self,
+        ident: &TableIdent,
+        creation: TableCreation,
+    ) -> Result<LoadedTable, IcebergError> {
+        match &self.backend {
+            Backend::Sql(c) => c.create(&self.file_io, ident, creation).await,
+            Backend::Rest(c) => c.create(ident, creation).await,
+        }
+    }
+
+    /// Applies `updates` to `base` atomically: `Conflict` if the table moved on since `base`
+    /// was loaded (SQL: the pointer compare-and-swap; REST: the `assert-table-uuid` and
+    /// `assert-ref-snapshot-id` requirements of `main`, a 409 from the server).
+    pub async fn commit(
+        &self,
+        base: &LoadedTable,
+        updates: Vec<TableUpdate>,
+    ) -> Result<LoadedTable, IcebergError> {
+        match &self.backend {
+            Backend::Sql(c) => c.commit(&self.file_io, base, updates).await,
+            Backend::Rest(c) => c.commit(base, updates).await,
+        }
+    }
 }
 
 /// Builds the `FileIO` for local paths and S3 URLs.
@@ -142,13 +223,8 @@ const CREATE_NAMESPACES: &str = "CREATE TABLE IF NOT EXISTS iceberg_namespace_pr
     property_key VARCHAR(255) NOT NULL, property_value VARCHAR(1000), \
     PRIMARY KEY (catalog_name, namespace, property_key))";
 
-impl Catalog {
-    /// Connects (creating a missing SQLite file and the catalog tables).
-    pub async fn connect(
-        cfg: &CatalogConfig,
-        storage: &StorageConfig,
-    ) -> Result<Self, IcebergError> {
-        let CatalogConfig::Sql(c) = cfg;
+impl SqlCatalog {
+    async fn connect(c: &SqlCatalogConfig) -> Result<Self, IcebergError> {
         let pool = if let Some(path) = c
             .uri
             .strip_prefix("sqlite://")
@@ -186,16 +262,18 @@ impl Catalog {
         execute!(&pool, CREATE_NAMESPACES)
             .io_ctx("create catalog table", "iceberg_namespace_properties")?;
         let warehouse = normalize_location(&c.warehouse);
-        Ok(Catalog {
+        Ok(SqlCatalog {
             pool,
             name: c.name.clone(),
             warehouse,
-            file_io: file_io(storage)?,
         })
     }
 
-    /// Loads a table, `None` if the catalog has no such table.
-    pub async fn load(&self, ident: &TableIdent) -> Result<Option<LoadedTable>, IcebergError> {
+    async fn load(
+        &self,
+        file_io: &FileIO,
+        ident: &TableIdent,
+    ) -> Result<Option<LoadedTable>, IcebergError> {
         let loc = fetch_string!(
             &self.pool,
             "SELECT metadata_location FROM iceberg_tables WHERE catalog_name = ? AND table_namespace = ? AND table_name = ?",
@@ -206,7 +284,7 @@ impl Catalog {
         .io_ctx("load table", &ident.to_string())?
         .flatten();
         let Some(loc) = loc else { return Ok(None) };
-        let metadata = self.read_metadata(&loc).await?;
+        let metadata = read_metadata(file_io, &loc).await?;
         Ok(Some(LoadedTable {
             ident: ident.clone(),
             metadata_location: loc,
@@ -214,20 +292,7 @@ impl Catalog {
         }))
     }
 
-    async fn read_metadata(&self, loc: &str) -> Result<TableMetadata, IcebergError> {
-        let bytes = self
-            .file_io
-            .new_input(loc)
-            .io_ctx("open metadata", loc)?
-            .read()
-            .await
-            .io_ctx("read metadata", loc)?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| IcebergError::corrupt(loc, format!("metadata JSON: {e}")))
-    }
-
-    /// Every table of this catalog name.
-    pub async fn list(&self) -> Result<Vec<TableIdent>, IcebergError> {
+    async fn list(&self) -> Result<Vec<TableIdent>, IcebergError> {
         const Q: &str = "SELECT table_namespace, table_name FROM iceberg_tables WHERE catalog_name = ? ORDER BY 1, 2";
         let rows: Vec<(String, String)> = match &self.pool {
             Pool::Sqlite(p) => {
@@ -250,14 +315,13 @@ impl Catalog {
             .collect())
     }
 
-    /// The location of a new table.
-    pub fn table_location(&self, ident: &TableIdent) -> String {
+    fn table_location(&self, ident: &TableIdent) -> String {
         format!("{}/{}.db/{}", self.warehouse, ident.namespace, ident.name)
     }
 
-    /// Creates a table (and its namespace); loads it if another writer created it first.
-    pub async fn create(
+    async fn create(
         &self,
+        file_io: &FileIO,
         ident: &TableIdent,
         creation: TableCreation,
     ) -> Result<LoadedTable, IcebergError> {
@@ -279,7 +343,7 @@ impl Catalog {
             metadata.location(),
             uuid::Uuid::new_v4()
         );
-        self.write_metadata(&loc, &metadata).await?;
+        write_metadata(file_io, &loc, &metadata).await?;
         let inserted = execute!(
             &self.pool,
             "INSERT INTO iceberg_tables (catalog_name, table_namespace, table_name, metadata_location, previous_metadata_location, iceberg_type) VALUES (?, ?, ?, ?, NULL, 'TABLE') ON CONFLICT DO NOTHING",
@@ -296,31 +360,17 @@ impl Catalog {
                 metadata,
             });
         }
-        let _ = self.file_io.delete(&loc).await;
-        self.load(ident)
+        let _ = file_io.delete(&loc).await;
+        self.load(file_io, ident)
             .await?
             .ok_or_else(|| IcebergError::corrupt(ident.to_string(), "vanished while being created"))
     }
 
-    async fn write_metadata(
-        &self,
-        loc: &str,
-        metadata: &TableMetadata,
-    ) -> Result<(), IcebergError> {
-        let json = serde_json::to_vec(metadata)
-            .map_err(|e| IcebergError::corrupt(loc, format!("metadata JSON: {e}")))?;
-        self.file_io
-            .new_output(loc)
-            .io_ctx("create metadata", loc)?
-            .write(json.into())
-            .await
-            .io_ctx("write metadata", loc)
-    }
-
     /// Applies `updates` to `base` and swaps the catalog pointer; `Conflict` if the table
     /// moved on since `base` was loaded.
-    pub async fn commit(
+    async fn commit(
         &self,
+        file_io: &FileIO,
         base: &LoadedTable,
         updates: Vec<TableUpdate>,
     ) -> Result<LoadedTable, IcebergError> {
@@ -339,7 +389,7 @@ impl Catalog {
             .map_err(|e| IcebergError::corrupt(&table, format!("metadata: {e}")))?
             .metadata;
         let loc = next_metadata_location(&base.metadata_location, metadata.location());
-        self.write_metadata(&loc, &metadata).await?;
+        write_metadata(file_io, &loc, &metadata).await?;
         let swapped = execute!(
             &self.pool,
             "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? AND metadata_location = ?",
@@ -357,7 +407,7 @@ impl Catalog {
                 metadata,
             }),
             Ok(_) => {
-                let _ = self.file_io.delete(&loc).await;
+                let _ = file_io.delete(&loc).await;
                 Err(IcebergError::Conflict {
                     table,
                     expected: base.metadata_location.clone(),
@@ -368,6 +418,32 @@ impl Catalog {
             Err(e) => Err(IcebergError::io("swap metadata pointer", table, e)),
         }
     }
+}
+
+async fn read_metadata(file_io: &FileIO, loc: &str) -> Result<TableMetadata, IcebergError> {
+    let bytes = file_io
+        .new_input(loc)
+        .io_ctx("open metadata", loc)?
+        .read()
+        .await
+        .io_ctx("read metadata", loc)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| IcebergError::corrupt(loc, format!("metadata JSON: {e}")))
+}
+
+async fn write_metadata(
+    file_io: &FileIO,
+    loc: &str,
+    metadata: &TableMetadata,
+) -> Result<(), IcebergError> {
+    let json = serde_json::to_vec(metadata)
+        .map_err(|e| IcebergError::corrupt(loc, format!("metadata JSON: {e}")))?;
+    file_io
+        .new_output(loc)
+        .io_ctx("create metadata", loc)?
+        .write(json.into())
+        .await
+        .io_ctx("write metadata", loc)
 }
 
 fn redact(uri: &str) -> String {

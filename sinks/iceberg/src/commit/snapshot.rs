@@ -8,7 +8,8 @@
 //! deletes   ──┼─► new manifests ──► manifest list ──► Snapshot{summary: tidemark.position}
 //! removed   ──┘   (ADDED / DELETED)     └─ or rewritten ones (truncate, compaction)
 //!                                              │
-//!                  AddSchema? + AddSnapshot + SetSnapshotRef(main) ──► Catalog::commit (CAS)
+//!                  AddSchema? + AddSnapshot + SetSnapshotRef(main) ──► Catalog::commit
+//!                                                   (SQL compare-and-swap, or REST commit)
 //! ```
 //!
 //! # Traps
@@ -281,8 +282,12 @@ pub async fn commit(
         .with_schema_id(schema.schema_id())
         .build();
     let mut updates = Vec::new();
-    if let Some(s) = changes.new_schema {
-        updates.push(TableUpdate::AddSchema { schema: s });
+    if changes.new_schema.is_some() {
+        // With the id it will get: a REST server (pyiceberg's metadata update) keeps the
+        // schema's own id, iceberg-rust's builder assigns the same one.
+        updates.push(TableUpdate::AddSchema {
+            schema: schema.as_ref().clone(),
+        });
         updates.push(TableUpdate::SetCurrentSchema { schema_id: -1 });
     }
     updates.push(TableUpdate::AddSnapshot { snapshot });
