@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type};
 use arrow_array::Array;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
 use crate::iceberg_support::{self as ice, Lake};
-use crate::mysql_support::{mysql_enabled, pipeline, sql, MyDb, MySpec};
+use crate::mysql_support::{mysql_enabled, pipeline, random_txn, sql, MyDb, MySpec};
 
 /// `id|v|n` lines of the MariaDB table, sorted by id.
 fn mariadb_rows(db: &str) -> Vec<String> {
@@ -81,39 +81,6 @@ async fn wait_equal(p: &mut crate::support::Pipeline, lake: &Lake, db: &str) {
         );
         std::thread::sleep(Duration::from_millis(700));
     }
-}
-
-fn random_txn(rng: &mut rand::rngs::StdRng, next: &mut i64) -> String {
-    let mut s = String::from("BEGIN;");
-    for _ in 0..rng.gen_range(1..4) {
-        match rng.gen_range(0..100) {
-            0..=39 => {
-                let n = rng.gen_range(1..50);
-                let rows: Vec<String> = (*next..*next + n)
-                    .map(|i| {
-                        format!(
-                            "({i}, MD5(RAND()), FLOOR(RAND() * 1e6), RAND() * 1000, CURDATE(), NOW(6))"
-                        )
-                    })
-                    .collect();
-                s += &format!("INSERT INTO t VALUES {};", rows.join(","));
-                *next += n;
-            }
-            40..=64 => {
-                let (k, r) = (rng.gen_range(2..7), rng.gen_range(0..2));
-                s += &format!("UPDATE t SET v = MD5(RAND()), n = NULL WHERE id % {k} = {r};");
-            }
-            65..=74 => {
-                // Primary key change.
-                let off = rng.gen_range(1_000_000..2_000_000);
-                s += &format!(
-                    "UPDATE t SET id = id + {off} WHERE id < 1000000 ORDER BY RAND() LIMIT 3;"
-                );
-            }
-            _ => s += "DELETE FROM t ORDER BY RAND() LIMIT 10;",
-        }
-    }
-    s + "COMMIT;"
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,6 +5,8 @@
 
 #[cfg(feature = "delta")]
 mod delta_crash;
+#[cfg(all(feature = "delta", feature = "mysql"))]
+mod delta_mysql;
 #[cfg(feature = "delta")]
 mod delta_sink;
 #[cfg(feature = "delta")]

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use rand::Rng;
 use std::process::Command;
 
 use super::support::{suffix, Pipeline, PipelineSpec};
@@ -222,4 +223,40 @@ listen = "127.0.0.1:{metrics_port}"
 /// The `payload` of a line written with or without the schema envelope.
 pub fn payload(v: &serde_json::Value) -> &serde_json::Value {
     v.get("value").map_or(v, |x| x.get("payload").unwrap_or(x))
+}
+
+/// One random transaction on table `t (id INT PRIMARY KEY, v VARCHAR, n BIGINT, amount
+/// DECIMAL(12,3), d DATE, ts DATETIME(6))`: inserts of new ids from `next`, updates, primary-key
+/// changes and deletes.
+pub fn random_txn(rng: &mut rand::rngs::StdRng, next: &mut i64) -> String {
+    let mut s = String::from("BEGIN;");
+    for _ in 0..rng.gen_range(1..4) {
+        match rng.gen_range(0..100) {
+            0..=39 => {
+                let n = rng.gen_range(1..50);
+                let rows: Vec<String> = (*next..*next + n)
+                    .map(|i| {
+                        format!(
+                            "({i}, MD5(RAND()), FLOOR(RAND() * 1e6), RAND() * 1000, CURDATE(), NOW(6))"
+                        )
+                    })
+                    .collect();
+                s += &format!("INSERT INTO t VALUES {};", rows.join(","));
+                *next += n;
+            }
+            40..=64 => {
+                let (k, r) = (rng.gen_range(2..7), rng.gen_range(0..2));
+                s += &format!("UPDATE t SET v = MD5(RAND()), n = NULL WHERE id % {k} = {r};");
+            }
+            65..=74 => {
+                // Primary key change.
+                let off = rng.gen_range(1_000_000..2_000_000);
+                s += &format!(
+                    "UPDATE t SET id = id + {off} WHERE id < 1000000 ORDER BY RAND() LIMIT 3;"
+                );
+            }
+            _ => s += "DELETE FROM t ORDER BY RAND() LIMIT 10;",
+        }
+    }
+    s + "COMMIT;"
 }
