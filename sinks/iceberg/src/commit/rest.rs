@@ -885,4 +885,138 @@ mod tests {
             ("x", Some(3600))
         );
     }
+
+    /// A one-connection-per-request HTTP/1.1 fake: answers from `reply(method path, auth,
+    /// body)` and records every request as `"METHOD path auth body"`.
+    async fn fake_server(
+        reply: impl Fn(&str, &str, &str) -> (u16, String) + Send + Sync + 'static,
+    ) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = log.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let (head, body) = loop {
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break (String::new(), String::new());
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if rest.len() >= len {
+                            break (head.to_string(), rest[..len].to_string());
+                        }
+                    }
+                };
+                let mut lines = head.lines();
+                let request = lines
+                    .next()
+                    .unwrap_or("")
+                    .rsplit_once(' ')
+                    .map_or("", |(a, _)| a)
+                    .to_string();
+                let auth = lines
+                    .find_map(|l| {
+                        l.strip_prefix("authorization: ")
+                            .or(l.strip_prefix("Authorization: "))
+                    })
+                    .unwrap_or("-")
+                    .to_string();
+                seen.lock()
+                    .expect("log")
+                    .push(format!("{request} {auth} {body}").trim().to_string());
+                let (status, text) = reply(&request, &auth, &body);
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+            }
+        });
+        (format!("http://{addr}"), log)
+    }
+
+    #[tokio::test]
+    async fn oauth2_client_credentials_are_exchanged_and_renewed_after_a_401() {
+        let loads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let tokens = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (l, t) = (loads.clone(), tokens.clone());
+        let (uri, log) = fake_server(move |req, auth, _body| {
+            use std::sync::atomic::Ordering::SeqCst;
+            match req {
+                "POST /v1/oauth/tokens" => {
+                    let n = t.fetch_add(1, SeqCst) + 1;
+                    (
+                        200,
+                        format!(
+                            r#"{{"access_token":"tok{n}","token_type":"bearer","expires_in":3600}}"#
+                        ),
+                    )
+                }
+                "GET /v1/config?warehouse=w%201" => {
+                    (200, r#"{"defaults":{},"overrides":{"prefix":"p"}}"#.into())
+                }
+                "GET /v1/p/namespaces/a%1Fb/tables/t" if l.fetch_add(1, SeqCst) == 0 => (
+                    401,
+                    r#"{"error":{"message":"expired","type":"NotAuthorizedException","code":401}}"#
+                        .into(),
+                ),
+                "GET /v1/p/namespaces/a%1Fb/tables/t" if auth == "Bearer tok2" => (
+                    404,
+                    r#"{"error":{"message":"no table","type":"NoSuchTableException","code":404}}"#
+                        .into(),
+                ),
+                _ => (500, "unexpected".into()),
+            }
+        })
+        .await;
+        std::env::set_var("TIDEMARK_TEST_REST_CREDENTIAL", "id:s:cret");
+        let cfg = RestCatalogConfig {
+            uri,
+            warehouse: Some("w 1".into()),
+            prefix: Some("ignored-by-override".into()),
+            token: None,
+            credential: Some(crate::config::Secret::Env(
+                "TIDEMARK_TEST_REST_CREDENTIAL".into(),
+            )),
+            oauth2_server_uri: None,
+            scope: "catalog".into(),
+            timeout: Duration::from_secs(5),
+        };
+        let c = RestCatalog::connect(&cfg).await.expect("connect");
+        let t = c
+            .load(&TableIdent {
+                namespace: "a.b".into(),
+                name: "t".into(),
+            })
+            .await
+            .expect("load");
+        assert!(t.is_none());
+        let log = log.lock().expect("log").clone();
+        assert_eq!(
+            log,
+            [
+                "POST /v1/oauth/tokens - grant_type=client_credentials&client_id=id&client_secret=s%3Acret&scope=catalog",
+                "GET /v1/config?warehouse=w%201 Bearer tok1",
+                "GET /v1/p/namespaces/a%1Fb/tables/t Bearer tok1",
+                "POST /v1/oauth/tokens - grant_type=client_credentials&client_id=id&client_secret=s%3Acret&scope=catalog",
+                "GET /v1/p/namespaces/a%1Fb/tables/t Bearer tok2",
+            ]
+        );
+    }
 }
