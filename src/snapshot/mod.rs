@@ -253,14 +253,25 @@ pub fn status_lines(s: &ledger::SnapshotCheckpoint) -> String {
         }
     );
     for t in &s.tables {
+        let at = match s.kind {
+            // Incremental: chunks follow the last durable key.
+            ledger::SnapshotKind::Incremental => match (&t.last_key, t.complete) {
+                (_, true) => "done".to_string(),
+                (Some(k), false) => format!("after key {}", k.join(", ")),
+                (None, false) => "from the start".to_string(),
+            },
+            ledger::SnapshotKind::Initial => format!(
+                "ranges {}/{}{}",
+                t.done.len(),
+                t.ranges(),
+                if t.complete { ", done" } else { "" }
+            ),
+        };
         out.push_str(&format!(
-            "  {}: {} of ~{} rows durable, ranges {}/{}{}\n",
+            "  {}: {} of ~{} rows durable, {at}\n",
             t.table,
             t.rows,
             t.estimate.max(t.rows),
-            t.done.len(),
-            t.ranges(),
-            if t.complete { ", done" } else { "" }
         ));
     }
     out

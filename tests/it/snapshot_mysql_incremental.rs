@@ -311,6 +311,12 @@ fn snapshot_mysql_incremental_kill9_resumes_after_last_chunk() {
         "the kill must land mid-snapshot: {cp}"
     );
     let durable = last_key(&p, 0).expect("last key");
+    let status = status_text(&p);
+    assert!(
+        status.contains("snapshot (incremental")
+            && status.contains(&format!("after key {durable}")),
+        "{status}"
+    );
     let first_run = output(&p);
     sql(
         &db.name,
