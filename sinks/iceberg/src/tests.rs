@@ -113,6 +113,33 @@ async fn mirror_applies_upserts_deletes_rekeys_truncates_and_toast() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn unchanged_toast_resolves_across_transactions_of_one_commit() {
+    // Several source transactions before one commit (the Kafka source's batches, or a commit
+    // interval): an update whose TOAST column is unchanged takes the value of the row an
+    // earlier transaction of the same commit wrote, still in an open data file.
+    let dir = Dir::new();
+    let mut sink = IcebergSink::new(dir.config(Mode::Mirror)).await.unwrap();
+    let mut w = Workload::new(TableId::new("public", "t"));
+    let t1 = w.txn(&[Insert(1), Insert(2)]);
+    let lsn1 = w.lsn;
+    let t2 = w.txn(&[Update(1, true)]);
+    let t3 = w.txn(&[Rekey(2, 20), Update(20, true), Update(1, true)]);
+    let lsn3 = w.lsn;
+    for t in [t1, t2, t3.clone()] {
+        sink.write(t).await.unwrap();
+    }
+    assert_eq!(sink.flush().await.unwrap(), Some(t3.end));
+    let got = table_state(&rows(&sink, "t").await);
+    let want: BTreeMap<i64, Option<String>> = [
+        (1, Some(Workload::b(1, lsn1))),
+        (20, Some(Workload::b(20, lsn3))),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(got, want);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn restart_skips_what_the_table_has_and_rebuilds_the_index() {
     let dir = Dir::new();
     let mut w = Workload::new(TableId::new("public", "t"));
