@@ -214,8 +214,7 @@ fn payload_of(r: &tidemark::diff::Record) -> &Value {
 /// point while other tests write to the same server); `source.snapshot` is `first`, `true`,
 /// `last_in_data_collection`, `first_in_data_collection` and `last` at the same records. The
 /// insert streamed after the snapshot (`source.snapshot = "false"`) equals Debezium's whole.
-/// Differences (docs/debezium-compatibility.md, MySQL / MariaDB, snapshot): YEAR `0000` and
-/// Tidemark's empty `source.file` in snapshot records.
+/// Difference (docs/debezium-compatibility.md, MySQL / MariaDB, snapshot): YEAR `0000`.
 #[test]
 fn mysql_snapshot_initial_matches_real_debezium_mariadb_connector() {
     if !mysql_enabled("mysql_snapshot_initial_matches_real_debezium_mariadb_connector") {
@@ -305,20 +304,15 @@ fn mysql_snapshot_initial_matches_real_debezium_mariadb_connector() {
         );
         assert_eq!(source_values(rs, "row"), ["0"], "{who}");
     }
-    // source.file: Debezium gives the snapshot's binlog file; Tidemark's snapshot records carry
-    // none yet (the documented gap). Once they do, it must be Debezium's.
+    // source.file: the snapshot's binlog file, on both sides.
     let dbz_file = source_values(&expected, "file");
     assert_eq!(dbz_file.len(), 1, "{dbz_file:?}");
     assert!(dbz_file[0].contains("-bin."), "{dbz_file:?}");
-    let our_file = source_values(&actual, "file");
-    if our_file == ["\"\""] {
-        eprintln!(
-            "known difference: Tidemark's snapshot records have source.file \"\", Debezium's {}",
-            dbz_file[0]
-        );
-    } else {
-        assert_eq!(our_file, dbz_file, "source.file of the snapshot records");
-    }
+    assert_eq!(
+        source_values(&actual, "file"),
+        dbz_file,
+        "source.file of the snapshot records"
+    );
     // YEAR 0000: Debezium's snapshot reads it through JDBC as 1, its streaming gives 1900; Tidemark's
     // snapshot gives the streaming value (documented). Checked, then left out of the diff.
     let year3 = |rs: &mut [Record]| -> Value {

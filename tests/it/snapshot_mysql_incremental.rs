@@ -247,6 +247,18 @@ fn snapshot_mysql_incremental_while_streaming() {
         !text.contains("tm_signal") && !text.contains("snapshot-window-"),
         "signal or watermark rows reached the sink"
     );
+    // The chunks' `source` block names the binlog file of their watermark, as streamed rows do.
+    let reads_without_file = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| super::mysql_support::payload(v)["op"] == "r")
+        .filter(|v| {
+            !super::mysql_support::payload(v)["source"]["file"]
+                .as_str()
+                .is_some_and(|f| f.contains("-bin."))
+        })
+        .count();
+    assert_eq!(reads_without_file, 0, "op r rows without source.file");
     let state = replay_file(&p.out, "t");
     assert_eq!(
         state.marks.keys().collect::<Vec<_>>(),

@@ -746,6 +746,7 @@ impl Prepared {
                 max_bytes,
                 placeholder: MysqlPosition::snapshot(file_no, pos, 0).into(),
                 commit_ts_us: Some(crate::checkpoint::now_ms() * 1000),
+                file: file.clone().into(),
             };
             handles.push(tokio::spawn(reader.run(conn)));
         }
@@ -785,6 +786,8 @@ struct Reader {
     max_bytes: usize,
     placeholder: Position,
     commit_ts_us: Option<i64>,
+    /// The consistent point's binlog file: `source.file` of every snapshot row, as Debezium.
+    file: Arc<str>,
 }
 
 impl Reader {
@@ -867,6 +870,14 @@ impl Reader {
     }
 
     async fn piece(&self, table: usize, batch: tidemark_model::ChangeBatch) -> R<()> {
+        // The binlog file, on the batch's Arrow schema as the binlog decoder puts it on its
+        // batches (`tidemark_binlog::meta::FILE`): the Debezium encoder's `source.file`.
+        let mut md = batch.batch.schema().metadata().clone();
+        md.insert(tidemark_binlog::meta::FILE.into(), self.file.to_string());
+        let schema = Arc::new(batch.batch.schema().as_ref().clone().with_metadata(md));
+        let rb = arrow_array::RecordBatch::try_new(schema, batch.batch.columns().to_vec())
+            .map_err(|e| SnapshotError::Setup(format!("snapshot batch metadata: {e}")))?;
+        let batch = tidemark_model::ChangeBatch::try_new(batch.schema, rb)?;
         self.send(ReaderMsg::Piece { table, batch }).await
     }
 

@@ -186,11 +186,14 @@ impl Incremental {
         }
         self.poll().await?;
         let mut close: Option<Position> = None;
+        // The binlog file and server of the watermark's event: the chunk's `source` block.
+        let mut signal_meta: Option<std::collections::HashMap<String, String>> = None;
         let items = std::mem::take(&mut txn.items);
         txn.items.reserve(items.len());
         for item in items {
             match item {
                 TxnItem::Rows(b) if b.schema.table == self.signal => {
+                    signal_meta = Some(b.batch.schema().metadata().clone());
                     for row in 0..b.num_rows() {
                         if let Some(at) = self.signal_row(&b, row) {
                             close = Some(at);
@@ -206,6 +209,10 @@ impl Incremental {
         }
         if let Some(at) = close {
             if let Some(chunk) = self.close_window(at, txn.end).await? {
+                let chunk = match signal_meta {
+                    Some(md) => with_source_meta(chunk, &md)?,
+                    None => chunk,
+                };
                 txn.items.push(TxnItem::Rows(chunk));
                 txn.snapshot = Some(SnapshotMark {
                     incremental: true,
@@ -652,4 +659,25 @@ impl MysqlSource {
             None => Ok(()),
         }
     }
+}
+
+/// `chunk` with the binlog file and server id of the stream batch metadata `md` (the keys the
+/// binlog decoder sets; the Debezium encoder's `source.file` / `source.server_id`).
+fn with_source_meta(
+    chunk: ChangeBatch,
+    md: &std::collections::HashMap<String, String>,
+) -> R<ChangeBatch> {
+    let mut out = chunk.batch.schema().metadata().clone();
+    for key in [
+        tidemark_binlog::meta::FILE,
+        tidemark_binlog::meta::SERVER_ID,
+    ] {
+        if let Some(v) = md.get(key) {
+            out.insert(key.to_owned(), v.clone());
+        }
+    }
+    let schema = Arc::new(chunk.batch.schema().as_ref().clone().with_metadata(out));
+    let rb = arrow_array::RecordBatch::try_new(schema, chunk.batch.columns().to_vec())
+        .map_err(|e| SnapshotError::Setup(format!("incremental chunk metadata: {e}")))?;
+    Ok(ChangeBatch::try_new(chunk.schema, rb)?)
 }
