@@ -8,55 +8,22 @@
 //! quiescent `initial_only` snapshot of the final table, and the count with `SELECT`.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use super::mysql_support::{
     mysql_enabled, payload, pipeline as my_pipeline, port, sql, MyDb, MySpec, MyUser,
 };
-use super::snapshot_support::{assert_same_state, replay, replay_file, Replay};
+use super::snapshot_support::{
+    assert_same_state, output, replay, replay_file, wait_for, wait_mysql_marker, Replay,
+};
 use super::support::Pipeline;
 
 fn pipeline(db: &str, snapshot: &str) -> Pipeline {
     let mut spec = MySpec::new(db);
     spec.pipeline_extra = format!("max_queue_bytes = 33554432\n\n[snapshot]\n{snapshot}\n");
     my_pipeline(spec)
-}
-
-fn wait_for(
-    what: &str,
-    p: &mut Pipeline,
-    timeout: Duration,
-    mut done: impl FnMut(&Pipeline) -> bool,
-) {
-    let deadline = Instant::now() + timeout;
-    while !done(p) {
-        if let Some(status) = p.try_wait() {
-            panic!(
-                "tidemark exited ({status}) while waiting for {what}:\n{}",
-                p.log_text()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}:\n{}",
-            p.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn output(p: &Pipeline) -> String {
-    std::fs::read_to_string(&p.out).unwrap_or_default()
-}
-
-/// Inserts a marker row and waits for it in the output (everything before it is in).
-fn wait_marker(p: &mut Pipeline, db: &str, timeout: Duration) {
-    sql(db, "CREATE TABLE IF NOT EXISTS zz_marker (id INT PRIMARY KEY); INSERT INTO zz_marker VALUES (1)");
-    wait_for("the end marker", p, timeout, |p| {
-        output(p).contains(".zz_marker\"")
-    });
 }
 
 /// The quiescent state of `table`: an `initial_only` snapshot of it, replayed.
@@ -110,7 +77,7 @@ fn snapshot_mysql_modes_marks_and_restart() {
         &db.name,
         "INSERT INTO a VALUES (4,'new'); UPDATE a SET v = 'y2' WHERE id = 2",
     );
-    wait_marker(&mut p, &db.name, Duration::from_secs(60));
+    wait_mysql_marker(&mut p, &db.name, Duration::from_secs(60));
     let log = p.log_text();
     assert!(
         log.contains("lock-free"),
@@ -212,7 +179,7 @@ fn snapshot_mysql_values_equal_the_binlog_for_every_type() {
         &db.name,
         "INSERT INTO all_types (id, bn, c) VALUES (10, x'0100', 'pad ')",
     );
-    wait_marker(&mut stream, &db.name, Duration::from_secs(60));
+    wait_mysql_marker(&mut stream, &db.name, Duration::from_secs(60));
     stream.stop();
     let streamed = replay(&output(&stream), "all_types");
     let mut snap = pipeline(&db.name, "mode = \"initial_only\"");
@@ -333,7 +300,7 @@ fn snapshot_mysql_million_rows_with_concurrent_workload() {
                 .is_some_and(|c| c["snapshot"]["complete"] == true)
         },
     );
-    wait_marker(&mut p, &db.name, Duration::from_secs(300));
+    wait_mysql_marker(&mut p, &db.name, Duration::from_secs(300));
     let rss = p.current_peak_rss_kib().unwrap_or(0);
     p.stop();
     let log = p.log_text();
@@ -438,7 +405,7 @@ fn snapshot_mysql_kill9_resumes_from_last_range() {
                 .is_some_and(|c| c["snapshot"]["complete"] == true)
         },
     );
-    wait_marker(&mut p, &db.name, Duration::from_secs(60));
+    wait_mysql_marker(&mut p, &db.name, Duration::from_secs(60));
     p.stop();
     let log = p.log_text();
     assert!(

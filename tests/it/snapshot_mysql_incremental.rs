@@ -15,7 +15,9 @@ use serde_json::Value;
 use super::mysql_support::{
     mysql_enabled, pipeline as my_pipeline, port, sql, MyDb, MySpec, MyUser,
 };
-use super::snapshot_support::{assert_same_state, replay, replay_file, Replay};
+use super::snapshot_support::{
+    assert_same_state, output, replay, replay_file, wait_for, wait_mysql_marker, Replay,
+};
 use super::support::{Pipeline, TIDEMARK};
 
 /// A MySQL pipeline on `db` with `[snapshot]` settings and the signal table in `db`.
@@ -25,41 +27,6 @@ fn pipeline(db: &str, snapshot: &str) -> Pipeline {
         "max_queue_bytes = 33554432\n\n[snapshot]\nsignal_table = \"{db}.tm_signal\"\n{snapshot}\n"
     );
     my_pipeline(spec)
-}
-
-fn wait_for(
-    what: &str,
-    p: &mut Pipeline,
-    timeout: Duration,
-    mut done: impl FnMut(&Pipeline) -> bool,
-) {
-    let deadline = Instant::now() + timeout;
-    while !done(p) {
-        if let Some(status) = p.try_wait() {
-            panic!(
-                "tidemark exited ({status}) while waiting for {what}:\n{}",
-                p.log_text()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}:\n{}",
-            p.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn output(p: &Pipeline) -> String {
-    std::fs::read_to_string(&p.out).unwrap_or_default()
-}
-
-/// Inserts a marker row and waits for it in the output (everything before it is in).
-fn wait_marker(p: &mut Pipeline, db: &str, timeout: Duration) {
-    sql(db, "CREATE TABLE IF NOT EXISTS zz_marker (id INT PRIMARY KEY); INSERT INTO zz_marker VALUES (1)");
-    wait_for("the end marker", p, timeout, |p| {
-        output(p).contains(".zz_marker\"")
-    });
 }
 
 /// The quiescent state of `table`: an `initial_only` snapshot of it, replayed.
@@ -235,7 +202,7 @@ fn snapshot_mysql_incremental_while_streaming() {
             && metrics.contains("tidemark_snapshot_chunks_total{"),
         "{metrics}"
     );
-    wait_marker(&mut p, &db.name, Duration::from_secs(60));
+    wait_mysql_marker(&mut p, &db.name, Duration::from_secs(60));
     p.stop();
     let log = p.log_text();
     assert!(
@@ -342,7 +309,7 @@ fn snapshot_mysql_incremental_kill9_resumes_after_last_chunk() {
         Duration::from_secs(120),
         |p| table_complete(p, &table),
     );
-    wait_marker(&mut p, &db.name, Duration::from_secs(60));
+    wait_mysql_marker(&mut p, &db.name, Duration::from_secs(60));
     p.stop();
     let log = p.log_text();
     assert!(log.contains("resuming the incremental snapshot"), "{log}");
@@ -436,7 +403,7 @@ fn snapshot_mysql_no_reload_falls_back_to_incremental() {
         },
     );
     assert!(workload.wait().expect("workload").success());
-    wait_marker(&mut p, &db.name, Duration::from_secs(60));
+    wait_mysql_marker(&mut p, &db.name, Duration::from_secs(60));
     p.stop();
     let log = p.log_text();
     assert!(

@@ -8,9 +8,9 @@
 //! and the key set and count with `SELECT` directly.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::snapshot_support::{assert_same_state, replay, replay_file, Replay};
+use super::snapshot_support::{assert_same_state, output, replay, replay_file, wait_for, Replay};
 use super::support::{pg_enabled, psql, Pipeline, PipelineSpec, TestDb};
 
 /// A pipeline with snapshot settings and a compact JSON output (no schemas).
@@ -20,33 +20,6 @@ fn pipeline(db: &str, tables: &[&str], snapshot: &str) -> Pipeline {
     // `[snapshot]` follows `[pipeline]` in the generated TOML; keep the source keys in order.
     spec.sink_extra = String::new();
     Pipeline::new(spec)
-}
-
-fn wait_for(
-    what: &str,
-    p: &mut Pipeline,
-    timeout: Duration,
-    mut done: impl FnMut(&Pipeline) -> bool,
-) {
-    let deadline = Instant::now() + timeout;
-    while !done(p) {
-        if let Some(status) = p.try_wait() {
-            panic!(
-                "tidemark exited ({status}) while waiting for {what}:\n{}",
-                p.log_text()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}:\n{}",
-            p.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn output(p: &Pipeline) -> String {
-    std::fs::read_to_string(&p.out).unwrap_or_default()
 }
 
 /// Waits for the logical decoding message `done` in the output (everything before it is in).

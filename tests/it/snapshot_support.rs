@@ -2,8 +2,11 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use super::support::Pipeline;
 
 /// The payload of an output line's value (with or without `schemas_enable`).
 pub fn payload(line: &Value) -> Option<&Value> {
@@ -117,4 +120,46 @@ pub fn assert_same_state(what: &str, expected: &Replay, actual: &Replay) {
         e.len(),
         a.len()
     );
+}
+
+/// Waits until `done(p)`, failing with the log when the engine exits or `timeout` passes.
+pub fn wait_for(
+    what: &str,
+    p: &mut Pipeline,
+    timeout: Duration,
+    mut done: impl FnMut(&Pipeline) -> bool,
+) {
+    let deadline = Instant::now() + timeout;
+    while !done(p) {
+        if let Some(status) = p.try_wait() {
+            panic!(
+                "tidemark exited ({status}) while waiting for {what}:\n{}",
+                p.log_text()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}:\n{}",
+            p.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The pipeline's JSON-lines output so far.
+pub fn output(p: &Pipeline) -> String {
+    std::fs::read_to_string(&p.out).unwrap_or_default()
+}
+
+/// MySQL/MariaDB: inserts a marker row and waits for it in the output (everything before it
+/// is in).
+#[cfg(feature = "mysql")]
+pub fn wait_mysql_marker(p: &mut Pipeline, db: &str, timeout: Duration) {
+    super::mysql_support::sql(
+        db,
+        "CREATE TABLE IF NOT EXISTS zz_marker (id INT PRIMARY KEY); INSERT INTO zz_marker VALUES (1)",
+    );
+    wait_for("the end marker", p, timeout, |p| {
+        output(p).contains(".zz_marker\"")
+    });
 }

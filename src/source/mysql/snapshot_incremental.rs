@@ -210,7 +210,7 @@ impl Incremental {
         if let Some(at) = close {
             if let Some(chunk) = self.close_window(at, txn.end).await? {
                 let chunk = match signal_meta {
-                    Some(md) => with_source_meta(chunk, &md)?,
+                    Some(md) => with_source_meta(chunk, &md).map_err(SnapshotError::Setup)?,
                     None => chunk,
                 };
                 txn.items.push(TxnItem::Rows(chunk));
@@ -666,7 +666,7 @@ impl MysqlSource {
 fn with_source_meta(
     chunk: ChangeBatch,
     md: &std::collections::HashMap<String, String>,
-) -> R<ChangeBatch> {
+) -> Result<ChangeBatch, String> {
     let mut out = chunk.batch.schema().metadata().clone();
     for key in [
         tidemark_binlog::meta::FILE,
@@ -678,6 +678,6 @@ fn with_source_meta(
     }
     let schema = Arc::new(chunk.batch.schema().as_ref().clone().with_metadata(out));
     let rb = arrow_array::RecordBatch::try_new(schema, chunk.batch.columns().to_vec())
-        .map_err(|e| SnapshotError::Setup(format!("incremental chunk metadata: {e}")))?;
-    Ok(ChangeBatch::try_new(chunk.schema, rb)?)
+        .map_err(|e| format!("incremental chunk metadata: {e}"))?;
+    ChangeBatch::try_new(chunk.schema, rb).map_err(|e| format!("incremental chunk: {e}"))
 }

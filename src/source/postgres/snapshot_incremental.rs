@@ -28,8 +28,6 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
-use arrow_array::Array;
-
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tidemark_model::{
@@ -49,6 +47,7 @@ use crate::metrics::Metrics;
 use crate::snapshot::ledger::{
     Completion, LedgerHandle, SnapshotCheckpoint, SnapshotKind, TableProgress,
 };
+use crate::snapshot::window::{row_key, take_rows};
 use crate::snapshot::SnapshotConfig;
 
 /// Prefix of the logical decoding messages that trigger a snapshot.
@@ -514,37 +513,6 @@ impl ChunkJob {
 /// A chunk shorter than asked is the table's last.
 fn batch_is_full(batch: &Option<ChangeBatch>, rows: usize) -> bool {
     batch.as_ref().is_some_and(|b| b.num_rows() >= rows)
-}
-
-/// The key of `row` in `image` as comparable bytes (`None` when the image is null).
-pub fn row_key(b: &ChangeBatch, image: Image, row: usize, key_cols: &[usize]) -> Option<Vec<u8>> {
-    let img = b.image(image);
-    if !img.is_valid(row) || key_cols.is_empty() {
-        return None;
-    }
-    let mut out = Vec::new();
-    for &c in key_cols {
-        let col = img.column(c);
-        // The Debug form of a one-value slice is the same for equal values of one type.
-        out.extend_from_slice(format!("{:?}", col.slice(row, 1)).as_bytes());
-        out.push(0);
-    }
-    Some(out)
-}
-
-/// The rows of `b` where `keep` is true.
-fn take_rows(b: &ChangeBatch, keep: Vec<bool>) -> Result<ChangeBatch, tidemark_model::ModelError> {
-    if keep.iter().all(|k| *k) {
-        return Ok(b.clone());
-    }
-    let mask = arrow_array::BooleanArray::from(keep);
-    let rb = arrow_select::filter::filter_record_batch(&b.batch, &mask).map_err(|e| {
-        tidemark_model::ModelError::InvalidBatch {
-            table: b.schema.table.clone(),
-            reason: e.to_string(),
-        }
-    })?;
-    ChangeBatch::try_new(b.schema.clone(), rb)
 }
 
 /// Tables named in a signal that exist as `schema.table`.
