@@ -403,13 +403,38 @@ async fn iceberg_rest_catalog_mirror_matches_source_and_resumes_exactly_once() {
         assert_eq!(r["equal"], true, "{reader} after compaction: {r}");
     }
 
-    // A restart after maintenance resumes from the recorded position: nothing twice.
+    // A restart after maintenance resumes from the recorded position: nothing twice. Now with
+    // automatic maintenance every 2 commits: lakana-server refuses the expiry after each
+    // compaction (403), which must not stop the pipeline.
+    let toml = std::fs::read_to_string(&p.config).expect("config");
+    let toml = toml.replace(
+        "commit = { max_rows = 400, interval = \"200ms\" }",
+        "commit = { max_rows = 400, interval = \"200ms\" }\nmaintenance = { compact_every_snapshots = 2, max_snapshot_age = \"1ms\", keep_snapshots = 1 }",
+    );
+    assert!(toml.contains("compact_every_snapshots"), "{toml}");
+    std::fs::write(&p.config, toml).expect("write config");
     p.start();
     for _ in 0..3 {
         psql(&db.name, &random_txn(&mut rng, &mut next_id, 5));
+        std::thread::sleep(Duration::from_millis(500));
     }
     let r = wait_equal(&mut p, &server, &db.name, Duration::from_secs(90));
     assert_eq!(r["duplicates"], 0, "{r}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !p
+        .log_text()
+        .contains("snapshot expiry refused by the catalog")
+    {
+        assert!(
+            Instant::now() < deadline && p.try_wait().is_none(),
+            "no automatic compaction with a refused expiry:\n{}",
+            ice::tail(&p.log_text(), 40)
+        );
+        psql(&db.name, &random_txn(&mut rng, &mut next_id, 5));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let r = wait_equal(&mut p, &server, &db.name, Duration::from_secs(90));
+    assert_eq!(r["duplicates"], 0, "after automatic maintenance: {r}");
     p.stop();
 
     // The Iceberg source through the same REST catalog: `bronze.t`'s snapshots, replayed from
