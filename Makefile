@@ -32,6 +32,7 @@ test: services fmt-check clippy ## Everything CI runs
 	./scripts/tansu.sh path >/dev/null  # the tansu broker binary of the Kafka tests (cached)
 	./scripts/tansu.sh path sqlite >/dev/null  # tansu with SQLite storage (broker-restart test; built once, cached)
 	./scripts/iceberg-rest.sh install >/dev/null  # lakana-server, the Iceberg REST catalog of tests/it/iceberg_rest.rs (PyPI venv, cached)
+	./scripts/s3-server.sh install >/dev/null  # moto's S3 API server (PyPI) for the Iceberg-on-S3 test
 	TIDEMARK_TEST_PG=1 TIDEMARK_TEST_KAFKA=1 TIDEMARK_TEST_ICEBERG=1 TIDEMARK_TEST_MYSQL=1 TIDEMARK_TEST_DELTA=1 $(CARGO) test --workspace --all-targets
 
 test-mysql8: ## The MySQL source's integration tests against compose's MySQL 8 (needs Docker: compose/docker-compose.yml)

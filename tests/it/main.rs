@@ -18,6 +18,8 @@ mod iceberg_mysql;
 #[cfg(feature = "iceberg")]
 mod iceberg_rest;
 #[cfg(feature = "iceberg")]
+mod iceberg_s3;
+#[cfg(feature = "iceberg")]
 mod iceberg_sink;
 #[cfg(feature = "iceberg")]
 mod iceberg_source;
