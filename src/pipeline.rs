@@ -64,6 +64,36 @@ pub(crate) fn build_sinks(config: &Config, database: &str) -> anyhow::Result<Vec
     Ok(sinks)
 }
 
+/// A started engine: the queue sources send to, the acknowledged position, the engine task.
+pub(crate) struct StartedEngine {
+    pub queue: queue::QueueSender<std::sync::Arc<tidemark_model::Transaction>>,
+    pub acked: watch::Receiver<Option<tidemark_model::Position>>,
+    pub task: tokio::task::JoinHandle<Result<(), crate::engine::EngineError>>,
+}
+
+/// Builds the configured sinks (`database`: their default namespace), connects the Iceberg
+/// ones, and starts the engine on a byte-bounded queue: the start-up every source shares.
+pub(crate) async fn start_engine(
+    config: &Config,
+    database: &str,
+    store: FileCheckpointStore,
+    metrics: std::sync::Arc<Metrics>,
+    resume: Option<tidemark_model::Position>,
+) -> anyhow::Result<StartedEngine> {
+    #[allow(unused_mut)]
+    let mut sinks = build_sinks(config, database)?;
+    #[cfg(feature = "iceberg")]
+    add_iceberg_sinks(config, &mut sinks).await?;
+    let (tx, rx) = queue::channel(config.pipeline.max_queue_bytes);
+    let (acked_tx, acked) = watch::channel(resume);
+    let engine = Engine::new(sinks, store, metrics, config.checkpoint.interval, resume);
+    Ok(StartedEngine {
+        queue: tx,
+        acked,
+        task: tokio::spawn(engine.run(rx, acked_tx)),
+    })
+}
+
 /// Appends the Iceberg sinks of `config` (their catalog connection is async).
 #[cfg(feature = "iceberg")]
 pub(crate) async fn add_iceberg_sinks(
@@ -187,21 +217,12 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
             Some(job)
         }
     };
-    #[allow(unused_mut)]
-    let mut sinks = build_sinks(&config, &connect.dbname)?;
-    #[cfg(feature = "iceberg")]
-    add_iceberg_sinks(&config, &mut sinks).await?;
-    let (tx, rx) = queue::channel(config.pipeline.max_queue_bytes);
-    let (acked_tx, acked_rx) = watch::channel(resume);
     let engine_store = store.clone();
-    let engine = Engine::new(
-        sinks,
-        store,
-        metrics.clone(),
-        config.checkpoint.interval,
-        resume,
-    );
-    let mut engine_task = tokio::spawn(engine.run(rx, acked_tx));
+    let StartedEngine {
+        queue: tx,
+        acked: acked_rx,
+        task: mut engine_task,
+    } = start_engine(&config, &connect.dbname, store, metrics.clone(), resume).await?;
     let mut stop_after_snapshot = false;
     if let Some(job) = job {
         stop_after_snapshot = job.stop;
@@ -379,23 +400,18 @@ async fn run_delta(
     resume: Option<tidemark_model::Position>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    #[allow(unused_mut)]
-    let mut sinks = build_sinks(config, &d.table_id().namespace)?;
-    #[cfg(feature = "iceberg")]
-    add_iceberg_sinks(config, &mut sinks).await?;
-    let (tx, rx) = queue::channel(config.pipeline.max_queue_bytes);
-    let (acked_tx, _acked) = watch::channel(resume);
-    let engine = Engine::new(
-        sinks,
+    let started = start_engine(
+        config,
+        &d.table_id().namespace,
         store,
         metrics.clone(),
-        config.checkpoint.interval,
         resume,
-    );
-    let engine_task = tokio::spawn(engine.run(rx, acked_tx));
+    )
+    .await?;
+    let engine_task = started.task;
     let source = crate::source::delta::DeltaSource {
         config: d.clone(),
-        queue: tx,
+        queue: started.queue,
         metrics: metrics.clone(),
         resume,
         shutdown,
@@ -413,21 +429,18 @@ async fn run_iceberg(
     resume: Option<tidemark_model::Position>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let mut sinks = build_sinks(config, &i.table_id().namespace)?;
-    add_iceberg_sinks(config, &mut sinks).await?;
-    let (tx, rx) = queue::channel(config.pipeline.max_queue_bytes);
-    let (acked_tx, _acked) = watch::channel(resume);
-    let engine = Engine::new(
-        sinks,
+    let started = start_engine(
+        config,
+        &i.table_id().namespace,
         store,
         metrics.clone(),
-        config.checkpoint.interval,
         resume,
-    );
-    let engine_task = tokio::spawn(engine.run(rx, acked_tx));
+    )
+    .await?;
+    let engine_task = started.task;
     let source = crate::source::iceberg::IcebergSource {
         config: i.clone(),
-        queue: tx,
+        queue: started.queue,
         metrics: metrics.clone(),
         resume,
         shutdown,
@@ -476,26 +489,15 @@ async fn run_kafka(
     resume: Option<tidemark_model::Position>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    #[allow(unused_mut)]
-    let mut sinks = build_sinks(config, config.server_name())?;
-    #[cfg(feature = "iceberg")]
-    add_iceberg_sinks(config, &mut sinks).await?;
-    let (tx, rx) = queue::channel(config.pipeline.max_queue_bytes);
-    let (acked_tx, acked_rx) = watch::channel(resume);
-    let engine = Engine::new(
-        sinks,
-        store,
-        metrics.clone(),
-        config.checkpoint.interval,
-        resume,
-    );
-    let engine_task = tokio::spawn(engine.run(rx, acked_tx));
+    let started =
+        start_engine(config, config.server_name(), store, metrics.clone(), resume).await?;
+    let engine_task = started.task;
     let source = crate::source::kafka::KafkaSource {
         config: k.clone(),
         pipeline: config.pipeline.name.clone(),
         dir: config.checkpoint.dir.clone(),
-        queue: tx,
-        acked: acked_rx,
+        queue: started.queue,
+        acked: started.acked,
         metrics: metrics.clone(),
         resume,
         shutdown,

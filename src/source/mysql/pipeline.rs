@@ -12,7 +12,6 @@ use super::snapshot::{RunContext, Startup};
 use super::stream::MysqlSource;
 use crate::checkpoint::FileCheckpointStore;
 use crate::config::Config;
-use crate::engine::{queue, Engine};
 use crate::metrics::Metrics;
 use crate::pipeline::{race_engine, Raced};
 
@@ -73,21 +72,12 @@ pub async fn run(
     let gtids = store.gtid_ledger();
     // Debezium's MySQL `source.db` is per table; the sinks' database is only a default.
     let database = m.databases.first().cloned().unwrap_or_default();
-    #[allow(unused_mut)]
-    let mut sinks = crate::pipeline::build_sinks(config, &database)?;
-    #[cfg(feature = "iceberg")]
-    crate::pipeline::add_iceberg_sinks(config, &mut sinks).await?;
-    let (tx, rx) = queue::channel(config.pipeline.max_queue_bytes);
-    let (acked_tx, _acked) = watch::channel(resume);
     let engine_store = store.clone();
-    let engine = Engine::new(
-        sinks,
-        store,
-        metrics.clone(),
-        config.checkpoint.interval,
-        resume,
-    );
-    let mut engine_task = tokio::spawn(engine.run(rx, acked_tx));
+    let crate::pipeline::StartedEngine {
+        queue: tx,
+        task: mut engine_task,
+        ..
+    } = crate::pipeline::start_engine(config, &database, store, metrics.clone(), resume).await?;
     if let Some(job) = job {
         let (stop, from) = (job.stop, job.stream_from());
         let cx = RunContext {
