@@ -175,6 +175,26 @@ impl Metrics {
         }
     }
 
+    /// One snapshot chunk of `rows` rows of `table` went out: the rows and chunks counters,
+    /// the remaining-rows estimate and the table's duration so far (each where given).
+    pub fn snapshot_chunk(
+        &self,
+        table: &str,
+        rows: u64,
+        remaining: Option<i64>,
+        duration_secs: Option<f64>,
+    ) {
+        let labels = self.table_labels(table);
+        self.snapshot_rows.get_or_create(&labels).inc_by(rows);
+        self.snapshot_chunks.get_or_create(&labels).inc();
+        if let Some(r) = remaining {
+            self.snapshot_rows_remaining.get_or_create(&labels).set(r);
+        }
+        if let Some(d) = duration_secs {
+            self.snapshot_duration_seconds.get_or_create(&labels).set(d);
+        }
+    }
+
     /// Sets `tidemark_snapshot_running` (0 idle, 1 initial, 2 incremental).
     pub fn set_snapshot_running(&self, state: i64) {
         self.snapshot_running

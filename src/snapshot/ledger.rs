@@ -112,6 +112,29 @@ pub struct Ledger {
 /// Shared handle (the store and the emitter each hold one).
 pub type LedgerHandle = Arc<Mutex<Option<Ledger>>>;
 
+/// The incremental-snapshot record `slot` holds (a fresh one when it holds none or another
+/// kind), marked as not complete: where an incremental snapshot puts a table it starts.
+pub fn incremental_record(slot: &mut Option<Ledger>) -> &mut SnapshotCheckpoint {
+    let fresh = || {
+        Ledger::new(SnapshotCheckpoint {
+            kind: SnapshotKind::Incremental,
+            start: String::new(),
+            complete: false,
+            tables: Vec::new(),
+            started_at_ms: crate::checkpoint::now_ms(),
+            finished_at_ms: None,
+        })
+    };
+    let ledger = slot.get_or_insert_with(fresh);
+    if ledger.state.kind != SnapshotKind::Incremental {
+        *ledger = fresh();
+    }
+    let state = &mut ledger.state;
+    state.complete = false;
+    state.finished_at_ms = None;
+    state
+}
+
 impl Ledger {
     pub fn new(state: SnapshotCheckpoint) -> Self {
         Ledger {

@@ -70,20 +70,12 @@ impl Progress {
         let started = *s.started.get_or_insert_with(Instant::now);
         s.rows += rows;
         s.chunks += 1;
-        let labels = self.metrics.table_labels(&s.name);
-        self.metrics
-            .snapshot_rows
-            .get_or_create(&labels)
-            .inc_by(rows);
-        self.metrics.snapshot_chunks.get_or_create(&labels).inc();
-        self.metrics
-            .snapshot_rows_remaining
-            .get_or_create(&labels)
-            .set(s.estimate.saturating_sub(s.rows) as i64);
-        self.metrics
-            .snapshot_duration_seconds
-            .get_or_create(&labels)
-            .set(started.elapsed().as_secs_f64());
+        self.metrics.snapshot_chunk(
+            &s.name,
+            rows,
+            Some(s.estimate.saturating_sub(s.rows) as i64),
+            Some(started.elapsed().as_secs_f64()),
+        );
     }
 
     /// Table `t` is read completely.

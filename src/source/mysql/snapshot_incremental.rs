@@ -64,9 +64,7 @@ use super::snapshot_signal::{fnv, text_at, ChunkJob, ChunkRead, Watermark};
 use super::stream::MysqlSource;
 use crate::metrics::Metrics;
 use crate::snapshot::emit::with_position;
-use crate::snapshot::ledger::{
-    Completion, Ledger, LedgerHandle, SnapshotCheckpoint, SnapshotKind, TableProgress,
-};
+use crate::snapshot::ledger::{Completion, LedgerHandle, SnapshotKind, TableProgress};
 use crate::snapshot::window::Window;
 use crate::snapshot::SnapshotConfig;
 
@@ -402,25 +400,14 @@ impl Incremental {
         a.last_key = read.last_key;
         a.rows += rows;
         a.chunks += 1;
-        let labels = self.metrics.table_labels(&a.name);
-        self.metrics
-            .snapshot_rows
-            .get_or_create(&labels)
-            .inc_by(rows);
-        self.metrics.snapshot_chunks.get_or_create(&labels).inc();
-        self.metrics
-            .snapshot_rows_remaining
-            .get_or_create(&labels)
-            .set(if done {
-                0
-            } else {
-                a.estimate.saturating_sub(a.rows) as i64
-            });
+        let remaining = if done {
+            0
+        } else {
+            a.estimate.saturating_sub(a.rows) as i64
+        };
         let secs = a.started.elapsed().as_secs_f64();
         self.metrics
-            .snapshot_duration_seconds
-            .get_or_create(&labels)
-            .set(secs);
+            .snapshot_chunk(&a.name, rows, Some(remaining), Some(secs));
         if done {
             tracing::info!(table = %a.name, rows = a.rows, chunks = a.chunks,
                 seconds = format!("{secs:.1}"), rows_per_s = (a.rows as f64 / secs.max(1e-3)) as u64,
@@ -604,21 +591,7 @@ impl Incremental {
         let Ok(mut l) = self.ledger.lock() else {
             return 0;
         };
-        let fresh = || SnapshotCheckpoint {
-            kind: SnapshotKind::Incremental,
-            start: String::new(),
-            complete: false,
-            tables: Vec::new(),
-            started_at_ms: crate::checkpoint::now_ms(),
-            finished_at_ms: None,
-        };
-        let ledger = l.get_or_insert_with(|| Ledger::new(fresh()));
-        if ledger.state.kind != SnapshotKind::Incremental {
-            *ledger = Ledger::new(fresh());
-        }
-        let state = &mut ledger.state;
-        state.complete = false;
-        state.finished_at_ms = None;
+        let state = crate::snapshot::ledger::incremental_record(&mut l);
         let i = match state.tables.iter().position(|t| t.table == name) {
             Some(i) => i,
             None => {

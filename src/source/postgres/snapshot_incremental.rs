@@ -44,9 +44,7 @@ use super::snapshot::SnapshotError;
 use super::snapshot_copy::{CopyReader, RowError};
 use super::snapshot_plan::{self, PlannedTable};
 use crate::metrics::Metrics;
-use crate::snapshot::ledger::{
-    Completion, LedgerHandle, SnapshotCheckpoint, SnapshotKind, TableProgress,
-};
+use crate::snapshot::ledger::{Completion, LedgerHandle, SnapshotKind, TableProgress};
 use crate::snapshot::window::{row_key, take_rows};
 use crate::snapshot::SnapshotConfig;
 
@@ -296,18 +294,10 @@ impl Incremental {
                 l.register(end, completion);
             }
         }
-        let labels = self.metrics.table_labels(&table_name);
         self.metrics
-            .snapshot_rows
-            .get_or_create(&labels)
-            .inc_by(rows);
-        self.metrics.snapshot_chunks.get_or_create(&labels).inc();
+            .snapshot_chunk(&table_name, rows, done.then_some(0), None);
         if done {
             tracing::info!(table = %table_name, "incremental snapshot: table done");
-            self.metrics
-                .snapshot_rows_remaining
-                .get_or_create(&labels)
-                .set(0);
             self.active = None;
         }
         Ok(Some(txn))
@@ -389,21 +379,7 @@ impl Incremental {
         let Ok(mut l) = self.ledger.lock() else {
             return 0;
         };
-        let fresh = || SnapshotCheckpoint {
-            kind: SnapshotKind::Incremental,
-            start: String::new(),
-            complete: false,
-            tables: Vec::new(),
-            started_at_ms: crate::checkpoint::now_ms(),
-            finished_at_ms: None,
-        };
-        let ledger = l.get_or_insert_with(|| crate::snapshot::ledger::Ledger::new(fresh()));
-        if ledger.state.kind != SnapshotKind::Incremental {
-            *ledger = crate::snapshot::ledger::Ledger::new(fresh());
-        }
-        let state = &mut ledger.state;
-        state.complete = false;
-        state.finished_at_ms = None;
+        let state = crate::snapshot::ledger::incremental_record(&mut l);
         if let Some(i) = state
             .tables
             .iter()
