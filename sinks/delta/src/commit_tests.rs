@@ -188,3 +188,44 @@ async fn a_table_written_in_the_other_mode_is_refused() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn flushes_by_bytes_and_commits_on_its_own_at_twice_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    // Big enough that 1.5 transactions pass the 64 KiB floor of `flush.max_bytes`.
+    let payload: &'static str = Box::leak("p".repeat(40_000).into_boxed_str());
+    let row = |id: &'static str| {
+        (
+            Op::Insert,
+            None,
+            Some(vec![V::T(id), V::T(payload), V::Null]),
+        )
+    };
+    let (t1, t2, t3) = (
+        txn(100, &[row("1"), row("2")]),
+        txn(200, &[row("3"), row("4")]),
+        txn(300, &[row("5"), row("6")]),
+    );
+    let size = t1.byte_size();
+    assert!(size >= 64 << 10 && t2.byte_size() == size && t3.byte_size() == size);
+    // Rows and time never trigger here: only bytes (1.5 transactions' worth).
+    let mut c = config(dir.path(), TableMode::Changelog);
+    c.flush.max_rows = 1_000_000;
+    c.flush.interval = std::time::Duration::from_secs(3600);
+    c.flush.max_bytes = size + size / 2;
+    let mut sink = DeltaSink::new(c, "p").unwrap();
+    sink.write(t1.clone()).await.unwrap();
+    assert!(!sink.wants_flush(), "below max_bytes: not due");
+    sink.write(t2.clone()).await.unwrap();
+    assert!(sink.wants_flush(), "max_bytes reached: due");
+    assert_eq!(sink.committed(), None, "due, but the engine's tick flushes");
+    // Twice the limit (the memory bound): the write itself commits everything sealed.
+    sink.write(t3.clone()).await.unwrap();
+    assert_eq!(sink.committed(), Some(t3.end));
+    assert!(!sink.wants_flush());
+    let url = sink.table_url(&TableId::new("public", "t")).unwrap();
+    assert_eq!(
+        rows(&url).await.iter().map(|r| r.0).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6]
+    );
+}
