@@ -151,6 +151,28 @@ pub struct ChangeBatch {
 }
 
 impl ChangeBatch {
+    /// This batch with `entries` added to its Arrow schema's metadata (source details the
+    /// encoders read, such as the MySQL binlog file). The columns are unchanged, so nothing is
+    /// validated again.
+    pub fn with_metadata(
+        self,
+        entries: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ModelError> {
+        let mut md = self.batch.schema().metadata().clone();
+        md.extend(entries);
+        let arrow = Arc::new(self.batch.schema().as_ref().clone().with_metadata(md));
+        let batch = RecordBatch::try_new(arrow, self.batch.columns().to_vec()).map_err(|e| {
+            ModelError::InvalidBatch {
+                table: self.schema.table.clone(),
+                reason: format!("schema metadata: {e}"),
+            }
+        })?;
+        Ok(ChangeBatch {
+            schema: self.schema,
+            batch,
+        })
+    }
+
     /// Checks that `batch` has the change batch layout of `schema` (the exact Arrow schema,
     /// valid ops, decodable positions, valid markers).
     pub fn try_new(schema: Arc<TableSchema>, batch: RecordBatch) -> Result<Self, ModelError> {

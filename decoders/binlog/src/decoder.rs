@@ -27,7 +27,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
 use tidemark_model::mysql_position::binlog_file_number;
 use tidemark_model::{
     ChangeBatch, ChangeBatchBuilder, Gtid, GtidSet, Image, MysqlPosition, Op, Position, TableId,
@@ -881,20 +880,16 @@ fn with_meta(
     m: &BatchMeta,
     thread: Option<u32>,
 ) -> Result<ChangeBatch, ErrorKind> {
-    let mut md = cb.batch.schema().metadata().clone();
-    md.insert(meta::FILE.into(), m.file.to_string());
-    md.insert(meta::SERVER_ID.into(), m.server_id.to_string());
+    let mut md = vec![
+        (meta::FILE.to_owned(), m.file.to_string()),
+        (meta::SERVER_ID.to_owned(), m.server_id.to_string()),
+    ];
     if let Some(t) = thread {
-        md.insert(meta::THREAD.into(), t.to_string());
+        md.push((meta::THREAD.to_owned(), t.to_string()));
     }
     if let Some(q) = &m.query {
-        md.insert(meta::QUERY.into(), q.to_string());
+        md.push((meta::QUERY.to_owned(), q.to_string()));
     }
-    let schema = Arc::new(cb.batch.schema().as_ref().clone().with_metadata(md));
-    let batch = RecordBatch::try_new(schema, cb.batch.columns().to_vec())
-        .map_err(|e| ErrorKind::Sequence(format!("rebuilding the batch with metadata: {e}")))?;
-    Ok(ChangeBatch {
-        schema: cb.schema,
-        batch,
-    })
+    cb.with_metadata(md)
+        .map_err(|e| ErrorKind::Sequence(format!("rebuilding the batch with metadata: {e}")))
 }

@@ -872,12 +872,8 @@ impl Reader {
     async fn piece(&self, table: usize, batch: tidemark_model::ChangeBatch) -> R<()> {
         // The binlog file, on the batch's Arrow schema as the binlog decoder puts it on its
         // batches (`tidemark_binlog::meta::FILE`): the Debezium encoder's `source.file`.
-        let mut md = batch.batch.schema().metadata().clone();
-        md.insert(tidemark_binlog::meta::FILE.into(), self.file.to_string());
-        let schema = Arc::new(batch.batch.schema().as_ref().clone().with_metadata(md));
-        let rb = arrow_array::RecordBatch::try_new(schema, batch.batch.columns().to_vec())
-            .map_err(|e| SnapshotError::Setup(format!("snapshot batch metadata: {e}")))?;
-        let batch = tidemark_model::ChangeBatch::try_new(batch.schema, rb)?;
+        let batch =
+            batch.with_metadata([(tidemark_binlog::meta::FILE.into(), self.file.to_string())])?;
         self.send(ReaderMsg::Piece { table, batch }).await
     }
 

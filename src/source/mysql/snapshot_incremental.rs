@@ -207,10 +207,16 @@ impl Incremental {
         }
         if let Some(at) = close {
             if let Some(chunk) = self.close_window(at, txn.end).await? {
-                let chunk = match signal_meta {
-                    Some(md) => with_source_meta(chunk, &md).map_err(SnapshotError::Setup)?,
-                    None => chunk,
-                };
+                let source_meta = [
+                    tidemark_binlog::meta::FILE,
+                    tidemark_binlog::meta::SERVER_ID,
+                ]
+                .into_iter()
+                .filter_map(|k| {
+                    let v = signal_meta.as_ref()?.get(k)?;
+                    Some((k.to_owned(), v.clone()))
+                });
+                let chunk = chunk.with_metadata(source_meta)?;
                 txn.items.push(TxnItem::Rows(chunk));
                 txn.snapshot = Some(SnapshotMark {
                     incremental: true,
@@ -632,25 +638,4 @@ impl MysqlSource {
             None => Ok(()),
         }
     }
-}
-
-/// `chunk` with the binlog file and server id of the stream batch metadata `md` (the keys the
-/// binlog decoder sets; the Debezium encoder's `source.file` / `source.server_id`).
-fn with_source_meta(
-    chunk: ChangeBatch,
-    md: &std::collections::HashMap<String, String>,
-) -> Result<ChangeBatch, String> {
-    let mut out = chunk.batch.schema().metadata().clone();
-    for key in [
-        tidemark_binlog::meta::FILE,
-        tidemark_binlog::meta::SERVER_ID,
-    ] {
-        if let Some(v) = md.get(key) {
-            out.insert(key.to_owned(), v.clone());
-        }
-    }
-    let schema = Arc::new(chunk.batch.schema().as_ref().clone().with_metadata(out));
-    let rb = arrow_array::RecordBatch::try_new(schema, chunk.batch.columns().to_vec())
-        .map_err(|e| format!("incremental chunk metadata: {e}"))?;
-    ChangeBatch::try_new(chunk.schema, rb).map_err(|e| format!("incremental chunk: {e}"))
 }
