@@ -16,7 +16,8 @@ use super::mysql_support::{
     mysql_enabled, payload, pipeline as my_pipeline, port, sql, MyDb, MySpec, MyUser,
 };
 use super::snapshot_support::{
-    assert_same_state, output, replay, replay_file, wait_for, wait_mysql_marker, Replay,
+    assert_same_state, initial_only_state, output, replay, replay_file, wait_for,
+    wait_mysql_marker, Replay,
 };
 use super::support::Pipeline;
 
@@ -28,13 +29,8 @@ fn pipeline(db: &str, snapshot: &str) -> Pipeline {
 
 /// The quiescent state of `table`: an `initial_only` snapshot of it, replayed.
 fn reference_state(db: &str, table: &str) -> Replay {
-    let mut p = pipeline(db, "mode = \"initial_only\"\nprogress = \"off\"");
-    p.spawn();
-    let status = p
-        .wait_exit(Duration::from_secs(600))
-        .expect("initial_only exits");
-    assert!(status.success(), "initial_only failed:\n{}", p.log_text());
-    replay_file(&p.out, table)
+    let p = pipeline(db, "mode = \"initial_only\"\nprogress = \"off\"");
+    initial_only_state(p, table, Duration::from_secs(600))
 }
 
 fn lines_of(text: &str, table: &str) -> Vec<Value> {
@@ -306,12 +302,7 @@ fn snapshot_mysql_million_rows_with_concurrent_workload() {
     let log = p.log_text();
     for table in ["big", "wide"] {
         let state = replay_file(&p.out, table);
-        let dup: Vec<(&String, &u32)> = state
-            .reads
-            .iter()
-            .filter(|(_, n)| **n > 1)
-            .take(5)
-            .collect();
+        let dup = state.keys_read_twice();
         assert!(
             dup.is_empty(),
             "{table}: keys read twice inside one consistent snapshot: {dup:?}"

@@ -16,7 +16,8 @@ use super::mysql_support::{
     mysql_enabled, pipeline as my_pipeline, port, sql, MyDb, MySpec, MyUser,
 };
 use super::snapshot_support::{
-    assert_same_state, output, replay, replay_file, wait_for, wait_mysql_marker, Replay,
+    assert_same_state, initial_only_state, output, replay, replay_file, wait_for,
+    wait_mysql_marker, Replay,
 };
 use super::support::{Pipeline, TIDEMARK};
 
@@ -31,13 +32,8 @@ fn pipeline(db: &str, snapshot: &str) -> Pipeline {
 
 /// The quiescent state of `table`: an `initial_only` snapshot of it, replayed.
 fn reference_state(db: &str, table: &str) -> Replay {
-    let mut p = pipeline(db, "mode = \"initial_only\"\nprogress = \"off\"");
-    p.spawn();
-    let status = p
-        .wait_exit(Duration::from_secs(300))
-        .expect("initial_only exits");
-    assert!(status.success(), "initial_only failed:\n{}", p.log_text());
-    replay_file(&p.out, table)
+    let p = pipeline(db, "mode = \"initial_only\"\nprogress = \"off\"");
+    initial_only_state(p, table, Duration::from_secs(300))
 }
 
 /// `tidemark snapshot --table …` for the pipeline.
@@ -234,12 +230,7 @@ fn snapshot_mysql_incremental_while_streaming() {
         state.marks
     );
     assert!(state.ops["r"] >= 110_000, "{:?}", state.ops);
-    let dup: Vec<_> = state
-        .reads
-        .iter()
-        .filter(|(_, n)| **n > 1)
-        .take(5)
-        .collect();
+    let dup = state.keys_read_twice();
     assert!(
         dup.is_empty(),
         "keys read twice by one incremental snapshot: {dup:?}"

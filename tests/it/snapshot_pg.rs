@@ -10,7 +10,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use super::snapshot_support::{assert_same_state, output, replay, replay_file, wait_for, Replay};
+use super::snapshot_support::{
+    assert_same_state, initial_only_state, output, replay, replay_file, wait_for, Replay,
+};
 use super::support::{pg_enabled, psql, Pipeline, PipelineSpec, TestDb};
 
 /// A pipeline with snapshot settings and a compact JSON output (no schemas).
@@ -35,13 +37,9 @@ fn wait_marker(p: &mut Pipeline, db: &str, timeout: Duration) {
 
 /// The quiescent state of `table`: an `initial_only` snapshot of it, replayed.
 fn reference_state(db: &str, table: &str) -> Replay {
-    let mut p = pipeline(db, &[table], "mode = \"initial_only\"\nprogress = \"off\"");
-    p.spawn();
-    let status = p
-        .wait_exit(Duration::from_secs(300))
-        .expect("initial_only exits");
-    assert!(status.success(), "initial_only failed:\n{}", p.log_text());
-    replay_file(&p.out, table.rsplit_once('.').map_or(table, |(_, t)| t))
+    let p = pipeline(db, &[table], "mode = \"initial_only\"\nprogress = \"off\"");
+    let name = table.rsplit_once('.').map_or(table, |(_, t)| t);
+    initial_only_state(p, name, Duration::from_secs(300))
 }
 
 /// `tidemark status` of a pipeline.
@@ -387,12 +385,7 @@ fn snapshot_pg_million_rows_with_concurrent_workload() {
     let rss = p.current_peak_rss_kib().unwrap_or(0);
     p.stop();
     let state = replay_file(&p.out, "big");
-    let dup: Vec<(&String, &u32)> = state
-        .reads
-        .iter()
-        .filter(|(_, n)| **n > 1)
-        .take(5)
-        .collect();
+    let dup = state.keys_read_twice();
     assert!(
         dup.is_empty(),
         "keys read twice inside one exported snapshot: {dup:?}"

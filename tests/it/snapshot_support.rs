@@ -30,6 +30,21 @@ pub struct Replay {
     pub marks: BTreeMap<String, u64>,
 }
 
+impl Replay {
+    /// Up to five keys read more than once by the snapshot, with their read counts.
+    pub fn keys_read_twice(&self) -> Vec<(&String, &u32)> {
+        self.reads.iter().filter(|(_, n)| **n > 1).take(5).collect()
+    }
+}
+
+/// The state an `initial_only` pipeline `p` leaves for `table` (the quiescent reference).
+pub fn initial_only_state(mut p: Pipeline, table: &str, timeout: Duration) -> Replay {
+    p.spawn();
+    let status = p.wait_exit(timeout).expect("initial_only exits");
+    assert!(status.success(), "initial_only failed:\n{}", p.log_text());
+    replay_file(&p.out, table)
+}
+
 /// Replays the output file at `path` (see [`replay`]), line by line.
 pub fn replay_file(path: &std::path::Path, table: &str) -> Replay {
     use std::io::BufRead;
