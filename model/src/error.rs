@@ -36,10 +36,27 @@ pub enum ValueError {
         target: String,
         reason: &'static str,
     },
-    /// The binary form of this type is not decoded (user-defined ranges, composite and unknown
-    /// types); the source must request the text format. `type_name` is the column's type.
+    /// The binary form of this type is not decoded (unknown types such as extension types, and
+    /// composites or ranges made of them); the source must request the text format.
+    /// `type_name` is the column's type (and the unknown field's, inside a composite).
     #[error("binary format of type {type_name} is not supported; use the text format")]
     BinaryUnsupported { type_name: String },
+    /// A composite value's field has a type the catalog's attribute list does not have at
+    /// that place and that is no builtin (whose binary form needs no catalog): the type was
+    /// altered (`ALTER TYPE ... ADD/DROP ATTRIBUTE`, which sends no Relation message) after
+    /// the catalog was read. Never guessed: the source re-reads the catalog or stops.
+    #[error(
+        "composite type {type_name}: field {field} has type OID {wire_oid} on the wire, the \
+         catalog has {expected}; the type was altered after the catalog was read"
+    )]
+    StaleComposite {
+        type_name: String,
+        /// 0-based position among the live attributes.
+        field: usize,
+        wire_oid: u32,
+        /// `name (oid N)` of the catalog's attribute there, or `no attribute`.
+        expected: String,
+    },
     /// The bytes are not valid UTF-8 (Tidemark requires a UTF-8 server encoding).
     #[error("invalid UTF-8 at byte {offset}")]
     InvalidUtf8 { offset: usize },
@@ -95,4 +112,13 @@ pub enum ModelError {
     /// A `RecordBatch` that does not have the shape of a change batch.
     #[error("table {table}: invalid change batch: {reason}")]
     InvalidBatch { table: TableId, reason: String },
+}
+
+impl ModelError {
+    /// Whether a value did not match the catalog's description of its type
+    /// ([`ValueError::StaleComposite`]): the bytes are fine, and re-reading the catalog (a new
+    /// replication session) may fix it; the same error after that is definite.
+    pub fn is_stale_catalog(&self) -> bool {
+        matches!(self, ModelError::Value { error, .. } if matches!(**error, ValueError::StaleComposite { .. }))
+    }
 }

@@ -301,6 +301,7 @@ impl MysqlType {
             display: self.display(),
             element: None,
             labels,
+            structure: None,
         }
     }
 

@@ -4,7 +4,10 @@
 //! that is what pgoutput's Relation message carries; enums, domains and arrays of user types are
 //! resolved by the caller from the catalog (`pg_type`, `pg_enum`) and passed in as
 //! [`SourceType`] values built with [`SourceType::pg_enum`] / [`SourceType::pg_array`] (a domain
-//! is described by its base type and the domain's `typtypmod`).
+//! is described by its base type and the domain's `typtypmod`). User-defined ranges,
+//! multiranges and composites (and arrays of them) are Utf8, their text form, and carry what
+//! the catalog says they are made of ([`SourceType::pg_range`], [`SourceType::pg_composite`],
+//! ...) so that their binary form can be rendered as that text.
 //!
 //! # Traps
 //! - `atttypmod` of `varchar(n)`/`char(n)` is `n + 4` (VARHDRSZ); of `bit(n)` it is `n`.
@@ -19,7 +22,7 @@ use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, IntervalUnit, TimeUnit};
 
-use crate::table::SourceType;
+use crate::table::{CompositeField, SourceType, TypeStructure};
 
 /// Builtin type OIDs (`pg_type.oid`, stable across versions).
 pub mod oid {
@@ -344,6 +347,7 @@ impl SourceType {
                 display: display_with_typmod(b, modifier),
                 element: None,
                 labels: Vec::new(),
+                structure: None,
             });
         }
         let b = BUILTINS.iter().find(|b| b.array == type_oid)?;
@@ -370,6 +374,7 @@ impl SourceType {
             display: format!("{}[]", element.display),
             element: Some(Box::new(element)),
             labels: Vec::new(),
+            structure: None,
         }
     }
 
@@ -383,7 +388,53 @@ impl SourceType {
             modifier: -1,
             element: None,
             labels,
+            structure: None,
         }
+    }
+
+    /// A user-defined range over `subtype` (resolved: a domain as its base type), kept as its
+    /// text form. `name` is `schema.type`, as pgoutput's Type message names it.
+    pub fn pg_range(type_oid: u32, name: impl Into<String>, subtype: SourceType) -> SourceType {
+        SourceType::pg_structured(type_oid, name, TypeStructure::Range { subtype })
+    }
+
+    /// A user-defined multirange of ranges over `subtype`, kept as its text form.
+    pub fn pg_multirange(
+        type_oid: u32,
+        name: impl Into<String>,
+        subtype: SourceType,
+    ) -> SourceType {
+        SourceType::pg_structured(type_oid, name, TypeStructure::Multirange { subtype })
+    }
+
+    /// A composite type with its live attributes in `attnum` order, kept as its text form.
+    pub fn pg_composite(
+        type_oid: u32,
+        name: impl Into<String>,
+        fields: Vec<CompositeField>,
+    ) -> SourceType {
+        SourceType::pg_structured(type_oid, name, TypeStructure::Composite { fields })
+    }
+
+    /// An array of a structured `element` (range, multirange, composite), kept as the array's
+    /// text form (a Utf8 column, not a list: what the text format has always given).
+    pub fn pg_structured_array(
+        type_oid: u32,
+        name: impl Into<String>,
+        element: SourceType,
+    ) -> SourceType {
+        SourceType::pg_structured(type_oid, name, TypeStructure::Array { element })
+    }
+
+    fn pg_structured(type_oid: u32, name: impl Into<String>, s: TypeStructure) -> SourceType {
+        let mut t = SourceType::pg_other(type_oid, name, -1);
+        t.structure = Some(Box::new(s));
+        t
+    }
+
+    /// Whether this is a user-defined range, multirange or composite type, or an array of one.
+    pub fn is_structured(&self) -> bool {
+        self.structure.is_some()
     }
 
     /// Any other type (composite, extension types such as citext, unknown): kept as its text
@@ -397,6 +448,7 @@ impl SourceType {
             modifier,
             element: None,
             labels: Vec::new(),
+            structure: None,
         }
     }
 }

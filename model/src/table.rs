@@ -85,6 +85,39 @@ pub struct SourceType {
     pub element: Option<Box<SourceType>>,
     /// Labels of an enum, in sort order.
     pub labels: Vec<String>,
+    /// What the catalog says about a user-defined range, multirange or composite type (and an
+    /// array of one), needed to render its binary form as text; `None` for every other type.
+    /// Absent in schemas serialised before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structure: Option<Box<TypeStructure>>,
+}
+
+/// The structure of a user-defined type whose values are kept as their text form (Utf8) but
+/// whose binary form needs the types it is made of (see `pg_value::structured`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum TypeStructure {
+    /// A range type (`pg_range.rngsubtype`, domains resolved to their base type).
+    Range { subtype: SourceType },
+    /// A multirange type: ranges over `subtype` (the subtype of `pg_range.rngtypid` of the
+    /// multirange's `rngmultitypid` entry).
+    Multirange { subtype: SourceType },
+    /// A composite type: its live attributes in `attnum` order (dropped ones are neither in
+    /// the catalog nor in `record_send`'s output).
+    Composite { fields: Vec<CompositeField> },
+    /// An array of one of the above, kept as the array's text (not an Arrow list, as the text
+    /// format has always given it).
+    Array { element: SourceType },
+}
+
+/// One attribute of a composite type.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct CompositeField {
+    pub name: String,
+    /// The declared type OID (`pg_attribute.atttypid`, a domain's own OID): `record_send`
+    /// writes it before each field, and it is compared with the wire's.
+    pub type_oid: u32,
+    /// The field's type with domains resolved.
+    pub source_type: SourceType,
 }
 
 /// One column of a table.

@@ -7,7 +7,9 @@ use arrow_array::{Array, ArrayRef};
 use arrow_buffer::{i256, IntervalMonthDayNano};
 use proptest::prelude::*;
 use tidemark_model::pg_types::{self, oid};
-use tidemark_model::{ColumnBuilder, MarkerKind, SourceType, ValueError, ValueMarker};
+use tidemark_model::{
+    ColumnBuilder, CompositeField, MarkerKind, SourceType, ValueError, ValueMarker,
+};
 
 fn builder(type_oid: u32, typmod: i32) -> ColumnBuilder {
     let t = SourceType::pg_builtin(type_oid, typmod).expect("builtin");
@@ -482,7 +484,8 @@ fn network_binary_renders() {
     assert_eq!(r(oid::VARBIT, bits), "1010000011");
     assert_eq!(r(oid::CHAR, vec![b'x']), "x");
     assert_eq!(r(oid::CHAR, vec![0x80]), "\\200");
-    // Types without a binary renderer (user-defined ranges, composites) say so, naming the type.
+    // Types without a binary renderer (unknown types, and user-defined ranges or composites
+    // whose structure the catalog did not give) say so, naming the type.
     let t = SourceType {
         name: "floatrange".into(),
         oid: 16_400,
@@ -490,6 +493,7 @@ fn network_binary_renders() {
         display: "floatrange".into(),
         element: None,
         labels: vec![],
+        structure: None,
     };
     let mut b = ColumnBuilder::new(&t, &pg_types::arrow_type(&t), 1);
     let e = b.append_binary(&[0x18]).unwrap_err();
@@ -1163,5 +1167,494 @@ proptest! {
         }).collect();
         let text = format!("{{{}}}", quoted.join(","));
         prop_assert_eq!(text_list(&text), elems);
+    }
+}
+
+// ---- user-defined ranges, multiranges, composites (binary → the server's text) ----
+
+fn st(type_oid: u32) -> SourceType {
+    SourceType::pg_builtin(type_oid, -1).expect("builtin")
+}
+
+fn field(name: &str, type_oid: u32, source_type: SourceType) -> CompositeField {
+    CompositeField {
+        name: name.into(),
+        type_oid,
+        source_type,
+    }
+}
+
+/// `record_send`: the field count, then per field its type OID, length (-1 = NULL), bytes.
+fn record_send(fields: &[(u32, Option<Vec<u8>>)]) -> Vec<u8> {
+    let mut out = (fields.len() as i32).to_be_bytes().to_vec();
+    for (type_oid, v) in fields {
+        out.extend(type_oid.to_be_bytes());
+        match v {
+            None => out.extend((-1i32).to_be_bytes()),
+            Some(b) => {
+                out.extend((b.len() as i32).to_be_bytes());
+                out.extend(b);
+            }
+        }
+    }
+    out
+}
+
+fn txt(v: &str) -> Option<Vec<u8>> {
+    Some(v.as_bytes().to_vec())
+}
+
+fn f8b(v: f64) -> Option<Vec<u8>> {
+    Some(v.to_be_bytes().to_vec())
+}
+
+/// The column value of `t` from binary `b`: Utf8, supported, and equal to the text path's
+/// value for the same text.
+fn render_structured(t: &SourceType, b: &[u8]) -> String {
+    let dt = pg_types::arrow_type(t);
+    assert_eq!(dt, arrow_schema::DataType::Utf8, "{}", t.display);
+    let mut from_binary = ColumnBuilder::new(t, &dt, 1);
+    assert!(from_binary.binary_supported(), "{}", t.display);
+    assert_eq!(from_binary.append_binary(b), Ok(None));
+    let a = from_binary.finish();
+    let s = utf8_of(&a);
+    let mut from_text = ColumnBuilder::new(t, &dt, 1);
+    from_text.append_text(s.as_bytes()).unwrap();
+    assert_eq!(&a, &from_text.finish());
+    s
+}
+
+fn text_composite(n: usize) -> SourceType {
+    let fields = (0..n)
+        .map(|i| field(&format!("f{i}"), oid::TEXT, st(oid::TEXT)))
+        .collect();
+    SourceType::pg_composite(20_000, "public.q", fields)
+}
+
+/// Every expected string is what PostgreSQL 15 prints for `ROW(...)::text`.
+#[test]
+fn composite_binary_quotes_like_record_out() {
+    let values = [
+        Some(""),
+        None,
+        Some(" "),
+        Some("a\"b\\c"),
+        Some("x(y)"),
+        Some("plain"),
+        Some("5"),
+        Some("tab\there"),
+        Some("a,b"),
+        Some("[x]"),
+        Some("{}"),
+        Some("é"),
+        Some("NULL"),
+    ];
+    let t = text_composite(values.len());
+    let wire: Vec<_> = values
+        .iter()
+        .map(|v| (oid::TEXT, v.and_then(txt)))
+        .collect();
+    assert_eq!(
+        render_structured(&t, &record_send(&wire)),
+        "(\"\",,\" \",\"a\"\"b\\\\c\",\"x(y)\",plain,5,\"tab\there\",\"a,b\",[x],{},é,NULL)"
+    );
+    // All NULL, and no fields at all (`CREATE TYPE e AS ()`).
+    assert_eq!(
+        render_structured(&t, &record_send(&vec![(oid::TEXT, None); values.len()])),
+        format!("({})", ",".repeat(values.len() - 1))
+    );
+    let empty = SourceType::pg_composite(20_001, "public.e", vec![]);
+    assert_eq!(render_structured(&empty, &record_send(&[])), "()");
+}
+
+fn floatrange() -> SourceType {
+    SourceType::pg_range(16_393, "public.floatrange", st(oid::FLOAT8))
+}
+
+/// `inner_t (b text, c int8)` (after `DROP ATTRIBUTE a`, `ADD ATTRIBUTE c int8`) and
+/// `outer_t (i inner_t, r floatrange, arr int[], t timestamptz, m money, iv interval, f4 real)`.
+fn outer_t(inner_fields: Vec<CompositeField>) -> SourceType {
+    let inner = SourceType::pg_composite(16_402, "public.inner_t", inner_fields);
+    SourceType::pg_composite(
+        16_405,
+        "public.outer_t",
+        vec![
+            field("i", 16_402, inner),
+            field("r", 16_393, floatrange()),
+            field("arr", oid::INT4_ARRAY, st(oid::INT4_ARRAY)),
+            field("t", oid::TIMESTAMPTZ, st(oid::TIMESTAMPTZ)),
+            field("m", oid::MONEY, st(oid::MONEY)),
+            field("iv", oid::INTERVAL, st(oid::INTERVAL)),
+            field("f4", oid::FLOAT4, st(oid::FLOAT4)),
+        ],
+    )
+}
+
+fn unhex(h: &str) -> Vec<u8> {
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// `record_send(o)` captured from PostgreSQL 15 for
+/// `ROW(ROW('a b', NULL), '[1.5,2)', '{1,2}', '2020-01-01 00:00+00', -1234.56,
+/// '1 year -2 mons 3 days -04:05:06.5', 1234567)::outer_t`.
+const OUTER_SEND: &str = "00000007000040120000001700000002000000190000000361206200000014ffffffff000040090000001902000000083ff8000000000000000000084000000000000000000003ef00000024000000010000000000000017000000020000000100000004000000010000000400000002000004a00000000800023e0786c260000000031600000008fffffffffffe1dc0000004a200000010fffffffc936c9e60000000030000000a000002bc000000044996b438";
+const OUTER_TEXT: &str = "(\"(\"\"a b\"\",)\",\"[1.5,2)\",\"{1,2}\",\"2020-01-01 00:00:00+00\",\"-$1,234.56\",\"10 mons 3 days -04:05:06.5\",1.234567e+06)";
+
+#[test]
+fn nested_composite_from_server_bytes() {
+    let current = vec![
+        field("b", oid::TEXT, st(oid::TEXT)),
+        field("c", oid::INT8, st(oid::INT8)),
+    ];
+    assert_eq!(
+        render_structured(&outer_t(current), &unhex(OUTER_SEND)),
+        OUTER_TEXT
+    );
+    // The catalog read before the ALTER TYPEs (`a int4, b text`): every field's OID is on the
+    // wire, and builtins render without the catalog, so the value is still exact.
+    let stale = vec![
+        field("a", oid::INT4, st(oid::INT4)),
+        field("b", oid::TEXT, st(oid::TEXT)),
+    ];
+    assert_eq!(
+        render_structured(&outer_t(stale), &unhex(OUTER_SEND)),
+        OUTER_TEXT
+    );
+}
+
+#[test]
+fn arrays_of_composites_and_ranges() {
+    let inner = vec![
+        field("a", oid::INT4, st(oid::INT4)),
+        field("b", oid::TEXT, st(oid::TEXT)),
+    ];
+    let outer = outer_t(inner);
+    let arr = SourceType::pg_structured_array(16_404, "public._outer_t", outer);
+    let element = record_send(&[
+        (
+            16_402,
+            Some(record_send(&[(oid::INT4, None), (oid::TEXT, txt(""))])),
+        ),
+        (16_393, None),
+        (oid::INT4_ARRAY, None),
+        (oid::TIMESTAMPTZ, None),
+        (oid::MONEY, None),
+        (oid::INTERVAL, None),
+        (oid::FLOAT4, None),
+    ]);
+    let b = array_send(16_405, &[(2, 1)], &[Some(element), None]);
+    assert_eq!(
+        render_structured(&arr, &b),
+        r#"{"(\"(,\"\"\"\")\",,,,,,)",NULL}"#
+    );
+    let ranges = SourceType::pg_structured_array(16_390, "public._floatrange", floatrange());
+    let b = array_send(
+        16_393,
+        &[(2, 1)],
+        &[
+            Some(range_send(LB_INC, f8b(1.0), f8b(2.0))),
+            Some(range_send(EMPTY, None, None)),
+        ],
+    );
+    assert_eq!(render_structured(&ranges, &b), r#"{"[1,2)",empty}"#);
+    // Lower bounds other than 1 print as the decoration, as array_out does.
+    let b = array_send(16_393, &[(1, 0)], &[Some(range_send(EMPTY, None, None))]);
+    assert_eq!(render_structured(&ranges, &b), "[0:0]={empty}");
+    // Multi-dimensional with lower bounds 1: no decoration (array_out), inside a composite.
+    let t = SourceType::pg_composite(
+        20_002,
+        "public.m",
+        vec![field("a", oid::INT4_ARRAY, st(oid::INT4_ARRAY))],
+    );
+    let two_d = array_send(oid::INT4, &[(2, 1), (2, 1)], &[i4(1), i4(2), i4(3), None]);
+    assert_eq!(
+        render_structured(&t, &record_send(&[(oid::INT4_ARRAY, Some(two_d))])),
+        "(\"{{1,2},{3,NULL}}\")"
+    );
+    let shifted = array_send(oid::INT4, &[(1, -2)], &[i4(1)]);
+    assert_eq!(
+        render_structured(&t, &record_send(&[(oid::INT4_ARRAY, Some(shifted))])),
+        "([-2:-2]={1})"
+    );
+}
+
+#[test]
+fn user_ranges_and_multiranges() {
+    let r = floatrange();
+    let cases = [
+        (range_send(LB_INC, f8b(1.5), f8b(2.0)), "[1.5,2)"),
+        (range_send(LB_INF | UB_INF, None, None), "(,)"),
+        (range_send(EMPTY, None, None), "empty"),
+        (
+            range_send(LB_INC | UB_INC, f8b(-0.0), f8b(1e300)),
+            "[-0,1e+300]",
+        ),
+        (
+            range_send(UB_INF, f8b(f64::NEG_INFINITY), None),
+            "(-Infinity,)",
+        ),
+        (range_send(UB_INC | LB_INF, None, f8b(0.1)), "(,0.1]"),
+    ];
+    for (b, expected) in &cases {
+        assert_eq!(render_structured(&r, b), *expected);
+    }
+    // A range over text quotes its bounds as range_out does (a domain subtype is resolved to
+    // its base by the catalog: the model only sees the base).
+    let textrange = SourceType::pg_range(20_010, "public.textrange", st(oid::TEXT));
+    let b = range_send(LB_INC, txt("a b"), txt("z\"]"));
+    assert_eq!(render_structured(&textrange, &b), r#"["a b","z""]")"#);
+    let b = range_send(LB_INC, txt(""), txt("b"));
+    assert_eq!(render_structured(&textrange, &b), r#"["",b)"#);
+    let dom = SourceType::pg_range(20_011, "public.posrange", st(oid::INT4));
+    assert_eq!(
+        render_structured(&dom, &range_send(LB_INC, i4(1), i4(10))),
+        "[1,10)"
+    );
+    let mr = SourceType::pg_multirange(16_391, "public.floatmultirange", st(oid::FLOAT8));
+    let b = multirange_send(&[
+        range_send(LB_INC, f8b(1.0), f8b(2.0)),
+        range_send(LB_INC | UB_INC, f8b(3.0), f8b(4.0)),
+    ]);
+    assert_eq!(render_structured(&mr, &b), "{[1,2),[3,4]}");
+    assert_eq!(render_structured(&mr, &multirange_send(&[])), "{}");
+    // A composite inside a range (ranges over composites are allowed when they sort).
+    let pair = SourceType::pg_composite(
+        20_012,
+        "public.pair",
+        vec![
+            field("a", oid::INT4, st(oid::INT4)),
+            field("b", oid::TEXT, st(oid::TEXT)),
+        ],
+    );
+    let pr = SourceType::pg_range(20_013, "public.pairrange", pair);
+    let lo = record_send(&[(oid::INT4, i4(1)), (oid::TEXT, txt("x y"))]);
+    let b = range_send(LB_INC | UB_INF, Some(lo), None);
+    assert_eq!(render_structured(&pr, &b), r#"["(1,""x y"")",)"#);
+}
+
+/// Golden strings from PostgreSQL 15 (`::text` with the source's session settings).
+#[test]
+fn builtin_fields_render_like_their_output_functions() {
+    let render_one = |type_oid: u32, v: Vec<u8>| {
+        let t = SourceType::pg_composite(
+            20_020,
+            "public.one",
+            vec![field("v", type_oid, st(type_oid))],
+        );
+        let s = render_structured(&t, &record_send(&[(type_oid, Some(v))]));
+        let inner = &s[1..s.len() - 1];
+        inner
+            .strip_prefix('"')
+            .and_then(|x| x.strip_suffix('"'))
+            .unwrap_or(inner)
+            .to_owned()
+    };
+    let floats: [(f32, &str); 15] = [
+        (1234567.0, "1.234567e+06"),
+        (123456.0, "123456"),
+        (0.0001, "0.0001"),
+        (0.00001, "1e-05"),
+        (16777216.0, "1.6777216e+07"),
+        (3.4028235e38, "3.4028235e+38"),
+        (f32::NAN, "NaN"),
+        (f32::NEG_INFINITY, "-Infinity"),
+        (-0.0, "-0"),
+        (f32::MIN_POSITIVE, "1.1754944e-38"),
+        (1e-45, "1e-45"),
+        (0.1, "0.1"),
+        (std::f32::consts::PI, "3.1415927"),
+        (999999.94, "999999.94"),
+        (1000000.0, "1e+06"),
+    ];
+    for (v, expected) in floats {
+        assert_eq!(
+            render_one(oid::FLOAT4, v.to_be_bytes().to_vec()),
+            expected,
+            "{v}"
+        );
+    }
+    let intervals = [
+        ("00000000000000000000000000000000", "00:00:00"),
+        ("0000000000000000000000000000000e", "1 year 2 mons"),
+        ("00000001ad274800ffffffff00000000", "-1 days +02:00:00"),
+        ("fffffffffff0bdc00000000100000000", "1 day -00:00:01"),
+        (
+            "000000000000000000000003fffffff2",
+            "-1 years -2 mons +3 days",
+        ),
+        ("00000000000000010000000000000000", "00:00:00.000001"),
+        ("fffffffffff85ee00000000000000000", "-00:00:00.5"),
+        (
+            "00000000d693a400ffffffff00000001",
+            "1 mon -1 days +01:00:00",
+        ),
+        ("00000000000000000000000080af3a00", "-178000000 years"),
+        ("0000000000000000000000000000000c", "1 year"),
+        (
+            "7fffffffffffffff0000000000000000",
+            "2562047788:00:54.775807",
+        ),
+        ("000000000000000000000000ffffffff", "-1 mons"),
+        ("00000000000000000000000100000000", "1 day"),
+        ("ffffffff296c5c00ffffffff00000000", "-1 days -01:00:00"),
+        ("0000000000000000ffffffff0000000c", "1 year -1 days"),
+    ];
+    for (hex, expected) in intervals {
+        assert_eq!(render_one(oid::INTERVAL, unhex(hex)), expected);
+    }
+    let money: [(i64, &str); 8] = [
+        (0, "$0.00"),
+        (-1, "-$0.01"),
+        (100, "$1.00"),
+        (99_999, "$999.99"),
+        (100_000, "$1,000.00"),
+        (i64::MIN, "-$92,233,720,368,547,758.08"),
+        (i64::MAX, "$92,233,720,368,547,758.07"),
+        (12_345_670, "$123,456.70"),
+    ];
+    for (v, expected) in money {
+        assert_eq!(render_one(oid::MONEY, v.to_be_bytes().to_vec()), expected);
+    }
+    assert_eq!(
+        render_one(oid::DATE, date_b("0044-03-15 BC").unwrap()),
+        "0044-03-15 BC"
+    );
+    assert_eq!(
+        render_one(oid::DATE, i32::MAX.to_be_bytes().to_vec()),
+        "infinity"
+    );
+    assert_eq!(
+        render_one(oid::TIMESTAMP, ts_b("2024-01-01 00:00:00.25").unwrap()),
+        "2024-01-01 00:00:00.25"
+    );
+    assert_eq!(render_one(oid::BOOL, vec![1]), "t");
+    assert_eq!(
+        render_one(oid::FLOAT8, 0.1f64.to_be_bytes().to_vec()),
+        "0.1"
+    );
+    // An enum field is its label (enums send their label in binary too).
+    let mood = SourceType::pg_enum(20_030, "public.mood", vec!["sad".into(), "so so".into()]);
+    let t = SourceType::pg_composite(20_031, "public.m", vec![field("m", 20_030, mood)]);
+    assert_eq!(
+        render_structured(&t, &record_send(&[(20_030, txt("so so"))])),
+        "(\"so so\")"
+    );
+}
+
+#[test]
+fn stale_or_malformed_composites_are_errors() {
+    let t = SourceType::pg_composite(
+        20_040,
+        "public.c",
+        vec![
+            field("a", oid::INT4, st(oid::INT4)),
+            field("b", oid::TEXT, st(oid::TEXT)),
+        ],
+    );
+    let dt = pg_types::arrow_type(&t);
+    let bin = |b: &[u8]| ColumnBuilder::new(&t, &dt, 1).append_binary(b);
+    // An attribute added since the catalog was read: a builtin renders by its own OID ...
+    let added = record_send(&[
+        (oid::INT4, i4(1)),
+        (oid::TEXT, txt("x")),
+        (oid::INT8, i8b(7)),
+    ]);
+    assert_eq!(render_structured(&t, &added), "(1,x,7)");
+    // ... a user-defined type cannot be guessed.
+    let user = record_send(&[
+        (oid::INT4, i4(1)),
+        (oid::TEXT, txt("x")),
+        (30_000, txt("?")),
+    ]);
+    assert_eq!(
+        bin(&user),
+        Err(ValueError::StaleComposite {
+            type_name: "public.c".into(),
+            field: 2,
+            wire_oid: 30_000,
+            expected: "no attribute".into(),
+        })
+    );
+    let moved = record_send(&[(30_000, txt("?"))]);
+    let e = bin(&moved).unwrap_err();
+    assert!(e.to_string().contains("a (oid 23)"), "{e}");
+    // Malformed bytes: typed errors with the offset in the column's value, never a panic.
+    let good = record_send(&[(oid::INT4, i4(1)), (oid::TEXT, txt("x"))]);
+    for cut in 0..good.len() {
+        assert!(
+            matches!(bin(&good[..cut]), Err(ValueError::InvalidBinary { .. })),
+            "{cut}"
+        );
+    }
+    let mut trailing = good.clone();
+    trailing.push(0);
+    assert_eq!(
+        bin(&trailing),
+        Err(ValueError::InvalidBinary {
+            type_name: "record",
+            offset: good.len(),
+            reason: "trailing bytes"
+        })
+    );
+    assert!(matches!(
+        bin(&(-1i32).to_be_bytes()),
+        Err(ValueError::InvalidBinary {
+            reason: "negative field count",
+            ..
+        })
+    ));
+    // A wrong-length int4 inside: the int4's error, at its offset in the whole value.
+    let short = record_send(&[(oid::INT4, Some(vec![0, 1])), (oid::TEXT, None)]);
+    assert_eq!(
+        bin(&short),
+        Err(ValueError::InvalidBinary {
+            type_name: "int4",
+            offset: 12 + 2,
+            reason: "wrong length"
+        })
+    );
+    // A composite with a type the model cannot render from binary: not supported, and an
+    // error naming that type (the snapshot reads such columns as text).
+    let tsv = SourceType::pg_other(3614, "tsvector", -1);
+    let u = SourceType::pg_composite(20_041, "public.u", vec![field("v", 3614, tsv)]);
+    let mut b = ColumnBuilder::new(&u, &dt, 1);
+    assert!(!b.binary_supported());
+    assert_eq!(
+        b.append_binary(&record_send(&[(3614, Some(vec![0; 4]))])),
+        Err(ValueError::BinaryUnsupported {
+            type_name: "tsvector".into()
+        })
+    );
+    b.append_text(b"('a':1)").unwrap();
+    assert_eq!(utf8_of(&b.finish()), "('a':1)");
+}
+
+proptest! {
+    /// Hostile bytes never panic the structured renderers.
+    #[test]
+    fn structured_binary_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..96)) {
+        let inner = vec![
+            field("b", oid::TEXT, st(oid::TEXT)),
+            field("c", oid::INT8, st(oid::INT8)),
+        ];
+        let outer = outer_t(inner);
+        for t in [
+            outer.clone(),
+            floatrange(),
+            SourceType::pg_multirange(16_391, "public.floatmultirange", st(oid::FLOAT8)),
+            SourceType::pg_structured_array(16_404, "public._outer_t", outer),
+        ] {
+            let mut b = ColumnBuilder::new(&t, &pg_types::arrow_type(&t), 1);
+            let _ = b.append_binary(&bytes);
+            // Valid prefixes of a real value too.
+            let real = unhex(OUTER_SEND);
+            let cut = bytes.first().map_or(0, |&c| c as usize % real.len());
+            let mut spliced = real[..cut].to_vec();
+            spliced.extend(&bytes);
+            let _ = b.append_binary(&spliced);
+        }
     }
 }

@@ -404,7 +404,9 @@ pub(crate) fn render_text_array(
     delim: u8,
 ) -> String {
     let mut out = String::new();
-    if dims_marker(dims).is_some() {
+    // `array_out` decorates only when a lower bound is not 1 (not for every multi-dimensional
+    // array, unlike the `ArrayDims` marker).
+    if dims.iter().any(|d| d.lower != 1) {
         out.push_str(&decoration(dims));
         out.push('=');
     }

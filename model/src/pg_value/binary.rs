@@ -7,6 +7,10 @@
 //! - `"char"` sends one raw byte; non-ASCII bytes print as `\ooo` octal.
 //! - Geometric types, ranges and multiranges: see [`geometric`] and [`range`] (float8
 //!   components in `float8out`'s shortest form; range bounds quoted as `range_out` does).
+//! - float4 prints in fixed notation only below 1e6 (`float4out`: `1.234567e+06`), float8
+//!   below 1e15.
+//! - money prints as `cash_out` does in the C/en_US monetary locale: `-$1,234.56`, `$0.00`.
+//! - User-defined ranges, multiranges and composites: see [`structured`](super::structured).
 
 use std::borrow::Cow;
 
@@ -28,20 +32,11 @@ fn fixed<const N: usize>(kind: Kind, b: &[u8]) -> Result<[u8; N], ValueError> {
         .map_err(|_| err(kind, b.len().min(N), "wrong length"))
 }
 
-/// Whether [`parse`] handles `kind` for a column stored as `target` (the kinds
-/// [`render_text`] cannot render are only parsed into their native Arrow type).
-pub(crate) fn supported(kind: Kind, target: Target) -> bool {
-    match kind {
-        Kind::Other => false,
-        Kind::Float4
-        | Kind::Float8
-        | Kind::Money
-        | Kind::Date
-        | Kind::Timestamp
-        | Kind::TimestampTz
-        | Kind::Interval => target != Target::Text,
-        _ => true,
-    }
+/// Whether [`parse`] handles `kind` for a column stored as `target` ([`render_text`] renders
+/// every kind but `Other`, also those whose columns are normally native: they occur as fields
+/// of composites and bounds of user-defined ranges).
+pub(crate) fn supported(kind: Kind, _target: Target) -> bool {
+    kind != Kind::Other
 }
 
 /// Parses one scalar's binary form for a column stored as `target`.
@@ -133,19 +128,62 @@ pub(crate) fn render_text(kind: Kind, b: &[u8]) -> Result<Cow<'_, str>, ValueErr
             datetime::render_time(&mut s, i64::from_be_bytes(fixed(kind, b)?));
             Cow::Owned(s)
         }
-        Kind::Float4
-        | Kind::Float8
-        | Kind::Money
-        | Kind::Date
-        | Kind::Timestamp
-        | Kind::TimestampTz
-        | Kind::Interval
-        | Kind::Other => {
+        Kind::Float4 => {
+            let mut s = String::new();
+            geometric::push_float4(&mut s, f32::from_be_bytes(fixed(kind, b)?));
+            Cow::Owned(s)
+        }
+        Kind::Float8 => {
+            let mut s = String::new();
+            geometric::push_float8(&mut s, f64::from_be_bytes(fixed(kind, b)?));
+            Cow::Owned(s)
+        }
+        Kind::Money => Cow::Owned(render_money(i64::from_be_bytes(fixed(kind, b)?))),
+        Kind::Date => {
+            let mut s = String::new();
+            datetime::render_date(&mut s, i32::from_be_bytes(fixed(kind, b)?));
+            Cow::Owned(s)
+        }
+        Kind::Timestamp | Kind::TimestampTz => {
+            let mut s = String::new();
+            let us = i64::from_be_bytes(fixed(kind, b)?);
+            datetime::render_timestamp(&mut s, us, kind == Kind::TimestampTz);
+            Cow::Owned(s)
+        }
+        Kind::Interval => {
+            let b: [u8; 16] = fixed(kind, b)?;
+            let us = i64::from_be_bytes(b[0..8].try_into().expect("8 bytes"));
+            let days = i32::from_be_bytes(b[8..12].try_into().expect("4 bytes"));
+            let months = i32::from_be_bytes(b[12..16].try_into().expect("4 bytes"));
+            let mut s = String::new();
+            datetime::render_interval(&mut s, us, days, months);
+            Cow::Owned(s)
+        }
+        Kind::Other => {
             return Err(ValueError::BinaryUnsupported {
                 type_name: kind.name().to_owned(),
             })
         }
     })
+}
+
+/// `cash_out` in the C / en_US monetary locale (module traps of `pg_value`): `-$1,234.56`.
+fn render_money(cents: i64) -> String {
+    let abs = cents.unsigned_abs();
+    let int = (abs / 100).to_string();
+    let mut s = String::with_capacity(int.len() + int.len() / 3 + 5);
+    if cents < 0 {
+        s.push('-');
+    }
+    s.push('$');
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i).is_multiple_of(3) {
+            s.push(',');
+        }
+        s.push(c);
+    }
+    s.push_str(&format!(".{:02}", abs % 100));
+    s
 }
 
 /// `charout`: empty for `\0`, `\ooo` for non-ASCII bytes, else the character.

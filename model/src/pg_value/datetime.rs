@@ -462,3 +462,64 @@ pub(crate) fn render_timestamp(out: &mut String, us_2000: i64, with_tz: bool) {
         }
     }
 }
+
+/// Binary interval (`i64` µs, `i32` days, `i32` months) → `interval_out` text with
+/// `IntervalStyle=postgres`: `1 year 2 mons -3 days +04:05:06.5`. Each non-zero part prints
+/// with its sign; a positive part after a negative one gets a `+` (`AddPostgresIntPart`:
+/// only the part right after a negative one); the time prints when it is non-zero or when
+/// every other part is zero.
+pub(crate) fn render_interval(out: &mut String, us: i64, days: i32, months: i32) {
+    use std::fmt::Write;
+    let start = out.len();
+    let mut before_negative = false;
+    let mut part = |out: &mut String, value: i64, unit: &str| {
+        if value == 0 {
+            return;
+        }
+        if out.len() > start {
+            out.push(' ');
+        }
+        if before_negative && value > 0 {
+            out.push('+');
+        }
+        let plural = if value != 1 { "s" } else { "" };
+        write!(out, "{value} {unit}{plural}").expect("String write");
+        before_negative = value < 0;
+    };
+    part(out, i64::from(months / 12), "year");
+    part(out, i64::from(months % 12), "mon");
+    part(out, i64::from(days), "day");
+    let is_zero = out.len() == start;
+    let hours = us / 3_600_000_000;
+    let rest = us % 3_600_000_000;
+    let minutes = rest / 60_000_000;
+    let rest = rest % 60_000_000;
+    let seconds = rest / US_PER_SEC;
+    let fraction = rest % US_PER_SEC;
+    if is_zero || us != 0 {
+        let minus = us < 0;
+        if !is_zero {
+            out.push(' ');
+        }
+        let sign = if minus {
+            "-"
+        } else if before_negative {
+            "+"
+        } else {
+            ""
+        };
+        write!(
+            out,
+            "{sign}{:02}:{:02}:{:02}",
+            hours.unsigned_abs(),
+            minutes.unsigned_abs(),
+            seconds.unsigned_abs()
+        )
+        .expect("String write");
+        if fraction != 0 {
+            let f = format!("{:06}", fraction.unsigned_abs());
+            out.push('.');
+            out.push_str(f.trim_end_matches('0'));
+        }
+    }
+}

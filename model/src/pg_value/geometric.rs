@@ -37,27 +37,43 @@ impl Geo {
 pub(crate) fn push_float8(out: &mut String, v: f64) {
     if v.is_nan() {
         out.push_str("NaN");
-        return;
-    }
-    if v.is_infinite() {
+    } else if v.is_infinite() {
         out.push_str(if v < 0.0 { "-Infinity" } else { "Infinity" });
-        return;
+    } else {
+        push_shortest(out, v.is_sign_negative(), ryu::shortest(v), 15);
     }
-    if v.is_sign_negative() {
+}
+
+/// Appends `v` as `float4out` prints it with `extra_float_digits > 0` (fixed notation only up
+/// to 6 integer digits: `1.234567e+06`).
+pub(crate) fn push_float4(out: &mut String, v: f32) {
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v.is_infinite() {
+        out.push_str(if v < 0.0 { "-Infinity" } else { "Infinity" });
+    } else {
+        push_shortest(out, v.is_sign_negative(), ryu::shortest(v), 6);
+    }
+}
+
+/// The shortest digits `(mantissa, exp10)` (`(0, 0)` for zero) in fixed notation when the
+/// decimal point falls after -3..=`max_point` digits, else as `1.5e-07` (Ryū's `to_chars` in
+/// Postgres' d2s.c / f2s.c).
+fn push_shortest(out: &mut String, negative: bool, (mantissa, exp10): (u64, i32), max_point: i32) {
+    if negative {
         out.push('-');
     }
-    if v == 0.0 {
+    if mantissa == 0 {
         out.push('0');
         return;
     }
-    let (mantissa, exp10) = ryu::shortest(v);
     let digits = mantissa.to_string();
     let len = digits.len() as i32;
     // Scientific exponent of the first digit.
     let exp = exp10 + len - 1;
     // The decimal point sits after `point` digits (Ryu's `nexp` in Postgres' d2s.c).
     let point = exp + 1;
-    if point > -4 && point <= 15 {
+    if point > -4 && point <= max_point {
         if point <= 0 {
             out.push_str("0.");
             out.push_str(&"0".repeat((-point) as usize));

@@ -8,9 +8,11 @@
 //!
 //! Columns mapped to Utf8 keep the server's text form; when the wire gave the binary form it is
 //! rendered to the same text (numeric, timetz, inet/cidr, macaddr, bit, text types, jsonb,
-//! geometric types, builtin ranges and multiranges...). Binary forms of user-defined ranges,
-//! composite and unknown types are not rendered: they fail with
-//! [`ValueError::BinaryUnsupported`] and the source must use the text format.
+//! geometric types, builtin ranges and multiranges...). User-defined ranges, multiranges and
+//! composite types (and arrays of them) render through the types the catalog says they are
+//! made of ([`SourceType::structure`], see `structured.rs`). Binary forms of unknown types
+//! (extension types other than citext, and structured types containing one) are not rendered:
+//! they fail with [`ValueError::BinaryUnsupported`] and the source must use the text format.
 //!
 //! # Traps
 //! - The text forms depend on session settings. The source must run with `DateStyle=ISO`,
@@ -34,9 +36,11 @@ mod numeric;
 mod range;
 mod ryu;
 mod storage;
+mod structured;
 mod text;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use arrow_array::ArrayRef;
 use arrow_buffer::{i256, IntervalMonthDayNano, NullBufferBuilder};
@@ -94,7 +98,8 @@ pub(crate) enum Kind {
     Range(RangeSub),
     /// Builtin multiranges (Utf8, the text form).
     Multirange(RangeSub),
-    /// User-defined ranges, composite and unknown types: text only.
+    /// Unknown types: text only. (User-defined ranges, multiranges and composites are this
+    /// kind too; their binary form is rendered by `structured` from [`SourceType::structure`].)
     Other,
 }
 
@@ -281,6 +286,9 @@ pub struct ColumnBuilder {
     /// `Some` when the Arrow type cannot hold this source type: every non-null append fails.
     mismatch: Option<ValueError>,
     type_display: String,
+    /// A user-defined range, multirange or composite (or array of one) kept as text: its
+    /// binary form is rendered through the types it is made of.
+    structured: Option<Arc<SourceType>>,
 }
 
 impl ColumnBuilder {
@@ -318,6 +326,10 @@ impl ColumnBuilder {
             delimiter,
             mismatch,
             type_display: source_type.display.clone(),
+            structured: source_type
+                .structure
+                .is_some()
+                .then(|| Arc::new(source_type.clone())),
         }
     }
 
@@ -328,8 +340,9 @@ impl ColumnBuilder {
         if self.mismatch.is_some() {
             return false;
         }
-        match &self.storage {
-            Storage::List(list) => list.values.binary_supported(),
+        match (&self.storage, &self.structured) {
+            (Storage::List(list), _) => list.values.binary_supported(),
+            (_, Some(t)) => self.target == Target::Text && structured::supported(t),
             _ => binary::supported(self.kind, self.target),
         }
     }
@@ -359,9 +372,21 @@ impl ColumnBuilder {
         if let Storage::List(list) = &mut self.storage {
             return list.append_binary(bytes);
         }
-        let parsed =
-            binary::parse(self.kind, self.target, bytes).map_err(|e| self.with_type_name(e))?;
+        let parsed = self.parse_binary(bytes)?;
         self.push(parsed)
+    }
+
+    /// One value's binary form parsed for this column (no append).
+    fn parse_binary<'a>(&self, bytes: &'a [u8]) -> Result<Parsed<'a>, ValueError> {
+        match &self.structured {
+            // Structured types map to Utf8 only (`mismatch` catches any other Arrow type).
+            Some(t) => Ok(Parsed::Value(Scalar::Str(Cow::Owned(structured::render(
+                t, bytes,
+            )?)))),
+            None => {
+                binary::parse(self.kind, self.target, bytes).map_err(|e| self.with_type_name(e))
+            }
+        }
     }
 
     /// Puts the source type's display name into a [`ValueError::BinaryUnsupported`].
@@ -423,7 +448,7 @@ impl ColumnBuilder {
         if let Some(e) = &self.mismatch {
             return Err(e.clone());
         }
-        binary::parse(self.kind, self.target, b).map_err(|e| self.with_type_name(e))
+        self.parse_binary(b)
     }
 }
 
@@ -451,10 +476,14 @@ impl ListStorage {
             });
         }
         let kind = self.values.kind;
+        let structured = self.values.structured.clone();
         let delim = b',';
         let render = || {
-            array::render_binary_array_text(&arr, delim, |b| binary::render_text(kind, b))
-                .unwrap_or_default()
+            array::render_binary_array_text(&arr, delim, |b| match structured.as_deref() {
+                Some(t) => structured::render(t, b).map(Cow::Owned),
+                None => binary::render_text(kind, b),
+            })
+            .unwrap_or_default()
         };
         self.finish_value(parsed, &arr.dims, render)
     }

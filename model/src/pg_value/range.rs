@@ -1,5 +1,7 @@
-//! Builtin range and multirange types: their binary (send) forms rendered as the server's text
-//! (`range_out`, `multirange_out`).
+//! Range and multirange types: their binary (send) forms rendered as the server's text
+//! (`range_out`, `multirange_out`). The builtin ones know their subtype ([`RangeSub`]);
+//! user-defined ones get their bound renderer from the catalog's subtype
+//! ([`structured`](super::structured)).
 //!
 //! A range's binary form is a flags byte, then for each finite bound an int32 length and the
 //! bound in its subtype's binary form. A multirange's is an int32 count, then each range as an
@@ -14,8 +16,8 @@
 //!   white space, doubling `"` and `\` inside: `["2020-01-01 00:00:00+00",)`.
 //! - Date and timestamp bounds print with the session's `DateStyle`/`TimeZone`; the source sets
 //!   `ISO` and `UTC`, and these renderers assume them (`+00`, ` BC` last).
-//! - Only the builtin ranges are rendered: a user-defined range's subtype is not known here, so
-//!   its binary form stays [`ValueError::BinaryUnsupported`](crate::ValueError).
+//! - A user-defined range's subtype is not in the range's bytes: it comes from
+//!   `pg_range.rngsubtype` (with a multirange's range from `pg_range.rngmultitypid`).
 
 use super::{datetime, numeric, RangeSub};
 use crate::error::ValueError;
@@ -108,8 +110,8 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// An int32 length, then that many bytes.
-    fn chunk(&mut self) -> Result<&'a [u8], ValueError> {
+    /// An int32 length, then that many bytes (returned with their offset).
+    fn chunk(&mut self) -> Result<(usize, &'a [u8]), ValueError> {
         let b = self.b;
         let len = b
             .get(self.at..self.at + 4)
@@ -120,8 +122,9 @@ impl<'a> Reader<'a> {
         let v = b
             .get(self.at..self.at.saturating_add(len))
             .ok_or_else(|| self.err("truncated"))?;
+        let at = self.at;
         self.at += len;
-        Ok(v)
+        Ok((at, v))
     }
 }
 
@@ -159,11 +162,13 @@ fn push_bound(out: &mut String, v: &str) {
     }
 }
 
-fn push_range(
+/// The text of one range's binary form `b`, each bound through `bound` (its subtype's text
+/// output; errors at an offset inside the bound are shifted to be offsets in `b`).
+pub(crate) fn push_range(
     out: &mut String,
-    sub: RangeSub,
     b: &[u8],
     type_name: &'static str,
+    bound: &dyn Fn(&[u8]) -> Result<String, ValueError>,
 ) -> Result<(), ValueError> {
     let Some((&flags, _)) = b.split_first() else {
         return Err(ValueError::InvalidBinary {
@@ -187,12 +192,12 @@ fn push_range(
             .then(|| r.chunk())
             .transpose()?;
         out.push(if flags & LB_INC != 0 { '[' } else { '(' });
-        if let Some(v) = lower {
-            push_bound(out, &sub.render_bound(v)?);
+        if let Some((at, v)) = lower {
+            push_bound(out, &bound(v).map_err(|e| shift_offset(e, at))?);
         }
         out.push(',');
-        if let Some(v) = upper {
-            push_bound(out, &sub.render_bound(v)?);
+        if let Some((at, v)) = upper {
+            push_bound(out, &bound(v).map_err(|e| shift_offset(e, at))?);
         }
         out.push(if flags & UB_INC != 0 { ']' } else { ')' });
     }
@@ -202,17 +207,45 @@ fn push_range(
     Ok(())
 }
 
+/// An [`ValueError::InvalidBinary`] offset made relative to an enclosing value in which the
+/// failing part starts at `by`.
+pub(crate) fn shift_offset(e: ValueError, by: usize) -> ValueError {
+    match e {
+        ValueError::InvalidBinary {
+            type_name,
+            offset,
+            reason,
+        } => ValueError::InvalidBinary {
+            type_name,
+            offset: offset.saturating_add(by),
+            reason,
+        },
+        e => e,
+    }
+}
+
 /// The server's text form of a builtin range given in its binary form.
 pub(crate) fn render_range(sub: RangeSub, b: &[u8]) -> Result<String, ValueError> {
     let mut out = String::with_capacity(b.len() * 2);
-    push_range(&mut out, sub, b, sub.range_name())?;
+    push_range(&mut out, b, sub.range_name(), &|v| sub.render_bound(v))?;
     Ok(out)
 }
 
 /// The server's text form of a builtin multirange given in its binary form: `{[1,3),[5,7)}`,
 /// `{}`.
 pub(crate) fn render_multirange(sub: RangeSub, b: &[u8]) -> Result<String, ValueError> {
-    let type_name = sub.multirange_name();
+    let mut out = String::with_capacity(b.len() * 2);
+    push_multirange(&mut out, b, sub.multirange_name(), &|v| sub.render_bound(v))?;
+    Ok(out)
+}
+
+/// The text of a multirange's binary form, each range's bounds through `bound`.
+pub(crate) fn push_multirange(
+    out: &mut String,
+    b: &[u8],
+    type_name: &'static str,
+    bound: &dyn Fn(&[u8]) -> Result<String, ValueError>,
+) -> Result<(), ValueError> {
     let mut r = Reader {
         b,
         at: 0,
@@ -224,18 +257,17 @@ pub(crate) fn render_multirange(sub: RangeSub, b: &[u8]) -> Result<String, Value
         .ok_or_else(|| r.err("truncated count"))?;
     let n = usize::try_from(n).map_err(|_| r.err("negative count"))?;
     r.at = 4;
-    let mut out = String::with_capacity(b.len() * 2);
     out.push('{');
     for i in 0..n {
         if i > 0 {
             out.push(',');
         }
-        let range = r.chunk()?;
-        push_range(&mut out, sub, range, type_name)?;
+        let (at, range) = r.chunk()?;
+        push_range(out, range, type_name, bound).map_err(|e| shift_offset(e, at))?;
     }
     out.push('}');
     if r.at != b.len() {
         return Err(r.err("trailing bytes"));
     }
-    Ok(out)
+    Ok(())
 }

@@ -19,23 +19,23 @@
 //! so the integer itself (trailing zeros into the exponent) is what both pick.
 
 /// The binary fields of a finite `v`: `|v| = m * 2^e`, and its bounds, each as
-/// `odd * 2^exponent`: the midpoints to the next double down and up.
-struct Binary {
+/// `odd * 2^exponent`: the midpoints to the next value down and up.
+pub(crate) struct Binary {
     lower: (u64, i32),
     upper: (u64, i32),
 }
 
 impl Binary {
-    fn of(v: f64) -> Binary {
-        let bits = v.to_bits();
-        let fraction = bits & ((1u64 << 52) - 1);
-        let biased = ((bits >> 52) & 0x7ff) as i32;
+    /// From the raw fraction and biased exponent of a float with `fraction_bits` explicit
+    /// mantissa bits and exponent bias `bias`.
+    fn of_parts(fraction: u64, biased: i32, fraction_bits: u32, bias: i32) -> Binary {
+        let shift = bias + fraction_bits as i32;
         let (m, e) = if biased == 0 {
-            (fraction, -1074)
+            (fraction, 1 - shift)
         } else {
-            (fraction | (1u64 << 52), biased - 1075)
+            (fraction | (1u64 << fraction_bits), biased - shift)
         };
-        // At a power of two (above the smallest normal) the next double down is half as far.
+        // At a power of two (above the smallest normal) the next value down is half as far.
         let lower = if fraction == 0 && biased > 1 {
             (4 * m - 1, e - 2)
         } else {
@@ -45,6 +45,61 @@ impl Binary {
             lower,
             upper: (2 * m + 1, e - 1),
         }
+    }
+}
+
+/// The two IEEE formats `float8out` and `float4out` print (`d2s.c`, `f2s.c`).
+pub(crate) trait Float: Copy + PartialEq + std::fmt::LowerExp + ::ryu::Float {
+    /// Most significant digits ever needed (17 for double, 9 for float).
+    const MAX_DIGITS: usize;
+    fn binary(self) -> Binary;
+    /// Whether the decimal text reads back as `self` (correct rounding, as `strtod`).
+    fn reads_back(self, text: &str) -> bool;
+    fn is_zero_or_special(self) -> bool;
+    fn abs(self) -> Self;
+}
+
+impl Float for f64 {
+    const MAX_DIGITS: usize = 17;
+    fn binary(self) -> Binary {
+        let bits = self.to_bits();
+        Binary::of_parts(
+            bits & ((1u64 << 52) - 1),
+            ((bits >> 52) & 0x7ff) as i32,
+            52,
+            1023,
+        )
+    }
+    fn reads_back(self, text: &str) -> bool {
+        text.parse::<f64>() == Ok(self)
+    }
+    fn is_zero_or_special(self) -> bool {
+        self == 0.0 || !self.is_finite()
+    }
+    fn abs(self) -> Self {
+        f64::abs(self)
+    }
+}
+
+impl Float for f32 {
+    const MAX_DIGITS: usize = 9;
+    fn binary(self) -> Binary {
+        let bits = u64::from(self.to_bits());
+        Binary::of_parts(
+            bits & ((1u64 << 23) - 1),
+            ((bits >> 23) & 0xff) as i32,
+            23,
+            127,
+        )
+    }
+    fn reads_back(self, text: &str) -> bool {
+        text.parse::<f32>() == Ok(self)
+    }
+    fn is_zero_or_special(self) -> bool {
+        self == 0.0 || !self.is_finite()
+    }
+    fn abs(self) -> Self {
+        f32::abs(self)
     }
 }
 
@@ -67,16 +122,14 @@ fn equals(digits: u64, exp10: i32, (odd, exp2): (u64, i32)) -> bool {
 }
 
 /// Whether `digits * 10^exp10` is exactly one of `v`'s two bounds.
-fn on_bound(v: f64, digits: u64, exp10: i32) -> bool {
-    let b = Binary::of(v);
+fn on_bound<F: Float>(v: F, digits: u64, exp10: i32) -> bool {
+    let b = v.binary();
     equals(digits, exp10, b.lower) || equals(digits, exp10, b.upper)
 }
 
 /// Whether `digits * 10^exp10` reads back as a positive `v` without being one of its bounds.
-fn strictly_inside(v: f64, digits: u64, exp10: i32) -> bool {
-    digits != 0
-        && format!("{digits}e{exp10}").parse::<f64>() == Ok(v)
-        && !on_bound(v, digits, exp10)
+fn strictly_inside<F: Float>(v: F, digits: u64, exp10: i32) -> bool {
+    digits != 0 && v.reads_back(&format!("{digits}e{exp10}")) && !on_bound(v, digits, exp10)
 }
 
 /// Trailing decimal zeros moved into the exponent.
@@ -112,9 +165,9 @@ fn parse_decimal(s: &str) -> Option<(u64, i32)> {
 /// PostgreSQL's choice for a positive `v`, from `len` significant digits on: at the first
 /// length where a decimal lies strictly inside `v`'s interval, `v` correctly rounded to that
 /// length, or the next one up when the rounding fell on or below the lower bound. `None` if
-/// 17 digits do not do it (they always do for a finite `v`).
-fn search_from(v: f64, len: usize) -> Option<(u64, i32)> {
-    for len in len.max(1)..=17 {
+/// `F::MAX_DIGITS` digits do not do it (they always do for a finite `v`).
+fn search_from<F: Float>(v: F, len: usize) -> Option<(u64, i32)> {
+    for len in len.max(1)..=F::MAX_DIGITS {
         // `{:.N$e}` is the exact value correctly rounded (ties to even) to N+1 digits.
         let (digits, exp10) = parse_decimal(&format!("{:.*e}", len - 1, v))?;
         if strictly_inside(v, digits, exp10) {
@@ -132,9 +185,9 @@ fn search_from(v: f64, len: usize) -> Option<(u64, i32)> {
 
 /// The shortest decimal `(digits, exponent)` of a finite, non-zero `v` (sign ignored): `v`
 /// reads back from `digits * 10^exponent`, as Postgres' `double_to_shortest_decimal` computes
-/// it. `(0, 0)` for zero or a non-finite `v`.
-pub(crate) fn shortest(v: f64) -> (u64, i32) {
-    if v == 0.0 || !v.is_finite() {
+/// it (or `float_to_shortest_decimal` for an `f32`). `(0, 0)` for zero or a non-finite `v`.
+pub(crate) fn shortest<F: Float>(v: F) -> (u64, i32) {
+    if v.is_zero_or_special() {
         return (0, 0);
     }
     let v = v.abs();

@@ -95,6 +95,7 @@ impl CdfConverter {
                 display,
                 element: None,
                 labels: Vec::new(),
+                structure: None,
             };
             columns.push(Column::new(name, st, dt, true, self.key.contains(name)));
         }

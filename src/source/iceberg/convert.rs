@@ -109,6 +109,7 @@ impl Converter {
                 display,
                 element: None,
                 labels: Vec::new(),
+                structure: None,
             };
             columns.push(Column::new(
                 name,

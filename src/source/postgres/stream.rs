@@ -75,6 +75,12 @@ impl SourceError {
             SourceError::Snapshot(e) => e.is_transient(),
         }
     }
+
+    /// A value did not match the catalog's description of its type (a composite altered
+    /// without a Relation message, `catalog.rs` traps): a new session re-reads the catalog.
+    fn is_stale_catalog(&self) -> bool {
+        matches!(self, SourceError::Decode(DecoderError::Model { source, .. }) if source.is_stale_catalog())
+    }
 }
 
 /// Everything the source needs from the pipeline.
@@ -110,10 +116,18 @@ impl PgSource {
         // The end of the last transaction (or chunk) handed to the engine, across sessions: a
         // new session resends from the slot's confirmed_flush_lsn (module traps).
         let mut emitted = self.resume;
+        // Where the last stale-catalog error happened: a second one there is definite.
+        let mut stale_at: Option<Option<Position>> = None;
         loop {
             let started = tokio::time::Instant::now();
             match self.session(&mut emitted).await {
                 Ok(()) => return Ok(()),
+                Err(e) if e.is_stale_catalog() && stale_at != Some(emitted) => {
+                    // The new session's Relation messages make us read the catalog again.
+                    stale_at = Some(emitted);
+                    self.metrics.set_streaming(false);
+                    tracing::warn!(error = %e, "postgres source: a type changed since the catalog was read; reconnecting to re-read it");
+                }
                 Err(e) if e.is_transient() && !*self.shutdown.borrow() => {
                     self.metrics.set_streaming(false);
                     // A session that streamed for a while earns a fresh backoff.
@@ -492,6 +506,9 @@ fn to_decoder_catalog(c: &PgRelationCatalog) -> RelationCatalog {
 }
 
 pub(crate) fn resolve_type(col: &super::catalog::CatalogColumn) -> Option<SourceType> {
+    if let Some(t) = &col.structured {
+        return Some(t.clone());
+    }
     let scalar = |oid: u32, typmod: i32| -> Option<SourceType> {
         match &col.enum_labels {
             Some(labels) => Some(SourceType::pg_enum(
