@@ -348,15 +348,14 @@ impl DeltaSink {
             .vacuum_retention
             .filter(|_| n % m.vacuum_every_commits == 0)
         {
-            let (t, s) = maintenance::vacuum(
-                state.writer.table.clone(),
-                retention,
-                !m.vacuum_unsafe_short_retention,
-                props(),
-            )
-            .await
-            .map_err(|e| err("vacuum", e))?;
-            tracing::info!(sink = %name, table = %id, deleted = s.files_vacuumed, "vacuumed");
+            let (t, s, ran) = maintenance::vacuum(state.writer.table.clone(), retention, props())
+                .await
+                .map_err(|e| err("vacuum", e))?;
+            if ran != retention {
+                tracing::warn!(sink = %name, table = %id, configured = ?retention, table_property = ?ran,
+                    "vacuum kept the table's longer delta.deletedFileRetentionDuration");
+            }
+            tracing::info!(sink = %name, table = %id, deleted = s.files_vacuumed, retention = ?ran, "vacuumed");
             state.writer.table = t;
         }
         Ok(())

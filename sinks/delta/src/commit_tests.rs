@@ -229,3 +229,118 @@ async fn flushes_by_bytes_and_commits_on_its_own_at_twice_the_limit() {
         [1, 2, 3, 4, 5, 6]
     );
 }
+
+/// The table's data files on disk (not the log, not `_change_data`), by file name.
+fn data_files_on_disk(url: &Url) -> std::collections::BTreeSet<String> {
+    let dir = url.to_file_path().unwrap();
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".parquet"))
+        .collect()
+}
+
+/// The data files the table's current version reads, by file name.
+async fn active_files(url: &Url) -> std::collections::BTreeSet<String> {
+    let t = deltalake::open_table(url.clone()).await.unwrap();
+    t.get_file_uris()
+        .unwrap()
+        .map(|u| u.rsplit('/').next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn insert(lsn: u64) -> Arc<Transaction> {
+    let id: &'static str = Box::leak((lsn / 100).to_string().into_boxed_str());
+    txn(
+        lsn,
+        &[(Op::Insert, None, Some(vec![V::T(id), V::T("v"), V::Null]))],
+    )
+}
+
+/// Two commits, then OPTIMIZE (every 2) and VACUUM (every 2); returns the files the compaction
+/// removed (still on disk: just removed, younger than any retention).
+async fn two_commits_and_maintenance(sink: &mut DeltaSink, first_lsn: u64) -> Vec<String> {
+    for lsn in [first_lsn, first_lsn + 100] {
+        let t = insert(lsn);
+        sink.write(t.clone()).await.unwrap();
+        assert_eq!(sink.flush().await.unwrap(), Some(t.end));
+    }
+    let url = sink.table_url(&TableId::new("public", "t")).unwrap();
+    let (disk, active) = (data_files_on_disk(&url), active_files(&url).await);
+    assert!(active.is_subset(&disk));
+    let removed: Vec<String> = disk.difference(&active).cloned().collect();
+    assert!(!removed.is_empty(), "OPTIMIZE compacted files: {disk:?}");
+    removed
+}
+
+#[tokio::test]
+async fn vacuum_deletes_only_files_older_than_the_retention_and_keeps_the_table_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), TableMode::Mirror);
+    c.maintenance.vacuum_retention = Some(std::time::Duration::from_secs(1));
+    c.maintenance.vacuum_unsafe_short_retention = true;
+    c.maintenance.vacuum_every_commits = 2;
+    let mut sink = DeltaSink::new(c, "p").unwrap();
+    let url = sink.table_url(&TableId::new("public", "t")).unwrap();
+    // Versions 1-2, then OPTIMIZE; the VACUUM right after keeps what it just removed.
+    let first = two_commits_and_maintenance(&mut sink, 100).await;
+    assert!(first.iter().all(|f| data_files_on_disk(&url).contains(f)));
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // Versions 3-4, OPTIMIZE, VACUUM: the first compaction's files are past the retention and
+    // go; the second's are not and stay.
+    let second = two_commits_and_maintenance(&mut sink, 300).await;
+    let disk = data_files_on_disk(&url);
+    assert!(
+        first.iter().all(|f| !disk.contains(f)),
+        "{first:?} in {disk:?}"
+    );
+    assert!(
+        second.iter().all(|f| disk.contains(f)),
+        "{second:?} in {disk:?}"
+    );
+    assert_eq!(
+        rows(&url).await,
+        (1..=4).map(|i| (i, Some("v".into()))).collect::<Vec<_>>()
+    );
+    // VACUUM and OPTIMIZE commits carry the position: a restart skips what the table has.
+    let mut sink = DeltaSink::new(config(dir.path(), TableMode::Mirror), "p").unwrap();
+    sink.write(insert(400)).await.unwrap();
+    sink.flush().await.unwrap();
+    assert_eq!(rows(&url).await.len(), 4);
+}
+
+#[tokio::test]
+async fn vacuum_retention_becomes_the_table_property_and_a_longer_one_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    // 2 h: valid without the unsafe switch, shorter than the table default of a week, which
+    // delta-rs' own retention check would have refused at the first VACUUM.
+    let mut c = config(dir.path(), TableMode::Mirror);
+    c.maintenance.vacuum_retention = Some(std::time::Duration::from_secs(7200));
+    c.maintenance.vacuum_every_commits = 2;
+    let mut sink = DeltaSink::new(c, "p").unwrap();
+    let first = two_commits_and_maintenance(&mut sink, 100).await;
+    let url = sink.table_url(&TableId::new("public", "t")).unwrap();
+    let t = deltalake::open_table(url.clone()).await.unwrap();
+    assert_eq!(
+        t.snapshot()
+            .unwrap()
+            .metadata()
+            .configuration()
+            .get("delta.deletedFileRetentionDuration")
+            .map(String::as_str),
+        Some("interval 7200 seconds")
+    );
+    // A later configuration of 1 s on this table: the table's 2 h is longer and wins.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut c = config(dir.path(), TableMode::Mirror);
+    c.maintenance.vacuum_retention = Some(std::time::Duration::from_secs(1));
+    c.maintenance.vacuum_unsafe_short_retention = true;
+    c.maintenance.vacuum_every_commits = 2;
+    let mut sink = DeltaSink::new(c, "p").unwrap();
+    two_commits_and_maintenance(&mut sink, 300).await;
+    let disk = data_files_on_disk(&url);
+    assert!(
+        first.iter().all(|f| disk.contains(f)),
+        "{first:?} in {disk:?}"
+    );
+}

@@ -46,18 +46,29 @@ pub async fn optimize(
     ))
 }
 
-/// VACUUM files unreferenced for longer than `retention`.
+/// VACUUM files unreferenced for longer than `retention`, or longer than the table's own
+/// `delta.deletedFileRetentionDuration` where that is set and longer (someone asked for it; the
+/// longer one is the safe one). The returned stats say which retention ran.
+///
+/// delta-rs' own retention check is off: it compares with the table property, which defaults
+/// to a week whether set or not, so a configured `24h` on a table created before
+/// `vacuum_retention` was set would fail every time. The sink's configuration check (at least
+/// 1 h unless `vacuum_unsafe_short_retention`) takes its place.
 pub async fn vacuum(
     table: DeltaTable,
     retention: Duration,
-    enforce_retention: bool,
     props: CommitProperties,
-) -> DeltaResult<(DeltaTable, MaintenanceStats)> {
-    let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+) -> DeltaResult<(DeltaTable, MaintenanceStats, Duration)> {
+    let table_own = table
+        .snapshot()?
+        .table_config()
+        .deleted_file_retention_duration;
+    let effective = table_own.map_or(retention, |t| t.max(retention));
+    let period = chrono::Duration::from_std(effective).unwrap_or(chrono::Duration::MAX);
     let (t, m) = table
         .vacuum()
-        .with_retention_period(retention)
-        .with_enforce_retention_duration(enforce_retention)
+        .with_retention_period(period)
+        .with_enforce_retention_duration(false)
         .with_commit_properties(props)
         .await?;
     Ok((
@@ -66,5 +77,6 @@ pub async fn vacuum(
             files_vacuumed: m.files_deleted.len() as u64,
             ..Default::default()
         },
+        effective,
     ))
 }

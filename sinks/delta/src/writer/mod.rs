@@ -275,6 +275,17 @@ impl TableWriter {
             TableProperty::CheckpointInterval.as_ref().to_owned(),
             Some(maintenance.checkpoint_interval.to_string()),
         )];
+        // The configured VACUUM retention becomes the table's own, so that every engine's
+        // VACUUM of this table keeps the same files (delta-rs and Spark refuse a shorter
+        // retention than the table's, whose default is a week).
+        if let Some(r) = maintenance.vacuum_retention {
+            config.push((
+                TableProperty::DeletedFileRetentionDuration
+                    .as_ref()
+                    .to_owned(),
+                Some(format!("interval {} seconds", r.as_secs().max(1))),
+            ));
+        }
         if self.mode == TableMode::Mirror {
             config.push((
                 TableProperty::EnableChangeDataFeed.as_ref().to_owned(),
