@@ -30,6 +30,11 @@
 //!   checkpoint would be skipped without a word.
 //! - Protocol by server version: 1 before 14, 2 on 14, 3 on 15, 4 from 16. Streaming of
 //!   in-progress transactions needs 2+; we never ask for `two_phase`.
+//! - `ALTER TYPE ... ADD/DROP ATTRIBUTE` on a composite a table uses sends no Relation message,
+//!   so the catalog read for the table may not know a new attribute's type
+//!   (`ValueError::StaleComposite`, binary format only): the session is restarted once, whose
+//!   Relation messages re-read the catalog; the same error again at the same position is
+//!   definite (`catalog.rs` traps).
 
 use std::path::PathBuf;
 use std::sync::Arc;
