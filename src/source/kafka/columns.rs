@@ -39,7 +39,6 @@
 
 use std::fmt::Write as _;
 
-use serde_json::value::RawValue;
 use serde_json::Value;
 use tidemark_model::pg_types::oid;
 use tidemark_model::pg_value::civil_from_days;
@@ -258,60 +257,13 @@ pub fn is_unavailable(conv: &Conv, v: &Value, placeholder: &str) -> bool {
     }
 }
 
-/// The Postgres text form of a non-null JSON value.
+/// The Postgres text form of a non-null JSON value. Doubles are exact: the workspace builds
+/// serde_json with `float_roundtrip` (its default parser can land one ULP off on 17-digit
+/// values, and Debezium writes 17 digits where a double needs them).
 pub fn to_text(conv: &Conv, v: &Value) -> Result<String, String> {
-    to_text_exact(conv, v, None)
-}
-
-/// As [`to_text`], with the value's JSON text `raw` (from [`RawImage`]) for floats: serde_json
-/// (without its `float_roundtrip` feature) can land one ULP off on 17-digit doubles, while
-/// Rust's own parser of the original text is exact.
-pub fn to_text_exact(conv: &Conv, v: &Value, raw: Option<&RawValue>) -> Result<String, String> {
     let mut out = String::new();
-    write_text(conv, v, raw, &mut out)?;
+    write_text(conv, v, &mut out)?;
     Ok(out)
-}
-
-/// Whether a column of this conversion needs the exact JSON text of its values.
-pub fn wants_raw(conv: &Conv) -> bool {
-    match conv {
-        Conv::Float => true,
-        Conv::Array(e) => wants_raw(e),
-        _ => false,
-    }
-}
-
-/// The JSON text of each field of one image (`before` or `after`) of a record.
-pub type RawImage<'a> = std::collections::HashMap<String, &'a RawValue>;
-
-/// `(before, after)` field texts of a record's value (with or without the schema wrapper);
-/// `None` where the value has no such image or is not shaped like an envelope.
-pub fn raw_images(value: &[u8]) -> (Option<RawImage<'_>>, Option<RawImage<'_>>) {
-    #[derive(serde::Deserialize)]
-    struct Env<'a> {
-        #[serde(borrow, default)]
-        payload: Option<&'a RawValue>,
-        #[serde(borrow, default)]
-        before: Option<&'a RawValue>,
-        #[serde(borrow, default)]
-        after: Option<&'a RawValue>,
-    }
-    let Ok(top) = serde_json::from_slice::<Env<'_>>(value) else {
-        return (None, None);
-    };
-    let env = match top.payload {
-        Some(p) if top.before.is_none() && top.after.is_none() => {
-            match serde_json::from_str::<Env<'_>>(p.get()) {
-                Ok(e) => e,
-                Err(_) => return (None, None),
-            }
-        }
-        _ => top,
-    };
-    fn image(r: Option<&RawValue>) -> Option<RawImage<'_>> {
-        r.and_then(|r| serde_json::from_str(r.get()).ok())
-    }
-    (image(env.before), image(env.after))
 }
 
 fn int_of(v: &Value) -> Result<i64, String> {
@@ -319,17 +271,11 @@ fn int_of(v: &Value) -> Result<i64, String> {
         .ok_or_else(|| format!("expected an integer, got {v}"))
 }
 
-fn write_text(
-    conv: &Conv,
-    v: &Value,
-    raw: Option<&RawValue>,
-    out: &mut String,
-) -> Result<(), String> {
+fn write_text(conv: &Conv, v: &Value, out: &mut String) -> Result<(), String> {
     match (conv, v) {
         (Conv::Int, Value::Number(n)) => write!(out, "{n}").map_err(|e| e.to_string()),
         (Conv::Float, Value::Number(n)) => {
-            let exact = raw.and_then(|r| r.get().trim().parse::<f64>().ok());
-            let x = exact.or_else(|| n.as_f64()).unwrap_or(f64::NAN);
+            let x = n.as_f64().unwrap_or(f64::NAN);
             write!(out, "{x}").map_err(|e| e.to_string())
         }
         (Conv::Float, Value::String(s))
@@ -461,10 +407,6 @@ fn write_text(
             Ok(())
         }
         (Conv::Array(element), Value::Array(items)) => {
-            let raws: Option<Vec<&RawValue>> = raw
-                .filter(|_| wants_raw(element))
-                .and_then(|r| serde_json::from_str(r.get()).ok())
-                .filter(|r: &Vec<&RawValue>| r.len() == items.len());
             out.push('{');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
@@ -474,7 +416,7 @@ fn write_text(
                     out.push_str("NULL");
                     continue;
                 }
-                let t = to_text_exact(element, item, raws.as_ref().map(|r| r[i]))?;
+                let t = to_text(element, item)?;
                 out.push('"');
                 for c in t.chars() {
                     if c == '"' || c == '\\' {
@@ -588,7 +530,7 @@ fn iso_interval(s: &str, out: &mut String) -> Result<(), String> {
             out.push(' ');
         }
         let micros = i64::try_from(us).map_err(|_| bad())?;
-        write_text(&Conv::MicroDuration, &Value::from(micros), None, out)?;
+        write_text(&Conv::MicroDuration, &Value::from(micros), out)?;
     }
     Ok(())
 }
@@ -734,30 +676,23 @@ mod tests {
     }
 
     #[test]
-    fn doubles_come_from_their_exact_json_text() {
-        // 17 significant digits: serde_json's default parser lands one ULP off on some.
-        let value = br#"{"schema":{"type":"struct"},"payload":{"before":null,"after":{"id":1,"f8":2082268357.5715017,"fa":[4125368741.5383844,null,1e-7]},"op":"c"}}"#;
-        let (before, after) = raw_images(value);
-        assert!(before.is_none());
-        let after = after.unwrap();
-        let v: Value = serde_json::from_slice(value).unwrap();
-        let img = &v["payload"]["after"];
-        let f8 = to_text_exact(&Conv::Float, &img["f8"], after.get("f8").copied()).unwrap();
+    fn doubles_are_parsed_exactly() {
+        // 17 significant digits: serde_json without `float_roundtrip` lands one ULP off on
+        // these; the workspace enables it, and this test fails if that is ever lost.
+        let value = br#"{"f8":2082268357.5715017,"fa":[4125368741.5383844,null,1e-7]}"#;
+        let img: Value = serde_json::from_slice(value).unwrap();
+        let f8 = to_text(&Conv::Float, &img["f8"]).unwrap();
         assert_eq!(
-            f8.parse::<f64>().unwrap(),
-            "2082268357.5715017".parse::<f64>().unwrap()
+            f8.parse::<f64>().unwrap().to_bits(),
+            "2082268357.5715017".parse::<f64>().unwrap().to_bits()
         );
         let arr = Conv::Array(Box::new(Conv::Float));
-        let fa = to_text_exact(&arr, &img["fa"], after.get("fa").copied()).unwrap();
+        let fa = to_text(&arr, &img["fa"]).unwrap();
         let want = format!(
             "{{\"{}\",NULL,\"{}\"}}",
             "4125368741.5383844".parse::<f64>().unwrap(),
             1e-7f64
         );
         assert_eq!(fa, want);
-        // Without the schema wrapper too; not an envelope: nothing.
-        let (_, a) = raw_images(br#"{"before":{"x":1.5},"after":null}"#);
-        assert!(a.is_none());
-        assert!(raw_images(b"[1]").1.is_none());
     }
 }

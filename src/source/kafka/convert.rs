@@ -35,8 +35,6 @@ struct TablePlan {
     row_schema: Option<Value>,
     names: Vec<String>,
     key_fields: Vec<String>,
-    /// Some column needs its values' exact JSON text (doubles).
-    wants_raw: bool,
 }
 
 /// Converts batches; keeps each table's current schema version.
@@ -103,7 +101,7 @@ impl Converter {
                     }
                     let b = current.get_or_insert_with(|| ChangeBatchBuilder::new(schema, 64));
                     let plan = &self.tables[&c.table];
-                    append_row(b, plan, &c, &position, &self.placeholder, r.value)
+                    append_row(b, plan, &c, &position, &self.placeholder)
                         .map_err(|reason| r.at.err(reason))?;
                     txn.commit_ts_us = txn.commit_ts_us.max(c.commit_ts_us);
                     txids.insert(c.txid);
@@ -182,7 +180,6 @@ impl Converter {
             }
         }
         let cols: Vec<_> = plans.iter().map(|p| p.column.clone()).collect();
-        let wants_raw = plans.iter().any(|p| columns::wants_raw(&p.conv));
         let version = match self.tables.get(&c.table) {
             Some(p) if p.schema.same_columns(&cols) => p.schema.version,
             Some(p) => p.schema.version + 1,
@@ -200,7 +197,6 @@ impl Converter {
                 row_schema: c.row_schema.clone(),
                 names,
                 key_fields: c.key_fields.clone(),
-                wants_raw,
             },
         );
         Ok(schema)
@@ -225,7 +221,6 @@ fn append_row(
     c: &Change,
     position: &Position,
     placeholder: &str,
-    value: Option<&[u8]>,
 ) -> Result<(), String> {
     let model = |e: tidemark_model::ModelError| e.to_string();
     b.begin_row(c.op, position, c.txid, c.commit_ts_us)
@@ -246,21 +241,12 @@ fn append_row(
     if c.op == Op::Delete && before.is_none() {
         return Err(format!("table {}: a delete without \"before\"", c.table));
     }
-    // The exact text of doubles (see `columns::to_text_exact`); the old key of a primary-key
-    // change comes from a header and holds no doubles worth it.
-    let (raw_before, raw_after) = match value {
-        Some(v) if plan.wants_raw => columns::raw_images(v),
-        _ => (None, None),
-    };
-    for (image, obj, raw) in [
-        (Image::Before, before, raw_before.as_ref()),
-        (Image::After, after, raw_after.as_ref()),
-    ] {
+    for (image, obj) in [(Image::Before, before), (Image::After, after)] {
         let Some(obj) = obj else {
             b.image_null(image).map_err(model)?;
             continue;
         };
-        fill_image(b, plan, image, obj, placeholder, raw)
+        fill_image(b, plan, image, obj, placeholder)
             .map_err(|(col, e)| format!("table {}, column {col}: {e}", c.table))?;
     }
     b.finish_row().map_err(model)
@@ -272,7 +258,6 @@ fn fill_image(
     image: Image,
     obj: &Map<String, Value>,
     placeholder: &str,
-    raw: Option<&columns::RawImage<'_>>,
 ) -> Result<(), (String, String)> {
     for (i, p) in plan.plans.iter().enumerate() {
         let name = &p.column.name;
@@ -283,8 +268,7 @@ fn fill_image(
                 b.append_unchanged(image, i)
             }
             Some(v) => {
-                let r = raw.and_then(|m| m.get(name.as_str())).copied();
-                let text = columns::to_text_exact(&p.conv, v, r).map_err(at)?;
+                let text = columns::to_text(&p.conv, v).map_err(at)?;
                 b.append_text(image, i, text.as_bytes())
             }
         };
