@@ -312,7 +312,8 @@ pub fn ids_of(batches: &[arrow_array::RecordBatch]) -> Vec<i64> {
     out
 }
 
-/// Data and delete files under the warehouse that no snapshot references (orphans).
+/// Data and delete files (Parquet, Puffin) under the warehouse that no snapshot references
+/// (orphans).
 pub async fn orphan_files(lake: &Lake, table: &str) -> Vec<String> {
     let (catalog, t) = load_table(lake, table).await;
     let referenced = tidemark_iceberg::maintenance::referenced_files(&catalog, &t)
@@ -325,7 +326,10 @@ pub async fn orphan_files(lake: &Lake, table: &str) -> Vec<String> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
+            } else if p
+                .extension()
+                .is_some_and(|x| x == "parquet" || x == "puffin")
+            {
                 let uri = format!("file://{}", p.display());
                 if !referenced.contains(&uri) {
                     out.push(uri);

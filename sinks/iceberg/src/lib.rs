@@ -39,6 +39,7 @@
 pub mod ack;
 pub mod commit;
 pub mod config;
+pub mod dv;
 pub mod encoder;
 pub mod error;
 pub mod maintenance;

@@ -8,6 +8,10 @@
 //! # Traps
 //! - Compaction reads the table through iceberg-rust's own scan (deletes applied, old files
 //!   projected onto the current schema by field id): the same rows any reader sees.
+//! - iceberg-rust 0.10.1 cannot apply deletion vectors (format v3): its delete loader reads
+//!   every position-delete file as Parquet. For v3 tables the scan is planned by
+//!   iceberg-rust and each data file read whole by its `ArrowReader` with the task's deletes
+//!   dropped; the sink then removes the positions of the file's DV (`dv.rs`).
 //! - The compaction snapshot copies `tidemark.position` so exactly-once survives expiry of
 //!   the snapshots that recorded it.
 //! - Expiry deletes a file only when no remaining snapshot references it; readers holding an
@@ -16,9 +20,13 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use futures::TryStreamExt;
-use iceberg::spec::{ManifestList, Snapshot};
+use arrow_array::{BooleanArray, RecordBatch};
+use futures::{StreamExt, TryStreamExt};
+use iceberg::arrow::ArrowReaderBuilder;
+use iceberg::scan::{FileScanTask, FileScanTaskStream};
+use iceberg::spec::{FormatVersion, ManifestList, Snapshot};
 use iceberg::{NamespaceIdent, TableUpdate};
+use roaring::RoaringTreemap;
 
 use crate::commit::catalog::{Catalog, LoadedTable};
 use crate::commit::snapshot::{self, recorded_position, Changes, CommitStats, SUMMARY_POSITION};
@@ -62,6 +70,9 @@ async fn scan_stream(
     t: &LoadedTable,
 ) -> Result<iceberg::scan::ArrowRecordBatchStream, IcebergError> {
     let name = t.ident.to_string();
+    if t.metadata.format_version() >= FormatVersion::V3 {
+        return scan_stream_v3(catalog, t).await;
+    }
     iceberg_table(catalog, t)?
         .scan()
         .select_all()
@@ -70,6 +81,86 @@ async fn scan_stream(
         .to_arrow()
         .await
         .io_ctx("scan", &name)
+}
+
+/// Format v3: iceberg-rust plans and reads the data files, the deletion vectors are applied
+/// here (one data file's batches in memory at a time).
+async fn scan_stream_v3(
+    catalog: &Catalog,
+    t: &LoadedTable,
+) -> Result<iceberg::scan::ArrowRecordBatchStream, IcebergError> {
+    let name = t.ident.to_string();
+    let mut dvs: HashMap<String, RoaringTreemap> = HashMap::new();
+    for e in snapshot::live_entries(&catalog.file_io, t).await? {
+        if crate::dv::is_dv(&e.data_file) {
+            if let Some(data) = e.data_file.referenced_data_file() {
+                dvs.insert(
+                    data,
+                    crate::dv::read_dv(&catalog.file_io, &e.data_file).await?,
+                );
+            }
+        } else if TableState::is_delete(&e.data_file) {
+            return Err(IcebergError::corrupt(
+                &name,
+                format!(
+                    "format v3 table with a Parquet position delete file {}",
+                    e.file_path()
+                ),
+            ));
+        }
+    }
+    let table = iceberg_table(catalog, t)?;
+    let tasks: Vec<FileScanTask> = table
+        .scan()
+        .select_all()
+        .build()
+        .map_err(|e| IcebergError::corrupt(&name, format!("scan: {e}")))?
+        .plan_files()
+        .await
+        .io_ctx("plan scan", &name)?
+        .try_collect()
+        .await
+        .io_ctx("plan scan", &name)?;
+    let file_io = catalog.file_io.clone();
+    let runtime = iceberg::Runtime::try_current()
+        .map_err(|e| IcebergError::corrupt(&name, format!("no tokio runtime: {e}")))?;
+    let dvs = Arc::new(dvs);
+    let stream = futures::stream::iter(tasks)
+        .then(move |mut task| {
+            let (file_io, runtime, dvs) = (file_io.clone(), runtime.clone(), dvs.clone());
+            async move {
+                task.deletes.clear();
+                let path = task.data_file_path.clone();
+                // Whole file, in order, no pruning: row k of the output is position k.
+                let reader = ArrowReaderBuilder::new(file_io, runtime)
+                    .with_data_file_concurrency_limit(1)
+                    .with_row_group_filtering_enabled(false)
+                    .with_row_selection_enabled(false)
+                    .build();
+                let one: FileScanTaskStream = Box::pin(futures::stream::iter([Ok(task)]));
+                let batches: Vec<RecordBatch> = reader.read(one)?.stream().try_collect().await?;
+                let Some(dv) = dvs.get(&path) else {
+                    return Ok(batches);
+                };
+                let mut pos = 0u64;
+                let mut out = Vec::with_capacity(batches.len());
+                for b in batches {
+                    let keep: BooleanArray = (0..b.num_rows() as u64)
+                        .map(|i| Some(!dv.contains(pos + i)))
+                        .collect();
+                    pos += b.num_rows() as u64;
+                    out.push(
+                        arrow_select::filter::filter_record_batch(&b, &keep).map_err(|e| {
+                            iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string())
+                        })?,
+                    );
+                }
+                Ok::<_, iceberg::Error>(out)
+            }
+        })
+        .map_ok(|batches| futures::stream::iter(batches.into_iter().map(Ok)))
+        .try_flatten();
+    Ok(Box::pin(stream))
 }
 
 /// Every live row of the table, as iceberg-rust's own reader returns it (deletes applied).

@@ -7,11 +7,14 @@
 //! - Startup order: clean orphans named in the pending-files log, then rebuild the index, then
 //!   read the recorded position (skip what the table already has).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use iceberg::spec::{DataContentType, DataFile, Schema, SchemaRef, Struct};
+use iceberg::spec::{DataContentType, DataFile, FormatVersion, Schema, SchemaRef, Struct};
 use iceberg::TableCreation;
+use roaring::RoaringTreemap;
+
+use crate::dv::LiveDv;
 use tidemark_model::{Position, TableId, TableSchema};
 
 use crate::commit::catalog::{Catalog, LoadedTable, TableIdent};
@@ -45,6 +48,9 @@ pub struct TableState {
     pub key_field_ids: Vec<i32>,
     /// Pending position deletes `(file, pos)`.
     pub deletes: BTreeSet<(u32, u32)>,
+    /// Format v3: the committed deletion vector of every data file that has one (by file
+    /// table index); the next DV of that file merges it and replaces its entry.
+    pub dvs: HashMap<u32, LiveDv>,
     /// A truncate since the last commit: the parent's files are all removed.
     pub truncated: bool,
     /// Rows written since the last commit.
@@ -86,6 +92,11 @@ impl TableState {
                     ("tidemark.source".into(), ts.table.to_string()),
                 ];
                 props.retain(|(k, _)| k != "format-version");
+                let version = if cfg.format_version == 3 {
+                    FormatVersion::V3
+                } else {
+                    FormatVersion::V2
+                };
                 let creation = TableCreation::builder()
                     .name(ident.name.clone())
                     .location_opt(catalog.table_location(&ident))
@@ -93,6 +104,7 @@ impl TableState {
                     .partition_spec(spec)
                     .sort_order_opt(order)
                     .properties(props)
+                    .format_version(version)
                     .build();
                 tracing::info!(table = %ident, source = %ts.table, mode = ?cfg.mode, "creating iceberg table");
                 catalog.create(&ident, creation).await?
@@ -131,6 +143,7 @@ impl TableState {
             index: None,
             key_field_ids: Vec::new(),
             deletes: BTreeSet::new(),
+            dvs: HashMap::new(),
             truncated: false,
             pending_rows: 0,
             since_compact: 0,
@@ -279,6 +292,7 @@ impl TableState {
             key_ids,
             &mut index,
             &mut self.files,
+            &mut self.dvs,
             max_keys,
         )
         .await?;
@@ -336,6 +350,8 @@ impl TableState {
             let _ = catalog.file_io.delete(&p).await;
         }
         self.deletes.clear();
+        // The parent's files go, their deletion vectors with them.
+        self.dvs.clear();
         if let Some(i) = &mut self.index {
             i.clear();
         }
@@ -355,13 +371,47 @@ impl TableState {
         let mut data = std::mem::take(&mut self.closed);
         data.extend(self.writer.finish(&self.files).await?);
         let deletes = std::mem::take(&mut self.deletes);
+        let v3 = self.loaded.metadata.format_version() >= FormatVersion::V3;
+        let mut merged: Vec<(u32, RoaringTreemap)> = Vec::new();
+        let mut remove_dv_files = HashSet::new();
         let delete_files = if deletes.is_empty() {
             Vec::new()
+        } else if v3 {
+            // One DV per data file: the previous one merged in, its entry removed. A Puffin
+            // file goes whole (dv.rs, Traps): its other DVs move into the new file unchanged.
+            let mut by_file: BTreeMap<u32, RoaringTreemap> = BTreeMap::new();
+            for (f, p) in deletes {
+                by_file.entry(f).or_default().insert(p as u64);
+            }
+            let replaced: HashSet<Arc<str>> = by_file
+                .keys()
+                .filter_map(|f| self.dvs.get(f).map(|d| d.puffin.clone()))
+                .collect();
+            for (f, d) in &self.dvs {
+                if replaced.contains(&d.puffin) {
+                    by_file.entry(*f).or_default();
+                }
+            }
+            for (f, mut bm) in by_file {
+                if let Some(prev) = self.dvs.get(&f) {
+                    bm |= &prev.bitmap;
+                }
+                merged.push((f, bm));
+            }
+            remove_dv_files = replaced.iter().map(|p| p.to_string()).collect();
+            let refs: Vec<(u32, &RoaringTreemap)> = merged.iter().map(|(f, b)| (*f, b)).collect();
+            self.writer
+                .write_deletion_vectors(&refs, &self.files)
+                .await?
         } else {
             self.writer
                 .write_position_deletes(deletes, &self.files)
                 .await?
         };
+        let delete_files_path: Option<Arc<str>> = delete_files
+            .iter()
+            .find(|f| crate::dv::is_dv(f))
+            .map(|f| Arc::from(f.file_path()));
         let mut summary = std::collections::HashMap::new();
         summary.insert(SUMMARY_POSITION.to_owned(), position.to_string());
         summary.insert("tidemark.source".to_owned(), self.source.to_string());
@@ -369,6 +419,7 @@ impl TableState {
             data_files: data,
             delete_files,
             remove_all: self.truncated,
+            remove_dv_files,
             new_schema: self.pending_schema.take(),
             summary,
             ..Changes::default()
@@ -377,6 +428,17 @@ impl TableState {
             snapshot::commit(catalog, &self.loaded, changes, &mut self.writer).await?;
         self.loaded = loaded;
         self.writer.committed().await?;
+        if let Some(puffin) = delete_files_path {
+            for (f, bitmap) in merged {
+                self.dvs.insert(
+                    f,
+                    LiveDv {
+                        bitmap,
+                        puffin: puffin.clone(),
+                    },
+                );
+            }
+        }
         self.truncated = false;
         self.recorded = Some(position);
         self.pending_rows = 0;

@@ -65,8 +65,19 @@ fn table_state(batches: &[RecordBatch]) -> BTreeMap<i64, Option<String>> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mirror_applies_upserts_deletes_rekeys_truncates_and_toast() {
+    mirror_semantics(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mirror_v3_applies_upserts_deletes_rekeys_truncates_and_toast() {
+    mirror_semantics(3).await;
+}
+
+async fn mirror_semantics(format_version: u8) {
     let dir = Dir::new();
-    let mut sink = IcebergSink::new(dir.config(Mode::Mirror)).await.unwrap();
+    let mut cfg = dir.config(Mode::Mirror);
+    cfg.format_version = format_version;
+    let mut sink = IcebergSink::new(cfg).await.unwrap();
     let mut w = Workload::new(TableId::new("public", "t"));
     let t1 = w.txn(&[Insert(1), Insert(2), Insert(3), Insert(4)]);
     let lsn1 = w.lsn;
@@ -255,4 +266,117 @@ async fn changelog_appends_one_row_per_change() {
     let unchanged = b.column_by_name("_unchanged").unwrap().as_list::<i32>();
     assert!(unchanged.is_null(0) && !unchanged.is_null(1));
     let _ = Arc::new(());
+}
+
+/// The live deletion vectors of the table: referenced data file → (Puffin path, positions).
+async fn live_dvs(sink: &IcebergSink) -> BTreeMap<String, (String, Vec<u64>)> {
+    let ident = TableIdent {
+        namespace: "lake".into(),
+        name: "t".into(),
+    };
+    let t = sink.catalog().load(&ident).await.unwrap().unwrap();
+    assert_eq!(
+        t.metadata.format_version(),
+        iceberg::spec::FormatVersion::V3
+    );
+    let mut out = BTreeMap::new();
+    for e in crate::commit::snapshot::live_entries(&sink.catalog().file_io, &t)
+        .await
+        .unwrap()
+    {
+        if crate::table::TableState::is_delete(&e.data_file) {
+            assert!(
+                crate::dv::is_dv(&e.data_file),
+                "a Parquet delete file in v3"
+            );
+            let bm = crate::dv::read_dv(&sink.catalog().file_io, &e.data_file)
+                .await
+                .unwrap();
+            let prev = out.insert(
+                e.data_file.referenced_data_file().unwrap(),
+                (e.file_path().to_owned(), bm.iter().collect()),
+            );
+            assert!(prev.is_none(), "two live DVs for one data file");
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn v3_deletion_vectors_merge_across_commits_and_restart() {
+    let dir = Dir::new();
+    let mut cfg = dir.config(Mode::Mirror);
+    cfg.format_version = 3;
+    let mut w = Workload::new(TableId::new("public", "t"));
+    let mut sink = IcebergSink::new(cfg.clone()).await.unwrap();
+    sink.write(w.txn(&(0..10).map(Insert).collect::<Vec<_>>()))
+        .await
+        .unwrap();
+    sink.flush().await.unwrap();
+    // Rows 0..10 are positions 0..10 of one data file; update two of them per commit.
+    for i in 0..3 {
+        sink.write(w.txn(&[Update(2 * i, false), Update(2 * i + 1, true)]))
+            .await
+            .unwrap();
+        sink.flush().await.unwrap();
+        let dvs = live_dvs(&sink).await;
+        let first: Vec<_> = dvs
+            .values()
+            .filter(|(_, p)| p.len() as i64 >= 2 * (i + 1))
+            .collect();
+        assert_eq!(first.len(), 1, "one merged DV of the first file: {dvs:?}");
+        assert_eq!(first[0].1, (0..2 * (i as u64 + 1)).collect::<Vec<_>>());
+    }
+    let before = table_state(&rows(&sink, "t").await);
+    assert_eq!(before.len(), 10);
+    drop(sink);
+    // A restart reads the DVs back: more updates of rows of the same files merge with them.
+    let mut sink = IcebergSink::new(cfg.clone()).await.unwrap();
+    sink.write(w.txn(&[Update(9, false), Update(0, false), Delete(8)]))
+        .await
+        .unwrap();
+    sink.flush().await.unwrap();
+    let dvs = live_dvs(&sink).await;
+    // The first file: positions 0..6 before the restart, then 8 and 9; the file of the
+    // first update commit: row 0 (its position 0).
+    let mut sizes: Vec<usize> = dvs.values().map(|(_, p)| p.len()).collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, vec![1, 8], "{dvs:?}");
+    // Every Puffin file that is live holds live blobs only.
+    let mut per_puffin: BTreeMap<&str, usize> = BTreeMap::new();
+    for (p, _) in dvs.values() {
+        *per_puffin.entry(p.as_str()).or_default() += 1;
+    }
+    for (p, n) in per_puffin {
+        let reader =
+            iceberg::puffin::PuffinReader::new(sink.catalog().file_io.new_input(p).unwrap());
+        assert_eq!(
+            reader.file_metadata().await.unwrap().blobs().len(),
+            n,
+            "{p}"
+        );
+    }
+    let got = table_state(&rows(&sink, "t").await);
+    assert_eq!(got.len(), 9);
+    assert!(!got.contains_key(&8));
+    // Compaction applies the DVs and removes them; the table reads the same.
+    let ident = TableIdent {
+        namespace: "lake".into(),
+        name: "t".into(),
+    };
+    let t = sink.catalog().load(&ident).await.unwrap().unwrap();
+    let (t2, _) = maintenance::compact(sink.catalog(), &t, 1 << 20)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        table_state(&maintenance::scan_all(sink.catalog(), &t2).await.unwrap()),
+        got
+    );
+    assert!(live_dvs(&sink).await.is_empty());
+    // Row lineage: every snapshot has a row range and next-row-id is past the last one.
+    let md = &t2.metadata;
+    let last = md.current_snapshot().unwrap().row_range().unwrap();
+    assert_eq!(md.next_row_id(), last.0 + last.1);
+    assert!(md.snapshots().all(|s| s.row_range().is_some()));
 }

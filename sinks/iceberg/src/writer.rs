@@ -1,5 +1,6 @@
 //! The only IO before a commit: Parquet data files (one open file per partition, rolled at
-//! the target size) and position delete files, written through the table's `FileIO`.
+//! the target size) and position delete files (format v2) or a Puffin file of deletion
+//! vectors (format v3, `dv.rs`), written through the table's `FileIO`.
 //!
 //! Every row written gets a [`Loc`] (file, row position): the mirror's index keeps it so a
 //! later update or delete of the same key becomes a position delete.
@@ -479,6 +480,56 @@ impl DataWriter {
             }
         }
         Ok(out)
+    }
+}
+
+impl DataWriter {
+    /// Format v3: writes the deletion vectors `dvs` (data file, all its deleted positions:
+    /// the previous DV merged in) as one Puffin file; one manifest entry per data file.
+    pub async fn write_deletion_vectors(
+        &mut self,
+        dvs: &[(u32, &roaring::RoaringTreemap)],
+        files: &FileTable,
+    ) -> Result<Vec<DataFile>, IcebergError> {
+        if dvs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.counter += 1;
+        // Beside the data files; a DV's partition is its data file's (manifest entry only).
+        let path = format!(
+            "{}/data/{}-{:05}-dv.puffin",
+            self.location, self.session, self.counter
+        );
+        self.log_new_path(&path).await?;
+        let blobs: Vec<crate::dv::DvBlob<'_>> = dvs
+            .iter()
+            .map(|(f, bm)| crate::dv::DvBlob {
+                referenced_data_file: &files.paths[*f as usize],
+                bitmap: bm,
+            })
+            .collect();
+        let (bytes, spans) = crate::dv::puffin_file(&blobs);
+        let size = bytes.len() as u64;
+        self.file_io
+            .new_output(&path)
+            .io_ctx("create deletion vector file", &path)?
+            .write(bytes.into())
+            .await
+            .io_ctx("write deletion vector file", &path)?;
+        dvs.iter()
+            .zip(spans)
+            .map(|((f, bm), span)| {
+                crate::dv::dv_data_file(
+                    &path,
+                    size,
+                    span,
+                    &files.paths[*f as usize],
+                    bm.len(),
+                    files.partitions[*f as usize].clone(),
+                    self.spec.spec_id(),
+                )
+            })
+            .collect()
     }
 }
 

@@ -555,6 +555,15 @@ impl RestCatalog {
     ) -> Result<LoadedTable, IcebergError> {
         self.ensure_namespace(&ident.namespace).await?;
         let table = ident.to_string();
+        // The REST create request carries the format version as the reserved table
+        // property `format-version` (servers default to 2).
+        let mut properties = creation.properties.clone();
+        if creation.format_version != iceberg::spec::FormatVersion::V2 {
+            properties.insert(
+                "format-version".into(),
+                (creation.format_version as u8).to_string(),
+            );
+        }
         let req = CreateTableRequest {
             name: &ident.name,
             location: creation.location.as_deref(),
@@ -562,7 +571,7 @@ impl RestCatalog {
             partition_spec: creation.partition_spec.as_ref(),
             write_order: creation.sort_order.as_ref(),
             stage_create: false,
-            properties: &creation.properties,
+            properties: &properties,
         };
         let url = format!(
             "{}/namespaces/{}/tables",

@@ -18,14 +18,23 @@
 //! - `Existing` and `Deleted` entries must keep both original sequence numbers.
 //! - The operation is `overwrite` when anything is deleted (pyiceberg and Spark treat
 //!   `append` snapshots as delete-free for incremental reads), `append` otherwise.
+//! - Only manifests holding a removed entry are rewritten; the others are carried as they
+//!   are (a deletion vector replaced every commit would otherwise rewrite every manifest).
+//! - Format v3 (row lineage, Iceberg spec "Row Lineage"): the snapshot's `first-row-id` is
+//!   the table's `next-row-id` and `added-rows` the rows of the data manifests the manifest
+//!   list writer gave a `first_row_id` (new manifests, rewritten ones); the metadata
+//!   builder (or the REST server) moves `next-row-id`. A rewritten data manifest writes each
+//!   EXISTING/DELETED file's inherited `first_row_id` explicitly, so its rows keep their
+//!   `_row_id`s. Updates are modelled as delete + insert (new row ids), which the spec allows.
 
 use std::collections::{HashMap, HashSet};
 
 use iceberg::io::FileIO;
 use iceberg::spec::{
-    DataContentType, DataFile, ManifestContentType, ManifestFile, ManifestList, ManifestListWriter,
-    ManifestWriterBuilder, Operation, Schema, SchemaRef, Snapshot, SnapshotReference,
-    SnapshotRetention, Summary, MAIN_BRANCH,
+    DataContentType, DataFile, DataFileBuilder, FormatVersion, ManifestContentType,
+    ManifestEntryRef, ManifestFile, ManifestList, ManifestListWriter, ManifestWriterBuilder,
+    Operation, Schema, SchemaRef, Snapshot, SnapshotReference, SnapshotRetention, Summary,
+    MAIN_BRANCH,
 };
 use iceberg::{TableRequirement, TableUpdate};
 
@@ -45,6 +54,9 @@ pub struct Changes {
     pub remove_all: bool,
     /// Remove these live files (a compaction).
     pub remove_paths: HashSet<String>,
+    /// Remove every deletion vector entry of these Puffin files (their DVs are replaced by
+    /// merged copies in `delete_files`: at most one DV per data file).
+    pub remove_dv_files: HashSet<String>,
     /// A new current schema (schema evolution), added before the snapshot.
     pub new_schema: Option<Schema>,
     /// Extra summary properties (`tidemark.position`, …).
@@ -59,6 +71,7 @@ impl Changes {
             && self.delete_files.is_empty()
             && !self.remove_all
             && self.remove_paths.is_empty()
+            && self.remove_dv_files.is_empty()
             && self.new_schema.is_none()
     }
 }
@@ -145,6 +158,7 @@ pub async fn commit(
     };
     let spec = md.default_partition_spec().as_ref().clone();
     let location = md.location().trim_end_matches('/').to_owned();
+    let v3 = md.format_version() >= FormatVersion::V3;
     let mut stats = CommitStats {
         snapshot_id,
         sequence_number: seq,
@@ -160,15 +174,26 @@ pub async fn commit(
         log.log_new_path(&path).await?;
         let out = file_io.new_output(&path).io_ctx("create manifest", &path)?;
         let b = ManifestWriterBuilder::new(out, Some(snapshot_id), schema.clone(), spec.clone());
-        Ok::<_, IcebergError>(match content {
-            DataContentType::Data => b.build_v2_data(),
-            _ => b.build_v2_deletes(),
+        Ok::<_, IcebergError>(match (content, v3) {
+            (DataContentType::Data, false) => b.build_v2_data(),
+            (_, false) => b.build_v2_deletes(),
+            (DataContentType::Data, true) => b.build_v3_data(),
+            (_, true) => b.build_v3_deletes(),
         })
     };
-    // Carry or rewrite the parent's manifests.
-    let rewrite = changes.remove_all || !changes.remove_paths.is_empty();
+    // Removed (data files, delete files, of which deletion vectors).
+    let mut removed = (0usize, 0usize, 0usize);
+    let gone = |e: &ManifestEntryRef| {
+        changes.remove_all
+            || changes.remove_paths.contains(e.file_path())
+            || (crate::dv::is_dv(&e.data_file) && changes.remove_dv_files.contains(e.file_path()))
+    };
+    // Carry the parent's manifests, or rewrite those that lose a file.
+    let removes_data = changes.remove_all || !changes.remove_paths.is_empty();
+    let removes_any = removes_data || !changes.remove_dv_files.is_empty();
     for m in current_manifests(file_io, base).await? {
-        if !rewrite {
+        // Replacing deletion vectors only touches delete manifests.
+        if !removes_any || (!removes_data && m.content == ManifestContentType::Data) {
             manifests.push(m);
             continue;
         }
@@ -176,27 +201,46 @@ pub async fn commit(
             .load_manifest(file_io)
             .await
             .io_ctx("read manifest", &m.manifest_path)?;
-        let alive: Vec<_> = manifest.entries().iter().filter(|e| e.is_alive()).collect();
-        if alive.is_empty() {
+        let entries = manifest.entries();
+        if !entries.iter().any(|e| e.is_alive()) {
+            continue; // only DELETED entries of an earlier snapshot
+        }
+        if !entries.iter().any(|e| e.is_alive() && gone(e)) {
+            manifests.push(m);
             continue;
         }
+        let row_ids = inherited_row_ids(&m, entries);
         let content = match m.content {
             ManifestContentType::Data => DataContentType::Data,
             ManifestContentType::Deletes => DataContentType::PositionDeletes,
         };
         let mut w = new_manifest(content, log).await?;
-        for e in alive {
+        for (e, row_id) in entries.iter().zip(row_ids) {
+            if !e.is_alive() {
+                continue;
+            }
             let (s, fs) = (
                 e.sequence_number.unwrap_or(0),
                 e.file_sequence_number.or(e.sequence_number),
             );
-            let gone = changes.remove_all || changes.remove_paths.contains(e.file_path());
-            if gone {
+            let file = match row_id {
+                Some(id) if v3 => with_first_row_id(&e.data_file, id, m.partition_spec_id)
+                    .map_err(|err| {
+                        IcebergError::corrupt(&table, format!("manifest entry: {err}"))
+                    })?,
+                _ => e.data_file.clone(),
+            };
+            if gone(e) {
                 stats.removed_files += 1;
-                w.add_delete_file(e.data_file.clone(), s, fs.or(Some(0)))
+                match e.data_file.content_type() {
+                    DataContentType::Data => removed.0 += 1,
+                    _ if crate::dv::is_dv(&e.data_file) => removed.2 += 1,
+                    _ => removed.1 += 1,
+                }
+                w.add_delete_file(file, s, fs.or(Some(0)))
             } else {
                 w.add_existing_file(
-                    e.data_file.clone(),
+                    file,
                     e.snapshot_id.unwrap_or(snapshot_id),
                     s,
                     fs.or(Some(0)),
@@ -237,16 +281,22 @@ pub async fn commit(
     let out = file_io
         .new_output(&list_path)
         .io_ctx("create manifest list", &list_path)?;
-    let mut list = ManifestListWriter::v2(
-        out.writer()
-            .await
-            .io_ctx("create manifest list", &list_path)?,
-        snapshot_id,
-        parent,
-        seq,
-    );
+    let list_out = out
+        .writer()
+        .await
+        .io_ctx("create manifest list", &list_path)?;
+    let first_row_id = md.next_row_id();
+    let mut list = if v3 {
+        ManifestListWriter::v3(list_out, snapshot_id, parent, seq, Some(first_row_id))
+    } else {
+        ManifestListWriter::v2(list_out, snapshot_id, parent, seq)
+    };
     list.add_manifests(manifests.into_iter())
         .map_err(|e| IcebergError::corrupt(&table, format!("manifest list: {e}")))?;
+    // Rows given ids by this snapshot (v3): the manifest list writer's advance.
+    let added_rows = list
+        .next_row_id()
+        .map(|next| next.saturating_sub(first_row_id));
     list.close()
         .await
         .io_ctx("write manifest list", &list_path)?;
@@ -266,10 +316,27 @@ pub async fn commit(
         "added-position-deletes".into(),
         stats.position_deletes.to_string(),
     );
-    if stats.removed_files > 0 {
-        props.insert("deleted-data-files".into(), stats.removed_files.to_string());
+    let dvs = changes
+        .delete_files
+        .iter()
+        .filter(|f| crate::dv::is_dv(f))
+        .count();
+    if dvs > 0 {
+        props.insert("added-dvs".into(), dvs.to_string());
     }
-    let snapshot = Snapshot::builder()
+    if removed.0 > 0 {
+        props.insert("deleted-data-files".into(), removed.0.to_string());
+    }
+    if removed.1 + removed.2 > 0 {
+        props.insert(
+            "removed-delete-files".into(),
+            (removed.1 + removed.2).to_string(),
+        );
+    }
+    if removed.2 > 0 {
+        props.insert("removed-dvs".into(), removed.2.to_string());
+    }
+    let builder = Snapshot::builder()
         .with_snapshot_id(snapshot_id)
         .with_parent_snapshot_id(parent)
         .with_sequence_number(seq)
@@ -279,8 +346,11 @@ pub async fn commit(
             operation,
             additional_properties: props,
         })
-        .with_schema_id(schema.schema_id())
-        .build();
+        .with_schema_id(schema.schema_id());
+    let snapshot = match (v3, added_rows) {
+        (true, Some(added)) => builder.with_row_range(first_row_id, added).build(),
+        _ => builder.build(),
+    };
     let mut updates = Vec::new();
     if changes.new_schema.is_some() {
         // With the id it will get: a REST server (pyiceberg's metadata update) keeps the
@@ -308,6 +378,57 @@ pub async fn commit(
         })?;
     let loaded = catalog.commit(base, updates).await?;
     Ok((loaded, stats))
+}
+
+/// The `first_row_id` of each entry's data file as a v3 reader infers it: its own, or the
+/// manifest's `first_row_id` plus the record counts of the earlier data files without one
+/// (Iceberg spec, "First Row ID Inheritance"). `None` before v3 or for delete files.
+fn inherited_row_ids(m: &ManifestFile, entries: &[ManifestEntryRef]) -> Vec<Option<i64>> {
+    let mut next = m.first_row_id.map(|v| v as i64);
+    entries
+        .iter()
+        .map(|e| {
+            let df = &e.data_file;
+            if df.content_type() != DataContentType::Data {
+                return None;
+            }
+            if let Some(id) = df.first_row_id() {
+                return Some(id);
+            }
+            let id = next?;
+            next = Some(id + df.record_count() as i64);
+            Some(id)
+        })
+        .collect()
+}
+
+/// `df` with an explicit `first_row_id` (the crate's fields are private: rebuilt).
+fn with_first_row_id(df: &DataFile, id: i64, spec_id: i32) -> Result<DataFile, String> {
+    let mut b = DataFileBuilder::default();
+    b.content(df.content_type())
+        .file_path(df.file_path().to_owned())
+        .file_format(df.file_format())
+        .partition(df.partition().clone())
+        .record_count(df.record_count())
+        .file_size_in_bytes(df.file_size_in_bytes())
+        .column_sizes(df.column_sizes().clone())
+        .value_counts(df.value_counts().clone())
+        .null_value_counts(df.null_value_counts().clone())
+        .nan_value_counts(df.nan_value_counts().clone())
+        .lower_bounds(df.lower_bounds().clone())
+        .upper_bounds(df.upper_bounds().clone())
+        .key_metadata(df.key_metadata().map(|k| k.to_vec()))
+        .split_offsets(df.split_offsets().map(|k| k.to_vec()))
+        .equality_ids(df.equality_ids())
+        .first_row_id(Some(id))
+        .partition_spec_id(spec_id)
+        .referenced_data_file(df.referenced_data_file())
+        .content_offset(df.content_offset())
+        .content_size_in_bytes(df.content_size_in_bytes());
+    if let Some(o) = df.sort_order_id() {
+        b.sort_order_id(o);
+    }
+    b.build().map_err(|e| e.to_string())
 }
 
 fn new_snapshot_id(t: &LoadedTable) -> i64 {

@@ -3,7 +3,8 @@
 //! Keys are `arrow-row` encodings of the key columns after [`normalize_key`], so a key column
 //! widened by schema evolution (int → long) keeps its bytes. The index is rebuilt from the
 //! table on start: the key columns of every live data file, minus every position in the live
-//! position delete files.
+//! position delete files (v2) or deletion vectors (v3, which are also kept: the next DV of
+//! a data file merges the previous one).
 //!
 //! # Traps
 //! - Memory is ~60 bytes per live row plus the key; `max_index_keys` bounds it with a
@@ -157,23 +158,43 @@ pub async fn read_file(file_io: &FileIO, path: &str) -> Result<Bytes, IcebergErr
         .io_ctx("read", path)
 }
 
-/// Rebuilds the index (and the file table) from the table's live files.
+/// Rebuilds the index (and the file table) from the table's live files; `dvs` gets the live
+/// deletion vector of each data file that has one (by file table index).
 pub async fn rebuild(
     file_io: &FileIO,
     table: &LoadedTable,
     key_field_ids: &[i32],
     index: &mut KeyIndex,
     files: &mut FileTable,
+    dvs: &mut HashMap<u32, crate::dv::LiveDv>,
     max_keys: u64,
 ) -> Result<(), IcebergError> {
     index.clear();
+    dvs.clear();
     let entries = live_entries(file_io, table).await?;
     let mut deleted: HashMap<Arc<str>, HashSet<u32>> = HashMap::new();
+    let mut vectors: HashMap<String, crate::dv::LiveDv> = HashMap::new();
     for e in entries
         .iter()
         .filter(|e| e.content_type() == DataContentType::PositionDeletes)
     {
         let path = e.file_path();
+        if crate::dv::is_dv(&e.data_file) {
+            let data = e.data_file.referenced_data_file().ok_or_else(|| {
+                IcebergError::corrupt(path, "deletion vector without referenced_data_file")
+            })?;
+            let live = crate::dv::LiveDv {
+                bitmap: crate::dv::read_dv(file_io, &e.data_file).await?,
+                puffin: Arc::from(path),
+            };
+            if vectors.insert(data.clone(), live).is_some() {
+                return Err(IcebergError::corrupt(
+                    path,
+                    format!("a second live deletion vector for {data}"),
+                ));
+            }
+            continue;
+        }
         let cols = read_columns(
             read_file(file_io, path).await?,
             &[
@@ -201,8 +222,12 @@ pub async fn rebuild(
     {
         let path = e.file_path();
         let file = files.add(path, e.data_file.partition().clone());
+        let dv = vectors.remove(path);
         let cols = read_columns(read_file(file_io, path).await?, key_field_ids, path)?;
         if cols.is_empty() {
+            if let Some(d) = dv {
+                dvs.insert(file, d);
+            }
             continue;
         }
         let cols = cols
@@ -214,12 +239,17 @@ pub async fn rebuild(
         let gone = deleted.get(path);
         for (pos, key) in keys.into_iter().enumerate() {
             let pos = pos as u32;
-            if gone.is_some_and(|g| g.contains(&pos)) {
+            if gone.is_some_and(|g| g.contains(&pos))
+                || dv.as_ref().is_some_and(|d| d.bitmap.contains(pos as u64))
+            {
                 continue;
             }
             if let Some(k) = key {
                 index.insert(k, Loc { file, pos });
             }
+        }
+        if let Some(d) = dv {
+            dvs.insert(file, d);
         }
         if index.len() as u64 > max_keys {
             return Err(IcebergError::Limit(format!(
