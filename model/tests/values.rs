@@ -1535,6 +1535,13 @@ fn builtin_fields_render_like_their_output_functions() {
         render_one(oid::FLOAT8, 0.1f64.to_be_bytes().to_vec()),
         "0.1"
     );
+    // citext (an extension type, named as the catalog qualifies it) sends its text.
+    let citext = SourceType::pg_other(20_032, "public.citext", -1);
+    let t = SourceType::pg_composite(20_033, "public.ci", vec![field("c", 20_032, citext)]);
+    assert_eq!(
+        render_structured(&t, &record_send(&[(20_032, txt("Mixed Case"))])),
+        "(\"Mixed Case\")"
+    );
     // An enum field is its label (enums send their label in binary too).
     let mood = SourceType::pg_enum(20_030, "public.mood", vec!["sad".into(), "so so".into()]);
     let t = SourceType::pg_composite(20_031, "public.m", vec![field("m", 20_030, mood)]);

@@ -176,8 +176,9 @@ impl Kind {
             oid::DATEMULTIRANGE => Kind::Multirange(RangeSub::Date),
             oid::TSMULTIRANGE => Kind::Multirange(RangeSub::Timestamp),
             oid::TSTZMULTIRANGE => Kind::Multirange(RangeSub::TimestampTz),
-            // Enums and citext send their text in binary too.
-            _ if !t.labels.is_empty() || t.name == "citext" => Kind::Text,
+            // Enums and citext send their text in binary too (citext by its name, bare or
+            // `schema.citext` as the catalog and pgoutput's Type message qualify it).
+            _ if !t.labels.is_empty() || t.name.rsplit('.').next() == Some("citext") => Kind::Text,
             _ => Kind::Other,
         }
     }
