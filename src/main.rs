@@ -58,13 +58,18 @@ enum Command {
         config: PathBuf,
     },
     /// Ask a running pipeline for an incremental snapshot of tables (watermarks; the stream
-    /// keeps flowing). PostgreSQL sources.
+    /// keeps flowing), optionally of only the rows matching a filter.
     Snapshot {
         #[arg(long, short)]
         config: PathBuf,
-        /// `schema.table`; repeat for several.
+        /// `schema.table` (`db.table` for MySQL); repeat for several.
         #[arg(long = "table", required = true)]
         tables: Vec<String>,
+        /// A SQL condition on the columns of the `--table` just before it, e.g.
+        /// `--table public.t --filter "color = 'blue'"`: only matching rows are re-read (as
+        /// Debezium's `additional-conditions`). At most one per table.
+        #[arg(long = "filter")]
+        filters: Vec<String>,
     },
     /// Commit a realistic insert/update/delete workload to PostgreSQL.
     Generate(tidemark::generate::GenerateArgs),
@@ -123,7 +128,9 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli =
+        <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_logging(cli.log_format);
     match cli.command {
         Command::Run { config } => {
@@ -140,11 +147,25 @@ async fn main() -> anyhow::Result<()> {
                 println!("{report}");
             }
         }
-        Command::Snapshot { config, tables } => {
+        Command::Snapshot {
+            config,
+            tables,
+            filters,
+        } => {
             let config = load(&config)?;
+            // Each --filter belongs to the --table before it: pair them by position.
+            let at = |id: &str, values: Vec<String>| -> Vec<(usize, String)> {
+                let sub = matches.subcommand_matches("snapshot");
+                let idx = sub.and_then(|m| m.indices_of(id));
+                idx.into_iter().flatten().zip(values).collect()
+            };
+            let requests = tidemark::snapshot::filter::pair_cli(
+                &at("tables", tables),
+                &at("filters", filters),
+            )?;
             println!(
                 "{}",
-                tidemark::pipeline::signal_snapshot(&config, &tables).await?
+                tidemark::pipeline::signal_snapshot(&config, &requests).await?
             );
         }
         Command::Status { config } => {

@@ -448,19 +448,24 @@ async fn run_iceberg(
     drive(source.run(), engine_task, &metrics, "iceberg source failed").await
 }
 
-/// `tidemark snapshot --table …`: asks the running pipeline for an incremental snapshot of
-/// `tables` (a signal in the replication stream; the pipeline need not be reachable otherwise).
-pub async fn signal_snapshot(config: &Config, tables: &[String]) -> anyhow::Result<String> {
-    use crate::source::postgres::snapshot_incremental::{parse_tables, send_signal, Signal};
+/// `tidemark snapshot --table … [--filter …]`: asks the running pipeline for an incremental
+/// snapshot of tables, each optionally filtered (a signal in the replication stream; the
+/// pipeline need not be reachable otherwise). Filters are checked with the server first.
+pub async fn signal_snapshot(
+    config: &Config,
+    requests: &[crate::snapshot::filter::TableRequest],
+) -> anyhow::Result<String> {
+    use crate::source::postgres::snapshot_incremental::{parse_tables, send_request};
     #[cfg(feature = "mysql")]
     if let SourceConfig::Mysql(m) = &config.source {
-        return crate::source::mysql::snapshot_incremental::request(config, m, tables).await;
+        return crate::source::mysql::snapshot_incremental::request(config, m, requests).await;
     }
     let pg = postgres(config)?;
-    parse_tables(tables).map_err(|e| anyhow::anyhow!("--table {e}"))?;
+    let tables: Vec<String> = requests.iter().map(|r| r.table.clone()).collect();
+    parse_tables(&tables).map_err(|e| anyhow::anyhow!("--table {e}"))?;
     if !pg.tables.is_empty() {
         let listed: Vec<String> = pg.table_ids().iter().map(|t| t.to_string()).collect();
-        for t in tables {
+        for t in &tables {
             if !listed.contains(t) {
                 anyhow::bail!(
                     "--table {t}: not in source.tables {listed:?}; the pipeline does not stream it"
@@ -468,14 +473,10 @@ pub async fn signal_snapshot(config: &Config, tables: &[String]) -> anyhow::Resu
             }
         }
     }
-    let signal = Signal {
-        pipeline: Some(config.pipeline.name.clone()),
-        snapshot: tables.to_vec(),
-    };
-    let lsn = send_signal(&connect_config(pg)?, &signal).await?;
+    let lsn = send_request(&connect_config(pg)?, &config.pipeline.name, requests).await?;
     Ok(format!(
         "incremental snapshot of {} requested (signal at {lsn}); the pipeline starts it when its stream reaches the signal; follow it with `tidemark status`",
-        tables.join(", ")
+        crate::snapshot::filter::describe(requests)
     ))
 }
 

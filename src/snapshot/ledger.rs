@@ -50,7 +50,7 @@ pub struct SnapshotCheckpoint {
 }
 
 /// One table of a snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct TableProgress {
     /// `schema.table` / `db.table`.
     pub table: String,
@@ -69,10 +69,19 @@ pub struct TableProgress {
     /// Rows durable in every sink.
     #[serde(default)]
     pub rows: u64,
-    /// Row count estimate at planning time.
+    /// Row count estimate at planning time (the whole table's, even with a `filter`).
     #[serde(default)]
     pub estimate: u64,
     pub complete: bool,
+    /// Incremental snapshots: the SQL row filter every chunk query ANDs in (`snapshot/filter.rs`);
+    /// kept here so a resumed snapshot reads with the same filter. Absent in older checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// Incremental snapshots: why the table's snapshot stopped before its end (a refused
+    /// filter, a definite error of a chunk query). The table is then `complete`: a restart
+    /// does not try it again; a new request does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl TableProgress {
@@ -135,6 +144,20 @@ pub fn incremental_record(slot: &mut Option<Ledger>) -> &mut SnapshotCheckpoint 
     state
 }
 
+/// Ends the snapshot of `table` in `state` now, with the reason when it failed: the table is
+/// `complete` (a restart does not try it again), and so is the snapshot when it was the last.
+pub fn close_table(state: &mut SnapshotCheckpoint, table: &str, error: Option<String>) {
+    if let Some(t) = state.tables.iter_mut().find(|t| t.table == table) {
+        t.complete = true;
+        t.last_key = None;
+        t.error = error;
+    }
+    if state.tables.iter().all(|t| t.complete) && !state.complete {
+        state.complete = true;
+        state.finished_at_ms = Some(crate::checkpoint::now_ms());
+    }
+}
+
 impl Ledger {
     pub fn new(state: SnapshotCheckpoint) -> Self {
         Ledger {
@@ -181,8 +204,11 @@ impl Ledger {
             } => {
                 if let Some(t) = self.state.tables.get_mut(table) {
                     t.rows += rows;
-                    t.complete = last_key.is_none();
-                    t.last_key = last_key;
+                    // A table that failed after this chunk was read stays failed.
+                    if t.error.is_none() {
+                        t.complete = last_key.is_none();
+                        t.last_key = last_key;
+                    }
                 }
             }
         }
@@ -246,6 +272,8 @@ mod tests {
             rows: 0,
             estimate: 30,
             complete: false,
+            filter: None,
+            error: None,
         }
     }
 
@@ -293,6 +321,67 @@ mod tests {
             serde_json::from_str::<SnapshotCheckpoint>(&json).unwrap(),
             s
         );
+    }
+
+    #[test]
+    fn filters_round_trip_and_old_checkpoints_load() {
+        let mut t = table(1);
+        t.filter = Some("color = 'blue'".into());
+        t.last_key = Some(vec!["42".into()]);
+        let s = SnapshotCheckpoint {
+            kind: SnapshotKind::Incremental,
+            start: String::new(),
+            complete: false,
+            tables: vec![t, table(1)],
+            started_at_ms: 1,
+            finished_at_ms: None,
+        };
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains(r#""filter":"color = 'blue'""#), "{json}");
+        let back: SnapshotCheckpoint = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.tables[0].filter.as_deref(), Some("color = 'blue'"));
+        // A checkpoint written before filters (and errors) existed.
+        let old = r#"{"kind":"incremental","start":"","complete":false,
+            "tables":[{"table":"public.t","key":["id"],"last_key":["7"],"rows":7,"estimate":9,"complete":false}]}"#;
+        let old: SnapshotCheckpoint = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (old.tables[0].filter.as_ref(), old.tables[0].error.as_ref()),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn a_failed_table_stays_failed_when_its_last_chunk_settles() {
+        let mut l = Ledger::new(SnapshotCheckpoint {
+            kind: SnapshotKind::Incremental,
+            start: String::new(),
+            complete: false,
+            tables: vec![
+                table(1),
+                TableProgress {
+                    table: "public.u".into(),
+                    ..table(1)
+                },
+            ],
+            started_at_ms: 0,
+            finished_at_ms: None,
+        });
+        let p = |i| Position::from(PgPosition::snapshot(Lsn(0x100), i));
+        l.register(
+            p(1),
+            Completion::Key {
+                table: 0,
+                last_key: Some(vec!["10".into()]),
+                rows: 10,
+            },
+        );
+        close_table(&mut l.state, "public.t", Some("division by zero".into()));
+        assert!(!l.state.complete, "the second table is still running");
+        let s = l.settle(&p(1));
+        let t = &s.tables[0];
+        assert!(t.complete && t.last_key.is_none() && t.rows == 10, "{t:?}");
+        assert_eq!(t.error.as_deref(), Some("division by zero"));
     }
 
     #[test]

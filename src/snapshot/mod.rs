@@ -33,6 +33,7 @@
 //!   restart from their beginning.
 
 pub mod emit;
+pub mod filter;
 pub mod ledger;
 pub mod progress;
 pub mod window;
@@ -237,6 +238,22 @@ impl SnapshotConfig {
     }
 }
 
+/// An error with its sources, for the log and `status` (a client error's own text, e.g.
+/// tokio-postgres' `db error`, often leaves the server's message to its source).
+pub fn error_text(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 /// `tidemark status` lines of a checkpoint's snapshot section.
 pub fn status_lines(s: &ledger::SnapshotCheckpoint) -> String {
     let kind = match s.kind {
@@ -256,6 +273,9 @@ pub fn status_lines(s: &ledger::SnapshotCheckpoint) -> String {
         let at = match s.kind {
             // Incremental: chunks follow the last durable key.
             ledger::SnapshotKind::Incremental => match (&t.last_key, t.complete) {
+                (_, true) if t.error.is_some() => {
+                    format!("FAILED: {}", t.error.as_deref().unwrap_or_default())
+                }
                 (_, true) => "done".to_string(),
                 (Some(k), false) => format!("after key {}", k.join(", ")),
                 (None, false) => "from the start".to_string(),
@@ -267,8 +287,13 @@ pub fn status_lines(s: &ledger::SnapshotCheckpoint) -> String {
                 if t.complete { ", done" } else { "" }
             ),
         };
+        let filter = match &t.filter {
+            // The estimate is the whole table's (module docs of `filter`).
+            Some(f) => format!(" (table estimate; filter: {f})"),
+            None => String::new(),
+        };
         out.push_str(&format!(
-            "  {}: {} of ~{} rows durable, {at}\n",
+            "  {}: {} of ~{} rows durable{filter}, {at}\n",
             t.table,
             t.rows,
             t.estimate.max(t.rows),
@@ -395,6 +420,40 @@ mod tests {
                 stop: true
             }
         );
+    }
+
+    #[test]
+    fn status_shows_filters_and_failed_tables() {
+        let t = |table: &str, filter: Option<&str>, error: Option<&str>| ledger::TableProgress {
+            table: table.into(),
+            key: vec!["id".into()],
+            last_key: Some(vec!["9".into()]).filter(|_| error.is_none()),
+            rows: 3,
+            estimate: 10,
+            complete: error.is_some(),
+            filter: filter.map(String::from),
+            error: error.map(String::from),
+            ..Default::default()
+        };
+        let s = ledger::SnapshotCheckpoint {
+            kind: ledger::SnapshotKind::Incremental,
+            start: String::new(),
+            complete: false,
+            tables: vec![
+                t("public.a", Some("color = 'blue'"), None),
+                t("public.b", Some("1/0 > 1"), Some("division by zero")),
+            ],
+            started_at_ms: 0,
+            finished_at_ms: None,
+        };
+        let text = status_lines(&s);
+        assert!(
+            text.contains(
+                "public.a: 3 of ~10 rows durable (table estimate; filter: color = 'blue'), after key 9"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("public.b: 3 of ~10 rows durable (table estimate; filter: 1/0 > 1), FAILED: division by zero"), "{text}");
     }
 
     #[test]

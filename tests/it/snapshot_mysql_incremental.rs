@@ -17,7 +17,7 @@ use super::mysql_support::{
 };
 use super::snapshot_support::{
     assert_same_state, initial_only_state, output, replay, replay_file, wait_for,
-    wait_mysql_marker, Replay,
+    wait_mysql_marker, FilteredReads, Replay,
 };
 use super::support::{Pipeline, TIDEMARK};
 
@@ -422,4 +422,274 @@ fn snapshot_mysql_no_reload_falls_back_to_incremental() {
         let reference = reference_state(&db.name, table);
         assert_same_state(&format!("{table}: no-RELOAD fallback"), &reference, &state);
     }
+}
+
+/// `tidemark snapshot` with `args`; (success, stdout + stderr).
+fn snapshot_cli(p: &Pipeline, args: &[&str]) -> (bool, String) {
+    let out = Command::new(TIDEMARK)
+        .args(["snapshot", "--config"])
+        .arg(&p.config)
+        .args(args)
+        .output()
+        .expect("tidemark snapshot");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Inserts an `execute-snapshot` row with `data` (Debezium's shape) into the signal table.
+fn signal_row(db: &str, data: &str) {
+    sql(
+        db,
+        &format!(
+            "INSERT INTO tm_signal (id, type, data) VALUES (UUID(), 'execute-snapshot', '{}')",
+            data.replace('\'', "''")
+        ),
+    );
+}
+
+/// Waits until the incremental record of the first table satisfies `done`.
+fn wait_entry(p: &mut Pipeline, what: &str, done: impl Fn(&Value) -> bool) {
+    wait_for(what, p, Duration::from_secs(180), |p| {
+        p.checkpoint().is_some_and(|c| {
+            c["snapshot"]["kind"] == "incremental" && done(&c["snapshot"]["tables"][0])
+        })
+    });
+}
+
+fn ids(db: &str, query: &str) -> Vec<i64> {
+    sql(db, query)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// Filtered incremental snapshots on MariaDB (Debezium's `additional-conditions` in a signal
+/// table row): under a concurrent workload, `op: r` events for exactly the matching rows and
+/// their state equal to the table; by `tidemark snapshot --filter` at rest, exactly the
+/// matching rows; a refused filter fails the CLI naming table and filter; through the signal
+/// table, a refused filter or one that fails mid-way stops that table's snapshot with the error
+/// in the checkpoint and `status` while the stream goes on; Debezium's pre-2.5
+/// `additional-condition` is refused, not read as "every row".
+#[test]
+fn snapshot_mysql_incremental_filtered() {
+    if !mysql_enabled("snapshot_mysql_incremental_filtered") {
+        return;
+    }
+    let db = MyDb::create("tm_mfilter");
+    sql(
+        &db.name,
+        "CREATE TABLE t (id INT PRIMARY KEY, color VARCHAR(8) NOT NULL, v INT, pad VARCHAR(64));
+         INSERT INTO t SELECT seq, IF(seq % 3 = 0, 'blue', 'red'), 0, CONCAT('p', seq) FROM seq_1_to_30000;
+         CREATE TABLE dup (id INT, x INT); INSERT INTO dup VALUES (15000, 1), (15000, 2);
+         CREATE TABLE tm_signal (id VARCHAR(42) PRIMARY KEY, type VARCHAR(32) NOT NULL, data VARCHAR(2048) NULL);
+         ANALYZE TABLE t",
+    );
+    let table = format!("{}.t", db.name);
+    let mut p = pipeline(&db.name, "mode = \"no_data\"\nincremental_chunk_rows = 500");
+    p.start();
+    let mut stmts = String::new();
+    for n in 1..=300u32 {
+        stmts.push_str(&format!(
+            "BEGIN; UPDATE t SET v = {n} WHERE id IN ({a}, {b}); DELETE FROM t WHERE id = {c};
+             INSERT INTO t VALUES ({i}, '{color}', -1, 'new'); COMMIT; DO SLEEP(0.01);",
+            a = n * 2497 % 30_000 + 1,
+            b = n * 1231 % 30_000 + 1,
+            c = n * 3301 % 30_000 + 1,
+            i = 100_000 + n,
+            color = if n % 2 == 0 { "blue" } else { "red" },
+        ));
+    }
+    let mut workload = spawn_sql(&db.name, &stmts);
+    signal_row(
+        &db.name,
+        &format!(
+            r#"{{"data-collections": ["{table}"], "type": "INCREMENTAL",
+                "additional-conditions": [{{"data-collection": "{table}", "filter": "color = 'blue'"}}]}}"#
+        ),
+    );
+    assert!(
+        workload.wait().expect("workload").success(),
+        "workload failed"
+    );
+    wait_entry(&mut p, "the filtered snapshot to finish", |t| {
+        t["filter"] == "color = 'blue'" && t["complete"] == true
+    });
+    let status = status_text(&p);
+    assert!(status.contains("filter: color = 'blue'"), "{status}");
+    wait_mysql_marker(&mut p, &db.name, Duration::from_secs(60));
+    let log = p.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("incremental snapshot: table started")
+                && l.contains("color = 'blue'")),
+        "{log}"
+    );
+    let first = output(&p);
+    let reads = FilteredReads::of(&first, "t");
+    let blue = ids(
+        &db.name,
+        "SELECT id FROM t WHERE color = 'blue' ORDER BY id",
+    );
+    reads.assert_exactly("signal row, under a workload", &blue, |a| {
+        a["color"] == "blue"
+    });
+    assert!(reads.reads.len() > 9000, "{} reads", reads.reads.len());
+    let state = replay(&first, "t");
+    let reference = reference_state(&db.name, "t");
+    let differ: Vec<String> = blue
+        .iter()
+        .map(|id| format!("{{\"id\":{id}}}"))
+        .filter(|k| state.rows.get(k) != reference.rows.get(k))
+        .take(5)
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "matching rows that differ from the table: {differ:?}"
+    );
+
+    // The CLI, at rest: exactly the matching rows.
+    let (ok, text) = snapshot_cli(&p, &["--table", &table, "--filter", "id % 1000 = 0"]);
+    assert!(ok, "{text}");
+    wait_entry(&mut p, "the CLI's filtered snapshot to finish", |t| {
+        t["filter"] == "id % 1000 = 0" && t["complete"] == true
+    });
+    wait_mysql_marker(&mut p, &db.name, Duration::from_secs(60));
+    let all = output(&p);
+    let cli = FilteredReads::of(&all[first.len()..], "t");
+    assert!(cli.touched.is_empty(), "the table changed at rest");
+    assert_eq!(
+        cli.reads.keys().copied().collect::<Vec<_>>(),
+        ids(&db.name, "SELECT id FROM t WHERE id % 1000 = 0 ORDER BY id")
+    );
+
+    // Refused by the server: the CLI fails naming table and filter.
+    let (ok, text) = snapshot_cli(&p, &["--table", &table, "--filter", "no_such_col > 0"]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&table)
+            && text.contains("no_such_col > 0")
+            && text.contains("Unknown column"),
+        "{text}"
+    );
+
+    // Through the signal table: mid-way (a subquery that returns two rows only for id 15000),
+    // then at the start (unknown column); the stream goes on.
+    let at_cli = output(&p).len();
+    signal_row(
+        &db.name,
+        &format!(
+            r#"{{"data-collections": ["{table}"], "additional-conditions": [{{"data-collection": "{table}",
+                "filter": "COALESCE((SELECT d.x FROM {db}.dup d WHERE d.id = t.id), 1) = 1"}}]}}"#, db = db.name
+        ),
+    );
+    wait_entry(&mut p, "the failing subquery to stop the snapshot", |t| {
+        t["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("more than 1 row"))
+            && t["complete"] == true
+    });
+    let status = status_text(&p);
+    assert!(
+        status.contains("FAILED") && status.contains("more than 1 row"),
+        "{status}"
+    );
+    signal_row(
+        &db.name,
+        &format!(
+            r#"{{"data-collections": ["{table}"], "additional-conditions": [{{"data-collection": "{table}", "filter": "no_such_col > 0"}}]}}"#
+        ),
+    );
+    wait_entry(&mut p, "the refused filter to stop the snapshot", |t| {
+        t["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no_such_col") && e.contains("Unknown column"))
+    });
+    signal_row(
+        &db.name,
+        &format!(r#"{{"data-collections": ["{table}"], "additional-condition": "id > 1"}}"#),
+    );
+    sql(
+        &db.name,
+        "INSERT INTO t VALUES (99999, 'blue', 1, 'after the failures')",
+    );
+    wait_mysql_marker(&mut p, &db.name, Duration::from_secs(60));
+    let all = output(&p);
+    assert!(
+        all[at_cli..].contains("after the failures"),
+        "the stream stopped"
+    );
+    assert!(p.try_wait().is_none(), "the pipeline stopped");
+    let mid = FilteredReads::of(&all[at_cli..], "t");
+    assert!(
+        !mid.reads.is_empty() && mid.reads.keys().all(|k| *k < 15000),
+        "reads of the failing snapshot: {:?}..",
+        mid.reads.keys().take(3).collect::<Vec<_>>()
+    );
+    p.stop();
+    let log = p.log_text();
+    assert!(log.contains("is Debezium's form before 2.5"), "{log}");
+}
+
+/// kill -9 in the middle of a filtered incremental snapshot: the checkpoint holds the filter,
+/// the restart resumes with it after the last durable chunk, and both runs together read
+/// exactly the matching rows.
+#[test]
+fn snapshot_mysql_incremental_filtered_kill9_resumes_with_the_filter() {
+    if !mysql_enabled("snapshot_mysql_incremental_filtered_kill9_resumes_with_the_filter") {
+        return;
+    }
+    let db = MyDb::create("tm_mfilter_kill");
+    sql(
+        &db.name,
+        "CREATE TABLE t (id INT PRIMARY KEY, v INT, pad VARCHAR(200));
+         INSERT INTO t SELECT seq, 0, REPEAT('p', 150) FROM seq_1_to_100000; ANALYZE TABLE t",
+    );
+    let table = format!("{}.t", db.name);
+    let mut p = pipeline(&db.name, "mode = \"no_data\"\nincremental_chunk_rows = 500");
+    p.start();
+    let (ok, text) = snapshot_cli(&p, &["--table", &table, "--filter", "id % 2 = 0"]);
+    assert!(ok, "{text}");
+    wait_for(
+        "a few chunks durable",
+        &mut p,
+        Duration::from_secs(120),
+        |p| last_key(p, 0).is_some_and(|k| k >= 10_000),
+    );
+    p.kill9();
+    let cp = p.checkpoint().expect("checkpoint");
+    assert_eq!(
+        cp["snapshot"]["complete"], false,
+        "the kill must land mid-snapshot: {cp}"
+    );
+    assert_eq!(cp["snapshot"]["tables"][0]["filter"], "id % 2 = 0", "{cp}");
+    let durable = last_key(&p, 0).expect("last key");
+    let first_run = output(&p);
+    p.start();
+    wait_for(
+        "the snapshot to finish",
+        &mut p,
+        Duration::from_secs(240),
+        |p| table_complete(p, &table),
+    );
+    wait_mysql_marker(&mut p, &db.name, Duration::from_secs(60));
+    p.stop();
+    let log = p.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("resuming the incremental snapshot") && l.contains("id % 2 = 0")),
+        "{log}"
+    );
+    let all = output(&p);
+    let second = FilteredReads::of(&all[first_run.len()..], "t");
+    assert!(
+        !second.reads.is_empty() && second.reads.keys().all(|k| *k > durable && k % 2 == 0),
+        "the restart read keys at or below {durable}, or odd ones"
+    );
+    let reads = FilteredReads::of(&all, "t");
+    let even: Vec<i64> = (1..=100_000).filter(|i| i % 2 == 0).collect();
+    assert_eq!(reads.reads.keys().copied().collect::<Vec<_>>(), even);
 }

@@ -11,7 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::snapshot_support::{
-    assert_same_state, initial_only_state, output, replay, replay_file, wait_for, Replay,
+    assert_same_state, initial_only_state, output, replay, replay_file, wait_for, FilteredReads,
+    Replay,
 };
 use super::support::{pg_enabled, psql, Pipeline, PipelineSpec, TestDb};
 
@@ -26,13 +27,14 @@ fn pipeline(db: &str, tables: &[&str], snapshot: &str) -> Pipeline {
 
 /// Waits for the logical decoding message `done` in the output (everything before it is in).
 fn wait_marker(p: &mut Pipeline, db: &str, timeout: Duration) {
+    // Counted, so a test may wait for a marker more than once.
+    let markers = |p: &Pipeline| output(p).matches("\"op\":\"m\"").count();
+    let before = markers(p);
     psql(
         db,
         "SELECT pg_logical_emit_message(false, 'tidemark-test', 'done')",
     );
-    wait_for("the end marker", p, timeout, |p| {
-        output(p).contains("\"op\":\"m\"")
-    });
+    wait_for("the end marker", p, timeout, |p| markers(p) > before);
 }
 
 /// The quiescent state of `table`: an `initial_only` snapshot of it, replayed.
@@ -728,4 +730,284 @@ fn snapshot_pg_incremental_kill9_resumes_after_last_chunk() {
         &reference,
         &state,
     );
+}
+
+/// Emits a `tidemark.signal` message with `data` (Debezium's execute-snapshot data).
+fn emit_signal(db: &str, data: &str) {
+    psql(
+        db,
+        &format!(
+            "SELECT pg_logical_emit_message(false, 'tidemark.signal', '{}')",
+            data.replace('\'', "''")
+        ),
+    );
+}
+
+/// `tidemark snapshot` with `args`; (success, stdout + stderr).
+fn snapshot_cli(p: &Pipeline, args: &[&str]) -> (bool, String) {
+    let out = Command::new(super::support::TIDEMARK)
+        .args(["snapshot", "--config"])
+        .arg(&p.config)
+        .args(args)
+        .output()
+        .expect("tidemark snapshot");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The incremental record of table `i` in the checkpoint, once `done(entry)` holds.
+fn wait_entry(p: &mut Pipeline, what: &str, done: impl Fn(&serde_json::Value) -> bool) {
+    wait_for(what, p, Duration::from_secs(180), |p| {
+        p.checkpoint().is_some_and(|c| {
+            c["snapshot"]["kind"] == "incremental" && done(&c["snapshot"]["tables"][0])
+        })
+    });
+}
+
+fn ids_in_db(db: &str, sql: &str) -> Vec<i64> {
+    psql(db, sql)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// Filtered incremental snapshots (Debezium's `additional-conditions`): by a signal message
+/// under a concurrent workload, `op: r` events for exactly the rows matching the filter (the
+/// rows changed in the stream win, as without a filter) and the matching rows' state equals
+/// the table; by `tidemark snapshot --filter` at rest, exactly the matching rows; a filter
+/// the server refuses fails the CLI with the table and the filter named; through a signal
+/// (no CLI check) it stops that table's snapshot with the error in the checkpoint and
+/// `status`, at the start (unknown column) or mid-way (division by zero), and the stream
+/// goes on.
+#[test]
+fn snapshot_pg_incremental_filtered() {
+    if !pg_enabled("snapshot_pg_incremental_filtered") {
+        return;
+    }
+    let db = TestDb::create("tm_snap_filter");
+    psql(
+        &db.name,
+        "CREATE TABLE t (id int PRIMARY KEY, color text NOT NULL, v int, pad text);
+         INSERT INTO t SELECT i, CASE WHEN i % 3 = 0 THEN 'blue' ELSE 'red' END, 0, 'p' || i
+           FROM generate_series(1, 20000) i;",
+    );
+    // Index scans only (every connection the pipeline opens), so the mid-way failure below
+    // meets its failing row in key order, not in a first chunk's sequential scan.
+    for setting in ["enable_seqscan", "enable_bitmapscan"] {
+        psql(
+            &db.name,
+            &format!("ALTER DATABASE {} SET {setting} = off", db.name),
+        );
+    }
+    let mut p = pipeline(
+        &db.name,
+        &["public.t"],
+        "mode = \"no_data\"\nincremental_chunk_rows = 500",
+    );
+    p.start();
+    // The workload changes `v` all over the key space, deletes and inserts rows of both colors.
+    let workload = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d", &db.name, "-c"])
+        .arg(
+            "DO $$ BEGIN FOR n IN 1..300 LOOP
+               UPDATE t SET v = n WHERE id IN (n * 97 % 20000 + 1, n * 13 % 20000 + 1);
+               DELETE FROM t WHERE id = n * 71 % 20000 + 1;
+               INSERT INTO t VALUES (30000 + n, CASE WHEN n % 2 = 0 THEN 'blue' ELSE 'red' END, -1, 'new');
+               COMMIT; PERFORM pg_sleep(0.01);
+             END LOOP; END $$",
+        )
+        .spawn()
+        .expect("workload psql");
+    emit_signal(
+        &db.name,
+        r#"{"data-collections": ["public.t"], "type": "INCREMENTAL",
+            "additional-conditions": [{"data-collection": "public.t", "filter": "color = 'blue'"}]}"#,
+    );
+    let mut workload = workload;
+    assert!(workload.wait().expect("workload").success());
+    wait_entry(&mut p, "the filtered snapshot to finish", |t| {
+        t["filter"] == "color = 'blue'" && t["complete"] == true
+    });
+    let status = status_text(&p);
+    assert!(status.contains("filter: color = 'blue'"), "{status}");
+    wait_marker(&mut p, &db.name, Duration::from_secs(60));
+    let log = p.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("incremental snapshot: table started")
+                && l.contains("color = 'blue'")),
+        "{log}"
+    );
+    let first = output(&p);
+    let reads = FilteredReads::of(&first, "t");
+    let blue = ids_in_db(
+        &db.name,
+        "SELECT id FROM t WHERE color = 'blue' ORDER BY id",
+    );
+    reads.assert_exactly("signal, under a workload", &blue, |a| a["color"] == "blue");
+    assert!(reads.reads.len() > 6000, "{} reads", reads.reads.len());
+    // The matching rows' state is the table's.
+    let state = replay(&first, "t");
+    let reference = reference_state(&db.name, "public.t");
+    let differ: Vec<String> = keys_in_db(&db.name, "SELECT id FROM t WHERE color = 'blue'")
+        .into_iter()
+        .filter(|k| state.rows.get(k) != reference.rows.get(k))
+        .take(5)
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "matching rows that differ from the table: {differ:?}"
+    );
+
+    // The CLI, at rest: exactly the matching rows.
+    let (ok, text) = snapshot_cli(&p, &["--table", "public.t", "--filter", "id % 1000 = 0"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("filter: id % 1000 = 0"), "{text}");
+    wait_entry(&mut p, "the CLI's filtered snapshot to finish", |t| {
+        t["filter"] == "id % 1000 = 0" && t["complete"] == true
+    });
+    wait_marker(&mut p, &db.name, Duration::from_secs(60));
+    let all = output(&p);
+    let reads = FilteredReads::of(&all[first.len()..], "t");
+    assert!(reads.touched.is_empty(), "the table changed at rest");
+    assert_eq!(
+        reads.reads.keys().copied().collect::<Vec<_>>(),
+        ids_in_db(&db.name, "SELECT id FROM t WHERE id % 1000 = 0 ORDER BY id")
+    );
+
+    // A filter the server refuses: the CLI fails, naming table and filter; nothing is sent.
+    let (ok, text) = snapshot_cli(&p, &["--table", "public.t", "--filter", "no_such_col > 0"]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("public.t")
+            && text.contains("no_such_col > 0")
+            && text.contains("does not exist"),
+        "{text}"
+    );
+    let (ok, text) = snapshot_cli(&p, &["--table", "public.t", "--filter", "1=1) OR (1=1"]);
+    assert!(!ok && text.contains("closes more than it opened"), "{text}");
+
+    // Through a signal (no CLI check): the table's snapshot stops with the error, mid-way
+    // for an error only some rows raise; the stream goes on.
+    emit_signal(
+        &db.name,
+        r#"{"data-collections": ["public.t"],
+            "additional-conditions": [{"data-collection": "public.t", "filter": "(id - 15000) / (id - 15000) = 1"}]}"#,
+    );
+    wait_entry(&mut p, "the division by zero to stop the snapshot", |t| {
+        t["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("division by zero"))
+            && t["complete"] == true
+    });
+    let status = status_text(&p);
+    assert!(
+        status.contains("FAILED") && status.contains("division by zero"),
+        "{status}"
+    );
+    emit_signal(
+        &db.name,
+        r#"{"data-collections": ["public.t"],
+            "additional-conditions": [{"data-collection": "public.t", "filter": "no_such_col > 0"}]}"#,
+    );
+    wait_entry(&mut p, "the refused filter to stop the snapshot", |t| {
+        t["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no_such_col") && e.contains("does not exist"))
+    });
+    let before = output(&p).len();
+    psql(
+        &db.name,
+        "INSERT INTO t VALUES (99999, 'blue', 1, 'after the failures')",
+    );
+    wait_marker(&mut p, &db.name, Duration::from_secs(60));
+    assert!(
+        output(&p)[before..].contains("after the failures"),
+        "the stream stopped after a failed snapshot"
+    );
+    assert!(p.try_wait().is_none(), "the pipeline stopped");
+    let all = output(&p);
+    let mid = FilteredReads::of(&all[first.len()..], "t");
+    assert!(
+        mid.reads.keys().any(|k| *k < 15000 && k % 1000 != 0),
+        "the chunks before the failing row went out"
+    );
+    assert!(mid.reads.keys().all(|k| *k < 15000 || k % 1000 == 0));
+    p.stop();
+}
+
+/// kill -9 in the middle of a filtered incremental snapshot: the checkpoint holds the filter,
+/// the restart resumes with it (after the last durable chunk) and the union of both runs'
+/// reads is exactly the matching rows.
+#[test]
+fn snapshot_pg_incremental_filtered_kill9_resumes_with_the_filter() {
+    if !pg_enabled("snapshot_pg_incremental_filtered_kill9_resumes_with_the_filter") {
+        return;
+    }
+    let db = TestDb::create("tm_snap_filter_kill");
+    psql(
+        &db.name,
+        "CREATE TABLE t (id int PRIMARY KEY, v int, pad text);
+         INSERT INTO t SELECT i, 0, repeat('p', 100) FROM generate_series(1, 100000) i;",
+    );
+    let mut p = pipeline(
+        &db.name,
+        &["public.t"],
+        "mode = \"no_data\"\nincremental_chunk_rows = 500",
+    );
+    p.start();
+    let (ok, text) = snapshot_cli(&p, &["--table", "public.t", "--filter", "id % 2 = 0"]);
+    assert!(ok, "{text}");
+    let last_key = |p: &Pipeline| -> Option<i64> {
+        p.checkpoint()?["snapshot"]["tables"][0]["last_key"][0]
+            .as_str()?
+            .parse()
+            .ok()
+    };
+    wait_for(
+        "a few chunks durable",
+        &mut p,
+        Duration::from_secs(120),
+        |p| last_key(p).is_some_and(|k| k >= 10_000),
+    );
+    p.kill9();
+    let cp = p.checkpoint().expect("checkpoint");
+    assert_eq!(
+        cp["snapshot"]["complete"], false,
+        "the kill must land mid-snapshot: {cp}"
+    );
+    assert_eq!(cp["snapshot"]["tables"][0]["filter"], "id % 2 = 0", "{cp}");
+    let durable = last_key(&p).expect("last key");
+    let first_run = output(&p);
+    p.start();
+    wait_for(
+        "the snapshot to finish",
+        &mut p,
+        Duration::from_secs(240),
+        |p| {
+            p.checkpoint()
+                .is_some_and(|c| c["snapshot"]["complete"] == true)
+        },
+    );
+    wait_marker(&mut p, &db.name, Duration::from_secs(60));
+    p.stop();
+    let log = p.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("resuming the incremental snapshot") && l.contains("id % 2 = 0")),
+        "{log}"
+    );
+    let all = output(&p);
+    let second = FilteredReads::of(&all[first_run.len()..], "t");
+    assert!(
+        second.reads.keys().all(|k| *k > durable && k % 2 == 0),
+        "the restart read keys at or below {durable}, or odd ones"
+    );
+    let reads = FilteredReads::of(&all, "t");
+    let even: Vec<i64> = (1..=100_000).filter(|i| i % 2 == 0).collect();
+    assert_eq!(reads.reads.keys().copied().collect::<Vec<_>>(), even);
 }

@@ -170,11 +170,102 @@ pub fn output(p: &Pipeline) -> String {
 /// is in).
 #[cfg(feature = "mysql")]
 pub fn wait_mysql_marker(p: &mut Pipeline, db: &str, timeout: Duration) {
+    // Counted, so a test may wait for a marker more than once.
+    let markers = |p: &Pipeline| output(p).matches(".zz_marker\"").count();
+    let before = markers(p);
     super::mysql_support::sql(
         db,
-        "CREATE TABLE IF NOT EXISTS zz_marker (id INT PRIMARY KEY); INSERT INTO zz_marker VALUES (1)",
+        "CREATE TABLE IF NOT EXISTS zz_marker (id INT AUTO_INCREMENT PRIMARY KEY); INSERT INTO zz_marker VALUES ()",
     );
-    wait_for("the end marker", p, timeout, |p| {
-        output(p).contains(".zz_marker\"")
-    });
+    wait_for("the end marker", p, timeout, |p| markers(p) > before);
+}
+
+/// What a filtered incremental snapshot of `table` (integer key `id`) left in an output text.
+#[derive(Debug, Default)]
+pub struct FilteredReads {
+    /// `id` → the `after` image of its `op: r` event (the last one, if read twice).
+    pub reads: BTreeMap<i64, Value>,
+    /// Keys read more than once.
+    pub twice: Vec<i64>,
+    /// Keys any streamed `c`/`u`/`d` event touched (either image).
+    pub touched: std::collections::HashSet<i64>,
+}
+
+impl FilteredReads {
+    pub fn of(text: &str, table: &str) -> Self {
+        let mut out = FilteredReads::default();
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            if !v["topic"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with(&format!(".{table}"))
+            {
+                continue;
+            }
+            let Some(p) = payload(&v) else { continue };
+            let id = |image: &str| p[image]["id"].as_i64();
+            match p["op"].as_str().unwrap_or_default() {
+                "r" => {
+                    let Some(k) = id("after") else { continue };
+                    if out.reads.insert(k, p["after"].clone()).is_some() {
+                        out.twice.push(k);
+                    }
+                }
+                "c" | "u" | "d" => out
+                    .touched
+                    .extend(id("before").into_iter().chain(id("after"))),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// The snapshot read exactly the rows `matches` accepts: every `op: r` row matches, none
+    /// is read twice, every row of `matching_now` (the table's matching keys at the end) that
+    /// the stream never touched was read, and a read key no longer matching was touched.
+    pub fn assert_exactly(
+        &self,
+        what: &str,
+        matching_now: &[i64],
+        matches: impl Fn(&Value) -> bool,
+    ) {
+        let wrong: Vec<&Value> = self
+            .reads
+            .values()
+            .filter(|a| !matches(a))
+            .take(5)
+            .collect();
+        assert!(
+            wrong.is_empty(),
+            "{what}: rows outside the filter read: {wrong:?}"
+        );
+        assert!(
+            self.twice.is_empty(),
+            "{what}: keys read twice: {:?}",
+            &self.twice[..self.twice.len().min(5)]
+        );
+        let missing: Vec<&i64> = matching_now
+            .iter()
+            .filter(|k| !self.reads.contains_key(k) && !self.touched.contains(k))
+            .take(5)
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{what}: matching rows never read: {missing:?}"
+        );
+        let now: std::collections::HashSet<&i64> = matching_now.iter().collect();
+        let stray: Vec<&i64> = self
+            .reads
+            .keys()
+            .filter(|k| !now.contains(k) && !self.touched.contains(k))
+            .take(5)
+            .collect();
+        assert!(
+            stray.is_empty(),
+            "{what}: read rows that neither match now nor changed: {stray:?}"
+        );
+    }
 }

@@ -347,6 +347,8 @@ pub async fn prepare(
             rows: 0,
             estimate: shape.estimate,
             complete: false,
+            filter: None,
+            error: None,
         };
         tables.push(Planned { shape, progress });
     }

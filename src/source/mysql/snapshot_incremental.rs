@@ -4,11 +4,13 @@
 //!
 //! ```text
 //!  signal: INSERT INTO tidemark.signal (id, type, data) VALUES
-//!            ('tidemark-…', 'execute-snapshot', '{"pipeline":"p","data-collections":["db.t"]}')
-//!     (`tidemark snapshot --table db.t`, or any client) ──binlog──► queue the tables
+//!            ('tidemark-…', 'execute-snapshot', '{"pipeline":"p","data-collections":["db.t"],
+//!             "additional-conditions":[{"data-collection":"db.t","filter":"color = ''blue''"}]}')
+//!     (`tidemark snapshot --table db.t --filter …`, or any client; `snapshot/filter.rs`)
+//!     ──binlog──► queue the tables
 //!  per chunk, on its own connection (autocommit, one statement each):
 //!     upsert ('tidemark-wm-…', 'snapshot-window-open',  {pipeline, run, chunk, table})
-//!     SELECT cols FROM db.t WHERE key > last ORDER BY key LIMIT incremental_chunk_rows
+//!     SELECT cols FROM db.t WHERE key > last AND (filter) ORDER BY key LIMIT incremental_chunk_rows
 //!     upsert ('tidemark-wm-…', 'snapshot-window-close', {pipeline, run, chunk, table})
 //!  in the stream: window-open opens the window; every change of the table inside it drops its
 //!  key from the chunk (the stream's newer image wins, `snapshot/window.rs`); window-close
@@ -37,9 +39,13 @@
 //! - **A reader error before its window-close** would leave the window open forever: the
 //!   stream polls the reader on every transaction and heartbeat, and a failed chunk is read
 //!   again under a new chunk number.
-//! - **Progress** (`last_key` per table) is registered in the ledger at the window-close's
-//!   transaction end: a restart continues after the last chunk every sink has; requested but
-//!   unread tables are in the ledger at once, so a restart does not forget them.
+//! - **Progress** (`last_key` and `filter` per table) is registered in the ledger at the
+//!   window-close's transaction end: a restart continues after the last chunk every sink has,
+//!   with the same filter; requested but unread tables are in the ledger at once, so a restart
+//!   does not forget them.
+//! - **A definite chunk error** (a filter the server refuses at the start, or mid-way, e.g. a
+//!   column it names was dropped) stops that table's snapshot with the error in the ledger and
+//!   `status`; the stream and the other tables go on. Transient ones read the chunk again.
 //! - DDL of the table during its incremental snapshot is not handled specially (the chunk uses
 //!   the schema read when the table started).
 
@@ -56,14 +62,15 @@ use super::control::{self, MysqlControl};
 use super::error::MysqlSourceError;
 use super::snapshot::{open_reader, SnapshotError};
 use super::snapshot_rows::{self, TableShape};
+use super::snapshot_signal::{check_filter, fnv, text_at, ChunkJob, ChunkRead, Watermark};
 pub use super::snapshot_signal::{
     ensure_signal_table, request, signal_table, SignalData, DEFAULT_SIGNAL_TABLE, EXECUTE_SNAPSHOT,
     WINDOW_CLOSE, WINDOW_OPEN,
 };
-use super::snapshot_signal::{fnv, text_at, ChunkJob, ChunkRead, Watermark};
 use super::stream::MysqlSource;
 use crate::metrics::Metrics;
 use crate::snapshot::emit::with_position;
+use crate::snapshot::filter::{self, Dialect, FilterError, TableRequest};
 use crate::snapshot::ledger::{Completion, LedgerHandle, SnapshotKind, TableProgress};
 use crate::snapshot::window::Window;
 use crate::snapshot::SnapshotConfig;
@@ -75,6 +82,8 @@ struct Active {
     shape: TableShape,
     name: String,
     key: Vec<String>,
+    /// The row filter every chunk SELECT ANDs in.
+    filter: Option<String>,
     /// Index of the table in the ledger's record.
     index: usize,
     last_key: Option<Vec<String>>,
@@ -88,6 +97,13 @@ struct Active {
     chunks: u64,
     estimate: u64,
     started: Instant,
+}
+
+/// A table waiting for its turn.
+struct Queued {
+    table: String,
+    last_key: Option<Vec<String>>,
+    filter: Option<String>,
 }
 
 /// The incremental snapshot state of one MySQL source (lives across stream sessions).
@@ -104,7 +120,7 @@ pub struct Incremental {
     watermark_id: String,
     ledger: LedgerHandle,
     metrics: Arc<Metrics>,
-    pending: VecDeque<(String, Option<Vec<String>>)>,
+    pending: VecDeque<Queued>,
     active: Option<Active>,
     ctl: Option<MysqlControl>,
     signal_ready: bool,
@@ -131,8 +147,12 @@ impl Incremental {
                 .filter(|l| l.state.kind == SnapshotKind::Incremental)
             {
                 for t in l.state.tables.iter().filter(|t| !t.complete) {
-                    tracing::info!(table = %t.table, last_key = ?t.last_key, "resuming the incremental snapshot");
-                    pending.push_back((t.table.clone(), t.last_key.clone()));
+                    tracing::info!(table = %t.table, last_key = ?t.last_key, filter = ?t.filter, "resuming the incremental snapshot");
+                    pending.push_back(Queued {
+                        table: t.table.clone(),
+                        last_key: t.last_key.clone(),
+                        filter: t.filter.clone(),
+                    });
                 }
             }
         }
@@ -166,7 +186,7 @@ impl Incremental {
     /// snapshot).
     pub fn queue_all(&mut self, tables: Vec<TableId>) {
         for t in tables {
-            self.request(t.to_string());
+            self.request(TableRequest::whole(t.to_string()));
         }
     }
 
@@ -252,18 +272,29 @@ impl Incremental {
                 a.read = Some(read);
                 Ok(())
             }
-            Ok(Err(e)) => {
-                a.window = None;
-                tracing::warn!(table = %a.name, chunk = a.chunk, error = %e, "incremental snapshot chunk failed; it is read again");
-                Err(e)
-            }
-            Err(e) => {
-                a.window = None;
-                Err(SnapshotError::Setup(format!(
+            Ok(Err(e)) => self.chunk_failed(e).map_or(Ok(()), Err),
+            Err(e) => self
+                .chunk_failed(SnapshotError::Setup(format!(
                     "incremental chunk reader task: {e}"
                 )))
-            }
+                .map_or(Ok(()), Err),
         }
+    }
+
+    /// A chunk read failed: transient, the error restarts the session and the chunk is read
+    /// again under a new number; definite, the table's snapshot stops (module traps).
+    /// Returns the error when it is transient (it restarts the session).
+    fn chunk_failed(&mut self, e: SnapshotError) -> Option<SnapshotError> {
+        let a = self.active.as_mut()?;
+        a.window = None;
+        if e.is_transient() {
+            tracing::warn!(table = %a.name, chunk = a.chunk, error = %e, "incremental snapshot chunk failed; it is read again");
+            return Some(e);
+        }
+        let (name, filter) = (a.name.clone(), a.filter.clone());
+        self.active = None;
+        self.fail(&name, filter.as_deref(), &crate::snapshot::error_text(&e));
+        None
     }
 
     /// Handles one row of the signal table; returns the row's position for our window-close.
@@ -306,33 +337,45 @@ impl Incremental {
                 return;
             }
         };
-        if s.pipeline.as_deref().is_some_and(|p| p != self.pipeline) {
+        if !s.is_for(&self.pipeline) {
             return;
         }
-        if s.kind.as_deref().is_some_and(|k| k != "incremental") {
-            tracing::warn!(r#type = ?s.kind, "ignoring an execute-snapshot signal: only type \"incremental\" is supported");
-            return;
-        }
-        for t in s.data_collections {
-            tracing::info!(pipeline = %self.pipeline, table = %t, "incremental snapshot requested");
-            self.request(t);
+        match s.requests(Dialect::Mysql) {
+            Ok(requests) => {
+                for r in requests {
+                    tracing::info!(pipeline = %self.pipeline, table = %r.table, filter = ?r.filter, "incremental snapshot requested");
+                    self.request(r);
+                }
+            }
+            Err(e) => {
+                tracing::error!(pipeline = %self.pipeline, data = %data, "execute-snapshot signal refused: {e}");
+            }
         }
     }
 
-    /// Queues `name` and records it in the ledger at once (a restart must not forget it).
-    fn request(&mut self, name: String) {
+    /// Queues `r` and records it (with its filter) in the ledger at once (a restart must not
+    /// forget it).
+    fn request(&mut self, r: TableRequest) {
+        let name = r.table;
         let busy = self.active.as_ref().is_some_and(|a| a.name == name)
-            || self.pending.iter().any(|(t, _)| *t == name);
+            || self.pending.iter().any(|q| q.table == name);
         if busy {
             tracing::info!(table = %name, "incremental snapshot already queued or running; request ignored");
             return;
         }
+        let f = r.filter.clone();
         self.entry(&name, |t| {
             t.complete = false;
             t.last_key = None;
             t.rows = 0;
+            t.filter = f;
+            t.error = None;
         });
-        self.pending.push_back((name, None));
+        self.pending.push_back(Queued {
+            table: name,
+            last_key: None,
+            filter: r.filter,
+        });
     }
 
     /// Records keys of the active table changed inside the open window.
@@ -358,15 +401,13 @@ impl Incremental {
             (Some(r), _) => r,
             (None, Some(job)) => match job.await {
                 Ok(Ok(r)) => r,
-                Ok(Err(e)) => {
-                    a.window = None;
-                    return Err(e);
-                }
+                Ok(Err(e)) => return self.chunk_failed(e).map_or(Ok(None), Err),
                 Err(e) => {
-                    a.window = None;
-                    return Err(SnapshotError::Setup(format!(
-                        "incremental chunk reader task: {e}"
-                    )));
+                    return self
+                        .chunk_failed(SnapshotError::Setup(format!(
+                            "incremental chunk reader task: {e}"
+                        )))
+                        .map_or(Ok(None), Err)
                 }
             },
             (None, None) => return Ok(None),
@@ -452,13 +493,13 @@ impl Incremental {
             }
         }
         while self.active.is_none() {
-            let Some((name, last_key)) = self.pending.pop_front() else {
+            let Some(next) = self.pending.pop_front() else {
                 if std::mem::take(&mut self.running) {
                     self.metrics.set_snapshot_running(0);
                 }
                 return Ok(());
             };
-            self.activate(name, last_key).await?;
+            self.activate(next).await?;
         }
         let ctl = self.take_ctl().await?;
         let chunk = self.next_chunk;
@@ -472,6 +513,7 @@ impl Incremental {
             ctl,
             shape: a.shape.clone(),
             last_key: a.last_key.clone(),
+            filter: a.filter.clone(),
             rows: self.cfg.incremental_chunk_rows.max(1),
             signal: self.signal.clone(),
             watermark_id: self.watermark_id.clone(),
@@ -486,8 +528,13 @@ impl Incremental {
         Ok(())
     }
 
-    /// Makes `name` the active table, or refuses it with the reason (logged).
-    async fn activate(&mut self, name: String, last_key: Option<Vec<String>>) -> R<()> {
+    /// Makes `next` the active table, or refuses it with the reason (logged).
+    async fn activate(&mut self, next: Queued) -> R<()> {
+        let Queued {
+            table: name,
+            last_key,
+            filter,
+        } = next;
         let Some(id) = crate::config::parse_table(&name) else {
             self.refuse(&name, "not a \"db.table\" name");
             return Ok(());
@@ -523,17 +570,48 @@ impl Incremental {
             );
             return Ok(());
         }
+        if let Some(f) = &filter {
+            let refused = match filter::check(&name, f, Dialect::Mysql) {
+                Err(e) => Some(e.to_string()),
+                Ok(()) => {
+                    let mut ctl = self.take_ctl().await?;
+                    let checked = check_filter(&mut ctl, &id, f).await;
+                    self.ctl = Some(ctl);
+                    checked?.err().map(|reason| {
+                        FilterError::Invalid {
+                            table: name.clone(),
+                            filter: f.clone(),
+                            reason: format!("the server refused it: {reason}"),
+                        }
+                        .to_string()
+                    })
+                }
+            };
+            if let Some(why) = refused {
+                let f = filter.clone();
+                self.entry(&name, |t| t.filter = f);
+                self.fail(&name, filter.as_deref(), &why);
+                return Ok(());
+            }
+        }
         let key: Vec<String> = shape
             .key
             .iter()
             .map(|&i| shape.schema.columns[i].name.clone())
             .collect();
-        let (k, estimate, lk) = (key.clone(), shape.estimate, last_key.clone());
+        let (k, estimate, lk, f) = (
+            key.clone(),
+            shape.estimate,
+            last_key.clone(),
+            filter.clone(),
+        );
         let index = self.entry(&name, move |t| {
             t.key = k;
             t.estimate = estimate;
             t.complete = false;
             t.last_key = lk;
+            t.filter = f;
+            t.error = None;
         });
         let rows = self
             .ledger
@@ -544,8 +622,9 @@ impl Incremental {
                     .and_then(|l| l.state.tables.get(index).map(|t| t.rows))
             })
             .unwrap_or(0);
-        tracing::info!(table = %name, estimate, last_key = ?last_key, chunk_rows = self.cfg.incremental_chunk_rows,
-            "incremental snapshot: table started");
+        tracing::info!(table = %name, estimate, filter = ?filter, last_key = ?last_key, chunk_rows = self.cfg.incremental_chunk_rows,
+            "incremental snapshot: table started{}",
+            if filter.is_some() { " (the estimate is the whole table's; the filter is not counted)" } else { "" });
         self.metrics.set_snapshot_running(2);
         self.running = true;
         self.metrics
@@ -556,6 +635,7 @@ impl Incremental {
             shape,
             name,
             key,
+            filter,
             index,
             last_key,
             chunk: 0,
@@ -576,17 +656,21 @@ impl Incremental {
         if !why.is_empty() {
             tracing::error!(table = %name, "incremental snapshot refused: {why}");
         }
+        self.close(name, None);
+    }
+
+    /// Stops the snapshot of `name` with `why` (logged, in the ledger and `status`); the
+    /// stream and the other tables go on.
+    fn fail(&mut self, name: &str, filter: Option<&str>, why: &str) {
+        tracing::error!(table = %name, filter = ?filter,
+            "incremental snapshot of the table stopped: {why}; the stream goes on. Fix the cause and ask again (tidemark snapshot --table {name})");
+        self.close(name, Some(why.to_string()));
+    }
+
+    fn close(&mut self, name: &str, error: Option<String>) {
         if let Ok(mut l) = self.ledger.lock() {
             if let Some(l) = l.as_mut() {
-                let state = &mut l.state;
-                if let Some(t) = state.tables.iter_mut().find(|t| t.table == name) {
-                    t.complete = true;
-                    t.last_key = None;
-                }
-                if state.tables.iter().all(|t| t.complete) && !state.complete {
-                    state.complete = true;
-                    state.finished_at_ms = Some(crate::checkpoint::now_ms());
-                }
+                crate::snapshot::ledger::close_table(&mut l.state, name, error);
             }
         }
     }
@@ -603,13 +687,7 @@ impl Incremental {
             None => {
                 state.tables.push(TableProgress {
                     table: name.to_string(),
-                    key: Vec::new(),
-                    bounds: Vec::new(),
-                    done: Vec::new(),
-                    last_key: None,
-                    rows: 0,
-                    estimate: 0,
-                    complete: false,
+                    ..TableProgress::default()
                 });
                 state.tables.len() - 1
             }

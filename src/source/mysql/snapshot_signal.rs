@@ -3,7 +3,8 @@
 //! writes the watermarks around its SELECT; the driver is `snapshot_incremental.rs`.
 //!
 //! ```text
-//!  execute-snapshot       {"pipeline":"p","data-collections":["db.t"]}   (any client)
+//!  execute-snapshot       {"pipeline":"p","data-collections":["db.t"],   (any client; Debezium's
+//!                          "additional-conditions":[{"data-collection":"db.t","filter":"…"}]}  data)
 //!  snapshot-window-open   {"pipeline":"p","run":…,"chunk":n,"table":"db.t"}   (upsert, one row
 //!  snapshot-window-close  {"pipeline":"p","run":…,"chunk":n,"table":"db.t"}    per pipeline)
 //! ```
@@ -12,7 +13,12 @@
 //! - **An upsert that changes nothing is not logged**: every watermark write changes `type`
 //!   or `data` (the chunk number), so each one is a row event.
 //! - **One statement per chunk read**: a single SELECT in autocommit is one consistent read;
-//!   its last row's key (`TableShape::key_text`) is where the next chunk starts.
+//!   its last row's key (`TableShape::key_text`) is where the next chunk starts. A row filter
+//!   is AND-ed in parenthesised (`snapshot/filter.rs`); the statement is prepared, so the
+//!   server runs exactly one.
+//! - **A server error of the chunk SELECT** (a filter the server refuses, a dropped table) is
+//!   definite for that table; lock waits, timeouts and shutdowns are transient
+//!   ([`chunk_select_error`]).
 //! - **A refused write** (no INSERT/UPDATE/CREATE on the signal table, a read-only server) is
 //!   definite, with the grant that fixes it: retrying cannot help.
 
@@ -29,6 +35,7 @@ use super::control::{self, MysqlControl};
 use super::snapshot::{client, SnapshotError};
 use super::snapshot_rows::{append_row, qualified, quote_ident, quote_literal, TableShape};
 use crate::config::Config;
+use crate::snapshot::filter::{self, Dialect, FilterError, TableRequest};
 use crate::snapshot::SnapshotConfig;
 
 type R<T> = Result<T, SnapshotError>;
@@ -51,18 +58,7 @@ pub fn signal_table(cfg: &SnapshotConfig) -> TableId {
 }
 
 /// `data` of an `execute-snapshot` row: Debezium's shape, plus the pipeline it is for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignalData {
-    /// The pipeline that should act (`None`: every pipeline reading this server).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pipeline: Option<String>,
-    /// Tables to snapshot incrementally (`db.table`).
-    #[serde(rename = "data-collections")]
-    pub data_collections: Vec<String>,
-    /// `incremental` (the default; Debezium's `blocking` is not supported).
-    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-}
+pub use crate::snapshot::filter::SnapshotSignal as SignalData;
 
 /// `data` of a watermark row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,14 +125,17 @@ fn signal_write_error(
     }
 }
 
-/// `tidemark snapshot --table …` for a MySQL source: inserts an `execute-snapshot` row.
+/// `tidemark snapshot --table … [--filter …]` for a MySQL source: checks every filter with
+/// the server, then inserts an `execute-snapshot` row.
 pub async fn request(
     config: &Config,
     m: &MysqlSourceConfig,
-    tables: &[String],
+    requests: &[TableRequest],
 ) -> anyhow::Result<String> {
     let signal = signal_table(&config.snapshot);
-    for t in tables {
+    let mut ids = Vec::with_capacity(requests.len());
+    for r in requests {
+        let t = &r.table;
         let id = crate::config::parse_table(t)
             .ok_or_else(|| anyhow::anyhow!("--table {t:?} is not \"db.table\""))?;
         if id == signal {
@@ -147,16 +146,27 @@ pub async fn request(
                 "--table {t}: not captured by this pipeline (source.databases / tables / exclude_*)"
             );
         }
+        if let Some(f) = &r.filter {
+            filter::check(t, f, Dialect::Mysql)?;
+        }
+        ids.push(id);
     }
     let mut ctl = MysqlControl::connect(&control::opts(m)?).await?;
+    for (r, id) in requests.iter().zip(&ids) {
+        let Some(f) = &r.filter else { continue };
+        if let Err(reason) = check_filter(&mut ctl, id, f).await? {
+            return Err(FilterError::Invalid {
+                table: r.table.clone(),
+                filter: f.clone(),
+                reason: format!("the server refused it: {reason}"),
+            }
+            .into());
+        }
+    }
     ensure_signal_table(&mut ctl, &signal).await?;
     let id = format!("tidemark-{:016x}", rand::random::<u64>());
-    let data = serde_json::to_string(&SignalData {
-        pipeline: Some(config.pipeline.name.clone()),
-        data_collections: tables.to_vec(),
-        kind: Some("incremental".into()),
-    })
-    .expect("SignalData serializes");
+    let data = serde_json::to_string(&SignalData::new(&config.pipeline.name, requests))
+        .expect("SignalData serializes");
     ctl.conn
         .exec_drop(
             format!(
@@ -170,8 +180,54 @@ pub async fn request(
     let (file, pos) = ctl.current_position().await?;
     Ok(format!(
         "incremental snapshot of {} requested (signal row {id} in {signal}, binlog at {file}:{pos}); the pipeline starts it when its stream reaches the signal; follow it with `tidemark status`",
-        tables.join(", ")
+        filter::describe(requests)
     ))
+}
+
+/// Asks the server whether `filter` is a valid condition on `id` (prepared, no row read):
+/// `Ok(Err(message))` when the server refuses it (definite: the user's SQL), `Err` when it
+/// could not be asked.
+pub(super) async fn check_filter(
+    ctl: &mut MysqlControl,
+    id: &TableId,
+    filter: &str,
+) -> R<Result<(), String>> {
+    let sql = format!(
+        "SELECT 1 FROM {} WHERE {} LIMIT 0",
+        qualified(id),
+        filter::sql(filter)
+    );
+    match ctl.conn.exec_drop(sql, ()).await {
+        Ok(()) => Ok(Ok(())),
+        Err(mysql_async::Error::Server(s)) => Ok(Err(format!("{} ({})", s.message, s.code))),
+        Err(e) => Err(client(&ctl.addr, "checking a snapshot filter")(e)),
+    }
+}
+
+/// Server errors of a chunk SELECT that a retry may fix: lock wait timeout, deadlock, too
+/// many connections, shutdown, interrupted or killed, statement time limits.
+const TRANSIENT_SELECT_CODES: &[u16] = &[1040, 1053, 1205, 1213, 1317, 1927, 1969, 3024];
+
+/// A failed chunk SELECT: a server error (other than [`TRANSIENT_SELECT_CODES`]) is the
+/// statement's own fault, definite for the table; anything else keeps the connection error's
+/// kind.
+fn chunk_select_error(
+    addr: &str,
+    table: &str,
+    context: &'static str,
+    e: mysql_async::Error,
+) -> SnapshotError {
+    match &e {
+        mysql_async::Error::Server(s) if !TRANSIENT_SELECT_CODES.contains(&s.code) => {
+            SnapshotError::Query {
+                table: table.to_string(),
+                range: 0,
+                context,
+                source: e,
+            }
+        }
+        _ => client(addr, context)(e),
+    }
 }
 
 /// A chunk read between two watermarks.
@@ -187,6 +243,8 @@ pub(super) struct ChunkJob {
     pub(super) ctl: MysqlControl,
     pub(super) shape: TableShape,
     pub(super) last_key: Option<Vec<String>>,
+    /// The table's row filter (AND-ed into the SELECT).
+    pub(super) filter: Option<String>,
     pub(super) rows: usize,
     pub(super) signal: TableId,
     pub(super) watermark_id: String,
@@ -194,14 +252,29 @@ pub(super) struct ChunkJob {
 }
 
 impl ChunkJob {
+    /// Reads the chunk between its watermarks; on failure still writes the window-close
+    /// (best effort), so the stream gets a transaction that hands the failure to the engine
+    /// and its checkpoint.
     pub(super) async fn run(mut self) -> R<ChunkRead> {
+        match self.read().await {
+            Ok((batch, last_key)) => Ok(ChunkRead {
+                batch,
+                last_key,
+                ctl: self.ctl,
+            }),
+            Err(e) => {
+                let _ = self.watermark(WINDOW_CLOSE).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn read(&mut self) -> R<(Option<ChangeBatch>, Option<Vec<String>>)> {
         let addr = self.ctl.addr.clone();
         self.watermark(WINDOW_OPEN).await?;
-        let cond = self
-            .last_key
-            .as_deref()
-            .map(|k| format!(" WHERE {}", self.shape.after(k)))
-            .unwrap_or_default();
+        let after = self.last_key.as_deref().map(|k| self.shape.after(k));
+        let filter = self.filter.as_deref().map(filter::sql);
+        let cond = filter::where_clause([after.as_deref(), filter.as_deref()]);
         let sql = format!(
             "SELECT {} FROM {}{cond} ORDER BY {} LIMIT {}",
             self.shape.select_list(),
@@ -223,12 +296,10 @@ impl ChunkJob {
                 .conn
                 .exec_iter(sql, ())
                 .await
-                .map_err(client(&addr, "incremental chunk SELECT"))?;
-            while let Some(row) = result
-                .next()
-                .await
-                .map_err(client(&addr, "reading incremental chunk rows"))?
-            {
+                .map_err(|e| chunk_select_error(&addr, &name, "incremental chunk SELECT", e))?;
+            while let Some(row) = result.next().await.map_err(|e| {
+                chunk_select_error(&addr, &name, "reading incremental chunk rows", e)
+            })? {
                 let values = row.unwrap();
                 append_row(
                     &mut builder,
@@ -259,12 +330,8 @@ impl ChunkJob {
         } else {
             Some(builder.finish()?)
         };
-        Ok(ChunkRead {
-            batch,
-            // A chunk shorter than asked is the table's last.
-            last_key: if n >= self.rows { last_key } else { None },
-            ctl: self.ctl,
-        })
+        // A chunk shorter than asked is the table's last.
+        Ok((batch, if n >= self.rows { last_key } else { None }))
     }
 
     /// Upserts this pipeline's watermark row (its own autocommit transaction).
@@ -324,14 +391,39 @@ mod tests {
                 .unwrap();
         assert_eq!(s.data_collections, vec!["db.t"]);
         assert_eq!(s.pipeline, None);
-        let text = serde_json::to_string(&SignalData {
-            pipeline: Some("p".into()),
-            data_collections: vec!["db.a".into()],
-            kind: None,
-        })
-        .unwrap();
-        assert_eq!(text, r#"{"pipeline":"p","data-collections":["db.a"]}"#);
+        let text =
+            serde_json::to_string(&SignalData::new("p", &[TableRequest::whole("db.a")])).unwrap();
+        assert_eq!(
+            text,
+            r#"{"pipeline":"p","data-collections":["db.a"],"type":"incremental"}"#
+        );
         assert!(serde_json::from_str::<SignalData>(r#"{"tables": []}"#).is_err());
+        // A row a Debezium user writes, additional-conditions and all.
+        let s: SignalData = serde_json::from_str(
+            r#"{"data-collections": ["db1.products"], "type": "INCREMENTAL",
+                "additional-conditions": [{"data-collection": "db1.products", "filter": "color='blue'"}]}"#,
+        )
+        .unwrap();
+        let r = s.requests(Dialect::Mysql).unwrap();
+        assert_eq!(r[0].filter.as_deref(), Some("color='blue'"));
+    }
+
+    #[test]
+    fn chunk_select_server_errors_are_definite_for_the_table() {
+        let server = |code: u16| {
+            mysql_async::Error::Server(mysql_async::ServerError {
+                code,
+                message: "m".into(),
+                state: "42000".into(),
+            })
+        };
+        // 1054: unknown column (a filter naming a dropped column); 1064: syntax.
+        for code in [1054, 1064, 1146] {
+            assert!(!chunk_select_error("a", "db.t", "c", server(code)).is_transient());
+        }
+        for code in TRANSIENT_SELECT_CODES {
+            assert!(chunk_select_error("a", "db.t", "c", server(*code)).is_transient());
+        }
     }
 
     #[test]

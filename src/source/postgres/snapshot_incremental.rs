@@ -2,11 +2,14 @@
 //! incremental snapshots), driven from inside the Postgres stream.
 //!
 //! ```text
-//!  signal: pg_logical_emit_message(false, 'tidemark.signal', '{"pipeline":"p","snapshot":["public.t"]}')
-//!     (`tidemark snapshot --table public.t`) ──stream──► queue the tables
+//!  signal: pg_logical_emit_message(false, 'tidemark.signal',
+//!            '{"pipeline":"p","data-collections":["public.t"],
+//!              "additional-conditions":[{"data-collection":"public.t","filter":"color = ''blue''"}]}')
+//!     (`tidemark snapshot --table public.t --filter …`; Debezium's execute-snapshot data,
+//!      `snapshot/filter.rs`) ──stream──► queue the tables
 //!  per chunk, on its own connection:
 //!     emit 'tidemark.watermark' low:p:N ── SELECT next chunk by key (COPY binary, ORDER BY key
-//!     LIMIT incremental_chunk_rows, after the last key) ── emit high:p:N
+//!     LIMIT incremental_chunk_rows, after the last key, AND (filter)) ── emit high:p:N
 //!  in the stream: low:p:N opens the window; every change of the table inside the window drops
 //!  its key from the chunk (the stream's newer image wins); high:p:N closes it: the chunk's rest
 //!  goes out as `Op::Read` rows (`source.snapshot = incremental`) at the high watermark's position,
@@ -22,17 +25,23 @@
 //!   pipelines on one database apart. They need `messages` (PG 14+).
 //! - Tables without a primary key (and no `snapshot.key_columns`) cannot be chunked by key:
 //!   they are refused with a message naming the options.
-//! - Progress (`last_key` per table) is checkpointed at each chunk's position: a restart
-//!   continues after the last chunk every sink has.
+//! - Progress (`last_key` and `filter` per table) is checkpointed at each chunk's position: a
+//!   restart continues after the last chunk every sink has, with the same filter.
+//! - **A chunk read that fails** never reaches its high watermark by itself: the reader emits
+//!   the high watermark anyway (best effort) and the stream polls it on every transaction, so
+//!   the window never stays open. A transient failure restarts the session and the chunk is
+//!   read again under a new number (a late watermark of the failed read cannot close the new
+//!   window); a definite one (a filter the server refuses, `division by zero` in a filter, a
+//!   dropped table) stops that table's snapshot with the error in the ledger and `status`,
+//!   and the stream goes on: no stream event is held or dropped by a failed chunk.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
 use tidemark_model::{
-    ChangeBatch, ChangeBatchBuilder, Image, Lsn, PgPosition, Position, SnapshotMark, TableId,
-    Transaction, TxnItem,
+    ChangeBatch, ChangeBatchBuilder, Lsn, PgPosition, Position, SnapshotMark, TableId, Transaction,
+    TxnItem,
 };
 use tokio::sync::oneshot;
 
@@ -44,8 +53,9 @@ use super::snapshot::SnapshotError;
 use super::snapshot_copy::{CopyReader, RowError};
 use super::snapshot_plan::{self, PlannedTable};
 use crate::metrics::Metrics;
+use crate::snapshot::filter::{self, Dialect, FilterError, SnapshotSignal, TableRequest};
 use crate::snapshot::ledger::{Completion, LedgerHandle, SnapshotKind, TableProgress};
-use crate::snapshot::window::{row_key, take_rows};
+use crate::snapshot::window::Window;
 use crate::snapshot::SnapshotConfig;
 
 /// Prefix of the logical decoding messages that trigger a snapshot.
@@ -53,20 +63,43 @@ pub const SIGNAL_PREFIX: &str = "tidemark.signal";
 /// Prefix of the watermark messages.
 pub const WATERMARK_PREFIX: &str = "tidemark.watermark";
 
-/// The content of a signal message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Signal {
-    /// The pipeline that should act (`None`: every pipeline on the database).
-    #[serde(default)]
-    pub pipeline: Option<String>,
-    /// Tables to snapshot incrementally (`schema.table`).
-    pub snapshot: Vec<String>,
+/// Why `tidemark snapshot` could not ask for a snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    #[error(transparent)]
+    Postgres(#[from] PgSourceError),
 }
 
-/// Sends a signal (`tidemark snapshot`): returns the message's LSN.
-pub async fn send_signal(connect: &PgConnectConfig, signal: &Signal) -> Result<Lsn, PgSourceError> {
+/// `tidemark snapshot`: checks every filter with the server (an obviously broken one fails
+/// here, naming table and filter, not later in the pipeline), then sends the signal; returns
+/// the message's LSN.
+pub async fn send_request(
+    connect: &PgConnectConfig,
+    pipeline: &str,
+    requests: &[TableRequest],
+) -> Result<Lsn, RequestError> {
     let control = PgControl::connect(connect).await?;
-    let body = serde_json::to_string(signal).expect("a Signal serializes");
+    for r in requests {
+        let Some(f) = &r.filter else { continue };
+        filter::check(&r.table, f, Dialect::Postgres)?;
+        let id = crate::config::parse_table(&r.table).ok_or_else(|| FilterError::Invalid {
+            table: r.table.clone(),
+            filter: f.clone(),
+            reason: "the table is not \"schema.table\"".into(),
+        })?;
+        if let Err(reason) = snapshot_plan::check_filter(&control, &id, f).await? {
+            return Err(FilterError::Invalid {
+                table: r.table.clone(),
+                filter: f.clone(),
+                reason: format!("the server refused it: {reason}"),
+            }
+            .into());
+        }
+    }
+    let body = serde_json::to_string(&SnapshotSignal::new(pipeline, requests))
+        .expect("a SnapshotSignal serializes");
     let row = control
         .client
         .query_one(
@@ -88,15 +121,24 @@ struct ChunkRead {
     control: PgControl,
 }
 
+/// A table waiting for its turn.
+struct Pending {
+    table: String,
+    last_key: Option<Vec<String>>,
+    filter: Option<String>,
+}
+
 struct Active {
+    /// `progress.filter` is the table's row filter.
     table: PlannedTable,
     index: usize,
-    key_cols: Vec<usize>,
     last_key: Option<Vec<String>>,
     chunk: u64,
     reading: Option<oneshot::Receiver<Result<ChunkRead, SnapshotError>>>,
+    /// The read finished before its high watermark reached the stream.
+    read: Option<ChunkRead>,
     /// Keys changed in the stream inside the open window.
-    window: Option<HashSet<Vec<u8>>>,
+    window: Option<Window>,
 }
 
 /// The incremental snapshot state of one Postgres source (lives across stream sessions).
@@ -108,9 +150,12 @@ pub struct Incremental {
     cfg: SnapshotConfig,
     ledger: LedgerHandle,
     metrics: Arc<Metrics>,
-    pending: VecDeque<(String, Option<Vec<String>>)>,
+    pending: VecDeque<Pending>,
     active: Option<Active>,
     control: Option<PgControl>,
+    /// A table failed since the last transaction went out: the next one must reach the
+    /// engine, so the checkpoint (and `status`) records the failure.
+    failed: bool,
 }
 
 impl Incremental {
@@ -129,8 +174,12 @@ impl Incremental {
                 .filter(|l| l.state.kind == SnapshotKind::Incremental)
             {
                 for t in l.state.tables.iter().filter(|t| !t.complete) {
-                    tracing::info!(table = %t.table, last_key = ?t.last_key, "resuming the incremental snapshot");
-                    pending.push_back((t.table.clone(), t.last_key.clone()));
+                    tracing::info!(table = %t.table, last_key = ?t.last_key, filter = ?t.filter, "resuming the incremental snapshot");
+                    pending.push_back(Pending {
+                        table: t.table.clone(),
+                        last_key: t.last_key.clone(),
+                        filter: t.filter.clone(),
+                    });
                 }
             }
         }
@@ -144,6 +193,7 @@ impl Incremental {
             pending,
             active: None,
             control: None,
+            failed: false,
         }
     }
 
@@ -153,6 +203,10 @@ impl Incremental {
         &mut self,
         mut txn: Transaction,
     ) -> Result<Vec<Transaction>, SnapshotError> {
+        if let Some(e) = self.poll() {
+            return Err(e);
+        }
+        let end = txn.end;
         let mut out = Vec::new();
         let mut keep = Vec::with_capacity(txn.items.len());
         let mut close: Option<Lsn> = None;
@@ -164,7 +218,7 @@ impl Incremental {
                     match self.watermark(&text) {
                         Some(true) => {
                             if let Some(a) = self.active.as_mut() {
-                                a.window = Some(HashSet::new());
+                                a.window = Some(Window::new());
                             }
                         }
                         Some(false) => close = m.position.as_pg().map(|p| p.lsn),
@@ -188,20 +242,45 @@ impl Incremental {
             }
         }
         self.start_next().await?;
+        if std::mem::take(&mut self.failed) && out.is_empty() {
+            // Nothing else goes out: an empty transaction makes the engine checkpoint the
+            // ledger's failed table.
+            out.push(Transaction::new(
+                None,
+                Some(crate::checkpoint::now_ms() * 1000),
+                end,
+            ));
+        }
         Ok(out)
     }
 
     fn signal(&mut self, content: &[u8]) {
-        let Ok(s) = serde_json::from_slice::<Signal>(content) else {
-            tracing::warn!(content = %String::from_utf8_lossy(content), "ignoring a malformed tidemark.signal message");
-            return;
+        let s = match serde_json::from_slice::<SnapshotSignal>(content) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(content = %String::from_utf8_lossy(content), error = %e,
+                    "ignoring a malformed tidemark.signal message (expected {{\"data-collections\": [\"schema.table\"], \"pipeline\": \"…\"}})");
+                return;
+            }
         };
-        if s.pipeline.as_deref().is_some_and(|p| p != self.pipeline) {
+        if !s.is_for(&self.pipeline) {
             return;
         }
-        for t in s.snapshot {
-            tracing::info!(pipeline = %self.pipeline, table = %t, "incremental snapshot requested");
-            self.pending.push_back((t, None));
+        match s.requests(Dialect::Postgres) {
+            Ok(requests) => {
+                for r in requests {
+                    tracing::info!(pipeline = %self.pipeline, table = %r.table, filter = ?r.filter, "incremental snapshot requested");
+                    self.pending.push_back(Pending {
+                        table: r.table,
+                        last_key: None,
+                        filter: r.filter,
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::error!(pipeline = %self.pipeline, content = %String::from_utf8_lossy(content),
+                    "incremental snapshot signal refused: {e}");
+            }
         }
     }
 
@@ -227,31 +306,93 @@ impl Incremental {
         let Some(a) = self.active.as_mut() else {
             return;
         };
-        let Some(window) = a.window.as_mut() else {
-            return;
-        };
         if b.schema.table != a.table.id {
             return;
         }
-        for row in 0..b.num_rows() {
-            for image in [Image::Before, Image::After] {
-                if let Some(k) = row_key(b, image, row, &a.key_cols) {
-                    window.insert(k);
-                }
+        if let Some(w) = a.window.as_mut() {
+            w.seen(b, &a.table.progress.key);
+        }
+    }
+
+    /// A finished reader: keep its chunk for the high watermark, or handle its failure;
+    /// returns the transient error that must restart the session.
+    fn poll(&mut self) -> Option<SnapshotError> {
+        let a = self.active.as_mut()?;
+        let rx = a.reading.as_mut()?;
+        let result = match rx.try_recv() {
+            Ok(r) => r,
+            Err(oneshot::error::TryRecvError::Empty) => return None,
+            Err(oneshot::error::TryRecvError::Closed) => Err(vanished()),
+        };
+        a.reading = None;
+        match result {
+            Ok(read) => {
+                a.read = Some(read);
+                None
+            }
+            Err(e) => self.chunk_failed(e),
+        }
+    }
+
+    /// A chunk read failed: transient, the session restarts and the chunk is read again
+    /// under a new number; definite, the table's snapshot stops (module traps).
+    /// Returns the error when it is transient (it restarts the session).
+    fn chunk_failed(&mut self, e: SnapshotError) -> Option<SnapshotError> {
+        let a = self.active.as_mut()?;
+        a.window = None;
+        a.reading = None;
+        a.read = None;
+        a.chunk += 1;
+        let name = a.table.progress.table.clone();
+        if e.is_transient() {
+            tracing::warn!(table = %name, error = %e, "incremental snapshot chunk failed; it is read again");
+            return Some(e);
+        }
+        let filter = a.table.progress.filter.clone();
+        self.fail(&name, filter.as_deref(), &crate::snapshot::error_text(&e));
+        self.active = None;
+        None
+    }
+
+    /// Stops the snapshot of `name` with `why` (logged, in the ledger and `status`); the
+    /// stream and the other tables go on.
+    fn fail(&mut self, name: &str, filter: Option<&str>, why: &str) {
+        tracing::error!(table = %name, filter = ?filter,
+            "incremental snapshot of the table stopped: {why}; the stream goes on. Fix the cause and ask again (tidemark snapshot --table {name})");
+        if let Ok(mut l) = self.ledger.lock() {
+            if let Some(l) = l.as_mut() {
+                crate::snapshot::ledger::close_table(&mut l.state, name, Some(why.to_string()));
             }
         }
+        self.failed = true;
     }
 
     /// The chunk minus the keys changed in the window, at the high watermark's position.
     async fn close_window(&mut self, at: Lsn) -> Result<Option<Transaction>, SnapshotError> {
-        let (rx, changed) = match self.active.as_mut() {
-            Some(a) => (a.reading.take(), a.window.take().unwrap_or_default()),
-            None => return Ok(None),
+        let Some(a) = self.active.as_mut() else {
+            return Ok(None);
         };
-        let Some(rx) = rx else { return Ok(None) };
-        let read = rx
-            .await
-            .map_err(|_| SnapshotError::Setup("incremental chunk reader vanished".into()))??;
+        let Some(changed) = a.window.take() else {
+            // A high watermark without its low (a failed read's): nothing to close.
+            return Ok(None);
+        };
+        let read = match (a.read.take(), a.reading.take()) {
+            (Some(r), _) => Ok(r),
+            (None, Some(rx)) => match rx.await {
+                Ok(r) => r,
+                Err(_) => Err(vanished()),
+            },
+            (None, None) => return Ok(None),
+        };
+        let read = match read {
+            Ok(r) => r,
+            Err(e) => {
+                return match self.chunk_failed(e) {
+                    Some(e) => Err(e),
+                    None => Ok(None),
+                };
+            }
+        };
         self.control = Some(read.control);
         let Some(a) = self.active.as_mut() else {
             return Ok(None);
@@ -262,14 +403,7 @@ impl Incremental {
         let end: Position = PgPosition::end(at, at).into();
         let mut txn = Transaction::new(None, Some(crate::checkpoint::now_ms() * 1000), end);
         if let Some(batch) = read.batch {
-            let keep: Vec<bool> = (0..batch.num_rows())
-                .map(|r| {
-                    row_key(&batch, Image::After, r, &a.key_cols)
-                        .is_none_or(|k| !changed.contains(&k))
-                })
-                .collect();
-            let dropped = keep.iter().filter(|k| !**k).count();
-            let batch = take_rows(&batch, keep)?;
+            let (batch, dropped) = changed.rest(&batch, &a.table.progress.key)?;
             let batch = crate::snapshot::emit::with_position(&batch, &position)?;
             rows = batch.num_rows() as u64;
             tracing::debug!(table = %table_name, chunk = a.chunk, rows, dropped, "incremental chunk");
@@ -308,48 +442,16 @@ impl Incremental {
         if self
             .active
             .as_ref()
-            .is_some_and(|a| a.reading.is_some() || a.window.is_some())
+            .is_some_and(|a| a.reading.is_some() || a.read.is_some() || a.window.is_some())
         {
             return Ok(());
         }
-        if self.active.is_none() {
-            let Some((name, last_key)) = self.pending.pop_front() else {
+        while self.active.is_none() {
+            let Some(next) = self.pending.pop_front() else {
                 self.metrics.set_snapshot_running(0);
                 return Ok(());
             };
-            let control = match self.control.take() {
-                Some(c) => c,
-                None => PgControl::connect(&self.connect).await?,
-            };
-            let Some(id) = crate::config::parse_table(&name) else {
-                tracing::error!(table = %name, "incremental snapshot: not a schema.table name; skipped");
-                self.control = Some(control);
-                return Ok(());
-            };
-            let table = snapshot_plan::describe(&control, &id, &self.cfg).await?;
-            self.control = Some(control);
-            if table.progress.key.is_empty() {
-                tracing::error!(table = %name,
-                    "incremental snapshot refused: the table has no primary key. Either give it one, set snapshot.key_columns for it (columns that identify a row, NOT NULL), or take an initial snapshot (tidemark reset, snapshot.mode = initial)");
-                return Ok(());
-            }
-            let key_cols = table
-                .progress
-                .key
-                .iter()
-                .filter_map(|k| table.schema.column_index(k))
-                .collect();
-            let index = self.track(&table, last_key.clone());
-            self.metrics.set_snapshot_running(2);
-            self.active = Some(Active {
-                table,
-                index,
-                key_cols,
-                last_key,
-                chunk: 0,
-                reading: None,
-                window: None,
-            });
+            self.activate(next).await?;
         }
         let control = match self.control.take() {
             Some(c) => c,
@@ -374,7 +476,79 @@ impl Incremental {
         Ok(())
     }
 
-    /// Puts the table into the ledger's incremental record; returns its index there.
+    /// Makes `next` the active table, or refuses it with the reason (logged; a refused
+    /// filter also in the ledger).
+    async fn activate(&mut self, next: Pending) -> Result<(), SnapshotError> {
+        let Pending {
+            table: name,
+            last_key,
+            filter,
+        } = next;
+        let Some(id) = crate::config::parse_table(&name) else {
+            tracing::error!(table = %name, "incremental snapshot: not a schema.table name; skipped");
+            return Ok(());
+        };
+        let control = match self.control.take() {
+            Some(c) => c,
+            None => PgControl::connect(&self.connect).await?,
+        };
+        let described = snapshot_plan::describe(&control, &id, &self.cfg).await;
+        let refused = match (&described, &filter) {
+            (Ok(_), Some(f)) => match filter::check(&name, f, Dialect::Postgres) {
+                Err(e) => Some(e.to_string()),
+                Ok(()) => snapshot_plan::check_filter(&control, &id, f)
+                    .await?
+                    .err()
+                    .map(|reason| {
+                        FilterError::Invalid {
+                            table: name.clone(),
+                            filter: f.clone(),
+                            reason: format!("the server refused it: {reason}"),
+                        }
+                        .to_string()
+                    }),
+            },
+            _ => None,
+        };
+        self.control = Some(control);
+        let mut table = match described.map_err(SnapshotError::from) {
+            Ok(t) => t,
+            Err(e) if e.is_transient() => return Err(e),
+            Err(e) => {
+                tracing::error!(table = %name, error = %e, "incremental snapshot refused");
+                return Ok(());
+            }
+        };
+        if table.progress.key.is_empty() {
+            tracing::error!(table = %name,
+                "incremental snapshot refused: the table has no primary key. Either give it one, set snapshot.key_columns for it (columns that identify a row, NOT NULL), or take an initial snapshot (tidemark reset, snapshot.mode = initial)");
+            return Ok(());
+        }
+        table.progress.filter = filter;
+        let index = self.track(&table, last_key.clone());
+        if let Some(why) = refused {
+            self.fail(&name, table.progress.filter.as_deref(), &why);
+            return Ok(());
+        }
+        tracing::info!(table = %name, estimate = table.progress.estimate, filter = ?table.progress.filter,
+            last_key = ?last_key, chunk_rows = self.cfg.incremental_chunk_rows,
+            "incremental snapshot: table started{}",
+            if table.progress.filter.is_some() { " (the estimate is the whole table's; the filter is not counted)" } else { "" });
+        self.metrics.set_snapshot_running(2);
+        self.active = Some(Active {
+            table,
+            index,
+            last_key,
+            chunk: 0,
+            reading: None,
+            read: None,
+            window: None,
+        });
+        Ok(())
+    }
+
+    /// Puts the table into the ledger's incremental record (with its filter); returns its
+    /// index there.
     fn track(&self, t: &PlannedTable, last_key: Option<Vec<String>>) -> usize {
         let Ok(mut l) = self.ledger.lock() else {
             return 0;
@@ -385,8 +559,15 @@ impl Incremental {
             .iter()
             .position(|x| x.table == t.progress.table)
         {
-            state.tables[i].complete = false;
-            state.tables[i].last_key = last_key;
+            let x = &mut state.tables[i];
+            if last_key.is_none() {
+                // A new request (a resume continues after its last key): count from zero.
+                x.rows = 0;
+            }
+            x.complete = false;
+            x.last_key = last_key;
+            x.filter = t.progress.filter.clone();
+            x.error = None;
             return i;
         }
         state.tables.push(TableProgress {
@@ -395,6 +576,10 @@ impl Incremental {
         });
         state.tables.len() - 1
     }
+}
+
+fn vanished() -> SnapshotError {
+    SnapshotError::Setup("incremental chunk reader vanished".into())
 }
 
 struct ChunkJob {
@@ -406,21 +591,40 @@ struct ChunkJob {
 }
 
 impl ChunkJob {
+    /// Reads the chunk between its watermarks; on failure still emits the high watermark
+    /// (best effort), so the stream sees the window end and collects the error (module traps).
     async fn run(self) -> Result<ChunkRead, SnapshotError> {
+        match self.read().await {
+            Ok((batch, last_key)) => Ok(ChunkRead {
+                batch,
+                last_key,
+                control: self.control,
+            }),
+            Err(e) => {
+                let c = &self.control.client;
+                let _ = c.batch_execute("ROLLBACK").await;
+                let _ = c.batch_execute(&self.emit("high")).await;
+                Err(e)
+            }
+        }
+    }
+
+    fn emit(&self, kind: &str) -> String {
+        format!(
+            "SELECT pg_logical_emit_message(false, {}, {})",
+            quote_literal(WATERMARK_PREFIX),
+            quote_literal(&format!("{kind}:{}", self.tag))
+        )
+    }
+
+    async fn read(&self) -> Result<(Option<ChangeBatch>, Option<Vec<String>>), SnapshotError> {
         let c = &self.control;
         let q = |what: &'static str| {
             let at = c.at().clone();
             move |e| SnapshotError::Postgres(PgSourceError::control(&at, what, e))
         };
-        let emit = |kind: &str| {
-            format!(
-                "SELECT pg_logical_emit_message(false, {}, {})",
-                quote_literal(WATERMARK_PREFIX),
-                quote_literal(&format!("{kind}:{}", self.tag))
-            )
-        };
         c.client
-            .batch_execute(&emit("low"))
+            .batch_execute(&self.emit("low"))
             .await
             .map_err(q("low watermark"))?;
         c.client
@@ -469,7 +673,7 @@ impl ChunkJob {
             .await
             .map_err(q("chunk commit"))?;
         c.client
-            .batch_execute(&emit("high"))
+            .batch_execute(&self.emit("high"))
             .await
             .map_err(q("high watermark"))?;
         let batch = if builder.is_empty() {
@@ -478,11 +682,7 @@ impl ChunkJob {
             Some(builder.finish().map_err(|e| read_err(RowError::Model(e)))?)
         };
         let full = batch_is_full(&batch, self.rows);
-        Ok(ChunkRead {
-            batch,
-            last_key: if full { last_key } else { None },
-            control: self.control,
-        })
+        Ok((batch, if full { last_key } else { None }))
     }
 }
 

@@ -173,8 +173,37 @@ pub async fn describe(
             rows: 0,
             estimate,
             complete: false,
+            filter: None,
+            error: None,
         },
     })
+}
+
+/// Asks the server whether `filter` is a valid condition on `id` (parsed and planned, no row
+/// read): `Ok(Err(message))` when the server refuses it (definite: the user's SQL), `Err` when
+/// the server could not be asked (transient).
+pub async fn check_filter(
+    control: &PgControl,
+    id: &TableId,
+    filter: &str,
+) -> Result<Result<(), String>, PgSourceError> {
+    let sql = format!(
+        "SELECT 1 FROM ONLY {} WHERE {} LIMIT 0",
+        qualified(id),
+        crate::snapshot::filter::sql(filter)
+    );
+    // `query` prepares the statement: one statement only, whatever the filter holds.
+    match control.client.query(sql.as_str(), &[]).await {
+        Ok(_) => Ok(Ok(())),
+        Err(e) => match e.as_db_error() {
+            Some(db) => Ok(Err(format!("{} ({})", db.message(), db.code().code()))),
+            None => Err(PgSourceError::control(
+                control.at(),
+                "snapshot filter check",
+                e,
+            )),
+        },
+    }
 }
 
 /// The table's schema as the stream's decoder builds it from the Relation message and the
@@ -282,8 +311,9 @@ pub fn range_condition(t: &PlannedTable, range: u32) -> String {
     conds.join(" AND ")
 }
 
-/// An incremental chunk: the `COPY` of the next `rows` rows by key after `after`, and the
-/// query of the chunk's last key (text forms), both to run in one REPEATABLE READ transaction.
+/// An incremental chunk: the `COPY` of the next `rows` rows by key after `after` (that match
+/// the table's `progress.filter`, if any), and the query of the chunk's last key (text forms),
+/// both to run in one REPEATABLE READ transaction.
 pub fn chunk_sql(t: &PlannedTable, after: Option<&[String]>, rows: usize) -> (String, String) {
     let p = &t.progress;
     let cols: Vec<String> = p.key.iter().map(|k| quote_ident(k)).collect();
@@ -304,10 +334,14 @@ pub fn chunk_sql(t: &PlannedTable, after: Option<&[String]>, rows: usize) -> (St
             } else {
                 format!("ROW({})", parts.join(", "))
             };
-            format!(" WHERE {lhs} > {rhs}")
+            Some(format!("{lhs} > {rhs}"))
         }
-        None => String::new(),
+        None => None,
     };
+    // The user's row filter, parenthesised (`snapshot/filter.rs`): the same rows for the COPY
+    // and for the last-key query, so the next chunk starts after this one's last row.
+    let filter = p.filter.as_deref().map(crate::snapshot::filter::sql);
+    let cond = crate::snapshot::filter::where_clause([cond.as_deref(), filter.as_deref()]);
     let order = cols.join(", ");
     let select: Vec<String> = t
         .schema
@@ -406,6 +440,8 @@ mod tests {
                 rows: 0,
                 estimate: 0,
                 complete: false,
+                filter: None,
+                error: None,
             },
         }
     }
@@ -429,5 +465,34 @@ mod tests {
             "COPY (SELECT \"id\" FROM ONLY \"public\".\"t\" WHERE \"id\" >= '20'::integer) TO STDOUT (FORMAT binary)"
         );
         assert_eq!(range_condition(&planned(&[], vec![]), 0), "");
+    }
+
+    #[test]
+    fn incremental_chunks_and_their_filter() {
+        let mut t = planned(&["id"], vec![]);
+        let (copy, last) = chunk_sql(&t, Some(&["7".to_string()]), 10);
+        assert_eq!(
+            copy,
+            "COPY (SELECT \"id\" FROM ONLY \"public\".\"t\" WHERE \"id\" > '7'::integer ORDER BY \"id\" LIMIT 10) TO STDOUT (FORMAT binary)"
+        );
+        assert!(
+            last.contains("WHERE \"id\" > '7'::integer ORDER BY"),
+            "{last}"
+        );
+        t.progress.filter = Some("id % 3 = 0 OR id < 2".into());
+        let (copy, last) = chunk_sql(&t, Some(&["7".to_string()]), 10);
+        assert!(
+            copy.contains("WHERE \"id\" > '7'::integer AND (id % 3 = 0 OR id < 2) ORDER BY"),
+            "{copy}"
+        );
+        assert!(
+            last.contains("AND (id % 3 = 0 OR id < 2) ORDER BY"),
+            "{last}"
+        );
+        let (copy, _) = chunk_sql(&t, None, 10);
+        assert!(
+            copy.contains("FROM ONLY \"public\".\"t\" WHERE (id % 3 = 0 OR id < 2) ORDER BY"),
+            "{copy}"
+        );
     }
 }
