@@ -158,6 +158,18 @@ pub fn close_table(state: &mut SnapshotCheckpoint, table: &str, error: Option<St
     }
 }
 
+/// Stops the incremental snapshot of `table` with `why`: logged with its filter, recorded in
+/// the ledger (`tidemark status` shows it); the stream and the other tables go on.
+pub fn fail_table(ledger: &LedgerHandle, table: &str, filter: Option<&str>, why: &str) {
+    tracing::error!(table = %table, filter = ?filter,
+        "incremental snapshot of the table stopped: {why}; the stream goes on. Fix the cause and ask again (tidemark snapshot --table {table})");
+    if let Ok(mut l) = ledger.lock() {
+        if let Some(l) = l.as_mut() {
+            close_table(&mut l.state, table, Some(why.to_string()));
+        }
+    }
+}
+
 impl Ledger {
     pub fn new(state: SnapshotCheckpoint) -> Self {
         Ledger {

@@ -583,7 +583,8 @@ fn snapshot_mysql_incremental_filtered() {
         &db.name,
         &format!(
             r#"{{"data-collections": ["{table}"], "additional-conditions": [{{"data-collection": "{table}",
-                "filter": "COALESCE((SELECT d.x FROM {db}.dup d WHERE d.id = t.id), 1) = 1"}}]}}"#, db = db.name
+                "filter": "COALESCE((SELECT d.x FROM {db}.dup d WHERE d.id = t.id), 1) = 1"}}]}}"#,
+            db = db.name
         ),
     );
     wait_entry(&mut p, "the failing subquery to stop the snapshot", |t| {

@@ -656,23 +656,17 @@ impl Incremental {
         if !why.is_empty() {
             tracing::error!(table = %name, "incremental snapshot refused: {why}");
         }
-        self.close(name, None);
+        if let Ok(mut l) = self.ledger.lock() {
+            if let Some(l) = l.as_mut() {
+                crate::snapshot::ledger::close_table(&mut l.state, name, None);
+            }
+        }
     }
 
     /// Stops the snapshot of `name` with `why` (logged, in the ledger and `status`); the
     /// stream and the other tables go on.
     fn fail(&mut self, name: &str, filter: Option<&str>, why: &str) {
-        tracing::error!(table = %name, filter = ?filter,
-            "incremental snapshot of the table stopped: {why}; the stream goes on. Fix the cause and ask again (tidemark snapshot --table {name})");
-        self.close(name, Some(why.to_string()));
-    }
-
-    fn close(&mut self, name: &str, error: Option<String>) {
-        if let Ok(mut l) = self.ledger.lock() {
-            if let Some(l) = l.as_mut() {
-                crate::snapshot::ledger::close_table(&mut l.state, name, error);
-            }
-        }
+        crate::snapshot::ledger::fail_table(&self.ledger, name, filter, why);
     }
 
     /// The ledger's incremental record of `name` (created, with a fresh incremental record if

@@ -357,13 +357,7 @@ impl Incremental {
     /// Stops the snapshot of `name` with `why` (logged, in the ledger and `status`); the
     /// stream and the other tables go on.
     fn fail(&mut self, name: &str, filter: Option<&str>, why: &str) {
-        tracing::error!(table = %name, filter = ?filter,
-            "incremental snapshot of the table stopped: {why}; the stream goes on. Fix the cause and ask again (tidemark snapshot --table {name})");
-        if let Ok(mut l) = self.ledger.lock() {
-            if let Some(l) = l.as_mut() {
-                crate::snapshot::ledger::close_table(&mut l.state, name, Some(why.to_string()));
-            }
-        }
+        crate::snapshot::ledger::fail_table(&self.ledger, name, filter, why);
         self.failed = true;
     }
 
