@@ -9,7 +9,8 @@
 # rows/s and MB/s (MB = bytes of the table's binary COPY, the same for all three), ratios.
 # MariaDB half (PART=mariadb, or all): the same 1,000,000-row shape in MariaDB, vs the server's
 # own dump (`mariadb-dump --single-transaction --quick` > /dev/null, and the plain client
-# `SELECT *` > /dev/null); Debezium's MariaDB snapshot is not run here yet.
+# `SELECT *` > /dev/null) and Debezium 3.6's MariaDB connector (shared/debezium/, the jar of the
+# differential tests) with snapshot.mode = initial_only, records dropped as for PostgreSQL.
 # Tidemark's time is its whole process (start, slot, read, encode, write, exit); Debezium's is
 # first → last record (its JVM start and connect excluded, in its favour).
 #
@@ -212,10 +213,16 @@ for l in open(sys.argv[1]):
 MTM4_S=$(run_tidemark_my 4)
 MTM1_S=$(run_tidemark_my 1)
 MREAD4_S=$(run_tidemark_my 4 4294967296)
-python3 - "$ROWS" "$MBYTES" "$MDUMP_S" "$MSELECT_S" "$MTM4_S" "$MTM1_S" "$MREAD4_S" "$OUT/report-mariadb.md" <<'PY'
-import sys
+PY=$(./scripts/debezium.sh)
+./scripts/debezium-mariadb.sh >/dev/null
+"$PY" benches/snapshot/debezium_snapshot.py --connector mariadb --database $DB --tables $DB.bench \
+  --expected "$ROWS" --out "$OUT/debezium-mariadb.json" >&2
+python3 - "$ROWS" "$MBYTES" "$MDUMP_S" "$MSELECT_S" "$MTM4_S" "$MTM1_S" "$MREAD4_S" "$OUT/report-mariadb.md" "$OUT/debezium-mariadb.json" <<'PY'
+import json, sys
 rows, nbytes = int(sys.argv[1]), int(sys.argv[2])
 dump, select, tm4, tm1, read4 = map(float, sys.argv[3:8])
+dbz = json.load(open(sys.argv[9]))
+dbz_s = dbz["first_to_last_s"] or float("nan")
 mb = nbytes / 1e6
 def line(name, s, note=""):
     return f"| {name} | {s:.2f} | {rows / s:,.0f} | {mb / s:.1f} | {note} |"
@@ -226,7 +233,9 @@ out = [f"MariaDB snapshot of {rows:,} rows ({mb:.1f} MB as the client's tab-sepa
        line("Tidemark, parallelism 4", tm4, "whole process, JSON to /dev/null"),
        line("Tidemark, parallelism 1", tm1, "whole process, JSON to /dev/null"),
        line("Tidemark readers only, parallelism 4", read4, "binary protocol → Arrow → queue; no JSON encoding"),
+       line("Debezium 3.6 MariaDB connector (embedded)", dbz_s, f"first→last record; {dbz['records']:,} records; start→last {dbz['start_to_last_s']} s"),
        "",
+       f"- Tidemark (parallelism 4) vs Debezium: **{dbz_s / tm4:.1f}×** faster (target ≥ 10×)",
        f"- Tidemark (parallelism 4) vs mariadb-dump: **{tm4 / dump:.2f}×** the dump's time (target ≤ 2×)",
        f"- Tidemark (parallelism 1) vs mariadb-dump: {tm1 / dump:.2f}×",
        f"- Tidemark's readers alone vs mariadb-dump: {read4 / dump:.2f}×"]

