@@ -269,3 +269,105 @@ impl FilteredReads {
         );
     }
 }
+
+/// What an incremental snapshot with DDL in the middle left in an output text, for `table`
+/// (integer key `id`): the checks of the column sets in stream order, and each key's last
+/// row image.
+#[derive(Debug, Default)]
+pub struct DdlReplay {
+    /// `id` → the last `after` image (absent: deleted).
+    pub rows: BTreeMap<i64, Value>,
+    /// `op: r` rows carrying `column` (the added one), and those not carrying it once an
+    /// event carried it (must be none).
+    pub reads_with_added: u64,
+    /// Events (any op) of the table after the first one with the added column that lack it,
+    /// and after the first one without the dropped column that still carry it: (line, op).
+    pub backwards: Vec<(usize, String)>,
+    /// `op: r` rows with the added column whose value is not `added_value`.
+    pub wrong_added: Vec<String>,
+}
+
+impl DdlReplay {
+    /// Replays `text`: `added` appears once (ADD COLUMN, every row's value `added_value`),
+    /// `dropped` disappears once (DROP COLUMN); the column set of the table's events never
+    /// goes back (an event lacking `added` after one with it, or with `dropped` after one
+    /// without it once `added` was seen, is "backwards").
+    pub fn of(text: &str, table: &str, added: &str, added_value: i64, dropped: &str) -> Self {
+        let mut r = DdlReplay::default();
+        let (mut has_added, mut lost_dropped) = (false, false);
+        for (n, line) in text.lines().enumerate() {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            if !v["topic"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with(&format!(".{table}"))
+            {
+                continue;
+            }
+            let Some(p) = payload(&v) else { continue };
+            let op = p["op"].as_str().unwrap_or_default().to_string();
+            let image = if op == "d" { &p["before"] } else { &p["after"] };
+            let Some(obj) = image.as_object() else {
+                continue;
+            };
+            let with_added = obj.contains_key(added);
+            let with_dropped = obj.contains_key(dropped);
+            if (has_added && !with_added) || (lost_dropped && with_dropped) {
+                r.backwards.push((n, op.clone()));
+            }
+            has_added |= with_added;
+            lost_dropped |= has_added && !with_dropped;
+            if op == "r" && with_added {
+                r.reads_with_added += 1;
+                if obj[added].as_i64() != Some(added_value) {
+                    r.wrong_added.push(line.to_string());
+                }
+            }
+            let Some(id) = obj.get("id").and_then(Value::as_i64) else {
+                continue;
+            };
+            if op == "d" {
+                r.rows.remove(&id);
+            } else {
+                r.rows.insert(id, p["after"].clone());
+            }
+        }
+        r
+    }
+
+    /// Asserts the replay: no column set went back, every read after the ADD COLUMN has the
+    /// value, some reads came after it (the DDL really was mid-snapshot), and the rows equal
+    /// `expected` (`id` → (`v`, `added`), from the database): the same keys, the same `v`,
+    /// and `added` equal wherever the row image carries it.
+    pub fn assert_matches(&self, expected: &BTreeMap<i64, (i64, i64)>, added: &str) {
+        assert!(
+            self.backwards.is_empty(),
+            "{} events went back to an older column set after a newer one, first (line, op): {:?}",
+            self.backwards.len(),
+            &self.backwards[..self.backwards.len().min(5)]
+        );
+        assert!(
+            self.wrong_added.is_empty(),
+            "{} reads with a wrong {added}, first: {:?}",
+            self.wrong_added.len(),
+            &self.wrong_added[..self.wrong_added.len().min(3)]
+        );
+        assert!(
+            self.reads_with_added > 0,
+            "no snapshot read after the ADD COLUMN: the DDL did not land mid-snapshot"
+        );
+        let keys: Vec<_> = self.rows.keys().collect();
+        let want: Vec<_> = expected.keys().collect();
+        assert_eq!(keys.len(), want.len(), "row count differs from the table");
+        assert!(keys == want, "key sets differ from the table");
+        for (id, (v, extra)) in expected {
+            let got = &self.rows[id];
+            assert_eq!(got["v"].as_i64(), Some(*v), "id {id}: {got}");
+            if let Some(x) = got.get(added) {
+                assert_eq!(x.as_i64(), Some(*extra), "id {id}: {got}");
+            }
+        }
+    }
+}

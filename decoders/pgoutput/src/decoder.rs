@@ -215,6 +215,17 @@ impl Decoder {
         }
     }
 
+    /// The table's latest schema, as the stream numbers it; when the stream has not decoded
+    /// the table yet, `columns` become its version 1. An incremental snapshot reads its chunks
+    /// with this schema, so chunk rows and stream rows of the table share one version sequence
+    /// (a later Relation with other columns is the next version, never a second version 1).
+    pub fn table_schema_or(&mut self, table: &TableId, columns: Vec<Column>) -> Arc<TableSchema> {
+        self.versions
+            .entry(table.clone())
+            .or_insert_with(|| TableSchema::new(table.clone(), 1, columns))
+            .clone()
+    }
+
     /// Whether catalog information for `oid` is registered.
     pub fn has_catalog(&self, oid: u32) -> bool {
         self.catalog.contains_key(&oid)

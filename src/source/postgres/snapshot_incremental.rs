@@ -34,6 +34,20 @@
 //!   window); a definite one (a filter the server refuses, `division by zero` in a filter, a
 //!   dropped table) stops that table's snapshot with the error in the ledger and `status`,
 //!   and the stream goes on: no stream event is held or dropped by a failed chunk.
+//! - **DDL of the table during its snapshot** (`ADD`/`DROP COLUMN`): the stream numbers the
+//!   table's schema versions (a Relation message with other columns is the next version), so
+//!   chunks are read with the *stream's* current schema of the table (the decoder's, by
+//!   `Decoder::table_schema_or`; when the stream has not decoded the table yet, the catalog's
+//!   columns become its version 1, and a later Relation with other columns is version 2, never
+//!   a second version 1 that a sink caching per version would encode with the old columns).
+//!   A chunk whose read began under another version than the stream's at its high watermark
+//!   is discarded (window and rows) and read again from the same key with the new schema, as
+//!   Debezium does: sinks never see an older schema after a newer one. The catalog can be
+//!   ahead of the stream (a DDL committed, not yet decoded): an added column is simply not
+//!   read until the stream has it; a dropped one fails the read (42703), and the chunk waits
+//!   for the stream's next version of the table, which comes with the table's next change
+//!   (until then the snapshot of that table pauses, with a warning; the stream goes on).
+//!   Type changes (`ALTER COLUMN … TYPE`) are not handled beyond this.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -43,6 +57,7 @@ use tidemark_model::{
     ChangeBatch, ChangeBatchBuilder, Lsn, PgPosition, Position, SnapshotMark, TableId, Transaction,
     TxnItem,
 };
+use tidemark_pgoutput::decoder::Decoder;
 use tokio::sync::oneshot;
 
 use super::config::PgConnectConfig;
@@ -139,6 +154,10 @@ struct Active {
     read: Option<ChunkRead>,
     /// Keys changed in the stream inside the open window.
     window: Option<Window>,
+    /// A chunk read failed on a column the catalog no longer has (a DROP COLUMN the stream
+    /// has not decoded yet): no chunk until the stream's schema of the table is past this
+    /// version (module traps).
+    waiting: Option<u32>,
 }
 
 /// The incremental snapshot state of one Postgres source (lives across stream sessions).
@@ -202,6 +221,7 @@ impl Incremental {
     pub async fn on_txn(
         &mut self,
         mut txn: Transaction,
+        decoder: &mut Decoder,
     ) -> Result<Vec<Transaction>, SnapshotError> {
         if let Some(e) = self.poll() {
             return Err(e);
@@ -237,11 +257,11 @@ impl Incremental {
             out.push(txn);
         }
         if let Some(at) = close {
-            if let Some(chunk) = self.close_window(at).await? {
+            if let Some(chunk) = self.close_window(at, decoder).await? {
                 out.push(chunk);
             }
         }
-        self.start_next().await?;
+        self.start_next(decoder).await?;
         if std::mem::take(&mut self.failed) && out.is_empty() {
             // Nothing else goes out: an empty transaction makes the engine checkpoint the
             // ledger's failed table.
@@ -344,6 +364,13 @@ impl Incremental {
         a.read = None;
         a.chunk += 1;
         let name = a.table.progress.table.clone();
+        if undefined_column(&e) {
+            // The catalog is ahead of the stream: the chunk waits for its next schema.
+            tracing::warn!(table = %name, error = %e, version = a.table.schema.version,
+                "incremental snapshot chunk read a column the table no longer has; the chunk is read again once the stream reaches the DDL (the table's next change)");
+            a.waiting = Some(a.table.schema.version);
+            return None;
+        }
         if e.is_transient() {
             tracing::warn!(table = %name, error = %e, "incremental snapshot chunk failed; it is read again");
             return Some(e);
@@ -362,7 +389,11 @@ impl Incremental {
     }
 
     /// The chunk minus the keys changed in the window, at the high watermark's position.
-    async fn close_window(&mut self, at: Lsn) -> Result<Option<Transaction>, SnapshotError> {
+    async fn close_window(
+        &mut self,
+        at: Lsn,
+        decoder: &mut Decoder,
+    ) -> Result<Option<Transaction>, SnapshotError> {
         let Some(a) = self.active.as_mut() else {
             return Ok(None);
         };
@@ -391,6 +422,16 @@ impl Incremental {
         let Some(a) = self.active.as_mut() else {
             return Ok(None);
         };
+        let current = decoder.table_schema_or(&a.table.id, a.table.schema.columns.clone());
+        if current.version != a.table.schema.version {
+            // The stream's schema of the table changed since the chunk's read began (module
+            // traps): the chunk is read again with the new one, from the same key.
+            tracing::info!(table = %a.table.progress.table, chunk = a.chunk,
+                read_version = a.table.schema.version, stream_version = current.version,
+                "incremental snapshot: the table's schema changed during the chunk; it is read again");
+            a.chunk += 1;
+            return Ok(None);
+        }
         let position = Position::pg(at, at, 0);
         let table_name = a.table.progress.table.clone();
         let mut rows = 0u64;
@@ -432,7 +473,7 @@ impl Incremental {
     }
 
     /// Starts the next table or chunk when nothing is being read.
-    async fn start_next(&mut self) -> Result<(), SnapshotError> {
+    async fn start_next(&mut self, decoder: &mut Decoder) -> Result<(), SnapshotError> {
         if self
             .active
             .as_ref()
@@ -446,6 +487,25 @@ impl Incremental {
                 return Ok(());
             };
             self.activate(next).await?;
+        }
+        if let Some(a) = self.active.as_mut() {
+            // The chunk is read with the stream's current schema of the table (module traps).
+            let current = decoder.table_schema_or(&a.table.id, a.table.schema.columns.clone());
+            if a.waiting.is_some_and(|v| v == current.version) {
+                return Ok(());
+            }
+            a.waiting = None;
+            if !Arc::ptr_eq(&current, &a.table.schema) {
+                a.table.binary = current
+                    .columns
+                    .iter()
+                    .map(|c| {
+                        tidemark_model::ColumnBuilder::new(&c.source_type, &c.data_type, 0)
+                            .binary_supported()
+                    })
+                    .collect();
+                a.table.schema = current;
+            }
         }
         let control = match self.control.take() {
             Some(c) => c,
@@ -537,6 +597,7 @@ impl Incremental {
             reading: None,
             read: None,
             window: None,
+            waiting: None,
         });
         Ok(())
     }
@@ -569,6 +630,14 @@ impl Incremental {
             ..t.progress.clone()
         });
         state.tables.len() - 1
+    }
+}
+
+/// A chunk read failed on a column the table no longer has (SQLSTATE 42703).
+fn undefined_column(e: &SnapshotError) -> bool {
+    match e {
+        SnapshotError::Postgres(e) => e.sqlstate() == Some("42703"),
+        _ => false,
     }
 }
 

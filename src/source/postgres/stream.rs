@@ -362,7 +362,7 @@ impl PgSource {
             if let Some(inc) = self.incremental.as_mut() {
                 // Signals and watermarks are consumed; a closed window adds its chunk.
                 let end = txn.end;
-                let txns = inc.on_txn(txn).await?;
+                let txns = inc.on_txn(txn, &mut state.decoder).await?;
                 if txns.is_empty() {
                     state.emitted = Some(end);
                 }
