@@ -17,7 +17,7 @@ use super::mysql_support::{
 };
 use super::snapshot_support::{
     assert_same_state, initial_only_state, output, replay, replay_file, wait_for,
-    wait_mysql_marker, FilteredReads, Replay,
+    wait_mysql_marker, DdlReplay, FilteredReads, Replay,
 };
 use super::support::{Pipeline, TIDEMARK};
 
@@ -693,4 +693,79 @@ fn snapshot_mysql_incremental_filtered_kill9_resumes_with_the_filter() {
     let reads = FilteredReads::of(&all, "t");
     let even: Vec<i64> = (1..=100_000).filter(|i| i % 2 == 0).collect();
     assert_eq!(reads.reads.keys().copied().collect::<Vec<_>>(), even);
+}
+
+/// Snapshot reads (`op: r`) in the output so far.
+fn reads(p: &Pipeline) -> usize {
+    output(p).matches("\"op\":\"r\"").count()
+}
+
+/// DDL on a table during its incremental snapshot, MariaDB: as
+/// `snapshot_pg_incremental_ddl_mid_snapshot` (`ADD COLUMN extra INT DEFAULT 7`, later
+/// `DROP COLUMN pad`, DML around them): the column set of the table's events never goes back,
+/// every read after the ADD COLUMN carries `extra = 7`, and the final rows equal the table's.
+#[test]
+#[ignore = "known gap (issue 7): a DDL during a MySQL/MariaDB incremental snapshot is not handled yet; \
+            chunks keep the columns read at the snapshot's start and a dropped column stops the table. \
+            Run with --ignored to see it fail"]
+fn snapshot_mysql_incremental_ddl_mid_snapshot() {
+    if !mysql_enabled("snapshot_mysql_incremental_ddl_mid_snapshot") {
+        return;
+    }
+    let db = MyDb::create("tm_mddl");
+    sql(
+        &db.name,
+        "CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL, pad VARCHAR(64));
+         INSERT INTO t SELECT seq, 0, CONCAT('p', seq) FROM seq_1_to_60000;
+         ANALYZE TABLE t",
+    );
+    let mut p = pipeline(&db.name, "mode = \"no_data\"\nincremental_chunk_rows = 100");
+    p.start();
+    request(&p, &[&format!("{}.t", db.name)]);
+    wait_for("the first chunks", &mut p, Duration::from_secs(120), |p| {
+        reads(p) >= 2000
+    });
+    sql(
+        &db.name,
+        "ALTER TABLE t ADD COLUMN extra INT DEFAULT 7;
+         UPDATE t SET v = 1 WHERE id IN (5, 30000, 59999);
+         INSERT INTO t (id, v) VALUES (60001, 2);
+         DELETE FROM t WHERE id = 40000;",
+    );
+    let at_add = reads(&p);
+    wait_for(
+        "chunks after the ADD COLUMN",
+        &mut p,
+        Duration::from_secs(120),
+        |p| reads(p) >= at_add + 2000,
+    );
+    sql(
+        &db.name,
+        "ALTER TABLE t DROP COLUMN pad;
+         UPDATE t SET v = 3 WHERE id IN (6, 50000);
+         INSERT INTO t (id, v) VALUES (60002, 4);",
+    );
+    let table = format!("{}.t", db.name);
+    wait_for(
+        "the incremental snapshot to finish",
+        &mut p,
+        Duration::from_secs(180),
+        |p| table_complete(p, &table),
+    );
+    wait_mysql_marker(&mut p, &db.name, Duration::from_secs(60));
+    p.stop();
+    let replay = DdlReplay::of(&output(&p), "t", "extra", 7, "pad");
+    eprintln!(
+        "ddl: {} reads with extra, {} backwards",
+        replay.reads_with_added,
+        replay.backwards.len()
+    );
+    let expected = sql(&db.name, "SELECT id, v, extra FROM t ORDER BY id")
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t').map(|x| x.trim().parse::<i64>().ok());
+            Some((f.next()??, (f.next()??, f.next()??)))
+        })
+        .collect();
+    replay.assert_matches(&expected, "extra");
 }

@@ -198,6 +198,21 @@ impl Decoder {
         }
     }
 
+    /// Continues the schema version numbering of an earlier session (from
+    /// [`Decoder::take_schema_versions`]). A reconnect resends every Relation: without this the
+    /// new session would number them from 1 again, and a sink that caches its encoding per
+    /// table and version would take a table's version 1 of the new session (its current
+    /// columns) for version 1 of the old one (its columns before the last schema change).
+    pub fn with_schema_versions(mut self, versions: HashMap<TableId, Arc<TableSchema>>) -> Self {
+        self.versions = versions;
+        self
+    }
+
+    /// The latest schema per table (for the next session's [`Decoder::with_schema_versions`]).
+    pub fn take_schema_versions(&mut self) -> HashMap<TableId, Arc<TableSchema>> {
+        std::mem::take(&mut self.versions)
+    }
+
     /// Registers what the catalog says about relation `oid`; call it before the Relation
     /// message is decoded (the source peeks at it with [`Self::relation_oid`]).
     pub fn register_catalog(&mut self, oid: u32, catalog: RelationCatalog) {

@@ -35,12 +35,16 @@
 //!   (`ValueError::StaleComposite`, binary format only): the session is restarted once, whose
 //!   Relation messages re-read the catalog; the same error again at the same position is
 //!   definite (`catalog.rs` traps).
+//! - After a reconnect the server resends every Relation; the new session's decoder continues
+//!   the old one's schema versions per table (`Decoder::with_schema_versions`), else the
+//!   current columns would come as version 1 again, and sinks cache encodings per version.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tidemark_model::{Op, Position, SourceType, Transaction};
+use tidemark_model::{Op, Position, SourceType, TableId, TableSchema, Transaction};
 use tidemark_pgoutput::decoder::{Decoder, DecoderError, DecoderOptions, RelationCatalog, Step};
 use tidemark_pgoutput::replication::ReplicationMessage;
 use tokio::sync::watch;
@@ -123,9 +127,11 @@ impl PgSource {
         let mut emitted = self.resume;
         // Where the last stale-catalog error happened: a second one there is definite.
         let mut stale_at: Option<Option<Position>> = None;
+        // Schema versions per table, across sessions (`Decoder::with_schema_versions`).
+        let mut versions = HashMap::new();
         loop {
             let started = tokio::time::Instant::now();
-            match self.session(&mut emitted).await {
+            match self.session(&mut emitted, &mut versions).await {
                 Ok(()) => return Ok(()),
                 Err(e) if e.is_stale_catalog() && stale_at != Some(emitted) => {
                     // The new session's Relation messages make us read the catalog again.
@@ -151,7 +157,11 @@ impl PgSource {
         }
     }
 
-    async fn session(&mut self, emitted: &mut Option<Position>) -> Result<(), SourceError> {
+    async fn session(
+        &mut self,
+        emitted: &mut Option<Position>,
+        versions: &mut HashMap<TableId, Arc<TableSchema>>,
+    ) -> Result<(), SourceError> {
         let control = PgControl::connect(&self.connect).await?;
         let server = control.check_server().await?;
         let slot = self.config.slot_name(&self.pipeline);
@@ -227,7 +237,8 @@ impl PgSource {
             protocol,
             max_chunk_rows: MAX_CHUNK_ROWS,
             ..DecoderOptions::default()
-        });
+        })
+        .with_schema_versions(std::mem::take(versions));
         let mut state = Session {
             decoder,
             spill: SpillStore::new(&self.spill_dir, self.spill_memory),
@@ -239,6 +250,7 @@ impl PgSource {
         };
         let result = self.stream(&control, &mut conn, &mut state, &slot).await;
         *emitted = state.emitted;
+        *versions = state.decoder.take_schema_versions();
         if result.is_ok() {
             let _ = conn.stop().await;
             conn.close().await;

@@ -4,3 +4,4 @@ mod errors;
 mod golden;
 mod replication;
 mod roundtrip;
+mod versions;
