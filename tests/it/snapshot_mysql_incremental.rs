@@ -16,8 +16,8 @@ use super::mysql_support::{
     mysql_enabled, pipeline as my_pipeline, port, sql, MyDb, MySpec, MyUser,
 };
 use super::snapshot_support::{
-    assert_same_state, initial_only_state, output, replay, replay_file, wait_for,
-    wait_mysql_marker, DdlReplay, FilteredReads, Replay,
+    assert_same_state, initial_only_state, output, reads, replay, replay_file, snapshot_cli,
+    status_text, wait_entry, wait_for, wait_mysql_marker, DdlReplay, FilteredReads, Replay,
 };
 use super::support::{Pipeline, TIDEMARK};
 
@@ -49,20 +49,6 @@ fn request(p: &Pipeline, tables: &[&str]) {
         "tidemark snapshot failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn status_text(p: &Pipeline) -> String {
-    let out = Command::new(TIDEMARK)
-        .args(["status", "--config"])
-        .arg(&p.config)
-        .output()
-        .expect("tidemark status");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The durable `last_key` of the incremental snapshot's table `i` (an integer key).
@@ -424,22 +410,6 @@ fn snapshot_mysql_no_reload_falls_back_to_incremental() {
     }
 }
 
-/// `tidemark snapshot` with `args`; (success, stdout + stderr).
-fn snapshot_cli(p: &Pipeline, args: &[&str]) -> (bool, String) {
-    let out = Command::new(TIDEMARK)
-        .args(["snapshot", "--config"])
-        .arg(&p.config)
-        .args(args)
-        .output()
-        .expect("tidemark snapshot");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 /// Inserts an `execute-snapshot` row with `data` (Debezium's shape) into the signal table.
 fn signal_row(db: &str, data: &str) {
     sql(
@@ -449,15 +419,6 @@ fn signal_row(db: &str, data: &str) {
             data.replace('\'', "''")
         ),
     );
-}
-
-/// Waits until the incremental record of the first table satisfies `done`.
-fn wait_entry(p: &mut Pipeline, what: &str, done: impl Fn(&Value) -> bool) {
-    wait_for(what, p, Duration::from_secs(180), |p| {
-        p.checkpoint().is_some_and(|c| {
-            c["snapshot"]["kind"] == "incremental" && done(&c["snapshot"]["tables"][0])
-        })
-    });
 }
 
 fn ids(db: &str, query: &str) -> Vec<i64> {
@@ -693,11 +654,6 @@ fn snapshot_mysql_incremental_filtered_kill9_resumes_with_the_filter() {
     let reads = FilteredReads::of(&all, "t");
     let even: Vec<i64> = (1..=100_000).filter(|i| i % 2 == 0).collect();
     assert_eq!(reads.reads.keys().copied().collect::<Vec<_>>(), even);
-}
-
-/// Snapshot reads (`op: r`) in the output so far.
-fn reads(p: &Pipeline) -> usize {
-    output(p).matches("\"op\":\"r\"").count()
 }
 
 /// DDL on a table during its incremental snapshot, MariaDB: as

@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::snapshot_support::{
-    assert_same_state, initial_only_state, output, replay, replay_file, wait_for, DdlReplay,
-    FilteredReads, Replay,
+    assert_same_state, initial_only_state, output, reads, replay, replay_file, snapshot_cli,
+    status_text, wait_entry, wait_for, DdlReplay, FilteredReads, Replay,
 };
 use super::support::{pg_enabled, psql, Pipeline, PipelineSpec, TestDb};
 
@@ -42,21 +42,6 @@ fn reference_state(db: &str, table: &str) -> Replay {
     let p = pipeline(db, &[table], "mode = \"initial_only\"\nprogress = \"off\"");
     let name = table.rsplit_once('.').map_or(table, |(_, t)| t);
     initial_only_state(p, name, Duration::from_secs(300))
-}
-
-/// `tidemark status` of a pipeline.
-fn status_text(p: &Pipeline) -> String {
-    let out = Command::new(super::support::TIDEMARK)
-        .args(["status", "--config"])
-        .arg(&p.config)
-        .output()
-        .expect("tidemark status");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn keys_in_db(db: &str, sql: &str) -> Vec<String> {
@@ -743,31 +728,6 @@ fn emit_signal(db: &str, data: &str) {
     );
 }
 
-/// `tidemark snapshot` with `args`; (success, stdout + stderr).
-fn snapshot_cli(p: &Pipeline, args: &[&str]) -> (bool, String) {
-    let out = Command::new(super::support::TIDEMARK)
-        .args(["snapshot", "--config"])
-        .arg(&p.config)
-        .args(args)
-        .output()
-        .expect("tidemark snapshot");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-/// The incremental record of table `i` in the checkpoint, once `done(entry)` holds.
-fn wait_entry(p: &mut Pipeline, what: &str, done: impl Fn(&serde_json::Value) -> bool) {
-    wait_for(what, p, Duration::from_secs(180), |p| {
-        p.checkpoint().is_some_and(|c| {
-            c["snapshot"]["kind"] == "incremental" && done(&c["snapshot"]["tables"][0])
-        })
-    });
-}
-
 fn ids_in_db(db: &str, sql: &str) -> Vec<i64> {
     psql(db, sql)
         .lines()
@@ -1021,11 +981,6 @@ fn v_extra_in_db(db: &str) -> std::collections::BTreeMap<i64, (i64, i64)> {
             Some((f.next()??, (f.next()??, f.next()??)))
         })
         .collect()
-}
-
-/// Snapshot reads (`op: r`) in the output so far.
-fn reads(p: &Pipeline) -> usize {
-    output(p).matches("\"op\":\"r\"").count()
 }
 
 /// DDL on a table during its incremental snapshot: `ADD COLUMN extra int DEFAULT 7` and later

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::support::Pipeline;
+use std::process::Command;
+
+use super::support::{Pipeline, TIDEMARK};
 
 /// The payload of an output line's value (with or without `schemas_enable`).
 pub fn payload(line: &Value) -> Option<&Value> {
@@ -370,4 +372,49 @@ impl DdlReplay {
             }
         }
     }
+}
+
+/// `tidemark status` of a pipeline.
+pub fn status_text(p: &Pipeline) -> String {
+    let out = Command::new(TIDEMARK)
+        .args(["status", "--config"])
+        .arg(&p.config)
+        .output()
+        .expect("tidemark status");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `tidemark snapshot` with `args`; (success, stdout + stderr).
+pub fn snapshot_cli(p: &Pipeline, args: &[&str]) -> (bool, String) {
+    let out = Command::new(TIDEMARK)
+        .args(["snapshot", "--config"])
+        .arg(&p.config)
+        .args(args)
+        .output()
+        .expect("tidemark snapshot");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Waits until the incremental snapshot record of the first table satisfies `done`.
+pub fn wait_entry(p: &mut Pipeline, what: &str, done: impl Fn(&Value) -> bool) {
+    wait_for(what, p, Duration::from_secs(180), |p| {
+        p.checkpoint().is_some_and(|c| {
+            c["snapshot"]["kind"] == "incremental" && done(&c["snapshot"]["tables"][0])
+        })
+    });
+}
+
+/// Snapshot reads (`op: r`) in the output so far.
+pub fn reads(p: &Pipeline) -> usize {
+    output(p).matches("\"op\":\"r\"").count()
 }
