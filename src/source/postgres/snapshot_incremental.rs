@@ -496,14 +496,7 @@ impl Incremental {
             }
             a.waiting = None;
             if !Arc::ptr_eq(&current, &a.table.schema) {
-                a.table.binary = current
-                    .columns
-                    .iter()
-                    .map(|c| {
-                        tidemark_model::ColumnBuilder::new(&c.source_type, &c.data_type, 0)
-                            .binary_supported()
-                    })
-                    .collect();
+                a.table.binary = snapshot_plan::binary_columns(&current);
                 a.table.schema = current;
             }
         }

@@ -112,13 +112,7 @@ pub async fn describe(
     let reltuples: f64 = row.try_get(1).map_err(q(control, "snapshot describe"))?;
     let catalog = control.relation_catalog(oid).await?;
     let schema = schema_of(id, &catalog);
-    let binary = schema
-        .columns
-        .iter()
-        .map(|c| {
-            tidemark_model::ColumnBuilder::new(&c.source_type, &c.data_type, 0).binary_supported()
-        })
-        .collect();
+    let binary = binary_columns(&schema);
     let key = match cfg.key_columns.get(&table) {
         Some(cols) => {
             for c in cols {
@@ -204,6 +198,18 @@ pub async fn check_filter(
             )),
         },
     }
+}
+
+/// Per column of `schema`: whether COPY reads it in binary (its value can be built from the
+/// binary form; the rest are read as text).
+pub(super) fn binary_columns(schema: &TableSchema) -> Vec<bool> {
+    schema
+        .columns
+        .iter()
+        .map(|c| {
+            tidemark_model::ColumnBuilder::new(&c.source_type, &c.data_type, 0).binary_supported()
+        })
+        .collect()
 }
 
 /// The table's schema as the stream's decoder builds it from the Relation message and the
