@@ -130,36 +130,29 @@ impl<'a> Reader<'a> {
 
 /// `range_bound_escape`: quotes if needed, doubling `"` and `\`.
 fn push_bound(out: &mut String, v: &str) {
+    push_quoted(out, v, b"\"\\()[],");
+}
+
+/// The quoting `range_bound_escape` and `record_out` share: `v` in double quotes, with `"` and
+/// `\` doubled, when it is empty or holds one of `specials` or whitespace (`isspace`);
+/// otherwise as it is.
+pub(crate) fn push_quoted(out: &mut String, v: &str, specials: &[u8]) {
     let quote = v.is_empty()
         || v.bytes().any(|c| {
-            matches!(
-                c,
-                b'"' | b'\\'
-                    | b'('
-                    | b')'
-                    | b'['
-                    | b']'
-                    | b','
-                    | b' '
-                    | b'\t'
-                    | b'\n'
-                    | 0x0b
-                    | 0x0c
-                    | b'\r'
-            )
+            specials.contains(&c) || matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
         });
-    if quote {
-        out.push('"');
+    if !quote {
+        out.push_str(v);
+        return;
     }
+    out.push('"');
     for c in v.chars() {
         if c == '"' || c == '\\' {
             out.push(c);
         }
         out.push(c);
     }
-    if quote {
-        out.push('"');
-    }
+    out.push('"');
 }
 
 /// The text of one range's binary form `b`, each bound through `bound` (its subtype's text

@@ -243,23 +243,5 @@ fn find_field_type(t: &SourceType, type_oid: u32, depth: usize) -> Option<&Sourc
 
 /// `record_out`'s quoting of one non-NULL field.
 fn push_field(out: &mut String, v: &str) {
-    let quote = v.is_empty()
-        || v.bytes().any(|c| {
-            matches!(
-                c,
-                b'"' | b'\\' | b'(' | b')' | b',' | b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'
-            )
-        });
-    if !quote {
-        out.push_str(v);
-        return;
-    }
-    out.push('"');
-    for c in v.chars() {
-        if c == '"' || c == '\\' {
-            out.push(c);
-        }
-        out.push(c);
-    }
-    out.push('"');
+    range::push_quoted(out, v, b"\"\\(),");
 }
