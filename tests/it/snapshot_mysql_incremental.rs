@@ -18,6 +18,7 @@ use super::mysql_support::{
 use super::snapshot_support::{
     assert_same_state, initial_only_state, output, reads, replay, replay_file, snapshot_cli,
     status_text, wait_entry, wait_for, wait_mysql_marker, DdlReplay, FilteredReads, Replay,
+    TypeReplay,
 };
 use super::support::{Pipeline, TIDEMARK};
 
@@ -658,12 +659,10 @@ fn snapshot_mysql_incremental_filtered_kill9_resumes_with_the_filter() {
 
 /// DDL on a table during its incremental snapshot, MariaDB: as
 /// `snapshot_pg_incremental_ddl_mid_snapshot` (`ADD COLUMN extra INT DEFAULT 7`, later
-/// `DROP COLUMN pad`, DML around them): the column set of the table's events never goes back,
-/// every read after the ADD COLUMN carries `extra = 7`, and the final rows equal the table's.
+/// `DROP COLUMN pad`, then `MODIFY v BIGINT`, DML around them): the column set and `v`'s type
+/// in the table's events never go back, every read after the ADD COLUMN carries `extra = 7`,
+/// and the final rows equal the table's.
 #[test]
-#[ignore = "known gap (issue 7): a DDL during a MySQL/MariaDB incremental snapshot is not handled yet; \
-            chunks keep the columns read at the snapshot's start and a dropped column stops the table. \
-            Run with --ignored to see it fail"]
 fn snapshot_mysql_incremental_ddl_mid_snapshot() {
     if !mysql_enabled("snapshot_mysql_incremental_ddl_mid_snapshot") {
         return;
@@ -675,7 +674,13 @@ fn snapshot_mysql_incremental_ddl_mid_snapshot() {
          INSERT INTO t SELECT seq, 0, CONCAT('p', seq) FROM seq_1_to_60000;
          ANALYZE TABLE t",
     );
-    let mut p = pipeline(&db.name, "mode = \"no_data\"\nincremental_chunk_rows = 100");
+    let mut spec = MySpec::new(&db.name);
+    spec.pipeline_extra = format!(
+        "max_queue_bytes = 33554432\n\n[snapshot]\nsignal_table = \"{}.tm_signal\"\nmode = \"no_data\"\nincremental_chunk_rows = 100\n",
+        db.name
+    );
+    spec.sink_extra = "schemas_enable = true".into();
+    let mut p = my_pipeline(spec);
     p.start();
     request(&p, &[&format!("{}.t", db.name)]);
     wait_for("the first chunks", &mut p, Duration::from_secs(120), |p| {
@@ -701,6 +706,19 @@ fn snapshot_mysql_incremental_ddl_mid_snapshot() {
          UPDATE t SET v = 3 WHERE id IN (6, 50000);
          INSERT INTO t (id, v) VALUES (60002, 4);",
     );
+    let at_drop = reads(&p);
+    wait_for(
+        "chunks after the DROP COLUMN",
+        &mut p,
+        Duration::from_secs(120),
+        |p| reads(p) >= at_drop + 2000,
+    );
+    sql(
+        &db.name,
+        "ALTER TABLE t MODIFY COLUMN v BIGINT NOT NULL;
+         UPDATE t SET v = 5 WHERE id IN (7, 55000);
+         INSERT INTO t (id, v) VALUES (60003, 6);",
+    );
     let table = format!("{}.t", db.name);
     wait_for(
         "the incremental snapshot to finish",
@@ -710,11 +728,15 @@ fn snapshot_mysql_incremental_ddl_mid_snapshot() {
     );
     wait_mysql_marker(&mut p, &db.name, Duration::from_secs(60));
     p.stop();
-    let replay = DdlReplay::of(&output(&p), "t", "extra", 7, "pad");
+    let text = output(&p);
+    let replay = DdlReplay::of(&text, "t", "extra", 7, "pad");
+    let retyped = TypeReplay::of(&text, "t", "v", "int64");
     eprintln!(
-        "ddl: {} reads with extra, {} backwards",
+        "ddl: {} reads with extra, {} backwards; {} reads with v int64, {} backwards",
         replay.reads_with_added,
-        replay.backwards.len()
+        replay.backwards.len(),
+        retyped.reads_with_new,
+        retyped.backwards.len()
     );
     let expected = sql(&db.name, "SELECT id, v, extra FROM t ORDER BY id")
         .lines()
@@ -724,4 +746,5 @@ fn snapshot_mysql_incremental_ddl_mid_snapshot() {
         })
         .collect();
     replay.assert_matches(&expected, "extra");
+    retyped.assert_forward("v");
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::snapshot_support::{
     assert_same_state, initial_only_state, output, reads, replay, replay_file, snapshot_cli,
-    status_text, wait_entry, wait_for, DdlReplay, FilteredReads, Replay,
+    status_text, wait_entry, wait_for, DdlReplay, FilteredReads, Replay, TypeReplay,
 };
 use super::support::{pg_enabled, psql, Pipeline, PipelineSpec, TestDb};
 
@@ -983,11 +983,12 @@ fn v_extra_in_db(db: &str) -> std::collections::BTreeMap<i64, (i64, i64)> {
         .collect()
 }
 
-/// DDL on a table during its incremental snapshot: `ADD COLUMN extra int DEFAULT 7` and later
-/// `DROP COLUMN pad` while chunks are being read, with DML around them. The column set of the
-/// table's events never goes back to an older one after a newer one (the chunk in flight is
-/// read again with the stream's schema), every read after the ADD COLUMN carries `extra = 7`,
-/// and the final rows equal the table's.
+/// DDL on a table during its incremental snapshot: `ADD COLUMN extra int DEFAULT 7`, later
+/// `DROP COLUMN pad`, then `ALTER COLUMN v TYPE bigint` while chunks are being read, with DML
+/// around them. The column set of the table's events never goes back to an older one after a
+/// newer one (the chunk in flight is read again with the stream's schema), nor `v`'s type
+/// (the output's `schema` parts), every read after the ADD COLUMN carries `extra = 7`, and the
+/// final rows equal the table's.
 #[test]
 fn snapshot_pg_incremental_ddl_mid_snapshot() {
     if !pg_enabled("snapshot_pg_incremental_ddl_mid_snapshot") {
@@ -999,11 +1000,10 @@ fn snapshot_pg_incremental_ddl_mid_snapshot() {
         "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL, pad text);
          INSERT INTO t SELECT i, 0, 'p' || i FROM generate_series(1, 60000) i;",
     );
-    let mut p = pipeline(
-        &db.name,
-        &["public.t"],
-        "mode = \"no_data\"\nincremental_chunk_rows = 100",
-    );
+    let mut spec = PipelineSpec::new(&db.name, &["public.t"]);
+    spec.pipeline_extra = "\n[snapshot]\nmode = \"no_data\"\nincremental_chunk_rows = 100\n".into();
+    spec.sink_extra = "schemas_enable = true".into();
+    let mut p = Pipeline::new(spec);
     p.start();
     let (ok, text) = snapshot_cli(&p, &["--table", "public.t"]);
     assert!(ok, "{text}");
@@ -1030,16 +1030,34 @@ fn snapshot_pg_incremental_ddl_mid_snapshot() {
          UPDATE t SET v = 3 WHERE id IN (6, 50000);
          INSERT INTO t (id, v) VALUES (60002, 4);",
     );
+    let at_drop = reads(&p);
+    wait_for(
+        "chunks after the DROP COLUMN",
+        &mut p,
+        Duration::from_secs(120),
+        |p| reads(p) >= at_drop + 2000,
+    );
+    psql(
+        &db.name,
+        "ALTER TABLE t ALTER COLUMN v TYPE bigint;
+         UPDATE t SET v = 5 WHERE id IN (7, 55000);
+         INSERT INTO t (id, v) VALUES (60003, 6);",
+    );
     wait_entry(&mut p, "the incremental snapshot to finish", |t| {
         t["complete"] == true
     });
     wait_marker(&mut p, &db.name, Duration::from_secs(60));
     p.stop();
-    let replay = DdlReplay::of(&output(&p), "t", "extra", 7, "pad");
+    let text = output(&p);
+    let replay = DdlReplay::of(&text, "t", "extra", 7, "pad");
+    let retyped = TypeReplay::of(&text, "t", "v", "int64");
     eprintln!(
-        "ddl: {} reads with extra, {} backwards",
+        "ddl: {} reads with extra, {} backwards; {} reads with v int64, {} backwards",
         replay.reads_with_added,
-        replay.backwards.len()
+        replay.backwards.len(),
+        retyped.reads_with_new,
+        retyped.backwards.len()
     );
     replay.assert_matches(&v_extra_in_db(&db.name), "extra");
+    retyped.assert_forward("v");
 }

@@ -272,6 +272,74 @@ impl FilteredReads {
     }
 }
 
+/// The Kafka Connect type (`int32`, `int64`, …) of `column` in the `after` (or, for a delete,
+/// `before`) struct of an output line's `schema` part (`schemas_enable = true`).
+pub fn column_type<'a>(line: &'a Value, image: &str, column: &str) -> Option<&'a str> {
+    let fields = line["value"]["schema"]["fields"].as_array()?;
+    let image = fields.iter().find(|f| f["field"] == image)?;
+    let col = image["fields"]
+        .as_array()?
+        .iter()
+        .find(|f| f["field"] == column)?;
+    col["type"].as_str()
+}
+
+/// A type change of `column` during an incremental snapshot, from the output's `schema` parts:
+/// `op: r` rows that carry `new_type`, and events (line, op) that carry another type after one
+/// carried `new_type` (must be none: a sink never sees the old type after the new one).
+#[derive(Debug, Default)]
+pub struct TypeReplay {
+    pub reads_with_new: u64,
+    pub backwards: Vec<(usize, String)>,
+}
+
+impl TypeReplay {
+    pub fn of(text: &str, table: &str, column: &str, new_type: &str) -> Self {
+        let mut r = TypeReplay::default();
+        let mut seen_new = false;
+        for (n, line) in text.lines().enumerate() {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            if !v["topic"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with(&format!(".{table}"))
+            {
+                continue;
+            }
+            let Some(p) = payload(&v) else { continue };
+            let op = p["op"].as_str().unwrap_or_default().to_string();
+            let image = if op == "d" { "before" } else { "after" };
+            let Some(ty) = column_type(&v, image, column) else {
+                continue;
+            };
+            if ty == new_type {
+                seen_new = true;
+                if op == "r" {
+                    r.reads_with_new += 1;
+                }
+            } else if seen_new {
+                r.backwards.push((n, op));
+            }
+        }
+        r
+    }
+
+    pub fn assert_forward(&self, column: &str) {
+        assert!(
+            self.backwards.is_empty(),
+            "{} events had {column}'s old type after one with its new type, first (line, op): {:?}",
+            self.backwards.len(),
+            &self.backwards[..self.backwards.len().min(5)]
+        );
+        assert!(
+            self.reads_with_new > 0,
+            "no snapshot read with {column}'s new type: the type change did not land mid-snapshot"
+        );
+    }
+}
+
 /// What an incremental snapshot with DDL in the middle left in an output text, for `table`
 /// (integer key `id`): the checks of the column sets in stream order, and each key's last
 /// row image.

@@ -29,8 +29,8 @@ use std::sync::Arc;
 
 use tidemark_model::mysql_position::binlog_file_number;
 use tidemark_model::{
-    ChangeBatch, ChangeBatchBuilder, Gtid, GtidSet, Image, MysqlPosition, Op, Position, TableId,
-    TableSchema, Transaction, TxnItem,
+    ChangeBatch, ChangeBatchBuilder, Column, Gtid, GtidSet, Image, MysqlPosition, Op, Position,
+    TableId, TableSchema, Transaction, TxnItem,
 };
 
 use crate::error::{DecodeError, ErrorKind};
@@ -319,6 +319,34 @@ impl Decoder {
     /// The latest schema of a table.
     pub fn schema(&self, t: &TableId) -> Option<&Arc<TableSchema>> {
         self.versions.get(t)
+    }
+
+    /// Continues the schema version numbering of an earlier session (from
+    /// [`Decoder::take_schema_versions`]) or of the initial snapshot. A reconnect sends every
+    /// TABLE_MAP again: without this the new session would number the tables from 1 again, and
+    /// a sink that caches its encoding per table and version would take a table's version 1 of
+    /// the new session (its current columns) for version 1 of the old one (its columns before
+    /// the last DDL).
+    pub fn with_schema_versions(mut self, versions: HashMap<TableId, Arc<TableSchema>>) -> Self {
+        self.versions = versions;
+        self
+    }
+
+    /// The latest schema per table (for the next session's [`Decoder::with_schema_versions`]).
+    pub fn take_schema_versions(&mut self) -> HashMap<TableId, Arc<TableSchema>> {
+        std::mem::take(&mut self.versions)
+    }
+
+    /// The table's latest schema, as the stream numbers it; when the stream has not decoded
+    /// the table yet, `columns` (the catalog's) become its version 1. An incremental snapshot
+    /// reads its chunks with this schema, so chunk rows and stream rows of the table share one
+    /// version sequence (a later TABLE_MAP with other columns is the next version, never a
+    /// second version 1).
+    pub fn table_schema_or(&mut self, table: &TableId, columns: Vec<Column>) -> Arc<TableSchema> {
+        self.versions
+            .entry(table.clone())
+            .or_insert_with(|| TableSchema::new(table.clone(), 1, columns))
+            .clone()
     }
 
     /// The format description in force.

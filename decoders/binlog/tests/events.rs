@@ -557,3 +557,54 @@ fn fuzz_regressions_replay_without_panic() {
     }
     assert!(n >= 1, "no fuzz regression inputs in {dir}");
 }
+
+/// The decoder's latest (version, column count) of `db.t`.
+fn version_of(d: &Decoder) -> (u32, usize) {
+    let s = d
+        .schema(&tidemark_model::TableId::new("db", "t"))
+        .expect("table map decoded");
+    (s.version, s.columns.len())
+}
+
+#[test]
+fn a_new_session_continues_the_schema_versions_of_the_last() {
+    let mut w = EventWriter::new(Checksum::Crc32);
+    let fde = w.format_description("10.11.6-MariaDB");
+    let id = || col("id", ty::LONG, 0, 0, true);
+    let two = w.table_map(&table(vec![id(), col("a", ty::LONG, 0, 0, false)]));
+    let three = w.table_map(&table(vec![
+        id(),
+        col("a", ty::LONG, 0, 0, false),
+        col("b", ty::LONG, 0, 0, false),
+    ]));
+    let mut first = Decoder::new(DecoderOptions::default());
+    first.decode(&fde).unwrap();
+    first.decode(&two).unwrap();
+    assert_eq!(version_of(&first), (1, 2));
+    first.decode(&three).unwrap();
+    assert_eq!(version_of(&first), (2, 3));
+
+    // Reconnect: the server sends the current table map again.
+    let mut second =
+        Decoder::new(DecoderOptions::default()).with_schema_versions(first.take_schema_versions());
+    second.decode(&fde).unwrap();
+    second.decode(&three).unwrap();
+    assert_eq!(
+        version_of(&second),
+        (2, 3),
+        "same columns: same version, not 1"
+    );
+    second.decode(&two).unwrap();
+    assert_eq!(version_of(&second), (3, 2));
+
+    // An incremental snapshot's catalog columns for a table the stream has not decoded become
+    // its version 1; the stream's table map with other columns is then version 2.
+    let t = tidemark_model::TableId::new("db", "t");
+    let catalog = second.schema(&t).unwrap().columns.clone();
+    let mut third = Decoder::new(DecoderOptions::default());
+    assert_eq!(third.table_schema_or(&t, catalog.clone()).version, 1);
+    third.decode(&fde).unwrap();
+    third.decode(&three).unwrap();
+    assert_eq!(version_of(&third), (2, 3));
+    assert_eq!(third.table_schema_or(&t, catalog).version, 2);
+}

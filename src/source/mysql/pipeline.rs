@@ -78,7 +78,9 @@ pub async fn run(
         task: mut engine_task,
         ..
     } = crate::pipeline::start_engine(config, &database, store, metrics.clone(), resume).await?;
+    let mut versions = std::collections::HashMap::new();
     if let Some(job) = job {
+        versions = job.schemas();
         let (stop, from) = (job.stop, job.stream_from());
         let cx = RunContext {
             config,
@@ -131,6 +133,7 @@ pub async fn run(
         gtids,
         shutdown,
         incremental: Some(incremental),
+        versions,
     };
     crate::pipeline::drive(source.run(), engine_task, &metrics, "mysql source failed").await
 }

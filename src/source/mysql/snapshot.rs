@@ -59,14 +59,16 @@
 //!   padding, backslash escapes in literals), `net_write_timeout = 3600` (a stalled sink must
 //!   not make the server drop a reader mid-range).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts, Row};
 use tidemark_model::mysql_position::binlog_file_number;
-use tidemark_model::{ChangeBatchBuilder, GtidSet, MysqlPosition, Position, TableId, Transaction};
+use tidemark_model::{
+    ChangeBatchBuilder, GtidSet, MysqlPosition, Position, TableId, TableSchema, Transaction,
+};
 use tokio::sync::mpsc;
 
 use super::config::MysqlSourceConfig;
@@ -681,6 +683,15 @@ impl Prepared {
 
     /// Reads every table (or what a resumed snapshot has left) onto the queue; returns the
     /// position of the last chunk sent, if any.
+    /// The schema of every table the snapshot reads (version 1): the stream that follows
+    /// numbers its versions on from them (`MysqlSource::versions`).
+    pub fn schemas(&self) -> HashMap<TableId, Arc<TableSchema>> {
+        self.tables
+            .iter()
+            .map(|t| (t.shape.id.clone(), Arc::clone(&t.shape.schema)))
+            .collect()
+    }
+
     pub async fn run(self, cx: RunContext<'_>) -> R<Option<Position>> {
         let Prepared {
             readers,

@@ -46,14 +46,28 @@
 //! - **A definite chunk error** (a filter the server refuses at the start, or mid-way, e.g. a
 //!   column it names was dropped) stops that table's snapshot with the error in the ledger and
 //!   `status`; the stream and the other tables go on. Transient ones read the chunk again.
-//! - DDL of the table during its incremental snapshot is not handled specially (the chunk uses
-//!   the schema read when the table started).
+//! - **DDL of the table during its snapshot** (`ADD`/`DROP`/`MODIFY COLUMN`): the binlog
+//!   decoder numbers the table's schema versions (a TABLE_MAP with other columns after a DDL
+//!   is the next version; the numbering goes on across reconnects and from the initial
+//!   snapshot's schemas), so chunks are read with the *stream's* current schema of the table
+//!   (`Decoder::table_schema_or`; a table the stream has not decoded yet gets the catalog's
+//!   columns as its version 1), the catalog's columns matched to it by name
+//!   (`TableShape::project`). A chunk whose read began under another version than the
+//!   stream's at its window-close is discarded (window and rows) and read again from the same
+//!   key with the new schema, as Debezium does: sinks never see an older schema after a newer
+//!   one. The catalog can be ahead of the stream (a DDL committed, not yet decoded): an added
+//!   column is simply not read until the stream has it; a dropped one fails the SELECT (1054)
+//!   and a retyped one does not fit the stream's type, and the chunk waits for the stream's
+//!   next version of the table, which comes with the table's next change (until then that
+//!   table's snapshot pauses, with a warning; the stream goes on). A dropped key column stops
+//!   the table's snapshot (request it again).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mysql_async::Opts;
+use tidemark_binlog::Decoder;
 use tidemark_model::{ChangeBatch, Op, Position, SnapshotMark, TableId, Transaction, TxnItem};
 use tokio::task::JoinHandle;
 
@@ -61,7 +75,7 @@ use super::config::MysqlSourceConfig;
 use super::control::{self, MysqlControl};
 use super::error::MysqlSourceError;
 use super::snapshot::{open_reader, SnapshotError};
-use super::snapshot_rows::{self, TableShape};
+use super::snapshot_rows::{self, ProjectError, TableShape};
 use super::snapshot_signal::{check_filter, fnv, text_at, ChunkJob, ChunkRead, Watermark};
 pub use super::snapshot_signal::{
     ensure_signal_table, request, signal_table, SignalData, DEFAULT_SIGNAL_TABLE, EXECUTE_SNAPSHOT,
@@ -93,6 +107,10 @@ struct Active {
     /// The read finished before its window-close reached the stream.
     read: Option<ChunkRead>,
     window: Option<Window>,
+    /// A chunk read failed on a column the catalog no longer has, or the catalog's columns do
+    /// not fit the stream's (a DDL the stream has not decoded yet): no chunk until the stream's
+    /// schema of the table is past this version (module traps).
+    waiting: Option<u32>,
     rows: u64,
     chunks: u64,
     estimate: u64,
@@ -192,13 +210,13 @@ impl Incremental {
 
     /// Takes what the stream decoded; returns what to hand to the engine: signal and
     /// watermark rows are consumed, a closed window's chunk takes the watermark's place.
-    pub async fn on_txn(&mut self, mut txn: Transaction) -> R<Transaction> {
+    pub async fn on_txn(&mut self, mut txn: Transaction, decoder: &mut Decoder) -> R<Transaction> {
         let idle = self.active.is_none() && self.pending.is_empty();
         let window_open = self.active.as_ref().is_some_and(|a| a.window.is_some());
         if !window_open && !txn.batches().any(|b| b.schema.table == self.signal) {
             // The common case: nothing to consume, nothing to drop.
             if !idle {
-                self.tick().await?;
+                self.tick(decoder).await?;
             }
             return Ok(txn);
         }
@@ -226,7 +244,7 @@ impl Incremental {
             }
         }
         if let Some(at) = close {
-            if let Some(chunk) = self.close_window(at, txn.end).await? {
+            if let Some(chunk) = self.close_window(at, txn.end, decoder).await? {
                 let source_meta = [
                     tidemark_binlog::meta::FILE,
                     tidemark_binlog::meta::SERVER_ID,
@@ -244,15 +262,15 @@ impl Incremental {
                 });
             }
         }
-        self.start_next().await?;
+        self.start_next(decoder).await?;
         Ok(txn)
     }
 
     /// Checks the reader and starts the next chunk when nothing is in flight (the stream
     /// calls it when a session starts and on heartbeats).
-    pub async fn tick(&mut self) -> R<()> {
+    pub async fn tick(&mut self, decoder: &mut Decoder) -> R<()> {
         self.poll().await?;
-        self.start_next().await
+        self.start_next(decoder).await
     }
 
     /// A finished reader: keep its chunk for the window-close, or report its error (the
@@ -287,6 +305,16 @@ impl Incremental {
     fn chunk_failed(&mut self, e: SnapshotError) -> Option<SnapshotError> {
         let a = self.active.as_mut()?;
         a.window = None;
+        if undefined_column(&e) {
+            // The catalog is ahead of the stream: the chunk waits for its next schema, under a
+            // chunk number no watermark of the failed read carries.
+            tracing::warn!(table = %a.name, chunk = a.chunk, error = %e, version = a.shape.schema.version,
+                "incremental snapshot chunk read a column the table no longer has; the chunk is read again once the stream reaches the DDL (the table's next change)");
+            a.waiting = Some(a.shape.schema.version);
+            a.chunk = self.next_chunk;
+            self.next_chunk += 1;
+            return None;
+        }
         if e.is_transient() {
             tracing::warn!(table = %a.name, chunk = a.chunk, error = %e, "incremental snapshot chunk failed; it is read again");
             return Some(e);
@@ -393,7 +421,12 @@ impl Incremental {
 
     /// The chunk minus the keys changed in the window, at the window-close's position `at`;
     /// its progress completes with the transaction ending at `end`.
-    async fn close_window(&mut self, at: Position, end: Position) -> R<Option<ChangeBatch>> {
+    async fn close_window(
+        &mut self,
+        at: Position,
+        end: Position,
+        decoder: &Decoder,
+    ) -> R<Option<ChangeBatch>> {
         let Some(a) = self.active.as_mut() else {
             return Ok(None);
         };
@@ -419,6 +452,15 @@ impl Incremental {
             return Ok(None);
         };
         self.ctl = Some(read.ctl);
+        let stream_version = decoder.schema(&a.shape.id).map(|s| s.version);
+        if stream_version.is_some_and(|v| v != a.shape.schema.version) {
+            // The stream's schema of the table changed since the chunk's read began (module
+            // traps): the chunk is read again with the new one, from the same key.
+            tracing::info!(table = %a.name, chunk = a.chunk, read_version = a.shape.schema.version,
+                stream_version = ?stream_version,
+                "incremental snapshot: the table's schema changed during the chunk; it is read again");
+            return Ok(None);
+        }
         let mut out = None;
         let mut rows = 0u64;
         if let Some(batch) = read.batch {
@@ -486,20 +528,29 @@ impl Incremental {
     }
 
     /// Starts the next table or chunk when nothing is in flight.
-    async fn start_next(&mut self) -> R<()> {
+    async fn start_next(&mut self, decoder: &mut Decoder) -> R<()> {
         if let Some(a) = &self.active {
             if a.job.is_some() || a.read.is_some() || a.window.is_some() {
                 return Ok(());
             }
         }
-        while self.active.is_none() {
-            let Some(next) = self.pending.pop_front() else {
-                if std::mem::take(&mut self.running) {
-                    self.metrics.set_snapshot_running(0);
-                }
+        loop {
+            while self.active.is_none() {
+                let Some(next) = self.pending.pop_front() else {
+                    if std::mem::take(&mut self.running) {
+                        self.metrics.set_snapshot_running(0);
+                    }
+                    return Ok(());
+                };
+                self.activate(next).await?;
+            }
+            if self.follow_stream_schema(decoder).await? {
+                break;
+            }
+            if self.active.is_some() {
+                // Waiting for the stream to reach a DDL of the table.
                 return Ok(());
-            };
-            self.activate(next).await?;
+            }
         }
         let ctl = self.take_ctl().await?;
         let chunk = self.next_chunk;
@@ -526,6 +577,71 @@ impl Incremental {
         };
         a.job = Some(tokio::spawn(job.run()));
         Ok(())
+    }
+
+    /// Points the active table's chunk reads at the stream's current schema of the table
+    /// (module traps); false: no chunk now (waiting for the stream to reach a DDL, or the
+    /// table's snapshot stopped).
+    async fn follow_stream_schema(&mut self, decoder: &mut Decoder) -> R<bool> {
+        let Some(a) = self.active.as_mut() else {
+            return Ok(false);
+        };
+        let current = decoder.table_schema_or(&a.shape.id, a.shape.schema.columns.clone());
+        if a.waiting == Some(current.version) {
+            return Ok(false);
+        }
+        a.waiting = None;
+        if Arc::ptr_eq(&current, &a.shape.schema) {
+            return Ok(true);
+        }
+        let projected = match a.shape.project(&current) {
+            Ok(shape) => Ok(shape),
+            Err(ProjectError::CatalogAhead(_)) => {
+                // The shape's catalog is older than the stream's schema: read the catalog again.
+                let (id, name) = (a.shape.id.clone(), a.name.clone());
+                let mut ctl = self.take_ctl().await?;
+                let described =
+                    snapshot_rows::describe(&mut ctl, &id, self.cfg.key_columns.get(&name)).await;
+                self.ctl = Some(ctl);
+                match described {
+                    Ok(shape) => shape.project(&current),
+                    Err(e) if e.is_transient() => return Err(e.into()),
+                    Err(e) => {
+                        let filter = self.active.as_ref().and_then(|a| a.filter.clone());
+                        self.active = None;
+                        self.fail(&name, filter.as_deref(), &e.to_string());
+                        return Ok(false);
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        };
+        let Some(a) = self.active.as_mut() else {
+            return Ok(false);
+        };
+        match projected {
+            Ok(shape) => {
+                tracing::info!(table = %a.name, version = current.version, columns = current.columns.len(),
+                    "incremental snapshot: chunks follow the stream's schema of the table");
+                a.shape = shape;
+                Ok(true)
+            }
+            Err(ProjectError::CatalogAhead(why)) => {
+                tracing::warn!(table = %a.name, version = current.version, "incremental snapshot paused: the catalog does not fit the stream's schema of the table ({why}); the next chunk is read once the stream reaches the DDL (the table's next change)");
+                a.waiting = Some(current.version);
+                Ok(false)
+            }
+            Err(ProjectError::KeyGone(column)) => {
+                let (name, filter) = (a.name.clone(), a.filter.clone());
+                self.active = None;
+                self.fail(
+                    &name,
+                    filter.as_deref(),
+                    &format!("the snapshot's key column {column} is no longer in the table (request the snapshot again)"),
+                );
+                Ok(false)
+            }
+        }
     }
 
     /// Makes `next` the active table, or refuses it with the reason (logged).
@@ -642,6 +758,7 @@ impl Incremental {
             job: None,
             read: None,
             window: None,
+            waiting: None,
             rows,
             chunks: 0,
             estimate,
@@ -696,18 +813,36 @@ impl MysqlSource {
     pub(super) async fn through_incremental(
         &mut self,
         txn: Transaction,
+        decoder: &mut Decoder,
     ) -> Result<Transaction, MysqlSourceError> {
         match self.incremental.as_mut() {
-            Some(inc) => inc.on_txn(txn).await.map_err(SnapshotError::into_source),
+            Some(inc) => inc
+                .on_txn(txn, decoder)
+                .await
+                .map_err(SnapshotError::into_source),
             None => Ok(txn),
         }
     }
 
     /// Lets the incremental snapshot start or check its chunk (session start, heartbeats).
-    pub(super) async fn tick_incremental(&mut self) -> Result<(), MysqlSourceError> {
+    pub(super) async fn tick_incremental(
+        &mut self,
+        decoder: &mut Decoder,
+    ) -> Result<(), MysqlSourceError> {
         match self.incremental.as_mut() {
-            Some(inc) => inc.tick().await.map_err(SnapshotError::into_source),
+            Some(inc) => inc.tick(decoder).await.map_err(SnapshotError::into_source),
             None => Ok(()),
         }
+    }
+}
+
+/// A chunk read failed on a column the table no longer has (`ER_BAD_FIELD_ERROR`, 1054).
+fn undefined_column(e: &SnapshotError) -> bool {
+    match e {
+        SnapshotError::Query {
+            source: mysql_async::Error::Server(s),
+            ..
+        } => s.code == 1054,
+        _ => false,
     }
 }

@@ -305,7 +305,64 @@ pub async fn describe(
     })
 }
 
+/// Why a catalog shape cannot read rows of the stream's schema of the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProjectError {
+    /// The catalog lacks a column of the stream's schema, or has it with another Arrow type:
+    /// the catalog is ahead of the stream (a DDL committed that the stream has not decoded).
+    CatalogAhead(String),
+    /// A key column is not in the stream's schema.
+    KeyGone(String),
+}
+
 impl TableShape {
+    /// This shape (read from the catalog) narrowed to `stream`'s columns, in `stream`'s order
+    /// and under its schema and version: an incremental snapshot reads its chunks with the
+    /// stream's schema of the table, so chunk rows and stream rows share one version sequence.
+    /// Columns are matched by name; a column the catalog has and the stream does not (an ADD
+    /// COLUMN not decoded yet) is not read.
+    pub fn project(&self, stream: &Arc<TableSchema>) -> Result<TableShape, ProjectError> {
+        let mut convs = Vec::with_capacity(stream.columns.len());
+        let mut enums = Vec::with_capacity(stream.columns.len());
+        for c in &stream.columns {
+            let Some(i) = self.schema.columns.iter().position(|k| k.name == c.name) else {
+                return Err(ProjectError::CatalogAhead(format!(
+                    "column {} is not in the catalog",
+                    c.name
+                )));
+            };
+            let k = &self.schema.columns[i];
+            if k.data_type != c.data_type {
+                return Err(ProjectError::CatalogAhead(format!(
+                    "column {} is {} in the catalog, {} in the stream",
+                    c.name, k.data_type, c.data_type
+                )));
+            }
+            convs.push(self.convs[i]);
+            enums.push(self.enums[i]);
+        }
+        let mut key = Vec::with_capacity(self.key.len());
+        for &i in &self.key {
+            let name = &self.schema.columns[i].name;
+            let j = stream
+                .columns
+                .iter()
+                .position(|c| &c.name == name)
+                .ok_or_else(|| ProjectError::KeyGone(name.clone()))?;
+            key.push(j);
+        }
+        Ok(TableShape {
+            id: self.id.clone(),
+            schema: Arc::clone(stream),
+            rangeable: self.rangeable,
+            estimate: self.estimate,
+            engine: self.engine.clone(),
+            convs,
+            key,
+            enums,
+        })
+    }
+
     /// The select list (every column, in order).
     pub fn select_list(&self) -> String {
         self.schema
@@ -735,6 +792,44 @@ mod tests {
         let mut e = shape(vec![Conv::Text]);
         e.enums = vec![true];
         assert!(e.chunkable().is_err());
+    }
+
+    #[test]
+    fn a_catalog_shape_follows_the_stream_schema_by_name() {
+        let all_keys = shape(vec![Conv::Int, Conv::Text, Conv::Bytes]);
+        let mut catalog = all_keys.clone();
+        catalog.key = vec![0];
+        let cols = &catalog.schema.columns;
+        let t = catalog.id.clone();
+        // The stream has dropped `b` and puts `c` first, at version 3.
+        let stream = TableSchema::new(t.clone(), 3, vec![cols[2].clone(), cols[0].clone()]);
+        let p = catalog.project(&stream).unwrap();
+        assert_eq!(p.key, vec![1]);
+        assert!(Arc::ptr_eq(&p.schema, &stream));
+        assert_eq!(p.convs, vec![Conv::Bytes, Conv::Int]);
+        // Key order stays a, b, c → positions in the stream's schema; `b` is gone from it.
+        let mut keyed = catalog.clone();
+        keyed.key = vec![0, 2];
+        assert_eq!(keyed.project(&stream).unwrap().key, vec![1, 0]);
+        assert_eq!(
+            all_keys.project(&stream).unwrap_err(),
+            ProjectError::KeyGone("b".into())
+        );
+        // A column the catalog does not have yet, or has with another type: catalog ahead.
+        let extra = Column::mysql("x", &MysqlType::Int { unsigned: false }, true, false);
+        let stream = TableSchema::new(t.clone(), 4, vec![cols[0].clone(), extra]);
+        let mut one = catalog.clone();
+        one.key = vec![0];
+        assert!(matches!(
+            one.project(&stream),
+            Err(ProjectError::CatalogAhead(w)) if w.contains("column x")
+        ));
+        let retyped = Column::mysql("c", &MysqlType::Int { unsigned: false }, false, false);
+        let stream = TableSchema::new(t, 5, vec![cols[0].clone(), retyped]);
+        assert!(matches!(
+            one.project(&stream),
+            Err(ProjectError::CatalogAhead(w)) if w.contains("column c")
+        ));
     }
 
     #[test]

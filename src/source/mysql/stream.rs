@@ -8,7 +8,12 @@
 //! error: transient ─► backoff (500 ms × 2ⁿ, ≤ max_backoff) ─► new session from the last
 //!        position handed to the engine (nothing lost, nothing repeated); definite ─► stop
 //! ```
+//!
+//! Each session has its own decoder, but the tables' schema versions go on from the last
+//! session (and from the initial snapshot's): sinks cache their encoding per table and version,
+//! so a version number must never stand for two column sets in one process.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +24,9 @@ use mysql_async::{Conn, Opts, OptsBuilder};
 use tidemark_binlog::event::code;
 use tidemark_binlog::{Checksum, Decoder, DecoderOptions, Step};
 use tidemark_model::mysql_position::{binlog_file_name, binlog_file_number};
-use tidemark_model::{Gtid, GtidLedgerHandle, GtidSet, MysqlPosition, Position, Transaction};
+use tidemark_model::{
+    Gtid, GtidLedgerHandle, GtidSet, MysqlPosition, Position, TableId, TableSchema, Transaction,
+};
 use tokio::sync::watch;
 
 use super::annotate;
@@ -46,6 +53,9 @@ pub struct MysqlSource {
     /// Incremental snapshots (signal and watermark rows in the stream;
     /// `snapshot_incremental.rs`).
     pub incremental: Option<super::snapshot_incremental::Incremental>,
+    /// The latest schema version of each table, across sessions (`session`), seeded with the
+    /// initial snapshot's schemas.
+    pub versions: HashMap<TableId, Arc<TableSchema>>,
 }
 
 /// The last position handed to the engine and the MySQL GTID set executed at it.
@@ -131,15 +141,23 @@ impl MysqlSource {
         Ok(())
     }
 
-    /// One connection's life: returns `Ok` on shutdown.
+    /// One connection's life: returns `Ok` on shutdown. The tables' schema versions carry
+    /// over to the next session (`Decoder::with_schema_versions`).
     async fn session(&mut self, opts: &Opts, last: &mut Sent) -> R<()> {
-        let mut ctl = MysqlControl::connect(opts).await?;
-        let info = ctl.check_server(self.config.allow_partial_images).await?;
-        let addr = ctl.addr.clone();
         let mut decoder = Decoder::new(DecoderOptions {
             max_chunk_rows: self.config.max_chunk_rows,
             ..Default::default()
-        });
+        })
+        .with_schema_versions(std::mem::take(&mut self.versions));
+        let result = self.session_with(opts, last, &mut decoder).await;
+        self.versions = decoder.take_schema_versions();
+        result
+    }
+
+    async fn session_with(&mut self, opts: &Opts, last: &mut Sent, decoder: &mut Decoder) -> R<()> {
+        let mut ctl = MysqlControl::connect(opts).await?;
+        let info = ctl.check_server(self.config.allow_partial_images).await?;
+        let addr = ctl.addr.clone();
         decoder.set_checksum(if info.binlog_checksum.eq_ignore_ascii_case("NONE") {
             Checksum::None
         } else {
@@ -150,9 +168,7 @@ impl MysqlSource {
         // The signal table is read whatever the filters say (its rows never reach the sinks).
         let signal = self.incremental.as_ref().map(|i| i.signal_table().clone());
         decoder.set_filter(move |t| cfg.includes(t) || signal.as_ref() == Some(t));
-        let (from, gtids) = self
-            .start_point(&mut ctl, &info, &mut decoder, last)
-            .await?;
+        let (from, gtids) = self.start_point(&mut ctl, &info, decoder, last).await?;
         if let DumpFrom::File { name, .. } = &from {
             decoder
                 .set_file(name)
@@ -233,7 +249,7 @@ impl MysqlSource {
             })?;
         tracing::info!(pipeline = %self.pipeline, %addr, server = %info.version, %start, "mysql source: streaming");
         self.metrics.set_streaming(true);
-        self.tick_incremental().await?;
+        self.tick_incremental(decoder).await?;
         let silence = self.config.heartbeat_interval * 3;
         // Events of a transaction payload that mysql_async yields again after the payload event
         // (it decompresses them itself); the decoder already read them from the payload.
@@ -291,7 +307,7 @@ impl MysqlSource {
             for step in steps {
                 match step {
                     Step::Emitted(txn) => {
-                        let txn = self.through_incremental(txn).await?;
+                        let txn = self.through_incremental(txn, decoder).await?;
                         self.send(txn, decoder.gtid_executed(), last).await?
                     }
                     Step::Ddl { end, database, .. } => {
@@ -304,7 +320,7 @@ impl MysqlSource {
                     }
                     Step::Heartbeat { .. } => {
                         self.metrics.update_lag();
-                        self.tick_incremental().await?;
+                        self.tick_incremental(decoder).await?;
                     }
                     Step::FormatDescription { .. } | Step::Stop => {}
                 }

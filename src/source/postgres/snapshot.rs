@@ -74,6 +74,10 @@ pub enum SnapshotError {
     },
     #[error(transparent)]
     Emit(#[from] EmitError),
+    /// The catalog's columns of the table no longer fit the stream's schema of it (a DDL the
+    /// stream has not decoded yet; incremental snapshots wait for it).
+    #[error("incremental snapshot of {table}: {message}")]
+    SchemaAhead { table: String, message: String },
     #[error("snapshot chunk: {0}")]
     Model(#[from] tidemark_model::ModelError),
     #[error("snapshot: {0}")]

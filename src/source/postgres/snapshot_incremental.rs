@@ -47,15 +47,20 @@
 //!   read until the stream has it; a dropped one fails the read (42703), and the chunk waits
 //!   for the stream's next version of the table, which comes with the table's next change
 //!   (until then the snapshot of that table pauses, with a warning; the stream goes on).
-//!   Type changes (`ALTER COLUMN … TYPE`) are not handled beyond this.
+//!   A type change (`ALTER COLUMN … TYPE`) would not fail the COPY but read the new type's
+//!   bytes under the old one: each chunk transaction first takes the table's `ACCESS SHARE`
+//!   lock (no DDL of the table can commit until the chunk is read; taken before the first
+//!   query, so the snapshot sees every DDL committed before it) and compares the catalog's
+//!   columns with the stream's (type OID and Arrow type, by name); a difference waits like a
+//!   dropped column.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
 use tidemark_model::{
-    ChangeBatch, ChangeBatchBuilder, Lsn, PgPosition, Position, SnapshotMark, TableId, Transaction,
-    TxnItem,
+    ChangeBatch, ChangeBatchBuilder, Lsn, PgPosition, Position, SnapshotMark, TableId, TableSchema,
+    Transaction, TxnItem,
 };
 use tidemark_pgoutput::decoder::Decoder;
 use tokio::sync::oneshot;
@@ -367,7 +372,7 @@ impl Incremental {
         if undefined_column(&e) {
             // The catalog is ahead of the stream: the chunk waits for its next schema.
             tracing::warn!(table = %name, error = %e, version = a.table.schema.version,
-                "incremental snapshot chunk read a column the table no longer has; the chunk is read again once the stream reaches the DDL (the table's next change)");
+                "incremental snapshot chunk paused: the catalog is ahead of the stream's schema of the table (a column dropped or retyped); the chunk is read again once the stream reaches the DDL (the table's next change)");
             a.waiting = Some(a.table.schema.version);
             return None;
         }
@@ -626,12 +631,32 @@ impl Incremental {
     }
 }
 
-/// A chunk read failed on a column the table no longer has (SQLSTATE 42703).
+/// A chunk read failed because the catalog is ahead of the stream: a column the table no
+/// longer has (SQLSTATE 42703), or one of another type now.
 fn undefined_column(e: &SnapshotError) -> bool {
     match e {
         SnapshotError::Postgres(e) => e.sqlstate() == Some("42703"),
+        SnapshotError::SchemaAhead { .. } => true,
         _ => false,
     }
+}
+
+/// Why the catalog's columns `now` cannot be read as the stream's `stream` (matched by name):
+/// a column missing, or of another type (OID or Arrow type). Columns only the catalog has are
+/// not read, so they do not matter.
+fn schema_mismatch(stream: &TableSchema, now: &TableSchema) -> Option<String> {
+    for c in &stream.columns {
+        let Some(k) = now.columns.iter().find(|k| k.name == c.name) else {
+            return Some(format!("column {} is not in the catalog", c.name));
+        };
+        if k.source_type.oid != c.source_type.oid || k.data_type != c.data_type {
+            return Some(format!(
+                "column {} is {} in the catalog, {} in the stream",
+                c.name, k.source_type.display, c.source_type.display
+            ));
+        }
+    }
+    None
 }
 
 fn vanished() -> SnapshotError {
@@ -673,6 +698,41 @@ impl ChunkJob {
         )
     }
 
+    /// The chunk's schema (the stream's) against the catalog's columns now: a column type the
+    /// stream has not reached yet (`ALTER COLUMN … TYPE` committed, not yet decoded) would be
+    /// read in the new type under the old one; the chunk waits instead (module traps).
+    async fn check_catalog(&self) -> Result<(), SnapshotError> {
+        let c = &self.control;
+        let at = c.at().clone();
+        let oid: Option<u32> = c
+            .client
+            .query_one(
+                "SELECT to_regclass($1)::oid",
+                &[&snapshot_plan::qualified(&self.table.id)],
+            )
+            .await
+            .map_err(|e| {
+                SnapshotError::Postgres(PgSourceError::control(&at, "chunk catalog check", e))
+            })?
+            .get(0);
+        let Some(oid) = oid else {
+            return Err(SnapshotError::Query {
+                table: self.table.progress.table.clone(),
+                range: 0,
+                message: "the table no longer exists".into(),
+            });
+        };
+        let catalog = c.relation_catalog(oid).await?;
+        let now = snapshot_plan::schema_of(&self.table.id, &catalog);
+        match schema_mismatch(&self.table.schema, &now) {
+            None => Ok(()),
+            Some(why) => Err(SnapshotError::SchemaAhead {
+                table: self.table.progress.table.clone(),
+                message: why,
+            }),
+        }
+    }
+
     async fn read(&self) -> Result<(Option<ChangeBatch>, Option<Vec<String>>), SnapshotError> {
         let c = &self.control;
         let q = |what: &'static str| {
@@ -683,10 +743,17 @@ impl ChunkJob {
             .batch_execute(&self.emit("low"))
             .await
             .map_err(q("low watermark"))?;
+        // The lock (before the first query: it takes the transaction's snapshot) keeps any DDL
+        // of the table out until the chunk is read, so the catalog checked below is the one the
+        // COPY reads with (module traps).
         c.client
-            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; LOCK TABLE ONLY {} IN ACCESS SHARE MODE",
+                snapshot_plan::qualified(&self.table.id)
+            ))
             .await
             .map_err(q("chunk begin"))?;
+        self.check_catalog().await?;
         let (select, last) =
             snapshot_plan::chunk_sql(&self.table, self.last_key.as_deref(), self.rows);
         let name = self.table.progress.table.clone();
