@@ -3,7 +3,9 @@
 //! B's events per snapshot must be the net effect of the PostgreSQL transaction A committed
 //! as that snapshot (inserts, updates, deletes, primary-key changes, a truncate), B's mirror
 //! must equal the PostgreSQL table (pyiceberg), and a restart of B resumes without repeating
-//! a change. Gated by `TIDEMARK_TEST_ICEBERG=1` and `TIDEMARK_TEST_PG=1`.
+//! a change. The same for a format-v3 mirror (deletion vectors replaced by merged ones over
+//! many snapshots) followed into JSON and a second v3 mirror. Gated by
+//! `TIDEMARK_TEST_ICEBERG=1` and `TIDEMARK_TEST_PG=1`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -155,8 +157,9 @@ fn observed(lines: &[Value]) -> Vec<Vec<Ev>> {
         .collect()
 }
 
-/// Pipeline B: the Iceberg source on A's table into JSON lines and a mirror in `back`.
-fn source_pipeline(db: &str, lake: &Lake, source_extra: &str, mirror: bool) -> Pipeline {
+/// Pipeline B: the Iceberg source on A's table into JSON lines and, with `mirror` (extra
+/// lines of its sink table), a mirror in `back`.
+fn source_pipeline(db: &str, lake: &Lake, source_extra: &str, mirror: Option<&str>) -> Pipeline {
     let mut spec = PipelineSpec::new(db, &["public.t"]);
     spec.checkpoint_interval = "300ms".into();
     let p = Pipeline::new(spec);
@@ -192,16 +195,15 @@ listen = "127.0.0.1:{port}"
         out = p.out.display(),
         cp = p.dir.join("checkpoints").display(),
         port = p.metrics_port,
-        mirror = if mirror {
-            format!(
+        mirror = match mirror {
+            Some(extra) => format!(
                 "[[sinks]]\nkind = \"iceberg\"\nmode = \"mirror\"\nnamespace = \"back\"\n\
                  catalog = {{ kind = \"sql\", uri = \"{}\", warehouse = \"{}\" }}\n\
-                 commit = {{ max_rows = 1000, interval = \"200ms\" }}\n",
+                 commit = {{ max_rows = 1000, interval = \"200ms\" }}\n{extra}\n",
                 lake.catalog_uri_sqlx(),
                 lake.warehouse.display()
-            )
-        } else {
-            String::new()
+            ),
+            None => String::new(),
         },
     );
     std::fs::write(&p.config, toml).expect("write config");
@@ -285,7 +287,7 @@ async fn iceberg_source_replays_a_pg_mirror_into_json_and_a_second_mirror() {
         namespace: "back".into(),
         ..lake.clone()
     };
-    let mut b = source_pipeline(&db.name, &lake, "", true);
+    let mut b = source_pipeline(&db.name, &lake, "", Some(""));
     b.start();
     let want = expected(&a.lines()).len();
     wait_caught_up(&mut b, &back, &db.name, want);
@@ -322,7 +324,7 @@ async fn iceberg_source_replays_a_pg_mirror_into_json_and_a_second_mirror() {
         (format!("starting_snapshot_id = {id}"), 3),
         (format!("starting_timestamp = \"{ts}\""), first_at_ms),
     ] {
-        let mut c = source_pipeline(&db.name, &lake, &extra, false);
+        let mut c = source_pipeline(&db.name, &lake, &extra, None);
         c.start();
         let want = &all[from..];
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -374,7 +376,7 @@ async fn iceberg_source_replays_a_pg_mirror_into_json_and_a_second_mirror() {
         "1",
     ]);
     assert!(ok && out.contains("expired"), "{out}");
-    let mut c = source_pipeline(&db.name, &lake, "", false);
+    let mut c = source_pipeline(&db.name, &lake, "", None);
     c.spawn();
     let status = c
         .wait_exit(Duration::from_secs(60))
@@ -385,4 +387,142 @@ async fn iceberg_source_replays_a_pg_mirror_into_json_and_a_second_mirror() {
         "{}",
         ice::tail(&c.log_text(), 20)
     );
+}
+
+/// A v3 workload: rows of the same data files updated and deleted over many snapshots, so
+/// each snapshot's deletion vectors replace (and merge) the previous ones; before
+/// (`first`) and after (`!first`) a compaction.
+fn v3_workload(first: bool) -> Vec<String> {
+    if first {
+        vec![
+            insert(1, 200),
+            "DELETE FROM t WHERE id IN (3, 4);".into(),
+            "UPDATE t SET v = 'u1' WHERE id % 10 = 1;".into(),
+            "DELETE FROM t WHERE id IN (5, 50, 150);".into(),
+            // The rows updated before, again (their rows are in the second file now).
+            "UPDATE t SET n = -n WHERE id % 10 = 1;".into(),
+            "BEGIN; DELETE FROM t WHERE id BETWEEN 60 AND 65; \
+             UPDATE t SET v = 'u2' WHERE id BETWEEN 100 AND 110; COMMIT;"
+                .into(),
+            // Rows inserted and deleted again in one snapshot, next to an older file's delete.
+            format!(
+                "BEGIN; {} DELETE FROM t WHERE id IN (201, 7); UPDATE t SET v = 'x' WHERE id = 202; COMMIT;",
+                insert(201, 220)
+            ),
+            "UPDATE t SET id = id + 1000 WHERE id IN (8, 9);".into(),
+            "DELETE FROM t WHERE id % 13 = 0;".into(),
+            "DELETE FROM t WHERE id = 11;".into(),
+        ]
+    } else {
+        vec![
+            "DELETE FROM t WHERE id IN (12, 14);".into(),
+            "UPDATE t SET v = 'after compaction' WHERE id % 10 = 2;".into(),
+            "DELETE FROM t WHERE id % 10 = 2 AND id > 100;".into(),
+            format!("BEGIN; TRUNCATE t; {} COMMIT;", insert(300, 320)),
+            "DELETE FROM t WHERE id IN (301, 302);".into(),
+            "DELETE FROM t WHERE id = 303;".into(),
+        ]
+    }
+}
+
+/// How many deletion vectors the table's snapshots added and removed (summary counts).
+async fn dvs_added_removed(lake: &Lake) -> (usize, usize) {
+    let (_, t) = ice::load_table(lake, "t").await;
+    let count = |s: &tidemark_iceberg::iceberg::spec::Snapshot, k: &str| {
+        s.summary()
+            .additional_properties
+            .get(k)
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+    t.metadata.snapshots().fold((0, 0), |(a, r), s| {
+        (a + count(s, "added-dvs"), r + count(s, "removed-dvs"))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn iceberg_source_replays_a_v3_mirror_with_deletion_vectors() {
+    let name = "iceberg_source_replays_a_v3_mirror_with_deletion_vectors";
+    if !ice::enabled(name) || !pg_enabled(name) {
+        return;
+    }
+    let db = TestDb::create("tm_ice_src3");
+    psql(&db.name, CREATE);
+    let (mut a, lake) = ice::pipeline(
+        &db.name,
+        &["public.t"],
+        SinkSpec {
+            mode: "mirror",
+            extra: "format_version = 3\ncommit = { max_rows = 1, interval = \"100ms\" }",
+            jsonl: true,
+            pg_catalog: false,
+        },
+    );
+    a.start();
+    for sql in v3_workload(true) {
+        psql(&db.name, &sql);
+    }
+    ice::wait_equal(
+        &mut a,
+        &lake,
+        &db.name,
+        "public.t",
+        "t",
+        Duration::from_secs(90),
+    );
+    // The mirror did write deletion vectors and replace them by merged ones.
+    let (added, removed) = dvs_added_removed(&lake).await;
+    assert!(
+        added > 0 && removed > 0,
+        "DVs added {added}, removed {removed}"
+    );
+    let back = Lake {
+        namespace: "back".into(),
+        ..lake.clone()
+    };
+    let mut b = source_pipeline(&db.name, &lake, "", Some("format_version = 3"));
+    b.start();
+    let want = expected(&a.lines()).len();
+    wait_caught_up(&mut b, &back, &db.name, want);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_same(&a.lines(), &b.lines());
+    let ops: Vec<String> = observed(&b.lines())
+        .concat()
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    for op in ["c", "u", "d"] {
+        assert!(ops.iter().any(|o| o == op), "no {op} event in {ops:?}");
+    }
+    // A compaction (files rewritten, DVs applied and dropped: a `replace` snapshot, no
+    // events), then deletes and a truncate on the compacted files.
+    b.stop();
+    a.stop();
+    let config = a.config.display().to_string();
+    let (ok, out) = ice::tidemark(&["iceberg", "compact", "--config", &config]);
+    assert!(ok && out.contains("compacted"), "{out}");
+    a.start();
+    for sql in v3_workload(false) {
+        psql(&db.name, &sql);
+    }
+    ice::wait_equal(
+        &mut a,
+        &lake,
+        &db.name,
+        "public.t",
+        "t",
+        Duration::from_secs(90),
+    );
+    a.stop();
+    b.start();
+    let want = expected(&a.lines()).len();
+    wait_caught_up(&mut b, &back, &db.name, want);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_same(&a.lines(), &b.lines());
+    b.stop();
+    let (added_after, removed_after) = dvs_added_removed(&lake).await;
+    assert!(added_after > added && removed_after > removed);
+    // The second mirror is v3 too, with its own deletion vectors.
+    let (back_added, _) = dvs_added_removed(&back).await;
+    assert!(back_added > 0, "the second mirror wrote no DV");
 }

@@ -66,6 +66,8 @@ pub use config::{CatalogConfig, IcebergSinkConfig, Mode, RestCatalogConfig, SqlC
 pub use error::IcebergError;
 /// The iceberg crate this sink is built on (the Iceberg source reads with the same release).
 pub use iceberg;
+/// The bitmap crate of deletion vectors (`dv::read_dv` returns its `RoaringTreemap`).
+pub use roaring;
 use table::TableState;
 
 /// The Iceberg sink.

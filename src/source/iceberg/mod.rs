@@ -21,7 +21,8 @@
 //! catalog in the JDBC layout pyiceberg reads, or a REST catalog); metadata, manifest lists, manifests and Parquet rows are read
 //! with the iceberg crate (0.10.1). It has no incremental or changelog scan, so the diff of a
 //! snapshot against its parent, and the pairing of deletes and inserts into updates, are
-//! written here (`changes.rs`, `convert.rs`).
+//! written here (`changes.rs`, `convert.rs`). Format v3 deletion vectors are read with the
+//! sink's decoder (`tidemark_iceberg::dv`), which the crate's scan does not apply.
 //!
 //! # Traps
 //! - Iceberg keeps a snapshot's net effect, not its statements: several source transactions
