@@ -41,6 +41,10 @@ struct ImageBuilder {
     set: Vec<bool>,
     filled: usize,
     explicit_null: bool,
+    /// Null rows not yet appended to the column builders: a run of null images (every
+    /// snapshot row's `before`, every delete's `after`) goes in with one `append_nulls` per
+    /// column when the next value or `finish` needs it, not one call per column and row.
+    pending_nulls: usize,
 }
 
 impl ImageBuilder {
@@ -55,6 +59,15 @@ impl ImageBuilder {
             set: vec![false; schema.columns.len()],
             filled: 0,
             explicit_null: false,
+            pending_nulls: 0,
+        }
+    }
+
+    /// Appends the pending null rows to the column builders.
+    fn flush_nulls(&mut self) {
+        let n = std::mem::take(&mut self.pending_nulls);
+        if n > 0 {
+            self.columns.iter_mut().for_each(|c| c.append_nulls(n));
         }
     }
 
@@ -64,7 +77,7 @@ impl ImageBuilder {
 
     fn finish_row(&mut self) {
         if self.explicit_null || !self.touched() {
-            self.columns.iter_mut().for_each(AnyColumn::append_null);
+            self.pending_nulls += 1;
             self.validity.append_null();
         } else {
             self.validity.append_non_null();
@@ -287,6 +300,9 @@ impl ChangeBatchBuilder {
             Some(s) => {
                 *s = true;
                 ib.filled += 1;
+                if ib.pending_nulls > 0 {
+                    ib.flush_nulls();
+                }
                 self.bytes += VALUE_OVERHEAD;
                 Ok(())
             }
@@ -466,6 +482,7 @@ impl ChangeBatchBuilder {
         let fields = self.schema.image_fields().clone();
         let mut images = Vec::with_capacity(2);
         for ib in &mut self.images {
+            ib.flush_nulls();
             let arrays: Vec<ArrayRef> = ib.columns.iter_mut().map(AnyColumn::finish).collect();
             let nulls = ib.validity.finish();
             let s = if fields.is_empty() {
@@ -551,6 +568,13 @@ impl AnyColumn {
         match self {
             AnyColumn::Pg(c) => c.append_null(),
             AnyColumn::Mysql(m) => m.append_null(),
+        }
+    }
+
+    fn append_nulls(&mut self, n: usize) {
+        match self {
+            AnyColumn::Pg(c) => (0..n).for_each(|_| c.append_null()),
+            AnyColumn::Mysql(m) => m.append_nulls(n),
         }
     }
 

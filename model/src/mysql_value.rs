@@ -239,6 +239,31 @@ impl MysqlColumnBuilder {
         }
     }
 
+    /// `n` NULL values.
+    pub fn append_nulls(&mut self, n: usize) {
+        match &mut self.store {
+            Store::Bool(b) => b.append_nulls(n),
+            Store::I8(b) => b.append_nulls(n),
+            Store::I16(b) => b.append_nulls(n),
+            Store::I32(b) => b.append_nulls(n),
+            Store::I64(b) => b.append_nulls(n),
+            Store::U8(b) => b.append_nulls(n),
+            Store::U16(b) => b.append_nulls(n),
+            Store::U32(b) => b.append_nulls(n),
+            Store::U64(b) => b.append_nulls(n),
+            Store::F32(b) => b.append_nulls(n),
+            Store::F64(b) => b.append_nulls(n),
+            Store::D128(b) => b.append_nulls(n),
+            Store::D256(b) => b.append_nulls(n),
+            Store::Utf8(b) => b.append_nulls(n),
+            Store::Binary(b) => b.append_nulls(n),
+            Store::Date(b) => b.append_nulls(n),
+            Store::Duration(b) => b.append_nulls(n),
+            Store::Timestamp(b) => b.append_nulls(n),
+            Store::Null { len, .. } => *len += n,
+        }
+    }
+
     /// The built array; the builder is reset.
     pub fn finish(&mut self) -> ArrayRef {
         match &mut self.store {

@@ -265,3 +265,54 @@ fn transaction_helpers() {
     assert!(e.is_transient());
     assert!(!SinkError::definite("kafka", "bad topic").is_transient());
 }
+
+/// Runs of null images (appended to the column builders lazily, in bulk) and values between
+/// them land at the right rows.
+#[test]
+fn runs_of_null_images_keep_their_rows() {
+    let s = schema();
+    let mut b = ChangeBatchBuilder::new(Arc::clone(&s), 2);
+    let row = |b: &mut ChangeBatchBuilder, i: u32, before: bool| {
+        b.begin_row(Op::Update, &pos(i), None, None).unwrap();
+        let id = i.to_string();
+        if before {
+            b.append_text(Image::Before, 0, id.as_bytes()).unwrap();
+            for c in 1..5 {
+                b.append_null(Image::Before, c).unwrap();
+            }
+        }
+        for c in 0..5 {
+            if c == 0 {
+                b.append_text(Image::After, 0, id.as_bytes()).unwrap();
+            } else {
+                b.append_null(Image::After, c).unwrap();
+            }
+        }
+        b.finish_row().unwrap();
+    };
+    for (i, before) in [false, false, false, true, false, false, true]
+        .into_iter()
+        .enumerate()
+    {
+        row(&mut b, i as u32, before);
+    }
+    let batch = b.finish().unwrap();
+    let before = batch.image(Image::Before);
+    assert_eq!(before.len(), 7);
+    let valid: Vec<bool> = (0..7).map(|r| before.is_valid(r)).collect();
+    assert_eq!(valid, [false, false, false, true, false, false, true]);
+    let ids = before.column(0).as_primitive::<Int32Type>();
+    assert_eq!(ids.len(), 7);
+    assert_eq!((ids.value(3), ids.value(6)), (3, 6));
+    assert!(ids.is_null(0) && ids.is_null(5));
+    assert!(before.columns().iter().all(|c| c.len() == 7));
+    // The builder is reused: a batch of only null images.
+    row(&mut b, 7, false);
+    row(&mut b, 8, false);
+    let batch = b.finish().unwrap();
+    let before = batch.image(Image::Before);
+    assert!(before
+        .columns()
+        .iter()
+        .all(|c| c.len() == 2 && c.null_count() == 2));
+}

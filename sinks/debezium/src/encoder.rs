@@ -54,8 +54,9 @@ pub const HEADER_OLD_KEY: &str = "__debezium.oldkey";
 /// One Kafka-style record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
-    /// `<prefix>.<schema>.<table>` or `<prefix>.message`.
-    pub topic: String,
+    /// `<prefix>.<schema>.<table>` or `<prefix>.message` (shared: every record of a table
+    /// names the same topic, so it is one allocation per table, not per record).
+    pub topic: Arc<str>,
     /// The JSON key; `None` for tables without a primary key and for truncates.
     pub key: Option<Vec<u8>>,
     /// The JSON value; `None` is a tombstone.
@@ -65,6 +66,24 @@ pub struct Record {
     pub op: Option<&'static str>,
     /// The source position of the event.
     pub position: Position,
+}
+
+/// What a MySQL source block varies by within one batch: commit time, `source.snapshot`, rows
+/// event position, row, GTID.
+type SourceKey = (
+    Option<i64>,
+    &'static str,
+    u64,
+    u32,
+    Option<tidemark_model::Gtid>,
+);
+
+/// The last MySQL source block of a batch and what it was made of (besides the batch's own
+/// metadata and table, the same for all its rows).
+#[derive(Default)]
+struct SourceMemo {
+    key: Option<SourceKey>,
+    block: Vec<u8>,
 }
 
 /// Encoding failed for a value (an Arrow type the plan does not expect, malformed text).
@@ -89,7 +108,7 @@ pub(crate) struct TablePlan {
     pub(crate) convs: Vec<Conv>,
     /// `"<column name>":` per column, escaped.
     pub(crate) field_keys: Vec<Vec<u8>>,
-    topic: String,
+    topic: Arc<str>,
     /// `<schema>.<table>`: the data collection of `provide_transaction_metadata`.
     collection: String,
     has_key: bool,
@@ -237,7 +256,7 @@ impl DebeziumEncoder {
             (None, None)
         };
         let plan = Arc::new(TablePlan {
-            topic: self.table_topic(&schema.table),
+            topic: self.table_topic(&schema.table).into(),
             collection: format!("{}.{}", schema.table.namespace, schema.table.name),
             has_key: schema.has_key(),
             convs,
@@ -317,7 +336,8 @@ impl DebeziumEncoder {
                 .opts
                 .transaction_topic
                 .clone()
-                .unwrap_or_else(|| format!("{}.transaction", self.opts.server_name)),
+                .unwrap_or_else(|| format!("{}.transaction", self.opts.server_name))
+                .into(),
             key: Some(wrapped(key_schema, m.key.len(), |v| {
                 v.extend_from_slice(&m.key)
             })),
@@ -353,13 +373,16 @@ impl DebeziumEncoder {
             None => (0, 0),
         };
         let meta = mysql::BatchMeta::of(&batch.batch);
+        let mut memo = SourceMemo::default();
         for row in 0..batch.num_rows() {
             let snapshot = match (txn.snapshot, batch.op(row)) {
                 (Some(mark), Op::Read) => mark.debezium_value(base + row, total),
                 (None, Op::Read) => "true",
                 _ => "false",
             };
-            self.encode_row(txn, batch, &plan, &meta, row, snapshot, tm, buf, out)?;
+            self.encode_row(
+                txn, batch, &plan, &meta, &mut memo, row, snapshot, tm, buf, out,
+            )?;
         }
         Ok(())
     }
@@ -433,6 +456,7 @@ impl DebeziumEncoder {
         batch: &ChangeBatch,
         plan: &TablePlan,
         meta: &mysql::BatchMeta<'_>,
+        memo: &mut SourceMemo,
         row: usize,
         snapshot: &'static str,
         tm: &mut Option<TxMeta>,
@@ -446,16 +470,27 @@ impl DebeziumEncoder {
         buf.clear();
         let commit_ts_us = batch.commit_ts_us(row).or(txn.commit_ts_us);
         if let Some(my) = position.as_mysql() {
-            mysql::write_source_block(
-                buf,
-                opts,
-                meta,
-                &table.namespace,
-                &table.name,
-                commit_ts_us,
-                snapshot,
-                my,
-            );
+            // The rows of one batch mostly share their source block (every row of a snapshot
+            // chunk; a rows event's rows differ in `row` only): the last one is reused when
+            // nothing it is made of changed.
+            let key = (commit_ts_us, snapshot, my.event_pos, my.row, my.gtid);
+            if memo.key == Some(key) {
+                buf.extend_from_slice(&memo.block);
+            } else {
+                mysql::write_source_block(
+                    buf,
+                    opts,
+                    meta,
+                    &table.namespace,
+                    &table.name,
+                    commit_ts_us,
+                    snapshot,
+                    my,
+                );
+                memo.block.clear();
+                memo.block.extend_from_slice(buf);
+                memo.key = Some(key);
+            }
         } else {
             envelope::write_source_block(
                 buf,
@@ -668,7 +703,7 @@ impl DebeziumEncoder {
         json::str(&mut key, &m.prefix);
         key.push(b'}');
         out(Record {
-            topic: format!("{}.message", self.opts.server_name),
+            topic: format!("{}.message", self.opts.server_name).into(),
             key: Some(key),
             value: Some(v),
             headers: Vec::new(),

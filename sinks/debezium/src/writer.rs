@@ -6,8 +6,8 @@
 //! when the record has Kafka headers (a primary-key change).
 //!
 //! # Traps
-//! - A line is written whole into the buffer; a crash can still leave a partial last line in
-//!   the file (the buffer is flushed in chunks). Readers must tolerate a torn final line; the
+//! - A line is written piece by piece into the buffer (no copy of its own); a crash can leave
+//!   a partial last line in the file (the buffer is flushed in chunks). Readers must tolerate a torn final line; the
 //!   position acknowledged is only ever that of data before the last successful `sync`.
 //! - Appending after a crash would glue the next line onto the torn one, corrupting a line in
 //!   the middle of the file: [`JsonlWriter::open`] first cuts the file back to its last newline
@@ -16,6 +16,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Stdout, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::encoder::Record;
 
@@ -32,7 +33,8 @@ pub struct JsonlWriter {
     target: Target,
     fsync: bool,
     include_topic: bool,
-    line: Vec<u8>,
+    /// The last record's topic and its JSON string (a table's records share one topic).
+    topic: Option<(Arc<str>, Vec<u8>)>,
 }
 
 /// Truncates `file` after its last `\n` when it does not end with one (module traps).
@@ -84,7 +86,7 @@ impl JsonlWriter {
             target,
             fsync,
             include_topic,
-            line: Vec::with_capacity(1024),
+            topic: None,
         })
     }
 
@@ -96,50 +98,63 @@ impl JsonlWriter {
         }
     }
 
-    /// Formats a record as one line (without the newline).
-    pub fn format_line(record: &Record, include_topic: bool, out: &mut Vec<u8>) -> io::Result<()> {
+    /// Writes a record as one line (with its newline) into `out`; `topic_json` is the record's
+    /// topic as a JSON string.
+    pub fn format_line(
+        record: &Record,
+        include_topic: bool,
+        topic_json: &[u8],
+        out: &mut impl Write,
+    ) -> io::Result<()> {
         if !include_topic {
-            out.extend_from_slice(record.value.as_deref().unwrap_or(b"null"));
-            return Ok(());
+            out.write_all(record.value.as_deref().unwrap_or(b"null"))?;
+            return out.write_all(b"\n");
         }
         // Key and value are JSON produced by the encoder: spliced in, not re-parsed.
-        out.extend_from_slice(b"{\"topic\":");
-        serde_json::to_writer(&mut *out, &record.topic).map_err(io::Error::other)?;
-        out.extend_from_slice(b",\"key\":");
-        out.extend_from_slice(record.key.as_deref().unwrap_or(b"null"));
-        out.extend_from_slice(b",\"value\":");
-        out.extend_from_slice(record.value.as_deref().unwrap_or(b"null"));
+        out.write_all(b"{\"topic\":")?;
+        out.write_all(topic_json)?;
+        out.write_all(b",\"key\":")?;
+        out.write_all(record.key.as_deref().unwrap_or(b"null"))?;
+        out.write_all(b",\"value\":")?;
+        out.write_all(record.value.as_deref().unwrap_or(b"null"))?;
         if !record.headers.is_empty() {
             // Kafka record headers (the primary-key change's `__debezium.newkey`/`oldkey`):
             // their values are the encoder's JSON key documents, spliced in like the key.
-            out.extend_from_slice(b",\"headers\":{");
+            out.write_all(b",\"headers\":{")?;
             for (i, (name, value)) in record.headers.iter().enumerate() {
                 if i > 0 {
-                    out.push(b',');
+                    out.write_all(b",")?;
                 }
                 serde_json::to_writer(&mut *out, name).map_err(io::Error::other)?;
-                out.push(b':');
+                out.write_all(b":")?;
                 if serde_json::from_slice::<serde::de::IgnoredAny>(value).is_ok() {
-                    out.extend_from_slice(value);
+                    out.write_all(value)?;
                 } else {
                     let text = String::from_utf8_lossy(value);
                     serde_json::to_writer(&mut *out, &text).map_err(io::Error::other)?;
                 }
             }
-            out.push(b'}');
+            out.write_all(b"}")?;
         }
-        out.push(b'}');
-        Ok(())
+        out.write_all(b"}\n")
     }
 
-    /// Buffers one record as a line.
+    /// Buffers one record as a line, straight into the output buffer.
     pub fn write_record(&mut self, record: &Record) -> io::Result<()> {
-        self.line.clear();
-        Self::format_line(record, self.include_topic, &mut self.line)?;
-        self.line.push(b'\n');
+        let cached = self
+            .topic
+            .as_ref()
+            .is_some_and(|(t, _)| Arc::ptr_eq(t, &record.topic) || **t == *record.topic);
+        if self.include_topic && !cached {
+            let json = serde_json::to_vec(&*record.topic).map_err(io::Error::other)?;
+            self.topic = Some((Arc::clone(&record.topic), json));
+        }
+        let topic_json = self.topic.as_ref().map_or(&b"null"[..], |(_, j)| j);
         match &mut self.target {
-            Target::File { file, .. } => file.write_all(&self.line),
-            Target::Stdout(out) => out.write_all(&self.line),
+            Target::File { file, .. } => {
+                Self::format_line(record, self.include_topic, topic_json, file)
+            }
+            Target::Stdout(out) => Self::format_line(record, self.include_topic, topic_json, out),
         }
     }
 

@@ -309,7 +309,7 @@ fn position_record(topic: &str, id: &str, position: Position) -> Record {
         "position": position.to_string(),
     });
     Record {
-        topic: topic.to_owned(),
+        topic: topic.into(),
         key: Some(id.as_bytes().to_vec()),
         value: Some(value.to_string().into_bytes()),
         headers: Vec::new(),

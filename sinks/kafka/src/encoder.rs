@@ -16,6 +16,7 @@
 //!   table and position headers, so a consumer can still place it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use tidemark_debezium::{DebeziumEncoder, EncodeError, EncoderOptions, Record};
 use tidemark_model::{TableId, Transaction};
@@ -93,7 +94,7 @@ impl TopicTemplate {
 /// Where one table's records go.
 #[derive(Debug)]
 struct Route {
-    topic: String,
+    topic: Arc<str>,
     table: Vec<u8>,
 }
 
@@ -138,7 +139,7 @@ impl KafkaEncoder {
             let dbz_topic = self.dbz.table_topic(table);
             if !self.routes.contains_key(&dbz_topic) {
                 let route = Route {
-                    topic: self.topic_of(table),
+                    topic: self.topic_of(table).into(),
                     table: format!("{}.{}", table.namespace, table.name).into_bytes(),
                 };
                 self.routes.insert(dbz_topic, route);
@@ -156,10 +157,10 @@ impl KafkaEncoder {
         let routes = &self.routes;
         let position_headers = self.position_headers;
         self.dbz.encode_transaction(txn, &mut |mut r: Record| {
-            let route = routes.get(&r.topic);
+            let route = routes.get(&*r.topic);
             if let Some(route) = route {
                 if route.topic != r.topic {
-                    r.topic.clone_from(&route.topic);
+                    r.topic = Arc::clone(&route.topic);
                 }
             }
             if position_headers {

@@ -115,7 +115,7 @@ fn encode(enc: &mut KafkaEncoder, t: &Transaction) -> Vec<Record> {
 fn assert_matches(ours: &[Record], theirs: &[Value]) {
     assert_eq!(ours.len(), theirs.len(), "record count");
     for (i, (o, t)) in ours.iter().zip(theirs).enumerate() {
-        assert_eq!(o.topic, t["topic"].as_str().unwrap(), "record {i} topic");
+        assert_eq!(&*o.topic, t["topic"].as_str().unwrap(), "record {i} topic");
         assert_eq!(json(&o.key), t["key"], "record {i} key");
         assert_eq!(
             strip_now(json(&o.value)),
@@ -224,7 +224,10 @@ fn routing_template_moves_table_topics_only() {
         &[(Op::Insert, 100, (None, Some([Some("1"), Some("x")])))],
     );
     let mut enc = encoder("cdc.{table}");
-    let topics: Vec<String> = encode(&mut enc, &t).into_iter().map(|r| r.topic).collect();
+    let topics: Vec<String> = encode(&mut enc, &t)
+        .into_iter()
+        .map(|r| r.topic.to_string())
+        .collect();
     assert_eq!(
         topics,
         ["tm.transaction", "cdc.pk_change", "tm.transaction"]

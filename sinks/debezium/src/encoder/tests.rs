@@ -170,7 +170,7 @@ fn check_all_types_with(capture: &str, options: EncoderOptions) {
     assert_eq!(records.len(), 7);
     for (i, r) in records.iter().enumerate() {
         let want = &expected[i];
-        assert_eq!(r.topic, want["topic"].as_str().unwrap());
+        assert_eq!(&*r.topic, want["topic"].as_str().unwrap());
         assert_eq!(json_of(&r.key), want["key"]);
         let got = json_of(&r.value);
         let (got_after, want_after) = (&got["after"], &want["value"]["after"]);
@@ -421,7 +421,7 @@ fn delete_then_tombstone_and_key_only_before() {
     assert_eq!(v["after"], Value::Null);
     assert_eq!((recs[1].op, recs[1].value.is_none()), (None, true));
     assert_eq!(recs[1].key, recs[0].key);
-    assert_eq!(recs[1].topic, "tm.public.t");
+    assert_eq!(&*recs[1].topic, "tm.public.t");
     let no_tomb = EncoderOptions {
         tombstones_on_delete: false,
         ..opts()
@@ -574,7 +574,7 @@ fn truncate_and_message() {
         (v["before"].clone(), v["after"].clone(), v["op"].clone()),
         (Value::Null, Value::Null, json!("t"))
     );
-    assert_eq!(recs[1].topic, "tm.message");
+    assert_eq!(&*recs[1].topic, "tm.message");
     assert_eq!(json_of(&recs[1].key), json!({"prefix": "audit"}));
     let m = json_of(&recs[1].value);
     assert_eq!(m["op"], "m");

@@ -208,7 +208,8 @@ impl DebeziumEncoder {
                 .opts
                 .transaction_topic
                 .clone()
-                .unwrap_or_else(|| format!("{}.transaction", self.opts.server_name)),
+                .unwrap_or_else(|| format!("{}.transaction", self.opts.server_name))
+                .into(),
             key: Some(self.wrap(Some(&m.key_schema), m.key)?),
             value: Some(self.wrap(Some(&m.value_schema), m.value)?),
             headers: Vec::new(),
@@ -321,7 +322,7 @@ impl DebeziumEncoder {
                 (v, _) => v,
             };
             out(Record {
-                topic: plan.topic.clone(),
+                topic: plan.topic.as_str().into(),
                 key: key.clone().map(|k| self.wrap(key_schema, k)).transpose()?,
                 value: value.map(|v| self.wrap(env_schema, v)).transpose()?,
                 headers,
@@ -436,7 +437,7 @@ impl DebeziumEncoder {
         );
         let key = json!({"prefix": m.prefix});
         out(Record {
-            topic: format!("{}.message", self.opts.server_name),
+            topic: format!("{}.message", self.opts.server_name).into(),
             key: Some(serde_json::to_vec(&key).map_err(|e| EncodeError::Json(e.to_string()))?),
             value: Some(
                 serde_json::to_vec(&Value::Object(v))
