@@ -68,18 +68,19 @@ pub struct Record {
     pub position: Position,
 }
 
-/// What a MySQL source block varies by within one batch: commit time, `source.snapshot`, rows
-/// event position, row, GTID.
-type SourceKey = (
-    Option<i64>,
-    &'static str,
-    u64,
-    u32,
-    Option<tidemark_model::Gtid>,
-);
+/// What a `source` block varies by within one batch (its table and the batch's metadata are the
+/// same for all rows).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SourceKey {
+    /// Commit time, `source.snapshot`, rows event position, row, GTID.
+    Mysql(Option<i64>, &'static str, u64, u32, Option<tidemark_model::Gtid>),
+    /// Commit time, `source.snapshot`, last commit LSN, LSN, xid.
+    Pg(Option<i64>, &'static str, Option<u64>, Option<u64>, Option<u64>),
+}
 
-/// The last MySQL source block of a batch and what it was made of (besides the batch's own
-/// metadata and table, the same for all its rows).
+/// The last `source` block of a batch and what it was made of: the rows of one batch mostly
+/// share it (every row of a snapshot chunk; a rows event's rows differ in `row` only), so the
+/// last one is reused when nothing it is made of changed.
 #[derive(Default)]
 struct SourceMemo {
     key: Option<SourceKey>,
@@ -469,14 +470,16 @@ impl DebeziumEncoder {
         let table = &batch.schema.table;
         buf.clear();
         let commit_ts_us = batch.commit_ts_us(row).or(txn.commit_ts_us);
-        if let Some(my) = position.as_mysql() {
-            // The rows of one batch mostly share their source block (every row of a snapshot
-            // chunk; a rows event's rows differ in `row` only): the last one is reused when
-            // nothing it is made of changed.
-            let key = (commit_ts_us, snapshot, my.event_pos, my.row, my.gtid);
-            if memo.key == Some(key) {
-                buf.extend_from_slice(&memo.block);
-            } else {
+        let last_commit_lsn = self.last_commit_lsn.map(|l| l.0);
+        let xid = batch.txid(row).or(txn.xid);
+        let key = match position.as_mysql() {
+            Some(my) => SourceKey::Mysql(commit_ts_us, snapshot, my.event_pos, my.row, my.gtid),
+            None => SourceKey::Pg(commit_ts_us, snapshot, last_commit_lsn, lsn, xid),
+        };
+        if memo.key == Some(key) {
+            buf.extend_from_slice(&memo.block);
+        } else {
+            if let Some(my) = position.as_mysql() {
                 mysql::write_source_block(
                     buf,
                     opts,
@@ -487,24 +490,24 @@ impl DebeziumEncoder {
                     snapshot,
                     my,
                 );
-                memo.block.clear();
-                memo.block.extend_from_slice(buf);
-                memo.key = Some(key);
+            } else {
+                envelope::write_source_block(
+                    buf,
+                    opts,
+                    &SourceInfo {
+                        schema: &table.namespace,
+                        table: &table.name,
+                        commit_ts_us,
+                        snapshot,
+                        last_commit_lsn,
+                        lsn,
+                        xid,
+                    },
+                );
             }
-        } else {
-            envelope::write_source_block(
-                buf,
-                opts,
-                &SourceInfo {
-                    schema: &table.namespace,
-                    table: &table.name,
-                    commit_ts_us,
-                    snapshot,
-                    last_commit_lsn: self.last_commit_lsn.map(|l| l.0),
-                    lsn,
-                    xid: batch.txid(row).or(txn.xid),
-                },
-            );
+            memo.block.clear();
+            memo.block.extend_from_slice(buf);
+            memo.key = Some(key);
         }
         let source = 0..buf.len();
         let now_ns = (self.clock)();
