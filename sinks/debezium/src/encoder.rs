@@ -73,9 +73,21 @@ pub struct Record {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum SourceKey {
     /// Commit time, `source.snapshot`, rows event position, row, GTID.
-    Mysql(Option<i64>, &'static str, u64, u32, Option<tidemark_model::Gtid>),
+    Mysql(
+        Option<i64>,
+        &'static str,
+        u64,
+        u32,
+        Option<tidemark_model::Gtid>,
+    ),
     /// Commit time, `source.snapshot`, last commit LSN, LSN, xid.
-    Pg(Option<i64>, &'static str, Option<u64>, Option<u64>, Option<u64>),
+    Pg(
+        Option<i64>,
+        &'static str,
+        Option<u64>,
+        Option<u64>,
+        Option<u64>,
+    ),
 }
 
 /// The last `source` block of a batch and what it was made of: the rows of one batch mostly
