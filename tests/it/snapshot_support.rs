@@ -19,6 +19,21 @@ pub fn payload(line: &Value) -> Option<&Value> {
     Some(v.get("payload").unwrap_or(v))
 }
 
+/// An output line of `table` (the `schema.table` / `db.table` suffix of its topic), parsed;
+/// `None` for other tables' lines and for what is not JSON (a torn last line after kill -9).
+fn table_event(line: &str, table: &str) -> Option<Value> {
+    let v = serde_json::from_str::<Value>(line).ok()?;
+    let topic = v["topic"].as_str().unwrap_or_default();
+    topic.ends_with(&format!(".{table}")).then_some(v)
+}
+
+/// The lines of `table` in `text` with their line numbers ([`table_event`]).
+fn table_events<'a>(text: &'a str, table: &'a str) -> impl Iterator<Item = (usize, Value)> + 'a {
+    text.lines()
+        .enumerate()
+        .filter_map(move |(n, line)| Some((n, table_event(line, table)?)))
+}
+
 /// What replaying an output gave.
 #[derive(Debug, Default)]
 pub struct Replay {
@@ -73,16 +88,9 @@ pub fn replay(text: &str, table: &str) -> Replay {
 
 impl Replay {
     fn apply(&mut self, line: &str, table: &str) {
-        if line.is_empty() {
+        let Some(v) = table_event(line, table) else {
             return;
-        }
-        let Ok(v) = serde_json::from_str::<Value>(line) else {
-            return; // a torn last line after kill -9
         };
-        let topic = v["topic"].as_str().unwrap_or_default();
-        if !topic.ends_with(&format!(".{table}")) {
-            return;
-        }
         let Some(p) = payload(&v) else { return };
         let op = p["op"].as_str().unwrap_or_default().to_string();
         *self.ops.entry(op.clone()).or_default() += 1;
@@ -196,17 +204,7 @@ pub struct FilteredReads {
 impl FilteredReads {
     pub fn of(text: &str, table: &str) -> Self {
         let mut out = FilteredReads::default();
-        for line in text.lines() {
-            let Ok(v) = serde_json::from_str::<Value>(line) else {
-                continue;
-            };
-            if !v["topic"]
-                .as_str()
-                .unwrap_or_default()
-                .ends_with(&format!(".{table}"))
-            {
-                continue;
-            }
+        for (_, v) in table_events(text, table) {
             let Some(p) = payload(&v) else { continue };
             let id = |image: &str| p[image]["id"].as_i64();
             match p["op"].as_str().unwrap_or_default() {
@@ -297,17 +295,7 @@ impl TypeReplay {
     pub fn of(text: &str, table: &str, column: &str, new_type: &str) -> Self {
         let mut r = TypeReplay::default();
         let mut seen_new = false;
-        for (n, line) in text.lines().enumerate() {
-            let Ok(v) = serde_json::from_str::<Value>(line) else {
-                continue;
-            };
-            if !v["topic"]
-                .as_str()
-                .unwrap_or_default()
-                .ends_with(&format!(".{table}"))
-            {
-                continue;
-            }
+        for (n, v) in table_events(text, table) {
             let Some(p) = payload(&v) else { continue };
             let op = p["op"].as_str().unwrap_or_default().to_string();
             let image = if op == "d" { "before" } else { "after" };
@@ -365,17 +353,7 @@ impl DdlReplay {
     pub fn of(text: &str, table: &str, added: &str, added_value: i64, dropped: &str) -> Self {
         let mut r = DdlReplay::default();
         let (mut has_added, mut lost_dropped) = (false, false);
-        for (n, line) in text.lines().enumerate() {
-            let Ok(v) = serde_json::from_str::<Value>(line) else {
-                continue;
-            };
-            if !v["topic"]
-                .as_str()
-                .unwrap_or_default()
-                .ends_with(&format!(".{table}"))
-            {
-                continue;
-            }
+        for (n, v) in table_events(text, table) {
             let Some(p) = payload(&v) else { continue };
             let op = p["op"].as_str().unwrap_or_default().to_string();
             let image = if op == "d" { &p["before"] } else { &p["after"] };
@@ -392,7 +370,7 @@ impl DdlReplay {
             if op == "r" && with_added {
                 r.reads_with_added += 1;
                 if obj[added].as_i64() != Some(added_value) {
-                    r.wrong_added.push(line.to_string());
+                    r.wrong_added.push(v.to_string());
                 }
             }
             let Some(id) = obj.get("id").and_then(Value::as_i64) else {
