@@ -319,9 +319,7 @@ impl Incremental {
             tracing::warn!(table = %a.name, chunk = a.chunk, error = %e, "incremental snapshot chunk failed; it is read again");
             return Some(e);
         }
-        let (name, filter) = (a.name.clone(), a.filter.clone());
-        self.active = None;
-        self.fail(&name, filter.as_deref(), &crate::snapshot::error_text(&e));
+        self.fail_active(&crate::snapshot::error_text(&e));
         None
     }
 
@@ -607,9 +605,7 @@ impl Incremental {
                     Ok(shape) => shape.project(&current),
                     Err(e) if e.is_transient() => return Err(e.into()),
                     Err(e) => {
-                        let filter = self.active.as_ref().and_then(|a| a.filter.clone());
-                        self.active = None;
-                        self.fail(&name, filter.as_deref(), &e.to_string());
+                        self.fail_active(&e.to_string());
                         return Ok(false);
                     }
                 }
@@ -632,13 +628,7 @@ impl Incremental {
                 Ok(false)
             }
             Err(ProjectError::KeyGone(column)) => {
-                let (name, filter) = (a.name.clone(), a.filter.clone());
-                self.active = None;
-                self.fail(
-                    &name,
-                    filter.as_deref(),
-                    &format!("the snapshot's key column {column} is no longer in the table (request the snapshot again)"),
-                );
+                self.fail_active(&format!("the snapshot's key column {column} is no longer in the table (request the snapshot again)"));
                 Ok(false)
             }
         }
@@ -777,6 +767,13 @@ impl Incremental {
             if let Some(l) = l.as_mut() {
                 crate::snapshot::ledger::close_table(&mut l.state, name, None);
             }
+        }
+    }
+
+    /// Stops the active table's snapshot with `why` (as [`Self::fail`]).
+    fn fail_active(&mut self, why: &str) {
+        if let Some(a) = self.active.take() {
+            self.fail(&a.name, a.filter.as_deref(), why);
         }
     }
 
