@@ -51,5 +51,7 @@ pub use position::{
     PositionError,
 };
 pub use sink::{BoxFuture, Sink, SinkError};
-pub use table::{Column, CompositeField, SourceType, TableId, TableSchema, TypeStructure};
+pub use table::{
+    Column, CompositeField, SchemaVersions, SourceType, TableId, TableSchema, TypeStructure,
+};
 pub use txn::{LogicalMessage, SnapshotMark, Transaction, TxnItem};

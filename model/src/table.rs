@@ -212,6 +212,47 @@ pub struct TableSchema {
     pub arrow: SchemaRef,
 }
 
+/// The latest schema of each table, with one version sequence per table: a decoder numbers a
+/// table's schemas with it, and the sequence goes on across sessions (reconnects) and from an
+/// initial snapshot's schemas. Sinks cache their encodings per table and version, so within one
+/// process a version number must never stand for two column sets.
+#[derive(Debug, Clone, Default)]
+pub struct SchemaVersions(HashMap<TableId, Arc<TableSchema>>);
+
+impl SchemaVersions {
+    /// The table's latest schema.
+    pub fn get(&self, table: &TableId) -> Option<&Arc<TableSchema>> {
+        self.0.get(table)
+    }
+
+    /// The table's schema with `columns`: its latest when the columns are the same, else the
+    /// next version (version 1 for a table not seen yet), which becomes the latest.
+    pub fn next(&mut self, table: &TableId, columns: Vec<Column>) -> Arc<TableSchema> {
+        let schema = match self.0.get(table) {
+            Some(prev) if prev.same_columns(&columns) => return Arc::clone(prev),
+            Some(prev) => TableSchema::new(table.clone(), prev.version + 1, columns),
+            None => TableSchema::new(table.clone(), 1, columns),
+        };
+        self.0.insert(table.clone(), Arc::clone(&schema));
+        schema
+    }
+
+    /// The table's latest schema; for a table not seen yet, `columns` become its version 1.
+    pub fn latest_or(&mut self, table: &TableId, columns: Vec<Column>) -> Arc<TableSchema> {
+        Arc::clone(
+            self.0
+                .entry(table.clone())
+                .or_insert_with(|| TableSchema::new(table.clone(), 1, columns)),
+        )
+    }
+}
+
+impl FromIterator<Arc<TableSchema>> for SchemaVersions {
+    fn from_iter<I: IntoIterator<Item = Arc<TableSchema>>>(iter: I) -> Self {
+        SchemaVersions(iter.into_iter().map(|s| (s.table.clone(), s)).collect())
+    }
+}
+
 impl TableSchema {
     /// Builds the schema and its Arrow form.
     pub fn new(table: TableId, version: u32, columns: Vec<Column>) -> Arc<TableSchema> {

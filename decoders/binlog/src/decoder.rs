@@ -30,7 +30,7 @@ use std::sync::Arc;
 use tidemark_model::mysql_position::binlog_file_number;
 use tidemark_model::{
     ChangeBatch, ChangeBatchBuilder, Column, Gtid, GtidSet, Image, MysqlPosition, Op, Position,
-    TableId, TableSchema, Transaction, TxnItem,
+    SchemaVersions, TableId, TableSchema, Transaction, TxnItem,
 };
 
 use crate::error::{DecodeError, ErrorKind};
@@ -146,7 +146,7 @@ pub struct Decoder {
     file_arc: Arc<str>,
     file_number: u32,
     maps: HashMap<u64, Arc<TableEntry>>,
-    versions: HashMap<TableId, Arc<TableSchema>>,
+    versions: SchemaVersions,
     catalog: HashMap<TableId, TableCatalog>,
     catalog_generation: u64,
     filter: Option<Filter>,
@@ -184,7 +184,7 @@ impl Decoder {
             file_arc: Arc::from(""),
             file_number: 0,
             maps: HashMap::new(),
-            versions: HashMap::new(),
+            versions: SchemaVersions::default(),
             catalog: HashMap::new(),
             catalog_generation: 0,
             filter: None,
@@ -327,13 +327,13 @@ impl Decoder {
     /// a sink that caches its encoding per table and version would take a table's version 1 of
     /// the new session (its current columns) for version 1 of the old one (its columns before
     /// the last DDL).
-    pub fn with_schema_versions(mut self, versions: HashMap<TableId, Arc<TableSchema>>) -> Self {
+    pub fn with_schema_versions(mut self, versions: SchemaVersions) -> Self {
         self.versions = versions;
         self
     }
 
     /// The latest schema per table (for the next session's [`Decoder::with_schema_versions`]).
-    pub fn take_schema_versions(&mut self) -> HashMap<TableId, Arc<TableSchema>> {
+    pub fn take_schema_versions(&mut self) -> SchemaVersions {
         std::mem::take(&mut self.versions)
     }
 
@@ -343,10 +343,7 @@ impl Decoder {
     /// version sequence (a later TABLE_MAP with other columns is the next version, never a
     /// second version 1).
     pub fn table_schema_or(&mut self, table: &TableId, columns: Vec<Column>) -> Arc<TableSchema> {
-        self.versions
-            .entry(table.clone())
-            .or_insert_with(|| TableSchema::new(table.clone(), 1, columns))
-            .clone()
+        self.versions.latest_or(table, columns)
     }
 
     /// The format description in force.
@@ -655,12 +652,7 @@ impl Decoder {
         let table = TableId::new(map.database.clone(), map.table.clone());
         let (schema, kinds) = if self.included(&table) {
             let (columns, kinds) = resolve(&map, &table, self.catalog.get(&table))?;
-            let schema = match self.versions.get(&table) {
-                Some(s) if s.same_columns(&columns) => Arc::clone(s),
-                Some(s) => TableSchema::new(table.clone(), s.version + 1, columns),
-                None => TableSchema::new(table.clone(), 1, columns),
-            };
-            self.versions.insert(table.clone(), Arc::clone(&schema));
+            let schema = self.versions.next(&table, columns);
             (Some(schema), kinds)
         } else {
             (None, Vec::new())

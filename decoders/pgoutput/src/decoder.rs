@@ -43,7 +43,7 @@ use std::sync::Arc;
 
 use tidemark_model::{
     ChangeBatchBuilder, Column, Image, LogicalMessage as ModelMessage, Lsn, ModelError, Op,
-    PgPosition, Position, SourceType, TableId, TableSchema, Transaction, TxnItem,
+    PgPosition, Position, SchemaVersions, SourceType, TableId, TableSchema, Transaction, TxnItem,
 };
 
 use crate::error::DecodeError;
@@ -172,7 +172,7 @@ pub struct Decoder {
     stream_xid: Option<u32>,
     relations: HashMap<u32, RelationEntry>,
     /// Latest schema per table, across relation oids (a table recreated keeps counting versions).
-    versions: HashMap<TableId, Arc<TableSchema>>,
+    versions: SchemaVersions,
     catalog: HashMap<u32, RelationCatalog>,
     /// Custom types announced by Type messages: oid → `namespace.name`.
     custom_types: HashMap<u32, String>,
@@ -190,7 +190,7 @@ impl Decoder {
             ctx,
             stream_xid: None,
             relations: HashMap::new(),
-            versions: HashMap::new(),
+            versions: SchemaVersions::default(),
             catalog: HashMap::new(),
             custom_types: HashMap::new(),
             txn: None,
@@ -203,13 +203,13 @@ impl Decoder {
     /// new session would number them from 1 again, and a sink that caches its encoding per
     /// table and version would take a table's version 1 of the new session (its current
     /// columns) for version 1 of the old one (its columns before the last schema change).
-    pub fn with_schema_versions(mut self, versions: HashMap<TableId, Arc<TableSchema>>) -> Self {
+    pub fn with_schema_versions(mut self, versions: SchemaVersions) -> Self {
         self.versions = versions;
         self
     }
 
     /// The latest schema per table (for the next session's [`Decoder::with_schema_versions`]).
-    pub fn take_schema_versions(&mut self) -> HashMap<TableId, Arc<TableSchema>> {
+    pub fn take_schema_versions(&mut self) -> SchemaVersions {
         std::mem::take(&mut self.versions)
     }
 
@@ -235,10 +235,7 @@ impl Decoder {
     /// with this schema, so chunk rows and stream rows of the table share one version sequence
     /// (a later Relation with other columns is the next version, never a second version 1).
     pub fn table_schema_or(&mut self, table: &TableId, columns: Vec<Column>) -> Arc<TableSchema> {
-        self.versions
-            .entry(table.clone())
-            .or_insert_with(|| TableSchema::new(table.clone(), 1, columns))
-            .clone()
+        self.versions.latest_or(table, columns)
     }
 
     /// Whether catalog information for `oid` is registered.
@@ -577,12 +574,7 @@ impl Decoder {
             columns.push(Column::postgres(c.name, source_type, nullable, key));
         }
         // Key order follows the primary key's order, not the column order.
-        let schema = match self.versions.get(&table) {
-            Some(prev) if prev.same_columns(&columns) => prev.clone(),
-            Some(prev) => TableSchema::new(table.clone(), prev.version + 1, columns),
-            None => TableSchema::new(table.clone(), 1, columns),
-        };
-        self.versions.insert(table, schema.clone());
+        let schema = self.versions.next(&table, columns);
         self.relations.insert(r.oid, RelationEntry { schema });
     }
 }

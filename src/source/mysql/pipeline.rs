@@ -78,7 +78,7 @@ pub async fn run(
         task: mut engine_task,
         ..
     } = crate::pipeline::start_engine(config, &database, store, metrics.clone(), resume).await?;
-    let mut versions = std::collections::HashMap::new();
+    let mut versions = tidemark_model::SchemaVersions::default();
     if let Some(job) = job {
         versions = job.schemas();
         let (stop, from) = (job.stop, job.stream_from());

@@ -59,7 +59,7 @@
 //!   padding, backslash escapes in literals), `net_write_timeout = 3600` (a stalled sink must
 //!   not make the server drop a reader mid-range).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -67,7 +67,7 @@ use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts, Row};
 use tidemark_model::mysql_position::binlog_file_number;
 use tidemark_model::{
-    ChangeBatchBuilder, GtidSet, MysqlPosition, Position, TableId, TableSchema, Transaction,
+    ChangeBatchBuilder, GtidSet, MysqlPosition, Position, SchemaVersions, TableId, Transaction,
 };
 use tokio::sync::mpsc;
 
@@ -685,10 +685,10 @@ impl Prepared {
     /// position of the last chunk sent, if any.
     /// The schema of every table the snapshot reads (version 1): the stream that follows
     /// numbers its versions on from them (`MysqlSource::versions`).
-    pub fn schemas(&self) -> HashMap<TableId, Arc<TableSchema>> {
+    pub fn schemas(&self) -> SchemaVersions {
         self.tables
             .iter()
-            .map(|t| (t.shape.id.clone(), Arc::clone(&t.shape.schema)))
+            .map(|t| Arc::clone(&t.shape.schema))
             .collect()
     }
 

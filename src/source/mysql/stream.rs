@@ -13,7 +13,6 @@
 //! session (and from the initial snapshot's): sinks cache their encoding per table and version,
 //! so a version number must never stand for two column sets in one process.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +24,7 @@ use tidemark_binlog::event::code;
 use tidemark_binlog::{Checksum, Decoder, DecoderOptions, Step};
 use tidemark_model::mysql_position::{binlog_file_name, binlog_file_number};
 use tidemark_model::{
-    Gtid, GtidLedgerHandle, GtidSet, MysqlPosition, Position, TableId, TableSchema, Transaction,
+    Gtid, GtidLedgerHandle, GtidSet, MysqlPosition, Position, SchemaVersions, Transaction,
 };
 use tokio::sync::watch;
 
@@ -55,7 +54,7 @@ pub struct MysqlSource {
     pub incremental: Option<super::snapshot_incremental::Incremental>,
     /// The latest schema version of each table, across sessions (`session`), seeded with the
     /// initial snapshot's schemas.
-    pub versions: HashMap<TableId, Arc<TableSchema>>,
+    pub versions: SchemaVersions,
 }
 
 /// The last position handed to the engine and the MySQL GTID set executed at it.

@@ -39,12 +39,11 @@
 //!   the old one's schema versions per table (`Decoder::with_schema_versions`), else the
 //!   current columns would come as version 1 again, and sinks cache encodings per version.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tidemark_model::{Op, Position, SourceType, TableId, TableSchema, Transaction};
+use tidemark_model::{Op, Position, SchemaVersions, SourceType, Transaction};
 use tidemark_pgoutput::decoder::{Decoder, DecoderError, DecoderOptions, RelationCatalog, Step};
 use tidemark_pgoutput::replication::ReplicationMessage;
 use tokio::sync::watch;
@@ -128,7 +127,7 @@ impl PgSource {
         // Where the last stale-catalog error happened: a second one there is definite.
         let mut stale_at: Option<Option<Position>> = None;
         // Schema versions per table, across sessions (`Decoder::with_schema_versions`).
-        let mut versions = HashMap::new();
+        let mut versions = SchemaVersions::default();
         loop {
             let started = tokio::time::Instant::now();
             match self.session(&mut emitted, &mut versions).await {
@@ -160,7 +159,7 @@ impl PgSource {
     async fn session(
         &mut self,
         emitted: &mut Option<Position>,
-        versions: &mut HashMap<TableId, Arc<TableSchema>>,
+        versions: &mut SchemaVersions,
     ) -> Result<(), SourceError> {
         let control = PgControl::connect(&self.connect).await?;
         let server = control.check_server().await?;
