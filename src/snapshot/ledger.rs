@@ -69,7 +69,9 @@ pub struct TableProgress {
     /// Rows durable in every sink.
     #[serde(default)]
     pub rows: u64,
-    /// Row count estimate at planning time (the whole table's, even with a `filter`).
+    /// Row count estimate at planning time: the table's, or with a `filter` the planner's
+    /// estimate of the rows it matches (`snapshot/estimate.rs`; the table's when the server's
+    /// plan could not be read). A guess: `rows` may pass it.
     #[serde(default)]
     pub estimate: u64,
     pub complete: bool,

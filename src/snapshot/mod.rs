@@ -33,6 +33,7 @@
 //!   restart from their beginning.
 
 pub mod emit;
+pub mod estimate;
 pub mod filter;
 pub mod ledger;
 pub mod progress;
@@ -288,10 +289,11 @@ pub fn status_lines(s: &ledger::SnapshotCheckpoint) -> String {
             ),
         };
         let filter = match &t.filter {
-            // The estimate is the whole table's (module docs of `filter`).
-            Some(f) => format!(" (table estimate; filter: {f})"),
+            // The estimate is the planner's of the filter's rows (`estimate`).
+            Some(f) => format!(" (filter: {f})"),
             None => String::new(),
         };
+        // An estimate is a guess: never fewer rows in all than durable ones.
         out.push_str(&format!(
             "  {}: {} of ~{} rows durable{filter}, {at}\n",
             t.table,
@@ -442,18 +444,30 @@ mod tests {
             tables: vec![
                 t("public.a", Some("color = 'blue'"), None),
                 t("public.b", Some("1/0 > 1"), Some("division by zero")),
+                ledger::TableProgress {
+                    rows: 12,
+                    ..t("public.c", Some("id > 5"), None)
+                },
             ],
             started_at_ms: 0,
             finished_at_ms: None,
         };
         let text = status_lines(&s);
         assert!(
+            text.contains("public.a: 3 of ~10 rows durable (filter: color = 'blue'), after key 9"),
+            "{text}"
+        );
+        assert!(
             text.contains(
-                "public.a: 3 of ~10 rows durable (table estimate; filter: color = 'blue'), after key 9"
+                "public.b: 3 of ~10 rows durable (filter: 1/0 > 1), FAILED: division by zero"
             ),
             "{text}"
         );
-        assert!(text.contains("public.b: 3 of ~10 rows durable (table estimate; filter: 1/0 > 1), FAILED: division by zero"), "{text}");
+        // More rows than the planner guessed: the total follows the rows.
+        assert!(
+            text.contains("public.c: 12 of ~12 rows durable (filter: id > 5), after key 9"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -43,6 +43,12 @@
 //!   window-close's transaction end: a restart continues after the last chunk every sink has,
 //!   with the same filter; requested but unread tables are in the ledger at once, so a restart
 //!   does not forget them.
+//! - **A filtered table's estimate** (progress, `status`, `tidemark_snapshot_rows_remaining`)
+//!   is the optimizer's for the filter (`EXPLAIN FORMAT=JSON`, `snapshot_signal::filter_estimate`,
+//!   `snapshot/estimate.rs`), `TABLE_ROWS` when the answer cannot be read (logged). MariaDB
+//!   counts a condition on a non-indexed column only with histograms (`ANALYZE TABLE …
+//!   PERSISTENT FOR ALL`); otherwise its estimate is the table's rows. A guess either way: the
+//!   remaining rows stop at zero.
 //! - **A definite chunk error** (a filter the server refuses at the start, or mid-way, e.g. a
 //!   column it names was dropped) stops that table's snapshot with the error in the ledger and
 //!   `status`; the stream and the other tables go on. Transient ones read the chunk again.
@@ -76,7 +82,9 @@ use super::control::{self, MysqlControl};
 use super::error::MysqlSourceError;
 use super::snapshot::{open_reader, SnapshotError};
 use super::snapshot_rows::{self, ProjectError, TableShape};
-use super::snapshot_signal::{check_filter, fnv, text_at, ChunkJob, ChunkRead, Watermark};
+use super::snapshot_signal::{
+    check_filter, filter_estimate, fnv, text_at, ChunkJob, ChunkRead, Watermark,
+};
 pub use super::snapshot_signal::{
     ensure_signal_table, request, signal_table, SignalData, DEFAULT_SIGNAL_TABLE, EXECUTE_SNAPSHOT,
     WINDOW_CLOSE, WINDOW_OPEN,
@@ -700,17 +708,29 @@ impl Incremental {
                 return Ok(());
             }
         }
+        // A filtered table's estimate is the optimizer's for the filter (`snapshot/estimate.rs`).
+        let estimate = match &filter {
+            None => shape.estimate,
+            Some(f) => {
+                let mut ctl = self.take_ctl().await?;
+                let estimated = filter_estimate(&mut ctl, &id, f).await;
+                self.ctl = Some(ctl);
+                match estimated? {
+                    Ok(rows) => rows,
+                    Err(why) => {
+                        tracing::warn!(table = %name, estimate = shape.estimate,
+                            "incremental snapshot: no estimate of the filter's rows ({why}); the estimate is the whole table's");
+                        shape.estimate
+                    }
+                }
+            }
+        };
         let key: Vec<String> = shape
             .key
             .iter()
             .map(|&i| shape.schema.columns[i].name.clone())
             .collect();
-        let (k, estimate, lk, f) = (
-            key.clone(),
-            shape.estimate,
-            last_key.clone(),
-            filter.clone(),
-        );
+        let (k, lk, f) = (key.clone(), last_key.clone(), filter.clone());
         let index = self.entry(&name, move |t| {
             t.key = k;
             t.estimate = estimate;
@@ -728,9 +748,13 @@ impl Incremental {
                     .and_then(|l| l.state.tables.get(index).map(|t| t.rows))
             })
             .unwrap_or(0);
-        tracing::info!(table = %name, estimate, filter = ?filter, last_key = ?last_key, chunk_rows = self.cfg.incremental_chunk_rows,
-            "incremental snapshot: table started{}",
-            if filter.is_some() { " (the estimate is the whole table's; the filter is not counted)" } else { "" });
+        match &filter {
+            Some(f) => tracing::info!(table = %name, estimate, filter = %f, last_key = ?last_key,
+                chunk_rows = self.cfg.incremental_chunk_rows,
+                "incremental snapshot: table started (the estimate is the optimizer's for the filter)"),
+            None => tracing::info!(table = %name, estimate, last_key = ?last_key,
+                chunk_rows = self.cfg.incremental_chunk_rows, "incremental snapshot: table started"),
+        }
         self.metrics.set_snapshot_running(2);
         self.running = true;
         self.metrics

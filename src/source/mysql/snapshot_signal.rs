@@ -15,7 +15,8 @@
 //! - **One statement per chunk read**: a single SELECT in autocommit is one consistent read;
 //!   its last row's key (`TableShape::key_text`) is where the next chunk starts. A row filter
 //!   is AND-ed in parenthesised (`snapshot/filter.rs`); the statement is prepared, so the
-//!   server runs exactly one.
+//!   server runs exactly one. The EXPLAIN of a filtered table's estimate ([`filter_estimate`])
+//!   runs in the text protocol, and only for a filter the prepared check accepted.
 //! - **A server error of the chunk SELECT** (a filter the server refuses, a dropped table) is
 //!   definite for that table; lock waits, timeouts and shutdowns are transient
 //!   ([`chunk_select_error`]).
@@ -202,6 +203,45 @@ pub(super) async fn check_filter(
         Err(mysql_async::Error::Server(s)) => Ok(Err(format!("{} ({})", s.message, s.code))),
         Err(e) => Err(client(&ctl.addr, "checking a snapshot filter")(e)),
     }
+}
+
+/// The optimizer's estimate of the rows `filter` matches in `id` (`EXPLAIN FORMAT=JSON SELECT
+/// 1 FROM t WHERE (filter)`, read by `snapshot/estimate.rs`), for a filter [`check_filter`]
+/// accepted: `Ok(Err(why))` when the answer cannot be read or the server refuses the EXPLAIN
+/// (the caller keeps the table's estimate and logs why); `Err` when the server could not be
+/// asked. A second round trip after the check, in the text protocol: whether MySQL prepares
+/// an EXPLAIN is not documented for every version, and the prepared check already proved the
+/// filter is one statement's condition (module traps).
+pub(super) async fn filter_estimate(
+    ctl: &mut MysqlControl,
+    id: &TableId,
+    filter: &str,
+) -> R<Result<u64, String>> {
+    let sql = format!(
+        "EXPLAIN FORMAT=JSON SELECT 1 FROM {} WHERE {}",
+        qualified(id),
+        filter::sql(filter)
+    );
+    let row: Option<mysql_async::Row> = match ctl.conn.query_first(sql).await {
+        Ok(row) => row,
+        Err(mysql_async::Error::Server(s)) => {
+            return Ok(Err(format!(
+                "the server refused EXPLAIN: {} ({})",
+                s.message, s.code
+            )))
+        }
+        Err(e) => return Err(client(&ctl.addr, "estimating a snapshot filter's rows")(e)),
+    };
+    let json = match row.as_ref().and_then(|r| r.get_opt::<String, usize>(0)) {
+        Some(Ok(json)) => json,
+        _ => return Ok(Err("EXPLAIN returned no JSON".into())),
+    };
+    Ok(
+        crate::snapshot::estimate::mysql_plan_rows(&json).ok_or_else(|| {
+            let start: String = json.chars().take(400).collect();
+            format!("EXPLAIN's JSON has no row estimate in a known shape: {start}")
+        }),
+    )
 }
 
 /// Server errors of a chunk SELECT that a retry may fix: lock wait timeout, deadlock, too

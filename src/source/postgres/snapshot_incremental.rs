@@ -27,6 +27,10 @@
 //!   they are refused with a message naming the options.
 //! - Progress (`last_key` and `filter` per table) is checkpointed at each chunk's position: a
 //!   restart continues after the last chunk every sink has, with the same filter.
+//! - A filtered table's estimate (progress, `status`, `tidemark_snapshot_rows_remaining`) is
+//!   the planner's for the filter, from the same EXPLAIN that checks it
+//!   (`snapshot_plan::check_filter`, `snapshot/estimate.rs`): a guess, so the remaining rows
+//!   stop at zero when more rows match.
 //! - **A chunk read that fails** never reaches its high watermark by itself: the reader emits
 //!   the high watermark anyway (best effort) and the stream polls it on every transaction, so
 //!   the window never stays open. A transient failure restarts the session and the chunk is
@@ -153,6 +157,9 @@ struct Active {
     table: PlannedTable,
     index: usize,
     last_key: Option<Vec<String>>,
+    /// Rows of the table handed out so far (durable ones of a resumed snapshot included),
+    /// for the rows-remaining gauge.
+    rows: u64,
     chunk: u64,
     reading: Option<oneshot::Receiver<Result<ChunkRead, SnapshotError>>>,
     /// The read finished before its high watermark reached the stream.
@@ -463,13 +470,20 @@ impl Incremental {
         };
         a.last_key = read.last_key;
         a.chunk += 1;
+        a.rows += rows;
         if let Ok(mut l) = self.ledger.lock() {
             if let Some(l) = l.as_mut() {
                 l.register(end, completion);
             }
         }
+        // The estimate is a guess (`snapshot/estimate.rs`): remaining never goes below zero.
+        let remaining = if done {
+            0
+        } else {
+            a.table.progress.estimate.saturating_sub(a.rows) as i64
+        };
         self.metrics
-            .snapshot_chunk(&table_name, rows, done.then_some(0), None);
+            .snapshot_chunk(&table_name, rows, Some(remaining), None);
         if done {
             tracing::info!(table = %table_name, "incremental snapshot: table done");
             self.active = None;
@@ -545,22 +559,26 @@ impl Incremental {
             None => PgControl::connect(&self.connect).await?,
         };
         let described = snapshot_plan::describe(&control, &id, &self.cfg).await;
-        let refused = match (&described, &filter) {
+        // One EXPLAIN checks the filter and estimates its rows (`snapshot_plan::check_filter`).
+        let (refused, filtered) = match (&described, &filter) {
             (Ok(_), Some(f)) => match filter::check(&name, f, Dialect::Postgres) {
-                Err(e) => Some(e.to_string()),
-                Ok(()) => snapshot_plan::check_filter(&control, &id, f)
-                    .await?
-                    .err()
-                    .map(|reason| {
-                        FilterError::Invalid {
-                            table: name.clone(),
-                            filter: f.clone(),
-                            reason: format!("the server refused it: {reason}"),
-                        }
-                        .to_string()
-                    }),
+                Err(e) => (Some(e.to_string()), None),
+                Ok(()) => match snapshot_plan::check_filter(&control, &id, f).await? {
+                    Ok(rows) => (None, rows),
+                    Err(reason) => (
+                        Some(
+                            FilterError::Invalid {
+                                table: name.clone(),
+                                filter: f.clone(),
+                                reason: format!("the server refused it: {reason}"),
+                            }
+                            .to_string(),
+                        ),
+                        None,
+                    ),
+                },
             },
-            _ => None,
+            _ => (None, None),
         };
         self.control = Some(control);
         let mut table = match described.map_err(SnapshotError::from) {
@@ -577,20 +595,38 @@ impl Incremental {
             return Ok(());
         }
         table.progress.filter = filter;
-        let index = self.track(&table, last_key.clone());
+        if refused.is_none() && table.progress.filter.is_some() {
+            match filtered {
+                Some(rows) => table.progress.estimate = rows,
+                None => tracing::warn!(table = %name, estimate = table.progress.estimate,
+                    "incremental snapshot: EXPLAIN's plan of the filter could not be read; the estimate is the whole table's"),
+            }
+        }
+        let (index, rows) = self.track(&table, last_key.clone());
         if let Some(why) = refused {
             self.fail(&name, table.progress.filter.as_deref(), &why);
             return Ok(());
         }
-        tracing::info!(table = %name, estimate = table.progress.estimate, filter = ?table.progress.filter,
-            last_key = ?last_key, chunk_rows = self.cfg.incremental_chunk_rows,
-            "incremental snapshot: table started{}",
-            if table.progress.filter.is_some() { " (the estimate is the whole table's; the filter is not counted)" } else { "" });
+        match &table.progress.filter {
+            Some(f) => {
+                tracing::info!(table = %name, estimate = table.progress.estimate, filter = %f,
+                last_key = ?last_key, chunk_rows = self.cfg.incremental_chunk_rows,
+                "incremental snapshot: table started (the estimate is the planner's for the filter)")
+            }
+            None => tracing::info!(table = %name, estimate = table.progress.estimate,
+                last_key = ?last_key, chunk_rows = self.cfg.incremental_chunk_rows,
+                "incremental snapshot: table started"),
+        }
+        self.metrics
+            .snapshot_rows_remaining
+            .get_or_create(&self.metrics.table_labels(&name))
+            .set(table.progress.estimate.saturating_sub(rows) as i64);
         self.metrics.set_snapshot_running(2);
         self.active = Some(Active {
             table,
             index,
             last_key,
+            rows,
             chunk: 0,
             reading: None,
             read: None,
@@ -600,11 +636,11 @@ impl Incremental {
         Ok(())
     }
 
-    /// Puts the table into the ledger's incremental record (with its filter); returns its
-    /// index there.
-    fn track(&self, t: &PlannedTable, last_key: Option<Vec<String>>) -> usize {
+    /// Puts the table into the ledger's incremental record (with its filter and this
+    /// activation's estimate); returns its index there and its rows durable so far.
+    fn track(&self, t: &PlannedTable, last_key: Option<Vec<String>>) -> (usize, u64) {
         let Ok(mut l) = self.ledger.lock() else {
-            return 0;
+            return (0, 0);
         };
         let state = crate::snapshot::ledger::incremental_record(&mut l);
         if let Some(i) = state
@@ -620,14 +656,15 @@ impl Incremental {
             x.complete = false;
             x.last_key = last_key;
             x.filter = t.progress.filter.clone();
+            x.estimate = t.progress.estimate;
             x.error = None;
-            return i;
+            return (i, x.rows);
         }
         state.tables.push(TableProgress {
             last_key,
             ..t.progress.clone()
         });
-        state.tables.len() - 1
+        (state.tables.len() - 1, t.progress.rows)
     }
 }
 

@@ -11,6 +11,8 @@
 //! - Boundaries are key *values* (their text form, cast back to the column's type), never
 //!   ctids: a resumed snapshot reads in a new MVCC snapshot where rows may have moved.
 //! - `reltuples` is -1 for a table never vacuumed or analyzed (PG 14+): then we count.
+//! - A filtered incremental snapshot's estimate is the planner's for the filter
+//!   ([`check_filter`], `snapshot/estimate.rs`), not the table's.
 //! - A user-given key (`snapshot.key_columns`) must be NOT NULL: a NULL key is in no range.
 
 use std::sync::Arc;
@@ -173,22 +175,29 @@ pub async fn describe(
     })
 }
 
-/// Asks the server whether `filter` is a valid condition on `id` (parsed and planned, no row
-/// read): `Ok(Err(message))` when the server refuses it (definite: the user's SQL), `Err` when
-/// the server could not be asked (transient).
+/// Asks the server whether `filter` is a valid condition on `id` and how many rows the
+/// planner expects it to match, in one round trip: `EXPLAIN (FORMAT JSON) SELECT 1 FROM ONLY
+/// t WHERE (filter)` parses, analyzes and plans the query (what a `SELECT … LIMIT 0` would
+/// check) and reads no row. `Ok(Ok(Some(rows)))`: accepted, with the top plan's `Plan Rows`;
+/// `Ok(Ok(None))`: accepted, the plan unreadable (the caller keeps the table's estimate);
+/// `Ok(Err(message))`: the server refuses it (definite: the user's SQL); `Err`: the server
+/// could not be asked (transient).
 pub async fn check_filter(
     control: &PgControl,
     id: &TableId,
     filter: &str,
-) -> Result<Result<(), String>, PgSourceError> {
+) -> Result<Result<Option<u64>, String>, PgSourceError> {
     let sql = format!(
-        "SELECT 1 FROM ONLY {} WHERE {} LIMIT 0",
+        "EXPLAIN (FORMAT JSON) SELECT 1 FROM ONLY {} WHERE {}",
         qualified(id),
         crate::snapshot::filter::sql(filter)
     );
     // `query` prepares the statement: one statement only, whatever the filter holds.
     match control.client.query(sql.as_str(), &[]).await {
-        Ok(_) => Ok(Ok(())),
+        Ok(rows) => Ok(Ok(rows
+            .first()
+            .and_then(|r| r.try_get::<_, PlanJson>(0).ok())
+            .and_then(|j| crate::snapshot::estimate::postgres_plan_rows(&j.0)))),
         Err(e) => match e.as_db_error() {
             Some(db) => Ok(Err(format!("{} ({})", db.message(), db.code().code()))),
             None => Err(PgSourceError::control(
@@ -197,6 +206,24 @@ pub async fn check_filter(
                 e,
             )),
         },
+    }
+}
+
+/// `EXPLAIN (FORMAT JSON)`'s one value, type `json` (whose binary form is its text), which
+/// tokio-postgres reads as a `String` only with its serde_json feature.
+struct PlanJson(String);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for PlanJson {
+    fn from_sql(
+        _: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(PlanJson(std::str::from_utf8(raw)?.to_string()))
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        use tokio_postgres::types::Type;
+        matches!(*ty, Type::JSON | Type::TEXT)
     }
 }
 
