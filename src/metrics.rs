@@ -72,6 +72,8 @@ pub struct Metrics {
     pub snapshot_duration_seconds: Family<TableLabels, Gauge<f64, AtomicU64>>,
     /// 1 while an initial snapshot runs, 2 while an incremental one runs, else 0.
     pub snapshot_running: Family<PipelineLabels, Gauge>,
+    /// Transient errors an initial snapshot retried in-process (`snapshot/retry.rs`).
+    pub snapshot_retries: Family<PipelineLabels, Counter>,
     /// Commit time (Unix µs) of the newest acknowledged change; the lag is computed from it.
     acked_commit_us: AtomicI64,
     health: Mutex<Health>,
@@ -84,6 +86,9 @@ pub struct Health {
     pub streaming: bool,
     /// A definite error stopped the pipeline.
     pub error: Option<String>,
+    /// The transient error an initial snapshot is waiting to retry after (cleared when it
+    /// resumes).
+    pub retrying: Option<String>,
 }
 
 impl Metrics {
@@ -104,6 +109,7 @@ impl Metrics {
             snapshot_chunks: Family::default(),
             snapshot_duration_seconds: Family::default(),
             snapshot_running: Family::default(),
+            snapshot_retries: Family::default(),
             acked_commit_us: AtomicI64::new(0),
             health: Mutex::new(Health::default()),
             registry: Registry::default(),
@@ -163,6 +169,11 @@ impl Metrics {
             "snapshot_running",
             "1 while an initial snapshot runs, 2 while an incremental one runs",
             m.snapshot_running.clone(),
+        );
+        registry.register(
+            "snapshot_retries",
+            "Transient errors an initial snapshot retried in-process",
+            m.snapshot_retries.clone(),
         );
         Arc::new(Metrics { registry, ..m })
     }
@@ -272,6 +283,22 @@ impl Metrics {
         }
     }
 
+    /// Records the transient error an initial snapshot waits to retry after (`Some`: not
+    /// streaming, counted in `tidemark_snapshot_retries_total`), or that it resumed (`None`).
+    pub fn set_snapshot_retrying(&self, error: Option<String>) {
+        if error.is_some() {
+            self.snapshot_retries
+                .get_or_create(&self.pipeline_labels())
+                .inc();
+        }
+        if let Ok(mut h) = self.health.lock() {
+            if error.is_some() {
+                h.streaming = false;
+            }
+            h.retrying = error;
+        }
+    }
+
     /// Records the definite error that stopped the pipeline.
     pub fn set_error(&self, error: String) {
         if let Ok(mut h) = self.health.lock() {
@@ -350,6 +377,14 @@ fn route(metrics: &Metrics, path: &str) -> (&'static str, &'static str, String) 
                     "text/plain",
                     format!("error: {e}\n"),
                 ),
+                (None, false) if h.retrying.is_some() => (
+                    "503 Service Unavailable",
+                    "text/plain",
+                    format!(
+                        "retrying the snapshot after a transient error: {}\n",
+                        h.retrying.unwrap_or_default()
+                    ),
+                ),
                 (None, true) => ("200 OK", "text/plain", "streaming\n".into()),
                 (None, false) => ("503 Service Unavailable", "text/plain", "starting\n".into()),
             }
@@ -388,5 +423,24 @@ mod tests {
         m.set_error("slot lost".into());
         let (status, _, body) = route(&m, "/readyz");
         assert!(status.starts_with("503") && body.contains("slot lost"));
+    }
+
+    #[test]
+    fn readyz_and_metrics_show_a_snapshot_retry() {
+        let m = Metrics::new("p");
+        m.set_streaming(true);
+        m.set_snapshot_retrying(Some("connection closed".into()));
+        let (status, _, body) = route(&m, "/readyz");
+        assert!(
+            status.starts_with("503")
+                && body.contains("retrying the snapshot")
+                && body.contains("connection closed"),
+            "{status} {body}"
+        );
+        assert!(m
+            .encode()
+            .contains("tidemark_snapshot_retries_total{pipeline=\"p\"} 1"));
+        m.set_snapshot_retrying(None);
+        assert_eq!(route(&m, "/readyz").2, "starting\n");
     }
 }

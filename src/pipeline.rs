@@ -9,8 +9,10 @@ use crate::checkpoint::FileCheckpointStore;
 use crate::config::{Config, PostgresSourceConfig, SinkConfig, SourceConfig};
 use crate::engine::{queue, Engine};
 use crate::metrics::{self, Metrics};
+use crate::snapshot::retry::{Outcome, SnapshotEngine};
 use crate::source::postgres::config::PgConnectConfig;
 use crate::source::postgres::control::PgControl;
+use crate::source::postgres::pipeline as pg_pipeline;
 use crate::source::postgres::snapshot;
 use crate::source::postgres::stream::PgSource;
 
@@ -64,11 +66,13 @@ pub(crate) fn build_sinks(config: &Config, database: &str) -> anyhow::Result<Vec
     Ok(sinks)
 }
 
-/// A started engine: the queue sources send to, the acknowledged position, the engine task.
+/// A started engine: the queue sources send to, the acknowledged position, the engine task,
+/// and where to ask it for a checkpoint now (`snapshot::retry::checkpoint_now`).
 pub(crate) struct StartedEngine {
     pub queue: queue::QueueSender<std::sync::Arc<tidemark_model::Transaction>>,
     pub acked: watch::Receiver<Option<tidemark_model::Position>>,
     pub task: tokio::task::JoinHandle<Result<(), crate::engine::EngineError>>,
+    pub checkpoints: tokio::sync::mpsc::Sender<crate::engine::CheckpointNow>,
 }
 
 /// Builds the configured sinks (`database`: their default namespace), connects the Iceberg
@@ -86,11 +90,13 @@ pub(crate) async fn start_engine(
     add_iceberg_sinks(config, &mut sinks).await?;
     let (tx, rx) = queue::channel(config.pipeline.max_queue_bytes);
     let (acked_tx, acked) = watch::channel(resume);
+    let (checkpoints, requests) = tokio::sync::mpsc::channel(1);
     let engine = Engine::new(sinks, store, metrics, config.checkpoint.interval, resume);
     Ok(StartedEngine {
         queue: tx,
         acked,
-        task: tokio::spawn(engine.run(rx, acked_tx)),
+        task: tokio::spawn(engine.run(rx, acked_tx, requests)),
+        checkpoints,
     })
 }
 
@@ -195,7 +201,7 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
     }
     let pg = postgres(&config)?;
     let connect = connect_config(pg)?;
-    let Some(startup) = prepare_snapshot(
+    let Some(startup) = pg_pipeline::prepare_snapshot(
         &config,
         pg,
         &connect,
@@ -222,32 +228,43 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
         queue: tx,
         acked: acked_rx,
         task: mut engine_task,
+        checkpoints,
     } = start_engine(&config, &connect.dbname, store, metrics.clone(), resume).await?;
     let mut stop_after_snapshot = false;
     if let Some(job) = job {
-        stop_after_snapshot = job.stop;
-        let cx = snapshot::RunContext {
+        let engine = SnapshotEngine {
+            queue: &tx,
+            task: &mut engine_task,
+            checkpoints: &checkpoints,
+        };
+        let sources = pg_pipeline::SnapshotSources {
             config: &config,
             pg,
             connect: &connect,
             store: &engine_store,
-            metrics: metrics.clone(),
-            queue: tx.clone(),
+            metrics: &metrics,
         };
-        let done = match race_engine(job.run(cx), &mut engine_task).await {
-            Raced::Work(done) => done,
-            Raced::Engine(e) => {
+        match pg_pipeline::run_snapshot(sources, engine, job, shutdown.clone()).await {
+            Outcome::Done((last, stop)) => {
+                resume = last.or(resume);
+                stop_after_snapshot = stop;
+            }
+            Outcome::Shutdown => {
+                drop(tx);
+                return engine_task
+                    .await
+                    .context("engine task panicked")?
+                    .context("sink or checkpoint failed");
+            }
+            Outcome::Engine(e) => {
                 metrics.set_error(format!("{e:#}"));
                 return Err(e);
             }
-        };
-        match done {
-            Ok(last) => resume = last.or(resume),
-            Err(e) => {
+            Outcome::Failed(e) => {
                 drop(tx);
-                metrics.set_error(e.to_string());
+                metrics.set_error(format!("{e:#}"));
                 let _ = engine_task.await;
-                return Err(e).context("postgres snapshot failed");
+                return Err(e);
             }
         }
     }
@@ -290,6 +307,18 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
     .await
 }
 
+/// The pipeline error of an engine task that ended (it never ends on its own while a source
+/// runs).
+pub(crate) fn engine_ended(
+    ended: Result<Result<(), crate::engine::EngineError>, tokio::task::JoinError>,
+) -> anyhow::Error {
+    match ended {
+        Ok(Err(e)) => anyhow::Error::new(e).context("sink or checkpoint failed"),
+        Ok(Ok(())) => anyhow::anyhow!("the engine stopped while its source was still running"),
+        Err(j) => anyhow::Error::new(j).context("engine task panicked"),
+    }
+}
+
 /// How [`race_engine`] ended.
 pub(crate) enum Raced<T> {
     /// The work (a source, a snapshot) finished; the engine is still running.
@@ -308,11 +337,7 @@ pub(crate) async fn race_engine<T>(
     tokio::pin!(work);
     tokio::select! {
         biased;
-        ended = &mut *engine => Raced::Engine(match ended {
-            Ok(Err(e)) => anyhow::Error::new(e).context("sink or checkpoint failed"),
-            Ok(Ok(())) => anyhow::anyhow!("the engine stopped while its source was still running"),
-            Err(j) => anyhow::Error::new(j).context("engine task panicked"),
-        }),
+        ended = &mut *engine => Raced::Engine(engine_ended(ended)),
         out = &mut work => Raced::Work(out),
     }
 }
@@ -348,37 +373,6 @@ where
             Err(e).context(what)
         }
         (Ok(()), Ok(())) => Ok(()),
-    }
-}
-
-/// [`snapshot::prepare`], retried with backoff while the server cannot be reached (as the
-/// stream retries); `None` when shutdown came first.
-async fn prepare_snapshot(
-    config: &Config,
-    pg: &PostgresSourceConfig,
-    connect: &PgConnectConfig,
-    checkpoint: Option<&crate::checkpoint::Checkpoint>,
-    metrics: &Metrics,
-    mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<Option<snapshot::Startup>> {
-    let mut backoff = std::time::Duration::from_secs(1);
-    loop {
-        match snapshot::prepare(config, pg, connect, checkpoint).await {
-            Ok(s) => return Ok(Some(s)),
-            Err(e) if e.is_transient() && !*shutdown.borrow() => {
-                metrics.set_streaming(false);
-                tracing::warn!(error = %e, retry_in = ?backoff, "postgres source: transient error at startup; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => return Ok(None),
-                }
-                backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
-            }
-            Err(e) => {
-                metrics.set_error(e.to_string());
-                return Err(e).context("postgres source failed");
-            }
-        }
     }
 }
 

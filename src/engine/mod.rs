@@ -17,6 +17,10 @@
 //!   took the transaction, so memory stays bounded however slow a sink is.
 //! - A sink error stops the engine (the caller restarts from the checkpoint). Retrying inside a
 //!   sink is the sink's business; the engine never skips a transaction.
+//! - A [`CheckpointNow`] request (a snapshot about to retry in-process, `snapshot/retry.rs`)
+//!   covers everything queued when it arrives: the engine writes what is queued first, then
+//!   flushes every sink and saves. The requester sends nothing meanwhile, so "queued when it
+//!   arrives" is "everything it sent".
 
 pub mod queue;
 
@@ -25,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tidemark_model::{Position, Sink, SinkError, Transaction};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::checkpoint::{CheckpointError, FileCheckpointStore};
 use crate::metrics::Metrics;
@@ -49,6 +53,10 @@ impl EngineError {
         }
     }
 }
+
+/// A request to write everything queued, flush every sink and checkpoint now; answered with
+/// the position saved (the latest checkpoint, `None` when no sink has committed anything).
+pub type CheckpointNow = oneshot::Sender<Option<Position>>;
 
 /// Runs the sinks of one pipeline.
 pub struct Engine {
@@ -81,15 +89,18 @@ impl Engine {
         }
     }
 
-    /// Consumes the queue until it closes (the source ended), checkpointing as it goes and once
-    /// more at the end. Each new checkpoint is published on `acked`.
+    /// Consumes the queue until it closes (the source ended), checkpointing as it goes, when
+    /// asked on `requests`, and once more at the end. Each new checkpoint is published on
+    /// `acked`.
     pub async fn run(
         mut self,
         mut rx: QueueReceiver<Arc<Transaction>>,
         acked: watch::Sender<Option<Position>>,
+        mut requests: mpsc::Receiver<CheckpointNow>,
     ) -> Result<(), EngineError> {
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut requests_open = true;
         loop {
             tokio::select! {
                 next = rx.recv() => match next {
@@ -97,6 +108,18 @@ impl Engine {
                     None => break,
                 },
                 _ = tick.tick() => self.checkpoint(&acked, false).await?,
+                request = requests.recv(), if requests_open => match request {
+                    Some(reply) => {
+                        // INVARIANT (module doc): what was queued before the request is written
+                        // before the forced checkpoint.
+                        while let Some(queued) = rx.try_recv() {
+                            self.write(queued.item).await?;
+                        }
+                        self.checkpoint(&acked, true).await?;
+                        let _ = reply.send(self.last_saved);
+                    }
+                    None => requests_open = false,
+                },
             }
         }
         self.checkpoint(&acked, true).await

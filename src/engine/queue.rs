@@ -87,6 +87,14 @@ impl<T> QueueReceiver<T> {
             _permit: permit,
         })
     }
+
+    /// The next item if one is queued now, without waiting.
+    pub fn try_recv(&mut self) -> Option<Queued<T>> {
+        self.rx.try_recv().ok().map(|(item, permit)| Queued {
+            item,
+            _permit: permit,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Snapshots, source-neutral: the `[snapshot]` configuration, the choice of what to do at
 //! startup, the checkpointed progress ([`ledger`]), the chunk emitter shared by the sources
-//! ([`emit`]), progress display and metrics ([`progress`]). The source-specific readers live in
-//! `source/postgres/snapshot*.rs` and `source/mysql/snapshot*.rs`.
+//! ([`emit`]), progress display and metrics ([`progress`]), in-process retries after a transient
+//! error ([`retry`]). The source-specific readers live in `source/postgres/snapshot*.rs` and
+//! `source/mysql/snapshot*.rs`.
 //!
 //! ```text
 //!  startup ─ decide(mode, checkpoint, position available?) ─► Stream | Snapshot{resume} | Done
@@ -37,6 +38,7 @@ pub mod estimate;
 pub mod filter;
 pub mod ledger;
 pub mod progress;
+pub mod retry;
 pub mod window;
 
 use std::collections::BTreeMap;

@@ -50,5 +50,6 @@ mod snapshot_mysql;
 #[cfg(feature = "mysql")]
 mod snapshot_mysql_incremental;
 mod snapshot_pg;
+mod snapshot_retry;
 mod snapshot_support;
 mod support;

@@ -14,6 +14,7 @@ use crate::checkpoint::FileCheckpointStore;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pipeline::{race_engine, Raced};
+use crate::snapshot::retry::{checkpoint_now, Outcome, SnapshotEngine, SnapshotRetry};
 
 /// Runs a pipeline whose source is MySQL/MariaDB until shutdown or a definite error.
 pub async fn run(
@@ -76,33 +77,69 @@ pub async fn run(
     let crate::pipeline::StartedEngine {
         queue: tx,
         task: mut engine_task,
+        checkpoints,
         ..
     } = crate::pipeline::start_engine(config, &database, store, metrics.clone(), resume).await?;
     let mut versions = tidemark_model::SchemaVersions::default();
     if let Some(job) = job {
-        versions = job.schemas();
-        let (stop, from) = (job.stop, job.stream_from());
-        let cx = RunContext {
-            config,
-            store: &engine_store,
-            metrics: metrics.clone(),
-            queue: tx.clone(),
+        let engine = SnapshotEngine {
+            queue: &tx,
+            task: &mut engine_task,
+            checkpoints: &checkpoints,
         };
-        match race_engine(job.run(cx), &mut engine_task).await {
-            Raced::Work(Ok(_)) => {}
-            Raced::Work(Err(e)) => {
+        let done = match run_snapshot(
+            config,
+            m,
+            &engine_store,
+            &metrics,
+            engine,
+            job,
+            shutdown.clone(),
+        )
+        .await
+        {
+            Outcome::Done(done) => done,
+            Outcome::Shutdown => {
                 drop(tx);
-                metrics.set_error(e.to_string());
-                let _ = engine_task.await;
-                return Err(anyhow::Error::new(e).context("mysql snapshot failed"));
+                return engine_task
+                    .await
+                    .context("engine task panicked")?
+                    .context("sink or checkpoint failed");
             }
-            Raced::Engine(e) => {
+            Outcome::Failed(e) => {
+                drop(tx);
+                metrics.set_error(format!("{e:#}"));
+                let _ = engine_task.await;
+                return Err(e);
+            }
+            Outcome::Engine(e) => {
                 metrics.set_error(format!("{e:#}"));
                 return Err(e);
             }
-        }
-        // The stream continues from the snapshot's binlog position (snapshot.rs).
-        resume = Some(from);
+        };
+        let stop = match done {
+            After::Snapshot {
+                stream_from,
+                versions: read,
+                stop,
+            } => {
+                // The stream continues from the snapshot's binlog position (snapshot.rs).
+                resume = Some(stream_from);
+                versions = read;
+                stop
+            }
+            // A retry found the snapshot complete (or, without a checkpoint, fell back to
+            // an incremental one): on as a restart would.
+            After::Stream { from, stop } => {
+                resume = from;
+                stop
+            }
+            After::Incremental { tables, from } => {
+                resume = from;
+                fallback = Some(tables);
+                false
+            }
+        };
         if stop {
             drop(tx);
             engine_task
@@ -136,6 +173,119 @@ pub async fn run(
         versions,
     };
     crate::pipeline::drive(source.run(), engine_task, &metrics, "mysql source failed").await
+}
+
+/// How the pipeline goes on after its initial snapshot.
+enum After {
+    /// The snapshot read to the end: stream from its binlog position, numbering schema
+    /// versions on from what it read.
+    Snapshot {
+        stream_from: Position,
+        versions: tidemark_model::SchemaVersions,
+        stop: bool,
+    },
+    /// A retry's decision: stream from there (the checkpoint), or stop (`initial_only`).
+    Stream { from: Option<Position>, stop: bool },
+    /// A retry without a checkpoint found no consistent point: stream from the current
+    /// position and snapshot these tables incrementally (`Startup::Incremental`).
+    Incremental {
+        tables: Vec<tidemark_model::TableId>,
+        from: Option<Position>,
+    },
+}
+
+/// Runs the initial snapshot `job`, retrying in-process after a transient error the way a
+/// restart would resume it (`snapshot/retry.rs`).
+async fn run_snapshot(
+    config: &Config,
+    m: &MysqlSourceConfig,
+    store: &FileCheckpointStore,
+    metrics: &Arc<Metrics>,
+    engine: SnapshotEngine<'_>,
+    mut job: Box<super::snapshot::Prepared>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Outcome<After> {
+    let mut retry = SnapshotRetry::new("mysql", metrics.clone());
+    loop {
+        let (stop, stream_from, versions) = (job.stop, job.stream_from(), job.schemas());
+        let cx = RunContext {
+            config,
+            store,
+            metrics: metrics.clone(),
+            queue: engine.queue.clone(),
+        };
+        let started = std::time::Instant::now();
+        let error = match race_engine(job.run(cx), &mut *engine.task).await {
+            Raced::Engine(e) => return Outcome::Engine(e),
+            Raced::Work(Ok(_)) => {
+                return Outcome::Done(After::Snapshot {
+                    stream_from,
+                    versions,
+                    stop,
+                })
+            }
+            Raced::Work(Err(e)) if e.is_transient() => e,
+            Raced::Work(Err(e)) => {
+                return Outcome::Failed(anyhow::Error::new(e).context("mysql snapshot failed"))
+            }
+        };
+        let saved = match checkpoint_now(engine.checkpoints, &mut *engine.task).await {
+            Ok(saved) => saved,
+            Err(e) => return Outcome::Engine(e),
+        };
+        let mut text = crate::snapshot::error_text(&error);
+        let mut ran = started.elapsed();
+        // The same decision as a restart, from the checkpoint just saved; the server may
+        // still be down (restarting): retried with the same backoff.
+        let (startup, checkpoint) = loop {
+            if !retry.wait(&text, ran, saved.as_ref(), &mut shutdown).await {
+                return Outcome::Shutdown;
+            }
+            let checkpoint = match store.load() {
+                Ok(c) => c,
+                Err(e) => return Outcome::Failed(e.into()),
+            };
+            match super::snapshot::prepare(config, m, checkpoint.as_ref()).await {
+                Ok(s) => break (s, checkpoint),
+                Err(e) if e.is_transient() => {
+                    text = crate::snapshot::error_text(&e);
+                    ran = std::time::Duration::ZERO;
+                }
+                Err(e) => {
+                    return Outcome::Failed(anyhow::Error::new(e).context("mysql snapshot failed"))
+                }
+            }
+        };
+        retry.resumed();
+        let at = checkpoint.as_ref().and_then(|c| c.position().ok());
+        match startup {
+            Startup::Snapshot(next)
+                if next.discard_checkpoint || (at.is_none() && next.gtids.is_some()) =>
+            {
+                // A new consistent point whose positions (or GTID set) the engine has not
+                // started from: a restart decides (retry module traps).
+                return Outcome::Failed(anyhow::anyhow!(
+                    "mysql snapshot: after a transient error ({text}) the snapshot must start over at a new position; restart the pipeline"
+                ));
+            }
+            Startup::Snapshot(next) => job = next,
+            Startup::Stream(from) => {
+                return Outcome::Done(After::Stream {
+                    from: from.or(at),
+                    stop: false,
+                })
+            }
+            Startup::Done => {
+                return Outcome::Done(After::Stream {
+                    from: at,
+                    stop: true,
+                })
+            }
+            Startup::Incremental { tables, .. } => {
+                return Outcome::Done(After::Incremental { tables, from: at })
+            }
+        }
+    }
 }
 
 /// `tidemark validate`: the server's settings for CDC.

@@ -128,10 +128,15 @@ impl SnapshotError {
     pub fn is_transient(&self) -> bool {
         match self {
             SnapshotError::Source(e) => e.is_transient(),
-            SnapshotError::Query { source, .. } => !matches!(
-                source,
-                mysql_async::Error::Server(_) | mysql_async::Error::Url(_)
-            ),
+            // A reader's connection killed mid-SELECT is transient: the snapshot retries
+            // (`snapshot/retry.rs`); a refused statement is not.
+            SnapshotError::Query { source, .. } => match source {
+                mysql_async::Error::Server(s) => {
+                    super::error::TRANSIENT_QUERY_CODES.contains(&s.code)
+                }
+                mysql_async::Error::Url(_) => false,
+                _ => true,
+            },
             _ => false,
         }
     }

@@ -67,6 +67,7 @@ pub mod catalog;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod pipeline;
 pub mod replication;
 pub mod snapshot;
 pub mod snapshot_copy;

@@ -72,6 +72,14 @@ pub enum SnapshotError {
         range: u32,
         message: String,
     },
+    /// The COPY of a range failed on its connection (killed, closed, a server error): as
+    /// transient as the connection error it carries.
+    #[error("snapshot of {table}, range {range}: {source}")]
+    Copy {
+        table: String,
+        range: u32,
+        source: PgSourceError,
+    },
     #[error(transparent)]
     Emit(#[from] EmitError),
     /// The catalog's columns of the table no longer fit the stream's schema of it (a DDL the
@@ -88,9 +96,9 @@ impl SnapshotError {
     /// Whether a retry (a new connection) may fix it.
     pub fn is_transient(&self) -> bool {
         match self {
-            SnapshotError::Postgres(e) | SnapshotError::Plan(PlanError::Postgres(e)) => {
-                e.is_transient()
-            }
+            SnapshotError::Postgres(e)
+            | SnapshotError::Plan(PlanError::Postgres(e))
+            | SnapshotError::Copy { source: e, .. } => e.is_transient(),
             _ => false,
         }
     }

@@ -124,11 +124,18 @@ impl Reader {
             range,
             source,
         };
+        // Keeps the client error: a killed or closed connection is transient (a retry
+        // resumes the snapshot, `snapshot/retry.rs`), a refused query is not.
+        let copy_err = |e: tokio_postgres::Error| SnapshotError::Copy {
+            table: name.clone(),
+            range,
+            source: PgSourceError::control(control.at(), "snapshot COPY", e),
+        };
         let stream = control
             .client
             .copy_out(sql.as_str())
             .await
-            .map_err(|e| query_err(e.to_string()))?;
+            .map_err(copy_err)?;
         let mut stream = std::pin::pin!(stream);
         let mut reader = CopyReader::new(
             table.binary.clone(),
@@ -139,7 +146,7 @@ impl Reader {
         let mut builder = ChangeBatchBuilder::new(table.schema.clone(), self.chunk_rows);
         let mut rows = 0u64;
         while let Some(data) = stream.next().await {
-            reader.push(data.map_err(|e| query_err(e.to_string()))?);
+            reader.push(data.map_err(copy_err)?);
             loop {
                 let room = self.chunk_rows - builder.len();
                 let n = reader.read_rows(&mut builder, room).map_err(read_err)?;
