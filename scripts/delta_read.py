@@ -19,6 +19,10 @@ Kinds: text (str), bool (true/false), int, float (repr, PostgreSQL spelling of N
 decimal (exact, NaN/Infinity from `_markers`), hex (bytes), days (date as days since 1970),
 micros (timestamps, times as integer microseconds), interval (months/days/micros),
 jsonlist (arrays as compact JSON).
+
+PATH may be an object store URI (`s3://bucket/prefix/ns/table`): the JSON object in the
+environment variable TM_DELTA_STORAGE is passed to delta-rs as its storage options
+(endpoint, region, credentials), as the sink's `storage_options`.
 """
 import hashlib
 import json
@@ -29,6 +33,14 @@ import sys
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
+
+def open_table(path):
+    """The Delta table at `path`, with TM_DELTA_STORAGE's storage options when set."""
+    options = os.environ.get("TM_DELTA_STORAGE")
+    if options:
+        return DeltaTable(path, storage_options=json.loads(options))
+    return DeltaTable(path)
+
 
 SPECIAL = {"nan": "NaN", "infinity": "Infinity", "-infinity": "-Infinity"}
 
@@ -76,7 +88,7 @@ def canon(kind, v):
 
 
 def rows(path, spec):
-    table = DeltaTable(path).to_pyarrow_table()
+    table = open_table(path).to_pyarrow_table()
     cols = prepare(table, spec)
     markers = table.column("_markers").to_pylist() if "_markers" in table.column_names else [None] * table.num_rows
     out = []
@@ -92,8 +104,9 @@ def rows(path, spec):
 
 
 def cdf(path, spec):
-    reader = DeltaTable(path).load_cdf(starting_version=0)
-    table = reader.read_all()
+    reader = open_table(path).load_cdf(starting_version=0)
+    # deltalake 1.x returns an arro3 reader: to pyarrow through the Arrow C stream interface.
+    table = pa.RecordBatchReader.from_stream(reader).read_all()
     cols = prepare(table, spec)
     ct = table.column("_change_type").to_pylist()
     ver = table.column("_commit_version").to_pylist()
@@ -105,7 +118,7 @@ def cdf(path, spec):
 
 
 def changelog(path):
-    table = DeltaTable(path).to_pyarrow_table()
+    table = open_table(path).to_pyarrow_table()
     pos = table.column("_position")
     by_type = {}
     for t in table.column("_change_type").to_pylist():
@@ -126,16 +139,16 @@ def write(path, step):
                          "amount": pa.array([1.5, 2.5, 3.5, 4.5, 5.5], pa.float64())})
         write_deltalake(path, data, configuration={"delta.enableChangeDataFeed": "true"})
     elif step == 1:
-        DeltaTable(path).update(predicate="id = 2", updates={"v": "'b2'"})
+        open_table(path).update(predicate="id = 2", updates={"v": "'b2'"})
     elif step == 2:
-        DeltaTable(path).delete("id = 3")
+        open_table(path).delete("id = 3")
     elif step == 3:
         data = pa.table({"id": pa.array([6], pa.int64()), "v": ["f"],
                          "amount": pa.array([6.5], pa.float64())})
         write_deltalake(path, data, mode="append")
     elif step == 4:
-        DeltaTable(path).update(predicate="id = 1", updates={"v": "'a2'", "amount": "10.0"})
-    return {"version": DeltaTable(path).version()}
+        open_table(path).update(predicate="id = 1", updates={"v": "'a2'", "amount": "10.0"})
+    return {"version": open_table(path).version()}
 
 
 def main():

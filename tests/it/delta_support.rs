@@ -44,7 +44,17 @@ pub fn python() -> &'static str {
 
 /// Runs `scripts/delta_read.py <args>` and parses its JSON.
 pub fn read(args: &[&str]) -> Value {
-    let out = Command::new(python())
+    read_with_storage(args, None)
+}
+
+/// [`read`] of a table on an object store: `storage` (a JSON object) is delta-rs' storage
+/// options, as the sink's `storage_options`.
+pub fn read_with_storage(args: &[&str], storage: Option<&str>) -> Value {
+    let mut cmd = Command::new(python());
+    if let Some(s) = storage {
+        cmd.env("TM_DELTA_STORAGE", s);
+    }
+    let out = cmd
         .arg(repo().join("scripts/delta_read.py"))
         .args(args)
         .output()

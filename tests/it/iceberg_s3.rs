@@ -6,79 +6,15 @@
 //! Gated by `TIDEMARK_TEST_ICEBERG=1`.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::iceberg_support::{self as ice, SinkSpec};
-use crate::support::{free_port, psql, TestDb};
+use crate::s3_support::S3Server;
+use crate::support::{psql, TestDb};
 
 const BUCKET: &str = "tm-iceberg-s3";
 const KEY_ENV: &str = "TM_IT_S3_KEY";
 const SECRET_ENV: &str = "TM_IT_S3_SECRET";
-
-fn script() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/s3-server.sh")
-}
-
-/// A moto server on a free port, stopped on drop.
-struct S3Server {
-    port: u16,
-    endpoint: String,
-}
-
-impl S3Server {
-    fn start() -> S3Server {
-        let port = free_port();
-        let out = Command::new("bash")
-            .arg(script())
-            .args(["start", &port.to_string()])
-            .output()
-            .expect("run s3-server.sh");
-        assert!(
-            out.status.success(),
-            "s3-server.sh start failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let endpoint = text
-            .lines()
-            .find_map(|l| l.strip_prefix("endpoint="))
-            .unwrap_or_else(|| panic!("no endpoint= in {text}"))
-            .to_owned();
-        S3Server { port, endpoint }
-    }
-
-    /// `curl` against the server; the HTTP status and the body.
-    fn curl(&self, method: &str, path: &str) -> (String, String) {
-        let out = Command::new("curl")
-            .args(["-s", "-X", method, "-w", "\n%{http_code}"])
-            .arg(format!("{}{path}", self.endpoint))
-            .output()
-            .expect("curl");
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
-        (code.to_owned(), body.to_owned())
-    }
-
-    /// The keys of the bucket's objects (first 1000, enough here).
-    fn keys(&self) -> Vec<String> {
-        let (_, body) = self.curl("GET", &format!("/{BUCKET}?list-type=2"));
-        body.split("<Key>")
-            .skip(1)
-            .filter_map(|s| s.split("</Key>").next())
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(script())
-            .args(["stop", &self.port.to_string()])
-            .output();
-    }
-}
 
 /// The sink's config with the S3 storage settings (for reading the table back).
 fn config(catalog_db: &Path, endpoint: &str) -> tidemark_iceberg::IcebergSinkConfig {
@@ -178,8 +114,7 @@ async fn iceberg_mirror_on_s3_storage_matches_source_across_kill9() {
         return;
     }
     let s3 = S3Server::start();
-    let (code, body) = s3.curl("PUT", &format!("/{BUCKET}"));
-    assert_eq!(code, "200", "create bucket: {body}");
+    s3.create_bucket(BUCKET);
     std::env::set_var(KEY_ENV, "tidemark-test-key");
     std::env::set_var(SECRET_ENV, "tidemark-test-secret");
     let db = TestDb::create("tm_ice_s3");
@@ -237,7 +172,7 @@ async fn iceberg_mirror_on_s3_storage_matches_source_across_kill9() {
     eprintln!("iceberg on S3: {n} rows equal after a kill -9");
     p.stop();
     // The table's files are objects in the bucket; nothing of it is on the local disk.
-    let keys = s3.keys();
+    let keys = s3.keys(BUCKET);
     assert!(
         keys.iter()
             .any(|k| k.starts_with("wh/") && k.ends_with(".parquet")),

@@ -7,6 +7,8 @@
 mod delta_crash;
 #[cfg(all(feature = "delta", feature = "mysql"))]
 mod delta_mysql;
+#[cfg(feature = "delta-s3")]
+mod delta_s3;
 #[cfg(feature = "delta")]
 mod delta_sink;
 #[cfg(feature = "delta")]
@@ -45,6 +47,8 @@ mod pg_ops;
 mod pg_pipeline;
 mod pg_replication;
 mod pg_types;
+#[cfg(any(feature = "iceberg", feature = "delta-s3"))]
+mod s3_support;
 #[cfg(feature = "mysql")]
 mod snapshot_mysql;
 #[cfg(feature = "mysql")]
