@@ -111,6 +111,10 @@ pub enum Completion {
         last_key: Option<Vec<String>>,
         rows: u64,
     },
+    /// Incremental: the table's snapshot starts again from its first key, chunked by `key`
+    /// (its primary key was redefined mid-snapshot). Registered after the table's chunks, so
+    /// a chunk of the old key that settles later cannot put its `last_key` back.
+    Restart { table: usize, key: Vec<String> },
 }
 
 /// The in-memory progress of the running snapshot, shared by the emitter and the store.
@@ -222,6 +226,16 @@ impl Ledger {
                     if t.error.is_none() {
                         t.complete = last_key.is_none();
                         t.last_key = last_key;
+                    }
+                }
+            }
+            Completion::Restart { table, key } => {
+                if let Some(t) = self.state.tables.get_mut(table) {
+                    if t.error.is_none() {
+                        t.key = key;
+                        t.last_key = None;
+                        t.rows = 0;
+                        t.complete = false;
                     }
                 }
             }
@@ -396,6 +410,40 @@ mod tests {
         let t = &s.tables[0];
         assert!(t.complete && t.last_key.is_none() && t.rows == 10, "{t:?}");
         assert_eq!(t.error.as_deref(), Some("division by zero"));
+    }
+
+    #[test]
+    fn a_restart_settles_after_the_old_keys_chunks() {
+        let mut l = Ledger::new(SnapshotCheckpoint {
+            kind: SnapshotKind::Incremental,
+            start: String::new(),
+            complete: false,
+            tables: vec![table(1)],
+            started_at_ms: 0,
+            finished_at_ms: None,
+        });
+        let p = |i| Position::from(PgPosition::snapshot(Lsn(0x100), i));
+        l.register(
+            p(1),
+            Completion::Key {
+                table: 0,
+                last_key: Some(vec!["10".into()]),
+                rows: 10,
+            },
+        );
+        l.register(
+            p(2),
+            Completion::Restart {
+                table: 0,
+                key: vec!["code".into()],
+            },
+        );
+        let s = l.settle(&p(1));
+        assert_eq!(s.tables[0].last_key, Some(vec!["10".into()]));
+        let s = l.settle(&p(2));
+        let t = &s.tables[0];
+        assert!(!t.complete && t.last_key.is_none() && t.rows == 0, "{t:?}");
+        assert_eq!(t.key, vec!["code".to_string()]);
     }
 
     #[test]

@@ -17,8 +17,8 @@ use super::mysql_support::{
 };
 use super::snapshot_support::{
     assert_same_state, initial_only_state, output, reads, replay, replay_file, snapshot_cli,
-    status_text, wait_entry, wait_for, wait_mysql_marker, DdlReplay, FilteredReads, Replay,
-    TypeReplay,
+    status_text, wait_entry, wait_for, wait_mysql_marker, DdlReplay, FilteredReads, RekeyReplay,
+    Replay, TypeReplay,
 };
 use super::support::{Pipeline, TIDEMARK};
 
@@ -822,4 +822,97 @@ fn snapshot_mysql_incremental_ddl_mid_snapshot() {
         .collect();
     replay.assert_matches(&expected, "extra");
     retyped.assert_forward("v");
+}
+
+/// The primary key redefined during the table's incremental snapshot, MariaDB: as
+/// `snapshot_pg_incremental_primary_key_redefined` (`DROP PRIMARY KEY, ADD PRIMARY KEY
+/// (code)` while chunks are being read, DML before and after it): the table's snapshot starts
+/// again from its first key, chunked by `code` (logged with the reason; the checkpoint's key
+/// is `code`), rows read before the change are read again, and the final rows equal the
+/// table's.
+#[test]
+fn snapshot_mysql_incremental_primary_key_redefined() {
+    if !mysql_enabled("snapshot_mysql_incremental_primary_key_redefined") {
+        return;
+    }
+    let db = MyDb::create("tm_mrekey");
+    sql(
+        &db.name,
+        "CREATE TABLE t (id INT PRIMARY KEY, code INT NOT NULL, v INT NOT NULL);
+         INSERT INTO t SELECT seq, 100000 - seq, 0 FROM seq_1_to_20000;
+         ANALYZE TABLE t",
+    );
+    let mut p = pipeline(&db.name, "mode = \"no_data\"\nincremental_chunk_rows = 100");
+    p.start();
+    let table = format!("{}.t", db.name);
+    request(&p, &[&table]);
+    wait_for("the first chunks", &mut p, Duration::from_secs(120), |p| {
+        reads(p) >= 1000
+    });
+    sql(
+        &db.name,
+        "ALTER TABLE t DROP PRIMARY KEY, ADD PRIMARY KEY (code);
+         UPDATE t SET v = 1 WHERE id IN (5, 10000, 19999);
+         UPDATE t SET code = 200000 + id WHERE id IN (6, 15000);
+         INSERT INTO t VALUES (20001, 50, 2);
+         DELETE FROM t WHERE id IN (7, 12000);",
+    );
+    let at_ddl = reads(&p);
+    assert!(
+        at_ddl < 20_000,
+        "the snapshot read {at_ddl} rows before the DDL: not mid-snapshot"
+    );
+    let why = format!(
+        "primary key of {table} changed from (id) to (code) during its incremental snapshot"
+    );
+    wait_for("the restart", &mut p, Duration::from_secs(120), |p| {
+        p.log_text().contains(&why)
+    });
+    sql(
+        &db.name,
+        "UPDATE t SET v = 3 WHERE id IN (8, 11000);
+         INSERT INTO t VALUES (20002, 60, 4);
+         DELETE FROM t WHERE id IN (9, 13000);",
+    );
+    wait_for(
+        "the restarted snapshot to finish",
+        &mut p,
+        Duration::from_secs(180),
+        |p| {
+            p.checkpoint().is_some_and(|c| {
+                c["snapshot"]["tables"].as_array().is_some_and(|ts| {
+                    ts.iter().any(|t| {
+                        t["table"] == table.as_str()
+                            && t["complete"] == true
+                            && t["key"] == serde_json::json!(["code"])
+                    })
+                })
+            })
+        },
+    );
+    wait_mysql_marker(&mut p, &db.name, Duration::from_secs(60));
+    p.stop();
+    let log = p.log_text();
+    assert!(
+        log.contains("starts again from its first key, chunked by the new key"),
+        "{log}"
+    );
+    let replay = RekeyReplay::of(&output(&p), "t");
+    let expected: std::collections::BTreeMap<i64, (i64, i64)> =
+        sql(&db.name, "SELECT id, code, v FROM t ORDER BY id")
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split('\t').map(|x| x.trim().parse::<i64>().ok());
+                Some((f.next()??, (f.next()??, f.next()??)))
+            })
+            .collect();
+    assert_eq!(
+        replay.rows, expected,
+        "the sink's rows differ from the table's"
+    );
+    assert!(
+        replay.reads.get(&1).copied().unwrap_or(0) >= 2,
+        "id 1 (read before the DDL) was not read again after the restart: {:?}",
+        replay.reads.get(&1)
+    );
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::snapshot_support::{
     assert_same_state, initial_only_state, output, reads, replay, replay_file, snapshot_cli,
-    status_text, wait_entry, wait_for, DdlReplay, FilteredReads, Replay, TypeReplay,
+    status_text, wait_entry, wait_for, DdlReplay, FilteredReads, RekeyReplay, Replay, TypeReplay,
 };
 use super::support::{pg_enabled, psql, Pipeline, PipelineSpec, TestDb};
 
@@ -1157,4 +1157,142 @@ fn snapshot_pg_incremental_ddl_mid_snapshot() {
     );
     replay.assert_matches(&v_extra_in_db(&db.name), "extra");
     retyped.assert_forward("v");
+}
+
+/// `id` → (`code`, `v`) of table `t`, from the database.
+fn code_v_in_db(db: &str) -> std::collections::BTreeMap<i64, (i64, i64)> {
+    psql(db, "SELECT id, code, v FROM t ORDER BY id")
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split('|').map(|x| x.trim().parse::<i64>().ok());
+            Some((f.next()??, (f.next()??, f.next()??)))
+        })
+        .collect()
+}
+
+/// The primary key redefined during the table's incremental snapshot (`DROP CONSTRAINT
+/// t_pkey, ADD PRIMARY KEY (code)`, the old key column kept) while chunks are being read, DML
+/// before and after it (a delete then carries only `code`): the next chunk sees the new key,
+/// the table's snapshot starts again from its first key, chunked by `code` (logged with the
+/// reason; the checkpoint's key is `code`), rows read before the change are read again, and
+/// the final rows equal the table's.
+#[test]
+fn snapshot_pg_incremental_primary_key_redefined() {
+    if !pg_enabled("snapshot_pg_incremental_primary_key_redefined") {
+        return;
+    }
+    let db = TestDb::create("tm_snap_rekey");
+    psql(
+        &db.name,
+        "CREATE TABLE t (id int PRIMARY KEY, code int NOT NULL, v int NOT NULL);
+         INSERT INTO t SELECT i, 100000 - i, 0 FROM generate_series(1, 20000) i;",
+    );
+    let mut spec = PipelineSpec::new(&db.name, &["public.t"]);
+    spec.pipeline_extra = "\n[snapshot]\nmode = \"no_data\"\nincremental_chunk_rows = 100\n".into();
+    let mut p = Pipeline::new(spec);
+    p.start();
+    let (ok, text) = snapshot_cli(&p, &["--table", "public.t"]);
+    assert!(ok, "{text}");
+    wait_for("the first chunks", &mut p, Duration::from_secs(120), |p| {
+        reads(p) >= 1000
+    });
+    psql(
+        &db.name,
+        "ALTER TABLE t DROP CONSTRAINT t_pkey, ADD PRIMARY KEY (code);
+         UPDATE t SET v = 1 WHERE id IN (5, 10000, 19999);
+         UPDATE t SET code = 200000 + id WHERE id IN (6, 15000);
+         INSERT INTO t VALUES (20001, 50, 2);
+         DELETE FROM t WHERE id IN (7, 12000);",
+    );
+    let at_ddl = reads(&p);
+    assert!(
+        at_ddl < 20_000,
+        "the snapshot read {at_ddl} rows before the DDL: not mid-snapshot"
+    );
+    wait_for("the restart", &mut p, Duration::from_secs(120), |p| {
+        p.log_text().contains(
+            "primary key of public.t changed from (id) to (code) during its incremental snapshot",
+        )
+    });
+    psql(
+        &db.name,
+        "UPDATE t SET v = 3 WHERE id IN (8, 11000);
+         INSERT INTO t VALUES (20002, 60, 4);
+         DELETE FROM t WHERE id IN (9, 13000);",
+    );
+    wait_entry(&mut p, "the restarted snapshot to finish", |t| {
+        t["complete"] == true && t["key"] == serde_json::json!(["code"])
+    });
+    wait_marker(&mut p, &db.name, Duration::from_secs(60));
+    p.stop();
+    let log = p.log_text();
+    assert!(
+        log.contains("starts again from its first key, chunked by the new key"),
+        "{log}"
+    );
+    let replay = RekeyReplay::of(&output(&p), "t");
+    assert_eq!(
+        replay.rows,
+        code_v_in_db(&db.name),
+        "the sink's rows differ from the table's"
+    );
+    assert!(
+        replay.reads.get(&1).copied().unwrap_or(0) >= 2,
+        "id 1 (read before the DDL) was not read again after the restart: {:?}",
+        replay.reads.get(&1)
+    );
+}
+
+/// The primary key dropped during the table's incremental snapshot (`DROP CONSTRAINT t_pkey`,
+/// no new one): no key to cut chunks on, so that table's snapshot stops with the reason in the
+/// checkpoint and `tidemark status`, and the stream goes on.
+#[test]
+fn snapshot_pg_incremental_primary_key_dropped() {
+    if !pg_enabled("snapshot_pg_incremental_primary_key_dropped") {
+        return;
+    }
+    let db = TestDb::create("tm_snap_nokey");
+    psql(
+        &db.name,
+        "CREATE TABLE t (id int PRIMARY KEY, code int NOT NULL, v int NOT NULL);
+         INSERT INTO t SELECT i, 100000 - i, 0 FROM generate_series(1, 20000) i;",
+    );
+    let mut spec = PipelineSpec::new(&db.name, &["public.t"]);
+    spec.pipeline_extra = "\n[snapshot]\nmode = \"no_data\"\nincremental_chunk_rows = 100\n".into();
+    let mut p = Pipeline::new(spec);
+    p.start();
+    let (ok, text) = snapshot_cli(&p, &["--table", "public.t"]);
+    assert!(ok, "{text}");
+    wait_for("the first chunks", &mut p, Duration::from_secs(120), |p| {
+        reads(p) >= 1000
+    });
+    psql(
+        &db.name,
+        "ALTER TABLE t DROP CONSTRAINT t_pkey; INSERT INTO t VALUES (20001, 50, 2);",
+    );
+    let at_ddl = reads(&p);
+    assert!(
+        at_ddl < 20_000,
+        "the snapshot read {at_ddl} rows before the DDL: not mid-snapshot"
+    );
+    let why = "primary key of public.t changed from (id) to () during its incremental snapshot; the table has no primary key now";
+    wait_entry(&mut p, "the table's snapshot to stop", |t| {
+        t["error"].as_str().is_some_and(|e| e.contains(why))
+    });
+    let status = status_text(&p);
+    assert!(status.contains(why), "{status}");
+    psql(&db.name, "INSERT INTO t VALUES (20002, 60, 4);");
+    wait_marker(&mut p, &db.name, Duration::from_secs(60));
+    p.stop();
+    let out = output(&p);
+    for id in [20001, 20002] {
+        assert!(
+            out.contains(&format!("\"after\":{{\"id\":{id},")),
+            "the insert of {id} did not stream"
+        );
+    }
+    assert!(
+        reads(&p) < 20_000,
+        "the snapshot went on after the key was dropped"
+    );
 }

@@ -464,3 +464,50 @@ pub fn wait_entry(p: &mut Pipeline, what: &str, done: impl Fn(&Value) -> bool) {
 pub fn reads(p: &Pipeline) -> usize {
     output(p).matches("\"op\":\"r\"").count()
 }
+
+/// What an output left of a table `(id, code, v)` (integers) whose primary key went from `id`
+/// to `code` during its incremental snapshot: rows by `id`, and snapshot reads per `id`. A
+/// delete finds its row by its event key: `id`, or `code` after the change (Postgres' default
+/// replica identity gives only the key's columns in the before image, the others as zero).
+#[derive(Debug, Default)]
+pub struct RekeyReplay {
+    /// `id` → (`code`, `v`).
+    pub rows: BTreeMap<i64, (i64, i64)>,
+    /// `id` → its `op: r` events.
+    pub reads: BTreeMap<i64, u32>,
+}
+
+impl RekeyReplay {
+    pub fn of(text: &str, table: &str) -> Self {
+        let mut r = RekeyReplay::default();
+        for (_, v) in table_events(text, table) {
+            let Some(p) = payload(&v) else { continue };
+            let int = |image: &str, c: &str| p[image][c].as_i64();
+            match p["op"].as_str().unwrap_or_default() {
+                op @ ("r" | "c" | "u") => {
+                    let (Some(id), Some(code), Some(v)) =
+                        (int("after", "id"), int("after", "code"), int("after", "v"))
+                    else {
+                        panic!("a {op} event without id, code, v: {v}");
+                    };
+                    if op == "r" {
+                        *r.reads.entry(id).or_default() += 1;
+                    }
+                    r.rows.insert(id, (code, v));
+                }
+                "d" => {
+                    let key = v["key"].get("payload").unwrap_or(&v["key"]);
+                    match (key["id"].as_i64(), key["code"].as_i64()) {
+                        (Some(id), _) => {
+                            r.rows.remove(&id);
+                        }
+                        (None, Some(code)) => r.rows.retain(|_, (c, _)| *c != code),
+                        _ => panic!("a delete keyed by neither id nor code: {v}"),
+                    }
+                }
+                _ => {}
+            }
+        }
+        r
+    }
+}

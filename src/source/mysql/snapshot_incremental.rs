@@ -67,6 +67,17 @@
 //!   next version of the table, which comes with the table's next change (until then that
 //!   table's snapshot pauses, with a warning; the stream goes on). A dropped key column stops
 //!   the table's snapshot (request it again).
+//! - **A primary key redefined mid-snapshot** (`DROP PRIMARY KEY, ADD PRIMARY KEY (other)`,
+//!   the old columns kept: nothing above notices): the chunks' `ORDER BY`, `last_key` and the
+//!   window's de-duplication are in the old key's terms. Each chunk reads the PRIMARY KEY
+//!   columns inside its window, before its SELECT (`snapshot_signal::ChunkJob`); a difference
+//!   discards the chunk and its window and starts the table again from its first key with the
+//!   catalog's key (`rekey`, logged): rows read before are read again, which a sink takes as
+//!   upserts. The ledger gets the new key by a `Completion::Restart` registered after the old
+//!   key's chunks, so a chunk settling later cannot put an old `last_key` back; a resume whose
+//!   recorded key is not the table's key starts the table again too. No primary key now, or
+//!   one that cannot cut chunks: the table's snapshot stops with the reason. A user-given key
+//!   (`snapshot.key_columns`) is not checked.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -458,6 +469,14 @@ impl Incremental {
             return Ok(None);
         };
         self.ctl = Some(read.ctl);
+        if let Some(now) = read.key_changed {
+            // The primary key was redefined (module traps): the chunk and its window go.
+            self.rekey(&now, end).await?;
+            return Ok(None);
+        }
+        let Some(a) = self.active.as_mut() else {
+            return Ok(None);
+        };
         let stream_version = decoder.schema(&a.shape.id).map(|s| s.version);
         if stream_version.is_some_and(|v| v != a.shape.schema.version) {
             // The stream's schema of the table changed since the chunk's read began (module
@@ -572,6 +591,8 @@ impl Incremental {
             last_key: a.last_key.clone(),
             filter: a.filter.clone(),
             rows: self.cfg.incremental_chunk_rows.max(1),
+            // A user-given key is the user's to keep; the primary key is the catalog's.
+            pk: (!self.cfg.key_columns.contains_key(&a.name)).then(|| a.key.clone()),
             signal: self.signal.clone(),
             watermark_id: self.watermark_id.clone(),
             mark: Watermark {
@@ -730,8 +751,20 @@ impl Incremental {
             .iter()
             .map(|&i| shape.schema.columns[i].name.clone())
             .collect();
+        let last_key = match (last_key, self.recorded_key(&name)) {
+            (Some(_), Some(was)) if !was.is_empty() && was != key => {
+                // A resumed last key is in the recorded key's terms (module traps).
+                tracing::warn!(table = %name, old_key = %was.join(", "), new_key = %key.join(", "),
+                    "incremental snapshot: the table's key changed since its last chunk; its snapshot starts again from its first key");
+                None
+            }
+            (last_key, _) => last_key,
+        };
         let (k, lk, f) = (key.clone(), last_key.clone(), filter.clone());
         let index = self.entry(&name, move |t| {
+            if lk.is_none() {
+                t.rows = 0;
+            }
             t.key = k;
             t.estimate = estimate;
             t.complete = false;
@@ -781,6 +814,86 @@ impl Incremental {
         Ok(())
     }
 
+    /// The active table's primary key is `now`, not the key its chunks are cut on (module
+    /// traps): its snapshot starts again from the first key, cut on the catalog's key (read
+    /// again: the latest), with that in the ledger once the window-close's transaction ending
+    /// at `end` settles (after the old key's chunks); it stops instead when the table has no
+    /// key that can cut chunks now.
+    async fn rekey(&mut self, now: &[String], end: Position) -> R<()> {
+        let Some(a) = self.active.as_ref() else {
+            return Ok(());
+        };
+        let (id, name, was) = (a.shape.id.clone(), a.name.clone(), a.key.join(", "));
+        let mut ctl = self.take_ctl().await?;
+        let described =
+            snapshot_rows::describe(&mut ctl, &id, self.cfg.key_columns.get(&name)).await;
+        self.ctl = Some(ctl);
+        let changed = |key: &str| {
+            format!("primary key of {name} changed from ({was}) to ({key}) during its incremental snapshot")
+        };
+        let again = format!("request it again with tidemark snapshot --table {name}");
+        let shape = match described {
+            Ok(shape) => shape,
+            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(e) => {
+                self.fail_active(&format!(
+                    "{}; reading the table's shape failed ({e}); {again}",
+                    changed(&now.join(", "))
+                ));
+                return Ok(());
+            }
+        };
+        let key: Vec<String> = shape
+            .key
+            .iter()
+            .map(|&i| shape.schema.columns[i].name.clone())
+            .collect();
+        if key.join(", ") == was {
+            // Changed and changed back: the chunk is read again, from the same key.
+            tracing::info!(table = %name, key = %was, "incremental snapshot: the table's primary key changed and is back; the chunk is read again");
+            return Ok(());
+        }
+        let changed = changed(&key.join(", "));
+        if key.is_empty() {
+            self.fail_active(&format!("{changed}; the table has no primary key now: give it one or set snapshot.key_columns, then {again}"));
+            return Ok(());
+        }
+        if let Err(why) = shape.chunkable() {
+            self.fail_active(&format!("{changed}; the new key cannot cut chunks ({why}); set snapshot.key_columns, then {again}"));
+            return Ok(());
+        }
+        let Some(a) = self.active.as_mut() else {
+            return Ok(());
+        };
+        tracing::warn!(table = %name, old_key = %was, new_key = %key.join(", "), rows_so_far = a.rows,
+            "incremental snapshot: {changed}; the table's snapshot starts again from its first key, chunked by the new key");
+        if let Ok(mut l) = self.ledger.lock() {
+            if let Some(l) = l.as_mut() {
+                l.register(
+                    end,
+                    Completion::Restart {
+                        table: a.index,
+                        key: key.clone(),
+                    },
+                );
+            }
+        }
+        // The catalog's shape: the next chunk projects it onto the stream's schema
+        // (`follow_stream_schema`).
+        a.shape = shape;
+        a.key = key;
+        a.last_key = None;
+        a.waiting = None;
+        a.rows = 0;
+        a.chunks = 0;
+        a.started = Instant::now();
+        self.metrics
+            .snapshot_rows_remaining
+            .get_or_create(&self.metrics.table_labels(&name))
+            .set(a.estimate as i64);
+        Ok(())
+    }
+
     /// Logs why `name` is not snapshotted and closes its ledger entry (a restart must not
     /// try it again).
     fn refuse(&mut self, name: &str, why: &str) {
@@ -805,6 +918,19 @@ impl Incremental {
     /// stream and the other tables go on.
     fn fail(&mut self, name: &str, filter: Option<&str>, why: &str) {
         crate::snapshot::ledger::fail_table(&self.ledger, name, filter, why);
+    }
+
+    /// The key the ledger's record of `name` was cut on.
+    fn recorded_key(&self, name: &str) -> Option<Vec<String>> {
+        let l = self.ledger.lock().ok()?;
+        let l = l
+            .as_ref()
+            .filter(|l| l.state.kind == SnapshotKind::Incremental)?;
+        l.state
+            .tables
+            .iter()
+            .find(|t| t.table == name)
+            .map(|t| t.key.clone())
     }
 
     /// The ledger's incremental record of `name` (created, with a fresh incremental record if

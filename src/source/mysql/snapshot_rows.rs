@@ -208,6 +208,27 @@ fn plan_column(
     })
 }
 
+/// The PRIMARY KEY columns of `t` in key order (empty: none), as [`describe`] reads them;
+/// an incremental snapshot compares them with its key before each chunk.
+pub async fn primary_key(
+    ctl: &mut MysqlControl,
+    t: &TableId,
+) -> Result<Vec<String>, MysqlSourceError> {
+    let addr = ctl.addr.clone();
+    ctl.conn
+        .exec(
+            "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
+             AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
+            (&t.namespace, &t.name),
+        )
+        .await
+        .map_err(|source| MysqlSourceError::Client {
+            addr,
+            context: "reading the primary key (snapshot)",
+            source,
+        })
+}
+
 /// Reads the shape of `t`; `key_override`: `snapshot.key_columns` for a keyless table.
 pub async fn describe(
     ctl: &mut MysqlControl,
@@ -238,15 +259,7 @@ pub async fn describe(
             "snapshot: table {t} has no columns in information_schema (dropped, or no SELECT privilege)"
         )));
     }
-    let pk: Vec<String> = ctl
-        .conn
-        .exec(
-            "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
-             AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
-            (&t.namespace, &t.name),
-        )
-        .await
-        .map_err(err("reading the primary key (snapshot)"))?;
+    let pk = primary_key(ctl, t).await?;
     let info: Option<(Option<u64>, Option<String>)> = ctl
         .conn
         .exec_first(

@@ -275,6 +275,9 @@ pub(super) struct ChunkRead {
     pub(super) batch: Option<ChangeBatch>,
     /// The chunk's last key; `None`: the chunk was the table's last.
     pub(super) last_key: Option<Vec<String>>,
+    /// The table's primary key is not the job's `pk` any more (these columns now): nothing
+    /// was read.
+    pub(super) key_changed: Option<Vec<String>>,
     pub(super) ctl: MysqlControl,
 }
 
@@ -286,6 +289,9 @@ pub(super) struct ChunkJob {
     /// The table's row filter (AND-ed into the SELECT).
     pub(super) filter: Option<String>,
     pub(super) rows: usize,
+    /// The primary key the chunks are cut on, checked against the catalog's inside the window
+    /// before the SELECT; `None`: a user-given key (`snapshot.key_columns`), not checked.
+    pub(super) pk: Option<Vec<String>>,
     pub(super) signal: TableId,
     pub(super) watermark_id: String,
     pub(super) mark: Watermark,
@@ -297,9 +303,10 @@ impl ChunkJob {
     /// and its checkpoint.
     pub(super) async fn run(mut self) -> R<ChunkRead> {
         match self.read().await {
-            Ok((batch, last_key)) => Ok(ChunkRead {
+            Ok((batch, last_key, key_changed)) => Ok(ChunkRead {
                 batch,
                 last_key,
+                key_changed,
                 ctl: self.ctl,
             }),
             Err(e) => {
@@ -309,9 +316,25 @@ impl ChunkJob {
         }
     }
 
-    async fn read(&mut self) -> R<(Option<ChangeBatch>, Option<Vec<String>>)> {
+    /// The chunk's rows and last key, or the catalog's primary key when it is no longer the
+    /// one the chunks are cut on.
+    #[allow(clippy::type_complexity)]
+    async fn read(
+        &mut self,
+    ) -> R<(
+        Option<ChangeBatch>,
+        Option<Vec<String>>,
+        Option<Vec<String>>,
+    )> {
         let addr = self.ctl.addr.clone();
         self.watermark(WINDOW_OPEN).await?;
+        if let Some(pk) = &self.pk {
+            let now = super::snapshot_rows::primary_key(&mut self.ctl, &self.shape.id).await?;
+            if &now != pk {
+                self.watermark(WINDOW_CLOSE).await?;
+                return Ok((None, None, Some(now)));
+            }
+        }
         let after = self.last_key.as_deref().map(|k| self.shape.after(k));
         let filter = self.filter.as_deref().map(filter::sql);
         let cond = filter::where_clause([after.as_deref(), filter.as_deref()]);
@@ -371,7 +394,7 @@ impl ChunkJob {
             Some(builder.finish()?)
         };
         // A chunk shorter than asked is the table's last.
-        Ok((batch, if n >= self.rows { last_key } else { None }))
+        Ok((batch, if n >= self.rows { last_key } else { None }, None))
     }
 
     /// Upserts this pipeline's watermark row (its own autocommit transaction).

@@ -57,6 +57,17 @@
 //!   query, so the snapshot sees every DDL committed before it) and compares the catalog's
 //!   columns with the stream's (type OID and Arrow type, by name); a difference waits like a
 //!   dropped column.
+//! - **A primary key redefined mid-snapshot** (`DROP CONSTRAINT t_pkey, ADD PRIMARY KEY
+//!   (other)`, the old columns kept: no Relation column changes): the chunks' `ORDER BY`,
+//!   `last_key` and the window's de-duplication are in the old key's terms. The same check under
+//!   the chunk's lock compares the catalog's primary key with the chunks' key; a difference
+//!   discards the chunk and its window and starts the table again from its first key with the
+//!   catalog's key (`rekey`, logged): rows read before are read again, which a sink takes as
+//!   upserts. The ledger gets the new key by a `Completion::Restart` registered after the old
+//!   key's chunks, so a chunk settling later cannot put an old `last_key` back; a resume whose
+//!   recorded key is not the table's key starts the table again too. No primary key now: the
+//!   table's snapshot stops with the reason. A user-given key (`snapshot.key_columns`) is not
+//!   checked.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -142,6 +153,9 @@ pub async fn send_request(
 struct ChunkRead {
     batch: Option<ChangeBatch>,
     last_key: Option<Vec<String>>,
+    /// The table's primary key is not the job's `pk` any more (these columns now): nothing
+    /// was read.
+    key_changed: Option<Vec<String>>,
     control: PgControl,
 }
 
@@ -400,6 +414,88 @@ impl Incremental {
         self.failed = true;
     }
 
+    /// The active table's primary key is `now`, not the key its chunks are cut on (module
+    /// traps): its snapshot starts again from the first key, cut on the catalog's key (read
+    /// again: the latest), with that in the ledger once `end` settles (after the old key's
+    /// chunks); it stops instead when the table has no primary key now.
+    async fn rekey(&mut self, now: &[String], end: Position) -> Result<(), SnapshotError> {
+        let Some(a) = self.active.as_ref() else {
+            return Ok(());
+        };
+        let (id, name, filter) = (
+            a.table.id.clone(),
+            a.table.progress.table.clone(),
+            a.table.progress.filter.clone(),
+        );
+        let was = a.table.progress.key.join(", ");
+        let control = match self.control.take() {
+            Some(c) => c,
+            None => PgControl::connect(&self.connect).await?,
+        };
+        let described = snapshot_plan::describe(&control, &id, &self.cfg).await;
+        self.control = Some(control);
+        let changed = |key: &str| {
+            format!("primary key of {name} changed from ({was}) to ({key}) during its incremental snapshot")
+        };
+        let again = format!("request it again with tidemark snapshot --table {name}");
+        let planned = match described.map_err(SnapshotError::from) {
+            Ok(t) => t,
+            Err(e) if e.is_transient() => return Err(e),
+            Err(e) => {
+                let why = format!(
+                    "{}; reading the table's plan failed ({e}); {again}",
+                    changed(&now.join(", "))
+                );
+                self.fail(&name, filter.as_deref(), &why);
+                self.active = None;
+                return Ok(());
+            }
+        };
+        let key = planned.progress.key;
+        if key.join(", ") == was {
+            // Changed and changed back: the chunk is read again, from the same key.
+            tracing::info!(table = %name, key = %was, "incremental snapshot: the table's primary key changed and is back; the chunk is read again");
+            if let Some(a) = self.active.as_mut() {
+                a.chunk += 1;
+            }
+            return Ok(());
+        }
+        let changed = changed(&key.join(", "));
+        if key.is_empty() {
+            let why = format!("{changed}; the table has no primary key now: give it one or set snapshot.key_columns, then {again}");
+            self.fail(&name, filter.as_deref(), &why);
+            self.active = None;
+            return Ok(());
+        }
+        let Some(a) = self.active.as_mut() else {
+            return Ok(());
+        };
+        tracing::warn!(table = %name, old_key = %was, new_key = %key.join(", "), rows_so_far = a.rows,
+            "incremental snapshot: {changed}; the table's snapshot starts again from its first key, chunked by the new key");
+        if let Ok(mut l) = self.ledger.lock() {
+            if let Some(l) = l.as_mut() {
+                l.register(
+                    end,
+                    Completion::Restart {
+                        table: a.index,
+                        key: key.clone(),
+                    },
+                );
+            }
+        }
+        // The stream's schema stays the chunks' (`start_next` follows it).
+        a.table.progress.key = key;
+        a.table.key_types = planned.key_types;
+        a.last_key = None;
+        a.rows = 0;
+        a.chunk += 1;
+        self.metrics
+            .snapshot_rows_remaining
+            .get_or_create(&self.metrics.table_labels(&name))
+            .set(a.table.progress.estimate as i64);
+        Ok(())
+    }
+
     /// The chunk minus the keys changed in the window, at the high watermark's position.
     async fn close_window(
         &mut self,
@@ -431,6 +527,17 @@ impl Incremental {
             }
         };
         self.control = Some(read.control);
+        if let Some(now) = read.key_changed {
+            // The primary key was redefined (module traps): the chunk and its window go; the
+            // transaction carries the restart (or the failure) to the checkpoint.
+            let end: Position = PgPosition::end(at, at).into();
+            self.rekey(&now, end).await?;
+            return Ok(Some(Transaction::new(
+                None,
+                Some(crate::checkpoint::now_ms() * 1000),
+                end,
+            )));
+        }
         let Some(a) = self.active.as_mut() else {
             return Ok(None);
         };
@@ -533,6 +640,9 @@ impl Incremental {
             table: a.table.clone(),
             last_key: a.last_key.clone(),
             rows: self.cfg.incremental_chunk_rows,
+            // A user-given key is the user's to keep; the primary key is the catalog's.
+            pk: (!self.cfg.key_columns.contains_key(&a.table.progress.table))
+                .then(|| a.table.progress.key.clone()),
             tag: format!("{}:{}:{}", self.pipeline, self.run, a.chunk),
         };
         tokio::spawn(async move {
@@ -602,6 +712,15 @@ impl Incremental {
                     "incremental snapshot: EXPLAIN's plan of the filter could not be read; the estimate is the whole table's"),
             }
         }
+        let last_key = match (last_key, self.recorded_key(&name)) {
+            (Some(_), Some(was)) if !was.is_empty() && was != table.progress.key => {
+                // A resumed last key is in the recorded key's terms (module traps).
+                tracing::warn!(table = %name, old_key = %was.join(", "), new_key = %table.progress.key.join(", "),
+                    "incremental snapshot: the table's key changed since its last chunk; its snapshot starts again from its first key");
+                None
+            }
+            (last_key, _) => last_key,
+        };
         let (index, rows) = self.track(&table, last_key.clone());
         if let Some(why) = refused {
             self.fail(&name, table.progress.filter.as_deref(), &why);
@@ -636,6 +755,19 @@ impl Incremental {
         Ok(())
     }
 
+    /// The key the ledger's record of `name` was cut on.
+    fn recorded_key(&self, name: &str) -> Option<Vec<String>> {
+        let l = self.ledger.lock().ok()?;
+        let l = l
+            .as_ref()
+            .filter(|l| l.state.kind == SnapshotKind::Incremental)?;
+        l.state
+            .tables
+            .iter()
+            .find(|t| t.table == name)
+            .map(|t| t.key.clone())
+    }
+
     /// Puts the table into the ledger's incremental record (with its filter and this
     /// activation's estimate); returns its index there and its rows durable so far.
     fn track(&self, t: &PlannedTable, last_key: Option<Vec<String>>) -> (usize, u64) {
@@ -654,6 +786,7 @@ impl Incremental {
                 x.rows = 0;
             }
             x.complete = false;
+            x.key = t.progress.key.clone();
             x.last_key = last_key;
             x.filter = t.progress.filter.clone();
             x.estimate = t.progress.estimate;
@@ -705,6 +838,9 @@ struct ChunkJob {
     table: PlannedTable,
     last_key: Option<Vec<String>>,
     rows: usize,
+    /// The primary key the chunks are cut on, checked against the catalog's under the chunk's
+    /// lock; `None`: a user-given key (`snapshot.key_columns`), not checked.
+    pk: Option<Vec<String>>,
     tag: String,
 }
 
@@ -713,9 +849,10 @@ impl ChunkJob {
     /// (best effort), so the stream sees the window end and collects the error (module traps).
     async fn run(self) -> Result<ChunkRead, SnapshotError> {
         match self.read().await {
-            Ok((batch, last_key)) => Ok(ChunkRead {
+            Ok((batch, last_key, key_changed)) => Ok(ChunkRead {
                 batch,
                 last_key,
+                key_changed,
                 control: self.control,
             }),
             Err(e) => {
@@ -738,7 +875,8 @@ impl ChunkJob {
     /// The chunk's schema (the stream's) against the catalog's columns now: a column type the
     /// stream has not reached yet (`ALTER COLUMN … TYPE` committed, not yet decoded) would be
     /// read in the new type under the old one; the chunk waits instead (module traps).
-    async fn check_catalog(&self) -> Result<(), SnapshotError> {
+    /// `Ok(Some(key))`: the catalog's primary key is `key`, not the job's `pk`.
+    async fn check_catalog(&self) -> Result<Option<Vec<String>>, SnapshotError> {
         let c = &self.control;
         let at = c.at().clone();
         let oid: Option<u32> = c
@@ -762,7 +900,11 @@ impl ChunkJob {
         let catalog = c.relation_catalog(oid).await?;
         let now = snapshot_plan::schema_of(&self.table.id, &catalog);
         match schema_mismatch(&self.table.schema, &now) {
-            None => Ok(()),
+            None => Ok(self
+                .pk
+                .as_ref()
+                .filter(|&pk| pk != &catalog.primary_key)
+                .map(|_| catalog.primary_key.clone())),
             Some(why) => Err(SnapshotError::SchemaAhead {
                 table: self.table.progress.table.clone(),
                 message: why,
@@ -770,7 +912,19 @@ impl ChunkJob {
         }
     }
 
-    async fn read(&self) -> Result<(Option<ChangeBatch>, Option<Vec<String>>), SnapshotError> {
+    /// The chunk's rows and last key, or the catalog's primary key when it is no longer the
+    /// one the chunks are cut on.
+    #[allow(clippy::type_complexity)]
+    async fn read(
+        &self,
+    ) -> Result<
+        (
+            Option<ChangeBatch>,
+            Option<Vec<String>>,
+            Option<Vec<String>>,
+        ),
+        SnapshotError,
+    > {
         let c = &self.control;
         let q = |what: &'static str| {
             let at = c.at().clone();
@@ -790,7 +944,17 @@ impl ChunkJob {
             ))
             .await
             .map_err(q("chunk begin"))?;
-        self.check_catalog().await?;
+        if let Some(now) = self.check_catalog().await? {
+            c.client
+                .batch_execute("ROLLBACK")
+                .await
+                .map_err(q("chunk rollback"))?;
+            c.client
+                .batch_execute(&self.emit("high"))
+                .await
+                .map_err(q("high watermark"))?;
+            return Ok((None, None, Some(now)));
+        }
         let (select, last) =
             snapshot_plan::chunk_sql(&self.table, self.last_key.as_deref(), self.rows);
         let name = self.table.progress.table.clone();
@@ -842,7 +1006,7 @@ impl ChunkJob {
             Some(builder.finish().map_err(|e| read_err(RowError::Model(e)))?)
         };
         let full = batch_is_full(&batch, self.rows);
-        Ok((batch, if full { last_key } else { None }))
+        Ok((batch, if full { last_key } else { None }, None))
     }
 }
 
