@@ -17,8 +17,8 @@ const DEFINITE_CODES: &[(u16, &str)] = &[
 /// Server errors of a query (not of connecting) that a new connection may not meet again: too
 /// many connections, shutdown, lock wait timeout, deadlock, interrupted, the connection killed
 /// (`KILL`: MariaDB 1927), statement time limits. Every other server error of a query is the
-/// statement's own fault, definite. The same list as the incremental chunk SELECT's
-/// (`snapshot_signal.rs`).
+/// statement's own fault, definite. The incremental snapshot's chunk SELECT
+/// uses the same list (`snapshot_signal.rs`).
 pub(crate) const TRANSIENT_QUERY_CODES: &[u16] = &[1040, 1053, 1205, 1213, 1317, 1927, 1969, 3024];
 
 #[derive(Debug, thiserror::Error)]

@@ -244,9 +244,10 @@ pub(super) async fn filter_estimate(
     )
 }
 
-/// Server errors of a chunk SELECT that a retry may fix: lock wait timeout, deadlock, too
-/// many connections, shutdown, interrupted or killed, statement time limits.
-const TRANSIENT_SELECT_CODES: &[u16] = &[1040, 1053, 1205, 1213, 1317, 1927, 1969, 3024];
+// Server errors of a chunk SELECT that a retry may fix: the initial snapshot's list (lock wait
+// timeout, deadlock, too many connections, shutdown, interrupted or killed, statement time
+// limits).
+use super::error::TRANSIENT_QUERY_CODES as TRANSIENT_SELECT_CODES;
 
 /// A failed chunk SELECT: a server error (other than [`TRANSIENT_SELECT_CODES`]) is the
 /// statement's own fault, definite for the table; anything else keeps the connection error's
