@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # A real Iceberg REST catalog server for the Iceberg sink's REST catalog tests: lakana-server
 # (PyPI, 0.20.0, FastAPI on pyiceberg's metadata types), on SQLite metadata and a local-file
-# warehouse. No Docker, no Java.
+# warehouse (or an S3 one: ROOT below). No Docker, no Java.
 #
 #   scripts/iceberg-rest.sh install            install if missing (venv cached under
 #                                              ${TIDEMARK_CACHE:-$HOME/.cache/tidemark}), print
 #                                              the venv's python
-#   scripts/iceberg-rest.sh start PORT [DIR]   start a server on 127.0.0.1:PORT in the background
+#   scripts/iceberg-rest.sh start PORT [DIR [ROOT]]
+#                                              start a server on 127.0.0.1:PORT in the background
 #                                              (state in DIR, default <cache>/iceberg-rest-run/PORT:
 #                                              DIR/lakana.db, warehouse DIR/warehouse); prints
-#                                              `uri=…`, `prefix=…`, `token=…` lines on stdout
+#                                              `uri=…`, `prefix=…`, `token=…` lines on stdout.
+#                                              ROOT `s3://bucket/prefix` puts the warehouse in S3
+#                                              instead, reached with ICEBERG_REST_S3_ENDPOINT
+#                                              (e.g. moto's http://127.0.0.1:PORT),
+#                                              ICEBERG_REST_S3_ACCESS_KEY_ID, _SECRET_ACCESS_KEY
+#                                              and _REGION (default us-east-1); the bucket must
+#                                              exist
 #   scripts/iceberg-rest.sh stop PORT          stop the server started on PORT (by its pid file)
 #   scripts/iceberg-rest.sh url PORT           print the base URI (http://127.0.0.1:PORT)
 #
@@ -23,7 +30,10 @@
 #    development only) its bearer token is `lakana_pat_<key id>_<secret>`;
 #  - an *environment*, created through its platform API (`POST /api/v1/environments`): the
 #    environment's name is the Iceberg REST `{prefix}`, its storage root the warehouse; tables
-#    get server-assigned locations under `<root>/managed/<namespace>/<table>-<uuid>`;
+#    get server-assigned locations under `<root>/managed/<namespace>/<table>-<uuid>`; an
+#    `s3://` root takes pyiceberg's `s3.endpoint`, `s3.access-key-id`, `s3.secret-access-key`,
+#    `s3.region` as the environment's storage `options` (given inline here; lakana passes them
+#    to pyiceberg's FileIO, with which it writes every metadata.json itself, and to s3fs);
 #  - tables only under the top-level namespaces `bronze`, `silver` or `gold` (it refuses others
 #    with 422), which every new environment has.
 set -euo pipefail
@@ -95,9 +105,11 @@ case "$cmd" in
     echo "http://127.0.0.1:${2:?usage: iceberg-rest.sh url PORT}"
     ;;
   start)
-    port=${2:?usage: iceberg-rest.sh start PORT [DIR]}
+    port=${2:?usage: iceberg-rest.sh start PORT [DIR [ROOT]]}
     dir=${3:-$RUN_ROOT/$port}
-    mkdir -p "$RUN_ROOT" "$dir/warehouse"
+    root=${4:-}
+    mkdir -p "$RUN_ROOT" "$dir"
+    [ -n "$root" ] || mkdir -p "$dir/warehouse"
     dir=$(cd "$dir" && pwd)
     pidfile=$RUN_ROOT/$port.pid
     if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
@@ -121,15 +133,31 @@ case "$cmd" in
       exit 1
     fi
     # The environment = the REST prefix and its warehouse; 409 when it exists already.
+    if [ -z "$root" ]; then
+      storage="{\"scheme\":\"file\",\"root\":\"file://$dir/warehouse\"}"
+    else
+      case "$root" in
+        s3://?*) ;;
+        *) log "ROOT must be s3://bucket/prefix, not $root"; exit 2 ;;
+      esac
+      storage=$(ROOT=$root "$VENV/bin/python" -c '
+import json, os
+opts = {"s3.region": os.environ.get("ICEBERG_REST_S3_REGION") or "us-east-1"}
+for var, key in [("ENDPOINT", "s3.endpoint"), ("ACCESS_KEY_ID", "s3.access-key-id"),
+                 ("SECRET_ACCESS_KEY", "s3.secret-access-key")]:
+    if os.environ.get("ICEBERG_REST_S3_" + var):
+        opts[key] = os.environ["ICEBERG_REST_S3_" + var]
+print(json.dumps({"scheme": "s3", "root": os.environ["ROOT"], "options": opts}))')
+    fi
     code=$(curl -sS -o "$dir/environment.json" -w '%{http_code}' -X POST \
       -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
       "http://127.0.0.1:$port/api/v1/environments" \
-      -d "{\"name\":\"$ENVIRONMENT\",\"storage\":{\"scheme\":\"file\",\"root\":\"file://$dir/warehouse\"}}")
+      -d "{\"name\":\"$ENVIRONMENT\",\"storage\":$storage}")
     if [ "$code" != 201 ] && [ "$code" != 409 ]; then
       log "creating environment $ENVIRONMENT answered HTTP $code: $(cat "$dir/environment.json")"
       exit 1
     fi
-    log "Iceberg REST catalog on http://127.0.0.1:$port (pid $pid, prefix $ENVIRONMENT, state $dir, log $dir/server.log)"
+    log "Iceberg REST catalog on http://127.0.0.1:$port (pid $pid, prefix $ENVIRONMENT, warehouse ${root:-file://$dir/warehouse}, state $dir, log $dir/server.log)"
     print_info "$port"
     ;;
   stop)
@@ -145,7 +173,7 @@ case "$cmd" in
     fi
     ;;
   *)
-    sed -n '2,28p' "$0" >&2
+    sed -n '2,38p' "$0" >&2
     exit 2
     ;;
 esac

@@ -1,7 +1,8 @@
 //! The Iceberg sink on a real Iceberg REST catalog server (lakana-server from PyPI, started
 //! per test by `scripts/iceberg-rest.sh` on a free port with its own SQLite metadata and
 //! warehouse), PostgreSQL → Iceberg mirror, read back by pyiceberg's `RestCatalog` and by
-//! iceberg-rust through the sink's REST client.
+//! iceberg-rust through the sink's REST client; and the same with the warehouse in a bucket of
+//! moto's S3 server (lakana writes the metadata files there, the sink the data and manifests).
 //!
 //! Gated by `TIDEMARK_TEST_ICEBERG=1` (set by `make test`).
 
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 
 use crate::iceberg_support::{self as ice, SinkSpec};
+use crate::s3_support::S3Server;
 use crate::support::{free_port, psql, TestDb};
 
 /// One lakana-server, stopped on drop.
@@ -22,6 +24,9 @@ struct RestServer {
     token: String,
     /// The token in a file, for the pipeline's `token = { file = … }`.
     token_file: PathBuf,
+    /// pyiceberg `RestCatalog` properties beyond uri/prefix/token (JSON): the S3 settings of
+    /// an S3 warehouse, `{}` otherwise.
+    py_props: String,
 }
 
 fn script() -> PathBuf {
@@ -29,15 +34,39 @@ fn script() -> PathBuf {
 }
 
 impl RestServer {
-    /// Starts a server whose state lives in `dir`.
+    /// Starts a server whose state lives in `dir`, warehouse `dir/warehouse`.
     fn start(dir: &Path) -> RestServer {
+        RestServer::start_with(dir, None)
+    }
+
+    /// Starts a server whose state lives in `dir` and whose warehouse is `root`
+    /// (`s3://bucket/prefix`) on `s3` (signing with `S3_KEY`/`S3_SECRET`).
+    fn start_on_s3(dir: &Path, root: &str, s3: &S3Server) -> RestServer {
+        RestServer::start_with(dir, Some((root, s3)))
+    }
+
+    fn start_with(dir: &Path, s3_root: Option<(&str, &S3Server)>) -> RestServer {
         let port = free_port();
-        let out = Command::new("bash")
-            .arg(script())
+        let mut cmd = Command::new("bash");
+        cmd.arg(script())
             .args(["start", &port.to_string()])
-            .arg(dir)
-            .output()
-            .expect("run iceberg-rest.sh");
+            .arg(dir);
+        let mut py_props = "{}".to_string();
+        if let Some((root, s3)) = s3_root {
+            cmd.arg(root)
+                .env("ICEBERG_REST_S3_ENDPOINT", &s3.endpoint)
+                .env("ICEBERG_REST_S3_ACCESS_KEY_ID", S3_KEY)
+                .env("ICEBERG_REST_S3_SECRET_ACCESS_KEY", S3_SECRET)
+                .env("ICEBERG_REST_S3_REGION", "us-east-1");
+            py_props = serde_json::json!({
+                "s3.endpoint": s3.endpoint,
+                "s3.access-key-id": S3_KEY,
+                "s3.secret-access-key": S3_SECRET,
+                "s3.region": "us-east-1",
+            })
+            .to_string();
+        }
+        let out = cmd.output().expect("run iceberg-rest.sh");
         assert!(
             out.status.success(),
             "iceberg-rest.sh start failed: {}",
@@ -58,6 +87,7 @@ impl RestServer {
             prefix: field("prefix"),
             token: field("token"),
             token_file,
+            py_props,
         }
     }
 
@@ -99,13 +129,14 @@ impl Drop for RestServer {
 /// pyiceberg's `RestCatalog` in place of the `SqlCatalog` of `scripts/iceberg_compare.py`
 /// (same canonical values and comparison).
 const REST_COMPARE: &str = r#"
-import json, sys
+import json, os, sys
 sys.path.insert(0, sys.argv[1])
 uri, prefix, token = sys.argv[2:5]
+props = json.loads(os.environ.get("TM_REST_PROPS") or "{}")
 import iceberg_compare
 import pyiceberg.catalog.sql
 from pyiceberg.catalog.rest import RestCatalog
-pyiceberg.catalog.sql.SqlCatalog = lambda name, uri_=None, **kw: RestCatalog(name, uri=uri, prefix=prefix, token=token)
+pyiceberg.catalog.sql.SqlCatalog = lambda name, uri_=None, **kw: RestCatalog(name, uri=uri, prefix=prefix, token=token, **props)
 sys.argv = ["iceberg_compare.py", "--catalog-uri", uri] + sys.argv[5:]
 try:
     iceberg_compare.main()
@@ -129,6 +160,7 @@ fn compare_in(
     let out = Command::new(ice::python())
         .arg("-c")
         .arg(REST_COMPARE)
+        .env("TM_REST_PROPS", &server.py_props)
         .arg(&scripts)
         .args([&server.uri, &server.prefix, &server.token])
         .args(["--table", &format!("{ns}.{table}")])
@@ -172,6 +204,14 @@ fn wait_equal(
         std::thread::sleep(Duration::from_millis(700));
     }
 }
+
+/// The S3 warehouse test's bucket and the fixed key pair everyone signs with (moto accepts
+/// any); the sink reads the pair from these environment variables.
+const S3_BUCKET: &str = "tm-iceberg-rest-s3";
+const S3_KEY: &str = "tidemark-test-key";
+const S3_SECRET: &str = "tidemark-test-secret";
+const S3_KEY_ENV: &str = "TM_IT_REST_S3_KEY";
+const S3_SECRET_ENV: &str = "TM_IT_REST_S3_SECRET";
 
 /// The namespace: lakana-server takes tables only under `bronze`, `silver` or `gold`.
 const NS: &str = "bronze";
@@ -234,9 +274,36 @@ fn random_txn(rng: &mut rand::rngs::StdRng, next_id: &mut i64, round: usize) -> 
     sql + "COMMIT;"
 }
 
+/// The SQL catalog line and namespace of the shared pipeline config, made REST.
+fn use_rest_catalog(p: &crate::support::Pipeline, server: &RestServer) {
+    let toml = std::fs::read_to_string(&p.config).expect("config");
+    let toml = toml
+        .lines()
+        .map(|l| {
+            if l.starts_with("catalog = { kind = \"sql\"") {
+                server.catalog_toml()
+            } else if l.starts_with("namespace = ") {
+                format!("namespace = \"{NS}\"")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&p.config, toml).expect("write config");
+}
+
 /// The table through the sink's REST client and iceberg-rust's scan.
 async fn load(server: &RestServer) -> (tidemark_iceberg::Catalog, tidemark_iceberg::LoadedTable) {
-    let catalog = tidemark_iceberg::Catalog::connect(&server.catalog_config(), &Default::default())
+    load_with(server, &Default::default()).await
+}
+
+/// `load` with the files on `storage`.
+async fn load_with(
+    server: &RestServer,
+    storage: &tidemark_iceberg::config::StorageConfig,
+) -> (tidemark_iceberg::Catalog, tidemark_iceberg::LoadedTable) {
+    let catalog = tidemark_iceberg::Catalog::connect(&server.catalog_config(), storage)
         .await
         .expect("REST catalog");
     let t = catalog
@@ -283,22 +350,7 @@ async fn iceberg_rest_catalog_mirror_matches_source_and_resumes_exactly_once() {
         },
     );
     let server = RestServer::start(&p.dir.join("rest-catalog"));
-    // The SQL catalog line and namespace of the shared pipeline config, made REST.
-    let toml = std::fs::read_to_string(&p.config).expect("config");
-    let toml = toml
-        .lines()
-        .map(|l| {
-            if l.starts_with("catalog = { kind = \"sql\"") {
-                server.catalog_toml()
-            } else if l.starts_with("namespace = ") {
-                format!("namespace = \"{NS}\"")
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(&p.config, toml).expect("write config");
+    use_rest_catalog(&p, &server);
 
     let seed: u64 = std::env::var("TIDEMARK_TEST_SEED")
         .ok()
@@ -618,4 +670,137 @@ async fn iceberg_rest_catalog_conflict_and_errors() {
         };
     assert!(err.to_string().contains("401"), "{err}");
     assert!(!err.is_transient(), "{err}");
+}
+
+/// The REST catalog with the warehouse on S3: lakana-server's environment rooted at
+/// `s3://bucket/wh` on moto, which places the table there and writes each metadata.json to the
+/// bucket itself; the sink writes data files and manifests with its own `storage` settings.
+/// Inserts, updates, key changes, deletes, a kill -9 mid-workload with more changes while it is
+/// down: pyiceberg's `RestCatalog` (S3 FileIO) and iceberg-rust's scan through the sink's REST
+/// client both read what PostgreSQL has, and every file of the table is an object in the bucket.
+#[tokio::test(flavor = "multi_thread")]
+async fn iceberg_rest_catalog_with_s3_warehouse_matches_source_across_kill9() {
+    if !ice::enabled("iceberg_rest_catalog_with_s3_warehouse_matches_source_across_kill9") {
+        return;
+    }
+    let s3 = S3Server::start();
+    s3.create_bucket(S3_BUCKET);
+    std::env::set_var(S3_KEY_ENV, S3_KEY);
+    std::env::set_var(S3_SECRET_ENV, S3_SECRET);
+    let db = TestDb::create("tm_ice_rest_s3");
+    psql(&db.name, CREATE);
+    let extra = format!(
+        "storage = {{ endpoint = \"{}\", region = \"us-east-1\", access_key_id = {{ env = \"{S3_KEY_ENV}\" }}, secret_access_key = {{ env = \"{S3_SECRET_ENV}\" }}, path_style = true }}\ncommit = {{ max_rows = 400, interval = \"200ms\" }}",
+        s3.endpoint
+    );
+    let (mut p, lake) = ice::pipeline(
+        &db.name,
+        &["public.t"],
+        SinkSpec {
+            mode: "mirror",
+            extra: &extra,
+            jsonl: false,
+            pg_catalog: false,
+        },
+    );
+    let rest_dir = p.dir.join("rest-catalog");
+    let server = RestServer::start_on_s3(&rest_dir, &format!("s3://{S3_BUCKET}/wh"), &s3);
+    use_rest_catalog(&p, &server);
+
+    let seed: u64 = std::env::var("TIDEMARK_TEST_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("iceberg REST on S3 workload seed {seed} (TIDEMARK_TEST_SEED to repeat)");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut next_id = 301;
+    p.start();
+    psql(&db.name, &insert(1, 300));
+    for _ in 0..6 {
+        psql(&db.name, &random_txn(&mut rng, &mut next_id, 0));
+    }
+    let r = wait_equal(&mut p, &server, &db.name, Duration::from_secs(120));
+    eprintln!("before the restart, pyiceberg RestCatalog on S3: {r}");
+
+    // kill -9 while a workload runs, more changes while it is down, then resume.
+    let mut batch = String::new();
+    for _ in 0..6 {
+        batch += &random_txn(&mut rng, &mut next_id, 1);
+    }
+    let dbn = db.name.clone();
+    let load_thread = std::thread::spawn(move || psql(&dbn, &batch));
+    std::thread::sleep(Duration::from_millis(rng.gen_range(150..700)));
+    p.kill9();
+    load_thread.join().expect("workload thread");
+    for _ in 0..4 {
+        psql(&db.name, &random_txn(&mut rng, &mut next_id, 2));
+    }
+    p.start();
+    for _ in 0..4 {
+        psql(&db.name, &random_txn(&mut rng, &mut next_id, 3));
+    }
+    let r = wait_equal(&mut p, &server, &db.name, Duration::from_secs(120));
+    eprintln!("after kill -9 and restart, pyiceberg RestCatalog on S3: {r}");
+    assert_eq!(r["duplicates"], 0, "{r}");
+    p.stop();
+
+    // iceberg-rust's scan through the sink's REST client and S3 storage: the same keys.
+    let storage = tidemark_iceberg::config::StorageConfig {
+        endpoint: Some(s3.endpoint.clone()),
+        region: Some("us-east-1".into()),
+        access_key_id: Some(tidemark_iceberg::config::Secret::Env(S3_KEY_ENV.into())),
+        secret_access_key: Some(tidemark_iceberg::config::Secret::Env(S3_SECRET_ENV.into())),
+        path_style: true,
+    };
+    let (catalog, t) = load_with(&server, &storage).await;
+    let rows = tidemark_iceberg::maintenance::scan_all(&catalog, &t)
+        .await
+        .expect("iceberg-rust scan over S3");
+    assert_eq!(
+        ice::ids_of(&rows),
+        ice::pg_ids(&db.name, "t"),
+        "iceberg-rust sees other keys"
+    );
+    let pos = positions(&t);
+    assert!(
+        pos.windows(2).all(|w| w[0] < w[1]),
+        "snapshot positions not strictly increasing: {pos:?}"
+    );
+    let location = t.metadata.location().to_owned();
+    let prefix = format!("s3://{S3_BUCKET}/wh/managed/{NS}/t-");
+    assert!(
+        location.starts_with(&prefix),
+        "server-assigned location {location}"
+    );
+
+    // Every file of the table is an object in the bucket: the server's metadata.json files
+    // (the current one included), the sink's data files and manifests; none on the local disk.
+    let keys = s3.keys(S3_BUCKET);
+    let dir = location[format!("s3://{S3_BUCKET}/").len()..].to_owned();
+    let current = t.metadata_location.clone();
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with(&format!("{dir}/data/")) && k.ends_with(".parquet")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter()
+            .filter(|k| k.ends_with(".metadata.json"))
+            .count()
+            > 2,
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter().any(|k| k.ends_with(".avro")),
+        "no manifests: {keys:?}"
+    );
+    assert!(
+        keys.iter()
+            .any(|k| current.ends_with(&format!("{S3_BUCKET}/{k}"))),
+        "current metadata {current} not in the bucket: {keys:?}"
+    );
+    assert!(
+        !lake.warehouse.exists() && !rest_dir.join("warehouse").exists(),
+        "files written to a local warehouse"
+    );
 }
