@@ -244,29 +244,13 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
             store: &engine_store,
             metrics: &metrics,
         };
-        match pg_pipeline::run_snapshot(sources, engine, job, shutdown.clone()).await {
-            Outcome::Done((last, stop)) => {
-                resume = last.or(resume);
-                stop_after_snapshot = stop;
-            }
-            Outcome::Shutdown => {
-                drop(tx);
-                return engine_task
-                    .await
-                    .context("engine task panicked")?
-                    .context("sink or checkpoint failed");
-            }
-            Outcome::Engine(e) => {
-                metrics.set_error(format!("{e:#}"));
-                return Err(e);
-            }
-            Outcome::Failed(e) => {
-                drop(tx);
-                metrics.set_error(format!("{e:#}"));
-                let _ = engine_task.await;
-                return Err(e);
-            }
-        }
+        let (last, stop) =
+            match pg_pipeline::run_snapshot(sources, engine, job, shutdown.clone()).await {
+                Outcome::Done(done) => done,
+                ended => return end_after_snapshot(ended, tx, engine_task, &metrics).await,
+            };
+        resume = last.or(resume);
+        stop_after_snapshot = stop;
     }
     if stop_after_snapshot {
         drop(tx);
@@ -316,6 +300,35 @@ pub(crate) fn engine_ended(
         Ok(Err(e)) => anyhow::Error::new(e).context("sink or checkpoint failed"),
         Ok(Ok(())) => anyhow::anyhow!("the engine stopped while its source was still running"),
         Err(j) => anyhow::Error::new(j).context("engine task panicked"),
+    }
+}
+
+/// How a pipeline ends when its initial snapshot did not go on (`ended` is not
+/// [`Outcome::Done`], or the caller stops anyway): the engine's queue is closed, so after a
+/// shutdown it drains what is queued and its result is the pipeline's; after a definite error
+/// it drains too, and the error is the pipeline's (and `status`'s); after the engine's own
+/// error there is nothing left to drain.
+pub(crate) async fn end_after_snapshot<T>(
+    ended: Outcome<T>,
+    queue: queue::QueueSender<std::sync::Arc<tidemark_model::Transaction>>,
+    engine: tokio::task::JoinHandle<Result<(), crate::engine::EngineError>>,
+    metrics: &Metrics,
+) -> anyhow::Result<()> {
+    drop(queue);
+    match ended {
+        Outcome::Done(_) | Outcome::Shutdown => engine
+            .await
+            .context("engine task panicked")?
+            .context("sink or checkpoint failed"),
+        Outcome::Failed(e) => {
+            metrics.set_error(format!("{e:#}"));
+            let _ = engine.await;
+            Err(e)
+        }
+        Outcome::Engine(e) => {
+            metrics.set_error(format!("{e:#}"));
+            Err(e)
+        }
     }
 }
 

@@ -176,6 +176,19 @@ pub fn fail_table(ledger: &LedgerHandle, table: &str, filter: Option<&str>, why:
     }
 }
 
+/// The key the incremental-snapshot record of `table` was cut on (`None`: no such record).
+pub fn recorded_key(ledger: &LedgerHandle, table: &str) -> Option<Vec<String>> {
+    let l = ledger.lock().ok()?;
+    let l = l
+        .as_ref()
+        .filter(|l| l.state.kind == SnapshotKind::Incremental)?;
+    l.state
+        .tables
+        .iter()
+        .find(|t| t.table == table)
+        .map(|t| t.key.clone())
+}
+
 impl Ledger {
     pub fn new(state: SnapshotCheckpoint) -> Self {
         Ledger {
@@ -379,34 +392,48 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_failed_table_stays_failed_when_its_last_chunk_settles() {
-        let mut l = Ledger::new(SnapshotCheckpoint {
+    /// A ledger of an incremental snapshot of `tables`, nothing registered.
+    fn incremental(tables: Vec<TableProgress>) -> Ledger {
+        Ledger::new(SnapshotCheckpoint {
             kind: SnapshotKind::Incremental,
             start: String::new(),
             complete: false,
-            tables: vec![
-                table(1),
-                TableProgress {
-                    table: "public.u".into(),
-                    ..table(1)
-                },
-            ],
+            tables,
             started_at_ms: 0,
             finished_at_ms: None,
-        });
-        let p = |i| Position::from(PgPosition::snapshot(Lsn(0x100), i));
+        })
+    }
+
+    /// The position of snapshot chunk `i`.
+    fn chunk(i: u32) -> Position {
+        Position::from(PgPosition::snapshot(Lsn(0x100), i))
+    }
+
+    /// Registers table 0's first chunk (10 rows, up to key 10), ending at `chunk(1)`.
+    fn register_first_chunk(l: &mut Ledger) {
         l.register(
-            p(1),
+            chunk(1),
             Completion::Key {
                 table: 0,
                 last_key: Some(vec!["10".into()]),
                 rows: 10,
             },
         );
+    }
+
+    #[test]
+    fn a_failed_table_stays_failed_when_its_last_chunk_settles() {
+        let mut l = incremental(vec![
+            table(1),
+            TableProgress {
+                table: "public.u".into(),
+                ..table(1)
+            },
+        ]);
+        register_first_chunk(&mut l);
         close_table(&mut l.state, "public.t", Some("division by zero".into()));
         assert!(!l.state.complete, "the second table is still running");
-        let s = l.settle(&p(1));
+        let s = l.settle(&chunk(1));
         let t = &s.tables[0];
         assert!(t.complete && t.last_key.is_none() && t.rows == 10, "{t:?}");
         assert_eq!(t.error.as_deref(), Some("division by zero"));
@@ -414,33 +441,18 @@ mod tests {
 
     #[test]
     fn a_restart_settles_after_the_old_keys_chunks() {
-        let mut l = Ledger::new(SnapshotCheckpoint {
-            kind: SnapshotKind::Incremental,
-            start: String::new(),
-            complete: false,
-            tables: vec![table(1)],
-            started_at_ms: 0,
-            finished_at_ms: None,
-        });
-        let p = |i| Position::from(PgPosition::snapshot(Lsn(0x100), i));
+        let mut l = incremental(vec![table(1)]);
+        register_first_chunk(&mut l);
         l.register(
-            p(1),
-            Completion::Key {
-                table: 0,
-                last_key: Some(vec!["10".into()]),
-                rows: 10,
-            },
-        );
-        l.register(
-            p(2),
+            chunk(2),
             Completion::Restart {
                 table: 0,
                 key: vec!["code".into()],
             },
         );
-        let s = l.settle(&p(1));
+        let s = l.settle(&chunk(1));
         assert_eq!(s.tables[0].last_key, Some(vec!["10".into()]));
-        let s = l.settle(&p(2));
+        let s = l.settle(&chunk(2));
         let t = &s.tables[0];
         assert!(!t.complete && t.last_key.is_none() && t.rows == 0, "{t:?}");
         assert_eq!(t.key, vec!["code".to_string()]);

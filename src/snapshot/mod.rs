@@ -1,7 +1,8 @@
 //! Snapshots, source-neutral: the `[snapshot]` configuration, the choice of what to do at
 //! startup, the checkpointed progress ([`ledger`]), the chunk emitter shared by the sources
 //! ([`emit`]), progress display and metrics ([`progress`]), in-process retries after a transient
-//! error ([`retry`]). The source-specific readers live in `source/postgres/snapshot*.rs` and
+//! error ([`retry`]), the wording and ledger restart of a primary key changed mid-snapshot
+//! ([`rekey`]). The source-specific readers live in `source/postgres/snapshot*.rs` and
 //! `source/mysql/snapshot*.rs`.
 //!
 //! ```text
@@ -38,6 +39,7 @@ pub mod estimate;
 pub mod filter;
 pub mod ledger;
 pub mod progress;
+pub mod rekey;
 pub mod retry;
 pub mod window;
 

@@ -16,7 +16,7 @@ use super::mysql_support::{
     mysql_enabled, payload, pipeline as my_pipeline, port, sql, MyDb, MySpec, MyUser,
 };
 use super::snapshot_support::{
-    assert_same_state, initial_only_state, output, replay, replay_file, wait_for,
+    assert_same_state, initial_only_state, output, range_bounds, replay, replay_file, wait_for,
     wait_mysql_marker, Replay,
 };
 use super::support::Pipeline;
@@ -407,13 +407,7 @@ fn snapshot_mysql_kill9_resumes_from_last_range() {
     let second = replay(&all[first_run.len()..], "k");
     let in_done = |id: i64| {
         done.iter().any(|&r| {
-            let r = r as usize;
-            let lo = if r == 0 { i64::MIN } else { bounds[r - 1] };
-            let hi = if r == bounds.len() {
-                i64::MAX
-            } else {
-                bounds[r]
-            };
+            let (lo, hi) = range_bounds(&bounds, r as usize);
             id >= lo && id < hi
         })
     };

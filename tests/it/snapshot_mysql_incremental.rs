@@ -16,9 +16,10 @@ use super::mysql_support::{
     mysql_enabled, pipeline as my_pipeline, port, sql, MyDb, MySpec, MyUser,
 };
 use super::snapshot_support::{
-    assert_same_state, initial_only_state, output, reads, replay, replay_file, snapshot_cli,
-    status_text, wait_entry, wait_for, wait_mysql_marker, DdlReplay, FilteredReads, RekeyReplay,
-    Replay, TypeReplay,
+    assert_filtered_estimate, assert_no_rows_remaining, assert_rekeyed, assert_same_state,
+    initial_only_state, int_triples, output, reads, replay, replay_file, snapshot_cli,
+    snapshot_until_complete, status_text, wait_entry, wait_for, wait_mysql_marker, DdlReplay,
+    FilteredReads, Replay, TypeReplay,
 };
 use super::support::{Pipeline, TIDEMARK};
 
@@ -618,54 +619,19 @@ fn snapshot_mysql_incremental_filtered_estimate() {
     let table = format!("{}.t", db.name);
     let mut p = pipeline(&db.name, "mode = \"no_data\"\nincremental_chunk_rows = 500");
     p.start();
-    let entry =
-        |p: &Pipeline| p.checkpoint().expect("a checkpoint")["snapshot"]["tables"][0].clone();
-
-    let (ok, text) = snapshot_cli(&p, &["--table", &table, "--filter", "color = 'blue'"]);
-    assert!(ok, "{text}");
-    wait_entry(&mut p, "the filtered snapshot to finish", |t| {
-        t["filter"] == "color = 'blue'" && t["complete"] == true
-    });
-    let t = entry(&p);
-    let estimate = t["estimate"].as_u64().expect("an estimate");
-    assert_eq!(t["rows"], 2000, "{t}");
-    assert!(
-        (1000..=4000).contains(&estimate),
-        "the estimate of a filter matching 2,000 of 20,000 rows is {estimate}"
+    let t = snapshot_until_complete(&mut p, &table, Some("color = 'blue'"));
+    assert_filtered_estimate(
+        &p,
+        &t,
+        (&table, "color = 'blue'"),
+        2000,
+        1000..=4000,
+        "the optimizer's for the filter",
     );
-    let status = status_text(&p);
-    assert!(
-        status.contains(&format!(
-            "{table}: 2000 of ~{} rows durable (filter: color = 'blue'), done",
-            estimate.max(2000)
-        )),
-        "{status}"
-    );
-    let log = p.log_text();
-    assert!(
-        log.lines()
-            .any(|l| l.contains("incremental snapshot: table started")
-                && l.contains("the optimizer's for the filter")
-                && l.contains(&format!("estimate={estimate}"))),
-        "{log}"
-    );
-    let metrics = p.metrics();
-    let remaining: Vec<&str> = metrics
-        .lines()
-        .filter(|l| l.starts_with("tidemark_snapshot_rows_remaining") && l.contains(&table))
-        .collect();
-    assert!(
-        !remaining.is_empty() && remaining.iter().all(|l| l.ends_with(" 0")),
-        "{metrics}"
-    );
+    assert_no_rows_remaining(&p, &table);
 
     // Unfiltered: TABLE_ROWS again (InnoDB's sampled estimate: a generous range).
-    let (ok, text) = snapshot_cli(&p, &["--table", &table]);
-    assert!(ok, "{text}");
-    wait_entry(&mut p, "the unfiltered snapshot to finish", |t| {
-        t["filter"].is_null() && t["complete"] == true
-    });
-    let t = entry(&p);
+    let t = snapshot_until_complete(&mut p, &table, None);
     assert_eq!(t["rows"], 20000, "{t}");
     let whole = t["estimate"].as_u64().expect("an estimate");
     assert!((10000..=40000).contains(&whole), "table estimate {whole}");
@@ -892,27 +858,9 @@ fn snapshot_mysql_incremental_primary_key_redefined() {
     );
     wait_mysql_marker(&mut p, &db.name, Duration::from_secs(60));
     p.stop();
-    let log = p.log_text();
-    assert!(
-        log.contains("starts again from its first key, chunked by the new key"),
-        "{log}"
+    let expected = int_triples(
+        &sql(&db.name, "SELECT id, code, v FROM t ORDER BY id"),
+        '\t',
     );
-    let replay = RekeyReplay::of(&output(&p), "t");
-    let expected: std::collections::BTreeMap<i64, (i64, i64)> =
-        sql(&db.name, "SELECT id, code, v FROM t ORDER BY id")
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split('\t').map(|x| x.trim().parse::<i64>().ok());
-                Some((f.next()??, (f.next()??, f.next()??)))
-            })
-            .collect();
-    assert_eq!(
-        replay.rows, expected,
-        "the sink's rows differ from the table's"
-    );
-    assert!(
-        replay.reads.get(&1).copied().unwrap_or(0) >= 2,
-        "id 1 (read before the DDL) was not read again after the restart: {:?}",
-        replay.reads.get(&1)
-    );
+    assert_rekeyed(&p, "t", &expected);
 }

@@ -11,8 +11,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::snapshot_support::{
-    assert_same_state, initial_only_state, output, reads, replay, replay_file, snapshot_cli,
-    status_text, wait_entry, wait_for, DdlReplay, FilteredReads, RekeyReplay, Replay, TypeReplay,
+    assert_filtered_estimate, assert_no_rows_remaining, assert_rekeyed, assert_same_state,
+    initial_only_state, int_triples, output, range_bounds, reads, replay, replay_file,
+    snapshot_cli, snapshot_until_complete, status_text, wait_entry, wait_for, DdlReplay,
+    FilteredReads, Replay, TypeReplay,
 };
 use super::support::{pg_enabled, psql, Pipeline, PipelineSpec, TestDb};
 
@@ -252,13 +254,7 @@ fn snapshot_pg_kill9_resumes_from_last_range() {
     let second_run = &all[first_run.len()..];
     let in_done = |id: i64| {
         done.iter().any(|&r| {
-            let r = r as usize;
-            let lo = if r == 0 { i64::MIN } else { bounds[r - 1] };
-            let hi = if r == bounds.len() {
-                i64::MAX
-            } else {
-                bounds[r]
-            };
+            let (lo, hi) = range_bounds(&bounds, r as usize);
             id >= lo && id < hi
         })
     };
@@ -924,56 +920,24 @@ fn snapshot_pg_incremental_filtered_estimate() {
         "mode = \"no_data\"\nincremental_chunk_rows = 500",
     );
     p.start();
-    let entry =
-        |p: &Pipeline| p.checkpoint().expect("a checkpoint")["snapshot"]["tables"][0].clone();
-
-    let (ok, text) = snapshot_cli(&p, &["--table", "public.t", "--filter", "color = 'blue'"]);
-    assert!(ok, "{text}");
-    wait_entry(&mut p, "the filtered snapshot to finish", |t| {
-        t["filter"] == "color = 'blue'" && t["complete"] == true
-    });
-    let t = entry(&p);
-    let estimate = t["estimate"].as_u64().expect("an estimate");
-    assert_eq!(t["rows"], 2000, "{t}");
-    assert!(
-        (1000..=4000).contains(&estimate),
-        "the estimate of a filter matching 2,000 of 20,000 rows is {estimate}"
-    );
-    let status = status_text(&p);
-    assert!(
-        status.contains(&format!(
-            "public.t: 2000 of ~{} rows durable (filter: color = 'blue'), done",
-            estimate.max(2000)
-        )),
-        "{status}"
-    );
-    let log = p.log_text();
-    assert!(
-        log.lines()
-            .any(|l| l.contains("incremental snapshot: table started")
-                && l.contains("the planner's for the filter")
-                && l.contains(&format!("estimate={estimate}"))),
-        "{log}"
+    let t = snapshot_until_complete(&mut p, "public.t", Some("color = 'blue'"));
+    assert_filtered_estimate(
+        &p,
+        &t,
+        ("public.t", "color = 'blue'"),
+        2000,
+        1000..=4000,
+        "the planner's for the filter",
     );
 
     // Unfiltered: the table's estimate again (reltuples; exact after ANALYZE of 20,000 rows).
-    let (ok, text) = snapshot_cli(&p, &["--table", "public.t"]);
-    assert!(ok, "{text}");
-    wait_entry(&mut p, "the unfiltered snapshot to finish", |t| {
-        t["filter"].is_null() && t["complete"] == true
-    });
-    let t = entry(&p);
+    let t = snapshot_until_complete(&mut p, "public.t", None);
     assert_eq!(t["rows"], 20000, "{t}");
     let whole = t["estimate"].as_u64().expect("an estimate");
     assert!((19000..=21000).contains(&whole), "table estimate {whole}");
 
     // Underestimated by the planner: more rows than the estimate; nothing goes negative.
-    let (ok, text) = snapshot_cli(&p, &["--table", "public.t", "--filter", "id % 10 = 0"]);
-    assert!(ok, "{text}");
-    wait_entry(&mut p, "the underestimated snapshot to finish", |t| {
-        t["filter"] == "id % 10 = 0" && t["complete"] == true
-    });
-    let t = entry(&p);
+    let t = snapshot_until_complete(&mut p, "public.t", Some("id % 10 = 0"));
     let low = t["estimate"].as_u64().expect("an estimate");
     assert_eq!(t["rows"], 2000, "{t}");
     assert!(
@@ -985,15 +949,7 @@ fn snapshot_pg_incremental_filtered_estimate() {
         status.contains("public.t: 2000 of ~2000 rows durable (filter: id % 10 = 0), done"),
         "{status}"
     );
-    let metrics = p.metrics();
-    let remaining: Vec<&str> = metrics
-        .lines()
-        .filter(|l| l.starts_with("tidemark_snapshot_rows_remaining") && l.contains("public.t"))
-        .collect();
-    assert!(
-        !remaining.is_empty() && remaining.iter().all(|l| l.ends_with(" 0")),
-        "{metrics}"
-    );
+    assert_no_rows_remaining(&p, "public.t");
     p.stop();
 }
 
@@ -1069,15 +1025,9 @@ fn snapshot_pg_incremental_filtered_kill9_resumes_with_the_filter() {
     assert_eq!(reads.reads.keys().copied().collect::<Vec<_>>(), even);
 }
 
-/// `id` → (`v`, `extra`) of table `t`, from the database.
-fn v_extra_in_db(db: &str) -> std::collections::BTreeMap<i64, (i64, i64)> {
-    psql(db, "SELECT id, v, extra FROM t ORDER BY id")
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split('|').map(|x| x.trim().parse::<i64>().ok());
-            Some((f.next()??, (f.next()??, f.next()??)))
-        })
-        .collect()
+/// The rows of `query` (three integer columns) by their first column, from the database.
+fn int_triples_in_db(db: &str, query: &str) -> std::collections::BTreeMap<i64, (i64, i64)> {
+    int_triples(&psql(db, query), '|')
 }
 
 /// DDL on a table during its incremental snapshot: `ADD COLUMN extra int DEFAULT 7`, later
@@ -1155,33 +1105,18 @@ fn snapshot_pg_incremental_ddl_mid_snapshot() {
         retyped.reads_with_new,
         retyped.backwards.len()
     );
-    replay.assert_matches(&v_extra_in_db(&db.name), "extra");
+    replay.assert_matches(
+        &int_triples_in_db(&db.name, "SELECT id, v, extra FROM t ORDER BY id"),
+        "extra",
+    );
     retyped.assert_forward("v");
 }
 
-/// `id` → (`code`, `v`) of table `t`, from the database.
-fn code_v_in_db(db: &str) -> std::collections::BTreeMap<i64, (i64, i64)> {
-    psql(db, "SELECT id, code, v FROM t ORDER BY id")
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split('|').map(|x| x.trim().parse::<i64>().ok());
-            Some((f.next()??, (f.next()??, f.next()??)))
-        })
-        .collect()
-}
-
-/// The primary key redefined during the table's incremental snapshot (`DROP CONSTRAINT
-/// t_pkey, ADD PRIMARY KEY (code)`, the old key column kept) while chunks are being read, DML
-/// before and after it (a delete then carries only `code`): the next chunk sees the new key,
-/// the table's snapshot starts again from its first key, chunked by `code` (logged with the
-/// reason; the checkpoint's key is `code`), rows read before the change are read again, and
-/// the final rows equal the table's.
-#[test]
-fn snapshot_pg_incremental_primary_key_redefined() {
-    if !pg_enabled("snapshot_pg_incremental_primary_key_redefined") {
-        return;
-    }
-    let db = TestDb::create("tm_snap_rekey");
+/// A new database (`name` its prefix) with a table `t (id PRIMARY KEY, code, v)` of 20,000
+/// rows, and a started pipeline whose incremental snapshot of it (chunks of 100) has read
+/// its first 1,000 rows.
+fn table_mid_snapshot(name: &str) -> (TestDb, Pipeline) {
+    let db = TestDb::create(name);
     psql(
         &db.name,
         "CREATE TABLE t (id int PRIMARY KEY, code int NOT NULL, v int NOT NULL);
@@ -1196,18 +1131,39 @@ fn snapshot_pg_incremental_primary_key_redefined() {
     wait_for("the first chunks", &mut p, Duration::from_secs(120), |p| {
         reads(p) >= 1000
     });
-    psql(
+    (db, p)
+}
+
+/// Runs `ddl` on the table of [`table_mid_snapshot`], asserting its snapshot was not over yet.
+fn ddl_mid_snapshot(p: &Pipeline, db: &str, ddl: &str) {
+    psql(db, ddl);
+    let at_ddl = reads(p);
+    assert!(
+        at_ddl < 20_000,
+        "the snapshot read {at_ddl} rows before the DDL: not mid-snapshot"
+    );
+}
+
+/// The primary key redefined during the table's incremental snapshot (`DROP CONSTRAINT
+/// t_pkey, ADD PRIMARY KEY (code)`, the old key column kept) while chunks are being read, DML
+/// before and after it (a delete then carries only `code`): the next chunk sees the new key,
+/// the table's snapshot starts again from its first key, chunked by `code` (logged with the
+/// reason; the checkpoint's key is `code`), rows read before the change are read again, and
+/// the final rows equal the table's.
+#[test]
+fn snapshot_pg_incremental_primary_key_redefined() {
+    if !pg_enabled("snapshot_pg_incremental_primary_key_redefined") {
+        return;
+    }
+    let (db, mut p) = table_mid_snapshot("tm_snap_rekey");
+    ddl_mid_snapshot(
+        &p,
         &db.name,
         "ALTER TABLE t DROP CONSTRAINT t_pkey, ADD PRIMARY KEY (code);
          UPDATE t SET v = 1 WHERE id IN (5, 10000, 19999);
          UPDATE t SET code = 200000 + id WHERE id IN (6, 15000);
          INSERT INTO t VALUES (20001, 50, 2);
          DELETE FROM t WHERE id IN (7, 12000);",
-    );
-    let at_ddl = reads(&p);
-    assert!(
-        at_ddl < 20_000,
-        "the snapshot read {at_ddl} rows before the DDL: not mid-snapshot"
     );
     wait_for("the restart", &mut p, Duration::from_secs(120), |p| {
         p.log_text().contains(
@@ -1225,21 +1181,10 @@ fn snapshot_pg_incremental_primary_key_redefined() {
     });
     wait_marker(&mut p, &db.name, Duration::from_secs(60));
     p.stop();
-    let log = p.log_text();
-    assert!(
-        log.contains("starts again from its first key, chunked by the new key"),
-        "{log}"
-    );
-    let replay = RekeyReplay::of(&output(&p), "t");
-    assert_eq!(
-        replay.rows,
-        code_v_in_db(&db.name),
-        "the sink's rows differ from the table's"
-    );
-    assert!(
-        replay.reads.get(&1).copied().unwrap_or(0) >= 2,
-        "id 1 (read before the DDL) was not read again after the restart: {:?}",
-        replay.reads.get(&1)
+    assert_rekeyed(
+        &p,
+        "t",
+        &int_triples_in_db(&db.name, "SELECT id, code, v FROM t ORDER BY id"),
     );
 }
 
@@ -1251,29 +1196,11 @@ fn snapshot_pg_incremental_primary_key_dropped() {
     if !pg_enabled("snapshot_pg_incremental_primary_key_dropped") {
         return;
     }
-    let db = TestDb::create("tm_snap_nokey");
-    psql(
-        &db.name,
-        "CREATE TABLE t (id int PRIMARY KEY, code int NOT NULL, v int NOT NULL);
-         INSERT INTO t SELECT i, 100000 - i, 0 FROM generate_series(1, 20000) i;",
-    );
-    let mut spec = PipelineSpec::new(&db.name, &["public.t"]);
-    spec.pipeline_extra = "\n[snapshot]\nmode = \"no_data\"\nincremental_chunk_rows = 100\n".into();
-    let mut p = Pipeline::new(spec);
-    p.start();
-    let (ok, text) = snapshot_cli(&p, &["--table", "public.t"]);
-    assert!(ok, "{text}");
-    wait_for("the first chunks", &mut p, Duration::from_secs(120), |p| {
-        reads(p) >= 1000
-    });
-    psql(
+    let (db, mut p) = table_mid_snapshot("tm_snap_nokey");
+    ddl_mid_snapshot(
+        &p,
         &db.name,
         "ALTER TABLE t DROP CONSTRAINT t_pkey; INSERT INTO t VALUES (20001, 50, 2);",
-    );
-    let at_ddl = reads(&p);
-    assert!(
-        at_ddl < 20_000,
-        "the snapshot read {at_ddl} rows before the DDL: not mid-snapshot"
     );
     let why = "primary key of public.t changed from (id) to () during its incremental snapshot; the table has no primary key now";
     wait_entry(&mut p, "the table's snapshot to stop", |t| {

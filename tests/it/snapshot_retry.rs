@@ -8,7 +8,8 @@
 use std::time::Duration;
 
 use super::snapshot_support::{
-    assert_same_state, initial_only_state, output, replay, wait_for, Replay,
+    assert_same_state, initial_only_state, output, range_bounds, replay, wait_for, wait_for_every,
+    Replay,
 };
 use super::support::{metric, Pipeline};
 
@@ -37,22 +38,8 @@ fn output_len(p: &Pipeline) -> u64 {
 
 /// Polls `done` every few milliseconds (the windows here are short), failing with the log when
 /// the process exits or `timeout` passes.
-fn poll(what: &str, p: &mut Pipeline, timeout: Duration, mut done: impl FnMut(&Pipeline) -> bool) {
-    let deadline = std::time::Instant::now() + timeout;
-    while !done(p) {
-        if let Some(status) = p.try_wait() {
-            panic!(
-                "tidemark exited ({status}) while waiting for {what}:\n{}",
-                p.log_text()
-            );
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}:\n{}",
-            p.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+fn poll(what: &str, p: &mut Pipeline, timeout: Duration, done: impl FnMut(&Pipeline) -> bool) {
+    wait_for_every(what, p, timeout, Duration::from_millis(5), done);
 }
 
 /// What the test saw around the kill.
@@ -82,16 +69,7 @@ fn done_ranges(cp: &serde_json::Value) -> Vec<(i64, i64)> {
     let done = t["done"].as_array().cloned().unwrap_or_default();
     done.iter()
         .filter_map(|r| r.as_u64())
-        .map(|r| {
-            let r = r as usize;
-            let lo = if r == 0 { i64::MIN } else { bounds[r - 1] };
-            let hi = if r == bounds.len() {
-                i64::MAX
-            } else {
-                bounds[r]
-            };
-            (lo, hi)
-        })
+        .map(|r| range_bounds(&bounds, r as usize))
         .collect()
 }
 
@@ -222,6 +200,23 @@ fn assert_retried(p: &mut Pipeline, kill: &Kill, table: &str) -> Replay {
     state
 }
 
+/// Spawns `p`, kills its snapshot's readers mid-snapshot with `kill` ([`kill_mid_snapshot`]),
+/// checks the retry ([`assert_retried`]), stops `p`, and checks that the sink holds every row
+/// of `k`, exactly the state an `initial_only` run of `reference()` leaves.
+fn assert_retry_ends_exact(
+    p: &mut Pipeline,
+    kill: impl FnMut() -> usize,
+    reference: impl FnOnce() -> Pipeline,
+) {
+    p.spawn();
+    let kill = kill_mid_snapshot(p, kill);
+    let state = assert_retried(p, &kill, "k");
+    p.stop();
+    assert_eq!(state.rows.len(), ROWS);
+    let reference = initial_only_state(reference(), "k", Duration::from_secs(300));
+    assert_same_state("state after the in-process retry", &reference, &state);
+}
+
 mod postgres {
     use super::super::snapshot_support::replay_file;
     use super::super::support::{pg_enabled, psql, PipelineSpec, TestDb};
@@ -264,16 +259,11 @@ mod postgres {
             ),
         );
         let mut p = pipeline(&db.name, &snapshot_config());
-        p.spawn();
-        let kill = kill_mid_snapshot(&mut p, || terminate_readers(&db.name));
-        let state = assert_retried(&mut p, &kill, "k");
-        p.stop();
-        assert_eq!(state.rows.len(), ROWS);
-        let reference = {
-            let r = pipeline(&db.name, "mode = \"initial_only\"\nprogress = \"off\"");
-            initial_only_state(r, "k", Duration::from_secs(300))
-        };
-        assert_same_state("state after the in-process retry", &reference, &state);
+        assert_retry_ends_exact(
+            &mut p,
+            || terminate_readers(&db.name),
+            || pipeline(&db.name, "mode = \"initial_only\"\nprogress = \"off\""),
+        );
         // The sink's file is what `replay` read.
         assert_eq!(replay_file(&p.out, "k").rows.len(), ROWS);
     }
@@ -345,15 +335,10 @@ mod mysql {
             snapshot_config()
         );
         let mut p = my_pipeline(spec);
-        p.spawn();
-        let kill = kill_mid_snapshot(&mut p, || kill_readers(&user.name));
-        let state = assert_retried(&mut p, &kill, "k");
-        p.stop();
-        assert_eq!(state.rows.len(), ROWS);
-        let reference = {
-            let r = pipeline(&db.name, "mode = \"initial_only\"\nprogress = \"off\"");
-            initial_only_state(r, "k", Duration::from_secs(300))
-        };
-        assert_same_state("state after the in-process retry", &reference, &state);
+        assert_retry_ends_exact(
+            &mut p,
+            || kill_readers(&user.name),
+            || pipeline(&db.name, "mode = \"initial_only\"\nprogress = \"off\""),
+        );
     }
 }

@@ -152,6 +152,18 @@ pub fn wait_for(
     what: &str,
     p: &mut Pipeline,
     timeout: Duration,
+    done: impl FnMut(&Pipeline) -> bool,
+) {
+    wait_for_every(what, p, timeout, Duration::from_millis(100), done);
+}
+
+/// As [`wait_for`], checking `done` every `every` (short for the short windows of a test
+/// that must act while something is in progress).
+pub fn wait_for_every(
+    what: &str,
+    p: &mut Pipeline,
+    timeout: Duration,
+    every: Duration,
     mut done: impl FnMut(&Pipeline) -> bool,
 ) {
     let deadline = Instant::now() + timeout;
@@ -167,8 +179,20 @@ pub fn wait_for(
             "timed out waiting for {what}:\n{}",
             p.log_text()
         );
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(every);
     }
+}
+
+/// The key bounds `[lo, hi)` of range `r` of a table whose ranges are cut at `bounds`
+/// (integer single-column keys; the first range is open below, the last above).
+pub fn range_bounds(bounds: &[i64], r: usize) -> (i64, i64) {
+    let lo = if r == 0 { i64::MIN } else { bounds[r - 1] };
+    let hi = if r == bounds.len() {
+        i64::MAX
+    } else {
+        bounds[r]
+    };
+    (lo, hi)
 }
 
 /// The pipeline's JSON-lines output so far.
@@ -460,6 +484,72 @@ pub fn wait_entry(p: &mut Pipeline, what: &str, done: impl Fn(&Value) -> bool) {
     });
 }
 
+/// Requests an incremental snapshot of `table` (with `filter`, if any) by `tidemark snapshot`
+/// and waits until the first table's record has that filter and is complete; returns the
+/// record.
+pub fn snapshot_until_complete(p: &mut Pipeline, table: &str, filter: Option<&str>) -> Value {
+    let mut args = vec!["--table", table];
+    args.extend(filter.iter().flat_map(|f| ["--filter", f]));
+    let (ok, text) = snapshot_cli(p, &args);
+    assert!(ok, "{text}");
+    let what = format!("the snapshot of {table} (filter {filter:?}) to finish");
+    wait_entry(p, &what, |t| {
+        t["filter"].as_str() == filter && t["complete"] == true
+    });
+    p.checkpoint().expect("a checkpoint")["snapshot"]["tables"][0].clone()
+}
+
+/// Asserts a finished filtered snapshot's record `t` (of `table`, `filter` matching `rows`
+/// rows): every matching row read, its estimate within `range`, `tidemark status` showing
+/// both, and the table's start logged with the estimate and where it came from (`source`,
+/// e.g. "the planner's for the filter"). Returns the estimate.
+pub fn assert_filtered_estimate(
+    p: &Pipeline,
+    t: &Value,
+    (table, filter): (&str, &str),
+    rows: u64,
+    range: std::ops::RangeInclusive<u64>,
+    source: &str,
+) -> u64 {
+    let estimate = t["estimate"].as_u64().expect("an estimate");
+    assert_eq!(t["rows"], rows, "{t}");
+    assert!(
+        range.contains(&estimate),
+        "the estimate of a filter matching {rows} rows is {estimate}, not in {range:?}"
+    );
+    let status = status_text(p);
+    assert!(
+        status.contains(&format!(
+            "{table}: {rows} of ~{} rows durable (filter: {filter}), done",
+            estimate.max(rows)
+        )),
+        "{status}"
+    );
+    let log = p.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("incremental snapshot: table started")
+                && l.contains(source)
+                && l.contains(&format!("estimate={estimate}"))),
+        "{log}"
+    );
+    estimate
+}
+
+/// Asserts that `tidemark_snapshot_rows_remaining` of `table` is in `/metrics` and 0 (never
+/// negative after an underestimate).
+pub fn assert_no_rows_remaining(p: &Pipeline, table: &str) {
+    let metrics = p.metrics();
+    let remaining: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("tidemark_snapshot_rows_remaining") && l.contains(table))
+        .collect();
+    assert!(
+        !remaining.is_empty() && remaining.iter().all(|l| l.ends_with(" 0")),
+        "{metrics}"
+    );
+}
+
 /// Snapshot reads (`op: r`) in the output so far.
 pub fn reads(p: &Pipeline) -> usize {
     output(p).matches("\"op\":\"r\"").count()
@@ -475,6 +565,37 @@ pub struct RekeyReplay {
     pub rows: BTreeMap<i64, (i64, i64)>,
     /// `id` → its `op: r` events.
     pub reads: BTreeMap<i64, u32>,
+}
+
+/// The rows of a client's output of three integer columns separated by `sep`, by the first.
+pub fn int_triples(text: &str, sep: char) -> BTreeMap<i64, (i64, i64)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(sep).map(|x| x.trim().parse::<i64>().ok());
+            Some((f.next()??, (f.next()??, f.next()??)))
+        })
+        .collect()
+}
+
+/// Asserts the end of a primary key redefined mid-snapshot (`id` → `code`): the restart was
+/// logged, the sink's rows of `table` in `p`'s output equal `expected` (`id` → (`code`, `v`),
+/// from the database), and id 1, read before the change, was read again after the restart.
+pub fn assert_rekeyed(p: &Pipeline, table: &str, expected: &BTreeMap<i64, (i64, i64)>) {
+    let log = p.log_text();
+    assert!(
+        log.contains("starts again from its first key, chunked by the new key"),
+        "{log}"
+    );
+    let replay = RekeyReplay::of(&output(p), table);
+    assert_eq!(
+        &replay.rows, expected,
+        "the sink's rows differ from the table's"
+    );
+    assert!(
+        replay.reads.get(&1).copied().unwrap_or(0) >= 2,
+        "id 1 (read before the DDL) was not read again after the restart: {:?}",
+        replay.reads.get(&1)
+    );
 }
 
 impl RekeyReplay {

@@ -99,22 +99,8 @@ pub async fn run(
         .await
         {
             Outcome::Done(done) => done,
-            Outcome::Shutdown => {
-                drop(tx);
-                return engine_task
-                    .await
-                    .context("engine task panicked")?
-                    .context("sink or checkpoint failed");
-            }
-            Outcome::Failed(e) => {
-                drop(tx);
-                metrics.set_error(format!("{e:#}"));
-                let _ = engine_task.await;
-                return Err(e);
-            }
-            Outcome::Engine(e) => {
-                metrics.set_error(format!("{e:#}"));
-                return Err(e);
+            ended => {
+                return crate::pipeline::end_after_snapshot(ended, tx, engine_task, &metrics).await
             }
         };
         let stop = match done {

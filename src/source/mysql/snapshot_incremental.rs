@@ -105,6 +105,7 @@ use crate::metrics::Metrics;
 use crate::snapshot::emit::with_position;
 use crate::snapshot::filter::{self, Dialect, FilterError, TableRequest};
 use crate::snapshot::ledger::{Completion, LedgerHandle, SnapshotKind, TableProgress};
+use crate::snapshot::rekey::KeyChange;
 use crate::snapshot::window::Window;
 use crate::snapshot::SnapshotConfig;
 
@@ -751,7 +752,10 @@ impl Incremental {
             .iter()
             .map(|&i| shape.schema.columns[i].name.clone())
             .collect();
-        let last_key = match (last_key, self.recorded_key(&name)) {
+        let last_key = match (
+            last_key,
+            crate::snapshot::ledger::recorded_key(&self.ledger, &name),
+        ) {
             (Some(_), Some(was)) if !was.is_empty() && was != key => {
                 // A resumed last key is in the recorded key's terms (module traps).
                 tracing::warn!(table = %name, old_key = %was.join(", "), new_key = %key.join(", "),
@@ -823,23 +827,17 @@ impl Incremental {
         let Some(a) = self.active.as_ref() else {
             return Ok(());
         };
-        let (id, name, was) = (a.shape.id.clone(), a.name.clone(), a.key.join(", "));
+        let (id, name) = (a.shape.id.clone(), a.name.clone());
+        let change = KeyChange::new(&name, &a.key);
         let mut ctl = self.take_ctl().await?;
         let described =
             snapshot_rows::describe(&mut ctl, &id, self.cfg.key_columns.get(&name)).await;
         self.ctl = Some(ctl);
-        let changed = |key: &str| {
-            format!("primary key of {name} changed from ({was}) to ({key}) during its incremental snapshot")
-        };
-        let again = format!("request it again with tidemark snapshot --table {name}");
         let shape = match described {
             Ok(shape) => shape,
             Err(e) if e.is_transient() => return Err(e.into()),
             Err(e) => {
-                self.fail_active(&format!(
-                    "{}; reading the table's shape failed ({e}); {again}",
-                    changed(&now.join(", "))
-                ));
+                self.fail_active(&change.unreadable(now, "shape", &e));
                 return Ok(());
             }
         };
@@ -848,36 +846,25 @@ impl Incremental {
             .iter()
             .map(|&i| shape.schema.columns[i].name.clone())
             .collect();
-        if key.join(", ") == was {
-            // Changed and changed back: the chunk is read again, from the same key.
-            tracing::info!(table = %name, key = %was, "incremental snapshot: the table's primary key changed and is back; the chunk is read again");
+        if change.is_back(&key) {
             return Ok(());
         }
-        let changed = changed(&key.join(", "));
         if key.is_empty() {
-            self.fail_active(&format!("{changed}; the table has no primary key now: give it one or set snapshot.key_columns, then {again}"));
+            self.fail_active(&change.no_key());
             return Ok(());
         }
         if let Err(why) = shape.chunkable() {
-            self.fail_active(&format!("{changed}; the new key cannot cut chunks ({why}); set snapshot.key_columns, then {again}"));
+            self.fail_active(&format!(
+                "{}; the new key cannot cut chunks ({why}); set snapshot.key_columns, then {}",
+                change.changed(&key),
+                change.again()
+            ));
             return Ok(());
         }
         let Some(a) = self.active.as_mut() else {
             return Ok(());
         };
-        tracing::warn!(table = %name, old_key = %was, new_key = %key.join(", "), rows_so_far = a.rows,
-            "incremental snapshot: {changed}; the table's snapshot starts again from its first key, chunked by the new key");
-        if let Ok(mut l) = self.ledger.lock() {
-            if let Some(l) = l.as_mut() {
-                l.register(
-                    end,
-                    Completion::Restart {
-                        table: a.index,
-                        key: key.clone(),
-                    },
-                );
-            }
-        }
+        change.restart(&self.ledger, end, a.index, &key, a.rows);
         // The catalog's shape: the next chunk projects it onto the stream's schema
         // (`follow_stream_schema`).
         a.shape = shape;
@@ -918,19 +905,6 @@ impl Incremental {
     /// stream and the other tables go on.
     fn fail(&mut self, name: &str, filter: Option<&str>, why: &str) {
         crate::snapshot::ledger::fail_table(&self.ledger, name, filter, why);
-    }
-
-    /// The key the ledger's record of `name` was cut on.
-    fn recorded_key(&self, name: &str) -> Option<Vec<String>> {
-        let l = self.ledger.lock().ok()?;
-        let l = l
-            .as_ref()
-            .filter(|l| l.state.kind == SnapshotKind::Incremental)?;
-        l.state
-            .tables
-            .iter()
-            .find(|t| t.table == name)
-            .map(|t| t.key.clone())
     }
 
     /// The ledger's incremental record of `name` (created, with a fresh incremental record if

@@ -90,6 +90,7 @@ use super::snapshot_plan::{self, PlannedTable};
 use crate::metrics::Metrics;
 use crate::snapshot::filter::{self, Dialect, FilterError, SnapshotSignal, TableRequest};
 use crate::snapshot::ledger::{Completion, LedgerHandle, SnapshotKind, TableProgress};
+use crate::snapshot::rekey::KeyChange;
 use crate::snapshot::window::Window;
 use crate::snapshot::SnapshotConfig;
 
@@ -427,62 +428,42 @@ impl Incremental {
             a.table.progress.table.clone(),
             a.table.progress.filter.clone(),
         );
-        let was = a.table.progress.key.join(", ");
+        let change = KeyChange::new(&name, &a.table.progress.key);
         let control = match self.control.take() {
             Some(c) => c,
             None => PgControl::connect(&self.connect).await?,
         };
         let described = snapshot_plan::describe(&control, &id, &self.cfg).await;
         self.control = Some(control);
-        let changed = |key: &str| {
-            format!("primary key of {name} changed from ({was}) to ({key}) during its incremental snapshot")
-        };
-        let again = format!("request it again with tidemark snapshot --table {name}");
         let planned = match described.map_err(SnapshotError::from) {
             Ok(t) => t,
             Err(e) if e.is_transient() => return Err(e),
             Err(e) => {
-                let why = format!(
-                    "{}; reading the table's plan failed ({e}); {again}",
-                    changed(&now.join(", "))
+                self.fail(
+                    &name,
+                    filter.as_deref(),
+                    &change.unreadable(now, "plan", &e),
                 );
-                self.fail(&name, filter.as_deref(), &why);
                 self.active = None;
                 return Ok(());
             }
         };
         let key = planned.progress.key;
-        if key.join(", ") == was {
-            // Changed and changed back: the chunk is read again, from the same key.
-            tracing::info!(table = %name, key = %was, "incremental snapshot: the table's primary key changed and is back; the chunk is read again");
+        if change.is_back(&key) {
             if let Some(a) = self.active.as_mut() {
                 a.chunk += 1;
             }
             return Ok(());
         }
-        let changed = changed(&key.join(", "));
         if key.is_empty() {
-            let why = format!("{changed}; the table has no primary key now: give it one or set snapshot.key_columns, then {again}");
-            self.fail(&name, filter.as_deref(), &why);
+            self.fail(&name, filter.as_deref(), &change.no_key());
             self.active = None;
             return Ok(());
         }
         let Some(a) = self.active.as_mut() else {
             return Ok(());
         };
-        tracing::warn!(table = %name, old_key = %was, new_key = %key.join(", "), rows_so_far = a.rows,
-            "incremental snapshot: {changed}; the table's snapshot starts again from its first key, chunked by the new key");
-        if let Ok(mut l) = self.ledger.lock() {
-            if let Some(l) = l.as_mut() {
-                l.register(
-                    end,
-                    Completion::Restart {
-                        table: a.index,
-                        key: key.clone(),
-                    },
-                );
-            }
-        }
+        change.restart(&self.ledger, end, a.index, &key, a.rows);
         // The stream's schema stays the chunks' (`start_next` follows it).
         a.table.progress.key = key;
         a.table.key_types = planned.key_types;
@@ -712,7 +693,10 @@ impl Incremental {
                     "incremental snapshot: EXPLAIN's plan of the filter could not be read; the estimate is the whole table's"),
             }
         }
-        let last_key = match (last_key, self.recorded_key(&name)) {
+        let last_key = match (
+            last_key,
+            crate::snapshot::ledger::recorded_key(&self.ledger, &name),
+        ) {
             (Some(_), Some(was)) if !was.is_empty() && was != table.progress.key => {
                 // A resumed last key is in the recorded key's terms (module traps).
                 tracing::warn!(table = %name, old_key = %was.join(", "), new_key = %table.progress.key.join(", "),
@@ -753,19 +737,6 @@ impl Incremental {
             waiting: None,
         });
         Ok(())
-    }
-
-    /// The key the ledger's record of `name` was cut on.
-    fn recorded_key(&self, name: &str) -> Option<Vec<String>> {
-        let l = self.ledger.lock().ok()?;
-        let l = l
-            .as_ref()
-            .filter(|l| l.state.kind == SnapshotKind::Incremental)?;
-        l.state
-            .tables
-            .iter()
-            .find(|t| t.table == name)
-            .map(|t| t.key.clone())
     }
 
     /// Puts the table into the ledger's incremental record (with its filter and this
