@@ -235,6 +235,30 @@ fn insert(lo: i64, hi: i64) -> String {
 
 /// Inserts, updates (TOAST unchanged), key changes, deletes, and all of them on the same
 /// rows in one transaction.
+/// kill -9 of `p` while `txns` random transactions of `round` run on another connection, then
+/// four of `round + 1` while it is down (the caller restarts it).
+fn kill9_under_load(
+    p: &mut crate::support::Pipeline,
+    db: &str,
+    rng: &mut rand::rngs::StdRng,
+    next_id: &mut i64,
+    txns: usize,
+    round: usize,
+) {
+    let mut batch = String::new();
+    for _ in 0..txns {
+        batch += &random_txn(rng, next_id, round);
+    }
+    let dbn = db.to_owned();
+    let load_thread = std::thread::spawn(move || psql(&dbn, &batch));
+    std::thread::sleep(Duration::from_millis(rng.gen_range(150..700)));
+    p.kill9();
+    load_thread.join().expect("workload thread");
+    for _ in 0..4 {
+        psql(db, &random_txn(rng, next_id, round + 1));
+    }
+}
+
 fn random_txn(rng: &mut rand::rngs::StdRng, next_id: &mut i64, round: usize) -> String {
     let mut sql = String::from("BEGIN;");
     for _ in 0..rng.gen_range(1..4) {
@@ -376,18 +400,7 @@ async fn iceberg_rest_catalog_mirror_matches_source_and_resumes_exactly_once() {
     eprintln!("before the restart, pyiceberg RestCatalog: {r}");
 
     // kill -9 while a workload runs, more changes while it is down, then resume.
-    let mut batch = String::new();
-    for _ in 0..8 {
-        batch += &random_txn(&mut rng, &mut next_id, 2);
-    }
-    let dbn = db.name.clone();
-    let load_thread = std::thread::spawn(move || psql(&dbn, &batch));
-    std::thread::sleep(Duration::from_millis(rng.gen_range(150..700)));
-    p.kill9();
-    load_thread.join().expect("workload thread");
-    for _ in 0..4 {
-        psql(&db.name, &random_txn(&mut rng, &mut next_id, 3));
-    }
+    kill9_under_load(&mut p, &db.name, &mut rng, &mut next_id, 8, 2);
     p.start();
     let lo = next_id;
     psql(
@@ -690,8 +703,8 @@ async fn iceberg_rest_catalog_with_s3_warehouse_matches_source_across_kill9() {
     let db = TestDb::create("tm_ice_rest_s3");
     psql(&db.name, CREATE);
     let extra = format!(
-        "storage = {{ endpoint = \"{}\", region = \"us-east-1\", access_key_id = {{ env = \"{S3_KEY_ENV}\" }}, secret_access_key = {{ env = \"{S3_SECRET_ENV}\" }}, path_style = true }}\ncommit = {{ max_rows = 400, interval = \"200ms\" }}",
-        s3.endpoint
+        "{}\ncommit = {{ max_rows = 400, interval = \"200ms\" }}",
+        ice::s3_storage_toml(&s3.endpoint, S3_KEY_ENV, S3_SECRET_ENV)
     );
     let (mut p, lake) = ice::pipeline(
         &db.name,
@@ -723,18 +736,7 @@ async fn iceberg_rest_catalog_with_s3_warehouse_matches_source_across_kill9() {
     eprintln!("before the restart, pyiceberg RestCatalog on S3: {r}");
 
     // kill -9 while a workload runs, more changes while it is down, then resume.
-    let mut batch = String::new();
-    for _ in 0..6 {
-        batch += &random_txn(&mut rng, &mut next_id, 1);
-    }
-    let dbn = db.name.clone();
-    let load_thread = std::thread::spawn(move || psql(&dbn, &batch));
-    std::thread::sleep(Duration::from_millis(rng.gen_range(150..700)));
-    p.kill9();
-    load_thread.join().expect("workload thread");
-    for _ in 0..4 {
-        psql(&db.name, &random_txn(&mut rng, &mut next_id, 2));
-    }
+    kill9_under_load(&mut p, &db.name, &mut rng, &mut next_id, 6, 1);
     p.start();
     for _ in 0..4 {
         psql(&db.name, &random_txn(&mut rng, &mut next_id, 3));

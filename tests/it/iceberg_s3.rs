@@ -123,8 +123,8 @@ async fn iceberg_mirror_on_s3_storage_matches_source_across_kill9() {
         "CREATE TABLE t (id bigint PRIMARY KEY, tx text, i4 integer, big text);",
     );
     let storage = format!(
-        "storage = {{ endpoint = \"{}\", region = \"us-east-1\", access_key_id = {{ env = \"{KEY_ENV}\" }}, secret_access_key = {{ env = \"{SECRET_ENV}\" }}, path_style = true }}\ncommit = {{ max_rows = 500, interval = \"300ms\" }}",
-        s3.endpoint
+        "{}\ncommit = {{ max_rows = 500, interval = \"300ms\" }}",
+        ice::s3_storage_toml(&s3.endpoint, KEY_ENV, SECRET_ENV)
     );
     let (mut p, lake) = ice::pipeline(
         &db.name,

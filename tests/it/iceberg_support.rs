@@ -87,6 +87,14 @@ pub struct SinkSpec<'a> {
     pub pg_catalog: bool,
 }
 
+/// The sink's `storage` line for moto's S3 server at `endpoint` (credentials from the
+/// environment variables `key_env` / `secret_env`, path-style addressing).
+pub fn s3_storage_toml(endpoint: &str, key_env: &str, secret_env: &str) -> String {
+    format!(
+        "storage = {{ endpoint = \"{endpoint}\", region = \"us-east-1\", access_key_id = {{ env = \"{key_env}\" }}, secret_access_key = {{ env = \"{secret_env}\" }}, path_style = true }}"
+    )
+}
+
 /// A pipeline whose sink is an Iceberg table (config rewritten from `Pipeline::new`'s).
 pub fn pipeline(db: &str, tables: &[&str], sink: SinkSpec<'_>) -> (Pipeline, Lake) {
     let mut spec = PipelineSpec::new(db, tables);
