@@ -19,7 +19,7 @@ use super::snapshot_support::{
     assert_filtered_estimate, assert_no_rows_remaining, assert_rekeyed, assert_same_state,
     initial_only_state, int_triples, output, reads, replay, replay_file, snapshot_cli,
     snapshot_until_complete, status_text, wait_entry, wait_for, wait_mysql_marker, DdlReplay,
-    FilteredReads, Replay, TypeReplay,
+    FilteredReads, RekeyReplay, Replay, TypeReplay,
 };
 use super::support::{Pipeline, TIDEMARK};
 
@@ -863,4 +863,72 @@ fn snapshot_mysql_incremental_primary_key_redefined() {
         '\t',
     );
     assert_rekeyed(&p, "t", &expected);
+}
+
+/// The primary key dropped during the table's incremental snapshot, MariaDB: as
+/// `snapshot_pg_incremental_primary_key_dropped` (`DROP PRIMARY KEY`, no new one, while chunks
+/// are being read, DML before and after it): no key to cut chunks on, so that table's snapshot
+/// stops with the reason in the checkpoint and `tidemark status`, and the stream goes on.
+#[test]
+fn snapshot_mysql_incremental_primary_key_dropped() {
+    if !mysql_enabled("snapshot_mysql_incremental_primary_key_dropped") {
+        return;
+    }
+    let db = MyDb::create("tm_mnokey");
+    sql(
+        &db.name,
+        "CREATE TABLE t (id INT PRIMARY KEY, code INT NOT NULL, v INT NOT NULL);
+         INSERT INTO t SELECT seq, 100000 - seq, 0 FROM seq_1_to_20000;
+         ANALYZE TABLE t",
+    );
+    let mut p = pipeline(&db.name, "mode = \"no_data\"\nincremental_chunk_rows = 100");
+    p.start();
+    let table = format!("{}.t", db.name);
+    request(&p, &[&table]);
+    wait_for("the first chunks", &mut p, Duration::from_secs(120), |p| {
+        reads(p) >= 1000
+    });
+    sql(
+        &db.name,
+        "UPDATE t SET v = 1 WHERE id IN (5, 19999);
+         ALTER TABLE t DROP PRIMARY KEY;
+         INSERT INTO t VALUES (20001, 50, 2);",
+    );
+    let at_ddl = reads(&p);
+    assert!(
+        at_ddl < 20_000,
+        "the snapshot read {at_ddl} rows before the DDL: not mid-snapshot"
+    );
+    let why = format!(
+        "primary key of {table} changed from (id) to () during its incremental snapshot; the table has no primary key now"
+    );
+    wait_entry(&mut p, "the table's snapshot to stop", |t| {
+        t["table"] == table.as_str() && t["error"].as_str().is_some_and(|e| e.contains(&why))
+    });
+    let status = status_text(&p);
+    assert!(status.contains(&why), "{status}");
+    sql(
+        &db.name,
+        "INSERT INTO t VALUES (20002, 60, 4);
+         UPDATE t SET v = 3 WHERE id = 8;",
+    );
+    wait_mysql_marker(&mut p, &db.name, Duration::from_secs(60));
+    p.stop();
+    let rows = RekeyReplay::of(&output(&p), "t").rows;
+    for (id, row) in [
+        (5, (99995, 1)),
+        (20001, (50, 2)),
+        (20002, (60, 4)),
+        (8, (99992, 3)),
+    ] {
+        assert_eq!(
+            rows.get(&id),
+            Some(&row),
+            "the change of id {id} did not stream"
+        );
+    }
+    assert!(
+        reads(&p) < 20_000,
+        "the snapshot went on after the key was dropped"
+    );
 }
