@@ -790,18 +790,10 @@ fn snapshot_mysql_incremental_ddl_mid_snapshot() {
     retyped.assert_forward("v");
 }
 
-/// The primary key redefined during the table's incremental snapshot, MariaDB: as
-/// `snapshot_pg_incremental_primary_key_redefined` (`DROP PRIMARY KEY, ADD PRIMARY KEY
-/// (code)` while chunks are being read, DML before and after it): the table's snapshot starts
-/// again from its first key, chunked by `code` (logged with the reason; the checkpoint's key
-/// is `code`), rows read before the change are read again, and the final rows equal the
-/// table's.
-#[test]
-fn snapshot_mysql_incremental_primary_key_redefined() {
-    if !mysql_enabled("snapshot_mysql_incremental_primary_key_redefined") {
-        return;
-    }
-    let db = MyDb::create("tm_mrekey");
+/// A 20,000-row table `t (id PRIMARY KEY, code, v)` whose incremental snapshot (chunks of
+/// 100) has read its first 1,000 rows: the database, the running pipeline, `db.t`.
+fn table_mid_snapshot(name: &str) -> (MyDb, Pipeline, String) {
+    let db = MyDb::create(name);
     sql(
         &db.name,
         "CREATE TABLE t (id INT PRIMARY KEY, code INT NOT NULL, v INT NOT NULL);
@@ -815,18 +807,39 @@ fn snapshot_mysql_incremental_primary_key_redefined() {
     wait_for("the first chunks", &mut p, Duration::from_secs(120), |p| {
         reads(p) >= 1000
     });
-    sql(
+    (db, p, table)
+}
+
+/// Runs `ddl` on the table of [`table_mid_snapshot`], asserting its snapshot was not over yet.
+fn ddl_mid_snapshot(p: &Pipeline, db: &str, ddl: &str) {
+    sql(db, ddl);
+    let at_ddl = reads(p);
+    assert!(
+        at_ddl < 20_000,
+        "the snapshot read {at_ddl} rows before the DDL: not mid-snapshot"
+    );
+}
+
+/// The primary key redefined during the table's incremental snapshot, MariaDB: as
+/// `snapshot_pg_incremental_primary_key_redefined` (`DROP PRIMARY KEY, ADD PRIMARY KEY
+/// (code)` while chunks are being read, DML before and after it): the table's snapshot starts
+/// again from its first key, chunked by `code` (logged with the reason; the checkpoint's key
+/// is `code`), rows read before the change are read again, and the final rows equal the
+/// table's.
+#[test]
+fn snapshot_mysql_incremental_primary_key_redefined() {
+    if !mysql_enabled("snapshot_mysql_incremental_primary_key_redefined") {
+        return;
+    }
+    let (db, mut p, table) = table_mid_snapshot("tm_mrekey");
+    ddl_mid_snapshot(
+        &p,
         &db.name,
         "ALTER TABLE t DROP PRIMARY KEY, ADD PRIMARY KEY (code);
          UPDATE t SET v = 1 WHERE id IN (5, 10000, 19999);
          UPDATE t SET code = 200000 + id WHERE id IN (6, 15000);
          INSERT INTO t VALUES (20001, 50, 2);
          DELETE FROM t WHERE id IN (7, 12000);",
-    );
-    let at_ddl = reads(&p);
-    assert!(
-        at_ddl < 20_000,
-        "the snapshot read {at_ddl} rows before the DDL: not mid-snapshot"
     );
     let why = format!(
         "primary key of {table} changed from (id) to (code) during its incremental snapshot"
@@ -874,30 +887,13 @@ fn snapshot_mysql_incremental_primary_key_dropped() {
     if !mysql_enabled("snapshot_mysql_incremental_primary_key_dropped") {
         return;
     }
-    let db = MyDb::create("tm_mnokey");
-    sql(
-        &db.name,
-        "CREATE TABLE t (id INT PRIMARY KEY, code INT NOT NULL, v INT NOT NULL);
-         INSERT INTO t SELECT seq, 100000 - seq, 0 FROM seq_1_to_20000;
-         ANALYZE TABLE t",
-    );
-    let mut p = pipeline(&db.name, "mode = \"no_data\"\nincremental_chunk_rows = 100");
-    p.start();
-    let table = format!("{}.t", db.name);
-    request(&p, &[&table]);
-    wait_for("the first chunks", &mut p, Duration::from_secs(120), |p| {
-        reads(p) >= 1000
-    });
-    sql(
+    let (db, mut p, table) = table_mid_snapshot("tm_mnokey");
+    ddl_mid_snapshot(
+        &p,
         &db.name,
         "UPDATE t SET v = 1 WHERE id IN (5, 19999);
          ALTER TABLE t DROP PRIMARY KEY;
          INSERT INTO t VALUES (20001, 50, 2);",
-    );
-    let at_ddl = reads(&p);
-    assert!(
-        at_ddl < 20_000,
-        "the snapshot read {at_ddl} rows before the DDL: not mid-snapshot"
     );
     let why = format!(
         "primary key of {table} changed from (id) to () during its incremental snapshot; the table has no primary key now"
