@@ -9,7 +9,7 @@ use crate::checkpoint::FileCheckpointStore;
 use crate::config::{Config, PostgresSourceConfig, SinkConfig, SourceConfig};
 use crate::engine::{queue, Engine};
 use crate::metrics::{self, Metrics};
-use crate::snapshot::retry::{Outcome, SnapshotEngine};
+use crate::snapshot::retry::{prepare_at_startup, run_with_retries, Outcome, SnapshotEngine};
 use crate::source::postgres::config::PgConnectConfig;
 use crate::source::postgres::control::PgControl;
 use crate::source::postgres::pipeline as pg_pipeline;
@@ -201,15 +201,15 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
     }
     let pg = postgres(&config)?;
     let connect = connect_config(pg)?;
-    let Some(startup) = pg_pipeline::prepare_snapshot(
-        &config,
+    let engine_store = store.clone();
+    let sources = pg_pipeline::SnapshotSources {
+        config: &config,
         pg,
-        &connect,
-        checkpoint.as_ref(),
-        &metrics,
-        shutdown.clone(),
-    )
-    .await?
+        connect: &connect,
+        store: &engine_store,
+        metrics: &metrics,
+    };
+    let Some(startup) = prepare_at_startup(&sources, checkpoint.as_ref(), shutdown.clone()).await?
     else {
         return Ok(());
     };
@@ -223,7 +223,6 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
             Some(job)
         }
     };
-    let engine_store = store.clone();
     let StartedEngine {
         queue: tx,
         acked: acked_rx,
@@ -237,18 +236,10 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> anyho
             task: &mut engine_task,
             checkpoints: &checkpoints,
         };
-        let sources = pg_pipeline::SnapshotSources {
-            config: &config,
-            pg,
-            connect: &connect,
-            store: &engine_store,
-            metrics: &metrics,
+        let (last, stop) = match run_with_retries(&sources, engine, job, shutdown.clone()).await {
+            Outcome::Done(done) => done,
+            ended => return end_after_snapshot(ended, tx, engine_task, &metrics).await,
         };
-        let (last, stop) =
-            match pg_pipeline::run_snapshot(sources, engine, job, shutdown.clone()).await {
-                Outcome::Done(done) => done,
-                ended => return end_after_snapshot(ended, tx, engine_task, &metrics).await,
-            };
         resume = last.or(resume);
         stop_after_snapshot = stop;
     }

@@ -365,3 +365,61 @@ fn mysql_million_row_transaction_in_bounded_memory() {
     eprintln!("peak RSS {} MiB", peak / 1024);
     assert!(peak < 400 * 1024, "peak RSS {} MiB", peak / 1024);
 }
+
+/// While the server cannot be reached at startup (transient: the startup decision retries with
+/// the streams' backoff, as the PostgreSQL source's does), the process is healthy but not
+/// ready, and a shutdown during the wait is a clean exit.
+#[test]
+fn mysql_readyz_is_503_while_the_server_cannot_be_reached() {
+    if !mysql_enabled("mysql_readyz_is_503_while_the_server_cannot_be_reached") {
+        return;
+    }
+    let mut p = pipeline(MySpec::new("test"));
+    let config = std::fs::read_to_string(&p.config).expect("config");
+    let port = format!("127.0.0.1:{}", super::mysql_support::port());
+    assert!(config.contains(&port), "{config}");
+    // Nothing listens on port 1.
+    std::fs::write(&p.config, config.replace(&port, "127.0.0.1:1")).expect("config");
+    p.spawn();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !p
+        .log_text()
+        .contains("transient error at startup; retrying")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no retry logged:\n{}",
+            p.log_text()
+        );
+        assert!(
+            p.try_wait().is_none(),
+            "a transient error is retried, not fatal:\n{}",
+            p.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        p.log_text()
+            .contains("mysql source: transient error at startup"),
+        "{}",
+        p.log_text()
+    );
+    while super::support::http_get(p.metrics_port, "/healthz").is_none() {
+        assert!(Instant::now() < deadline, "no /healthz:\n{}", p.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        super::support::http_get(p.metrics_port, "/healthz").map(|r| r.0),
+        Some(200)
+    );
+    let (status, _) = super::support::http_get(p.metrics_port, "/readyz").expect("readyz");
+    assert_eq!(status, 503, "{}", p.log_text());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(p.try_wait().is_none(), "still retrying:\n{}", p.log_text());
+    assert_eq!(
+        p.stop().map(|s| s.success()),
+        Some(true),
+        "a shutdown while waiting to retry ends cleanly:\n{}",
+        p.log_text()
+    );
+}

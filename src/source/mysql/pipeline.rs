@@ -12,9 +12,11 @@ use super::snapshot::{RunContext, Startup};
 use super::stream::MysqlSource;
 use crate::checkpoint::FileCheckpointStore;
 use crate::config::Config;
+use crate::engine::queue::QueueSender;
 use crate::metrics::Metrics;
-use crate::pipeline::{race_engine, Raced};
-use crate::snapshot::retry::{checkpoint_now, Outcome, SnapshotEngine, SnapshotRetry};
+use crate::snapshot::retry::{
+    prepare_at_startup, run_with_retries, Outcome, Resume, SnapshotAttempts, SnapshotEngine,
+};
 
 /// Runs a pipeline whose source is MySQL/MariaDB until shutdown or a definite error.
 pub async fn run(
@@ -30,12 +32,16 @@ pub async fn run(
     // snapshot.mode, the checkpoint and the server decide (snapshot.rs); a snapshot opens its
     // readers at a consistent binlog position here, before the sinks start.
     let checkpoint = store.load()?;
-    let startup = match super::snapshot::prepare(config, m, checkpoint.as_ref()).await {
-        Ok(s) => s,
-        Err(e) => {
-            metrics.set_error(e.to_string());
-            return Err(anyhow::Error::new(e).context("mysql snapshot failed"));
-        }
+    let engine_store = store.clone();
+    let sources = SnapshotSources {
+        config,
+        m,
+        store: &engine_store,
+        metrics: &metrics,
+    };
+    let Some(startup) = prepare_at_startup(&sources, checkpoint.as_ref(), shutdown.clone()).await?
+    else {
+        return Ok(());
     };
     // The no-lock fallback: stream from the current position, snapshot incrementally.
     let mut fallback = None;
@@ -73,7 +79,6 @@ pub async fn run(
     let gtids = store.gtid_ledger();
     // Debezium's MySQL `source.db` is per table; the sinks' database is only a default.
     let database = m.databases.first().cloned().unwrap_or_default();
-    let engine_store = store.clone();
     let crate::pipeline::StartedEngine {
         queue: tx,
         task: mut engine_task,
@@ -87,17 +92,7 @@ pub async fn run(
             task: &mut engine_task,
             checkpoints: &checkpoints,
         };
-        let done = match run_snapshot(
-            config,
-            m,
-            &engine_store,
-            &metrics,
-            engine,
-            job,
-            shutdown.clone(),
-        )
-        .await
-        {
+        let done = match run_with_retries(&sources, engine, job, shutdown.clone()).await {
             Outcome::Done(done) => done,
             ended => {
                 return crate::pipeline::end_after_snapshot(ended, tx, engine_task, &metrics).await
@@ -180,95 +175,87 @@ enum After {
     },
 }
 
-/// Runs the initial snapshot `job`, retrying in-process after a transient error the way a
-/// restart would resume it (`snapshot/retry.rs`).
-async fn run_snapshot(
-    config: &Config,
-    m: &MysqlSourceConfig,
-    store: &FileCheckpointStore,
-    metrics: &Arc<Metrics>,
-    engine: SnapshotEngine<'_>,
-    mut job: Box<super::snapshot::Prepared>,
-    mut shutdown: watch::Receiver<bool>,
-) -> Outcome<After> {
-    let mut retry = SnapshotRetry::new("mysql", metrics.clone());
-    loop {
-        let (stop, stream_from, versions) = (job.stop, job.stream_from(), job.schemas());
+/// What a MySQL/MariaDB initial snapshot reads with.
+struct SnapshotSources<'a> {
+    config: &'a Config,
+    m: &'a MysqlSourceConfig,
+    store: &'a FileCheckpointStore,
+    metrics: &'a Arc<Metrics>,
+}
+
+impl SnapshotAttempts for SnapshotSources<'_> {
+    type Job = Box<super::snapshot::Prepared>;
+    type Startup = Startup;
+    type Done = After;
+    type Error = super::snapshot::SnapshotError;
+    const SOURCE: &'static str = "mysql";
+
+    fn is_transient(error: &Self::Error) -> bool {
+        error.is_transient()
+    }
+
+    fn store(&self) -> &FileCheckpointStore {
+        self.store
+    }
+
+    fn metrics(&self) -> &Arc<Metrics> {
+        self.metrics
+    }
+
+    async fn run(
+        &self,
+        job: Self::Job,
+        queue: QueueSender<Arc<tidemark_model::Transaction>>,
+    ) -> Result<After, Self::Error> {
+        let done = After::Snapshot {
+            stream_from: job.stream_from(),
+            versions: job.schemas(),
+            stop: job.stop,
+        };
         let cx = RunContext {
-            config,
-            store,
-            metrics: metrics.clone(),
-            queue: engine.queue.clone(),
+            config: self.config,
+            store: self.store,
+            metrics: self.metrics.clone(),
+            queue,
         };
-        let started = std::time::Instant::now();
-        let error = match race_engine(job.run(cx), &mut *engine.task).await {
-            Raced::Engine(e) => return Outcome::Engine(e),
-            Raced::Work(Ok(_)) => {
-                return Outcome::Done(After::Snapshot {
-                    stream_from,
-                    versions,
-                    stop,
-                })
-            }
-            Raced::Work(Err(e)) if e.is_transient() => e,
-            Raced::Work(Err(e)) => {
-                return Outcome::Failed(anyhow::Error::new(e).context("mysql snapshot failed"))
-            }
-        };
-        let saved = match checkpoint_now(engine.checkpoints, &mut *engine.task).await {
-            Ok(saved) => saved,
-            Err(e) => return Outcome::Engine(e),
-        };
-        let mut text = crate::snapshot::error_text(&error);
-        let mut ran = started.elapsed();
-        // The same decision as a restart, from the checkpoint just saved; the server may
-        // still be down (restarting): retried with the same backoff.
-        let (startup, checkpoint) = loop {
-            if !retry.wait(&text, ran, saved.as_ref(), &mut shutdown).await {
-                return Outcome::Shutdown;
-            }
-            let checkpoint = match store.load() {
-                Ok(c) => c,
-                Err(e) => return Outcome::Failed(e.into()),
-            };
-            match super::snapshot::prepare(config, m, checkpoint.as_ref()).await {
-                Ok(s) => break (s, checkpoint),
-                Err(e) if e.is_transient() => {
-                    text = crate::snapshot::error_text(&e);
-                    ran = std::time::Duration::ZERO;
-                }
-                Err(e) => {
-                    return Outcome::Failed(anyhow::Error::new(e).context("mysql snapshot failed"))
-                }
-            }
-        };
-        retry.resumed();
-        let at = checkpoint.as_ref().and_then(|c| c.position().ok());
+        job.run(cx).await?;
+        Ok(done)
+    }
+
+    async fn prepare(
+        &self,
+        checkpoint: Option<&crate::checkpoint::Checkpoint>,
+    ) -> Result<Startup, Self::Error> {
+        super::snapshot::prepare(self.config, self.m, checkpoint).await
+    }
+
+    fn resume(
+        &self,
+        startup: Startup,
+        at: Option<Position>,
+        error: &str,
+    ) -> Resume<Self::Job, After> {
         match startup {
             Startup::Snapshot(next)
                 if next.discard_checkpoint || (at.is_none() && next.gtids.is_some()) =>
             {
                 // A new consistent point whose positions (or GTID set) the engine has not
                 // started from: a restart decides (retry module traps).
-                return Outcome::Failed(anyhow::anyhow!(
-                    "mysql snapshot: after a transient error ({text}) the snapshot must start over at a new position; restart the pipeline"
-                ));
+                Resume::Failed(anyhow::anyhow!(
+                    "mysql snapshot: after a transient error ({error}) the snapshot must start over at a new position; restart the pipeline"
+                ))
             }
-            Startup::Snapshot(next) => job = next,
-            Startup::Stream(from) => {
-                return Outcome::Done(After::Stream {
-                    from: from.or(at),
-                    stop: false,
-                })
-            }
-            Startup::Done => {
-                return Outcome::Done(After::Stream {
-                    from: at,
-                    stop: true,
-                })
-            }
+            Startup::Snapshot(next) => Resume::Run(next),
+            Startup::Stream(from) => Resume::Done(After::Stream {
+                from: from.or(at),
+                stop: false,
+            }),
+            Startup::Done => Resume::Done(After::Stream {
+                from: at,
+                stop: true,
+            }),
             Startup::Incremental { tables, .. } => {
-                return Outcome::Done(After::Incremental { tables, from: at })
+                Resume::Done(After::Incremental { tables, from: at })
             }
         }
     }

@@ -33,6 +33,7 @@ use tidemark_model::{ChangeBatch, ChangeBatchBuilder, Image, MysqlPosition, Posi
 
 use super::config::MysqlSourceConfig;
 use super::control::{self, MysqlControl};
+use super::error::TRANSIENT_QUERY_CODES;
 use super::snapshot::{client, SnapshotError};
 use super::snapshot_rows::{append_row, qualified, quote_ident, quote_literal, TableShape};
 use crate::config::Config;
@@ -244,12 +245,9 @@ pub(super) async fn filter_estimate(
     )
 }
 
-// Server errors of a chunk SELECT that a retry may fix: the initial snapshot's list (lock wait
-// timeout, deadlock, too many connections, shutdown, interrupted or killed, statement time
-// limits).
-use super::error::TRANSIENT_QUERY_CODES as TRANSIENT_SELECT_CODES;
-
-/// A failed chunk SELECT: a server error (other than [`TRANSIENT_SELECT_CODES`]) is the
+/// A failed chunk SELECT: a server error (other than [`TRANSIENT_QUERY_CODES`], the initial
+/// snapshot's list of errors a retry may fix: lock wait timeout, deadlock, too many
+/// connections, shutdown, interrupted or killed, statement time limits) is the
 /// statement's own fault, definite for the table; anything else keeps the connection error's
 /// kind.
 fn chunk_select_error(
@@ -259,7 +257,7 @@ fn chunk_select_error(
     e: mysql_async::Error,
 ) -> SnapshotError {
     match &e {
-        mysql_async::Error::Server(s) if !TRANSIENT_SELECT_CODES.contains(&s.code) => {
+        mysql_async::Error::Server(s) if !TRANSIENT_QUERY_CODES.contains(&s.code) => {
             SnapshotError::Query {
                 table: table.to_string(),
                 range: 0,
@@ -485,7 +483,7 @@ mod tests {
         for code in [1054, 1064, 1146] {
             assert!(!chunk_select_error("a", "db.t", "c", server(code)).is_transient());
         }
-        for code in TRANSIENT_SELECT_CODES {
+        for code in TRANSIENT_QUERY_CODES {
             assert!(chunk_select_error("a", "db.t", "c", server(*code)).is_transient());
         }
     }
