@@ -17,9 +17,10 @@ use super::mysql_support::{
 };
 use super::snapshot_support::{
     assert_filtered_estimate, assert_no_rows_remaining, assert_rekeyed, assert_same_state,
-    initial_only_state, int_triples, output, reads, replay, replay_file, snapshot_cli,
-    snapshot_until_complete, status_text, wait_entry, wait_for, wait_mysql_marker, DdlReplay,
-    FilteredReads, RekeyReplay, Replay, TypeReplay,
+    initial_only_state, int_triples, key_changed, kill9_after_rekey, output, reads, replay,
+    replay_file, snapshot_cli, snapshot_until_complete, status_text, wait_entry, wait_for,
+    wait_mysql_marker, wait_record, DdlReplay, FilteredReads, RekeyReplay, RekeySource, Replay,
+    TypeReplay,
 };
 use super::support::{Pipeline, TIDEMARK};
 
@@ -790,15 +791,18 @@ fn snapshot_mysql_incremental_ddl_mid_snapshot() {
     retyped.assert_forward("v");
 }
 
-/// A 20,000-row table `t (id PRIMARY KEY, code, v)` whose incremental snapshot (chunks of
-/// 100) has read its first 1,000 rows: the database, the running pipeline, `db.t`.
-fn table_mid_snapshot(name: &str) -> (MyDb, Pipeline, String) {
+/// A table `t (id PRIMARY KEY, code, v)` of `rows` rows (`code = 100000 - id`) whose
+/// incremental snapshot (chunks of 100) has read its first 1,000 rows: the database, the
+/// running pipeline, `db.t`.
+fn table_mid_snapshot(name: &str, rows: i64) -> (MyDb, Pipeline, String) {
     let db = MyDb::create(name);
     sql(
         &db.name,
-        "CREATE TABLE t (id INT PRIMARY KEY, code INT NOT NULL, v INT NOT NULL);
-         INSERT INTO t SELECT seq, 100000 - seq, 0 FROM seq_1_to_20000;
-         ANALYZE TABLE t",
+        &format!(
+            "CREATE TABLE t (id INT PRIMARY KEY, code INT NOT NULL, v INT NOT NULL);
+             INSERT INTO t SELECT seq, 100000 - seq, 0 FROM seq_1_to_{rows};
+             ANALYZE TABLE t"
+        ),
     );
     let mut p = pipeline(&db.name, "mode = \"no_data\"\nincremental_chunk_rows = 100");
     p.start();
@@ -831,19 +835,20 @@ fn snapshot_mysql_incremental_primary_key_redefined() {
     if !mysql_enabled("snapshot_mysql_incremental_primary_key_redefined") {
         return;
     }
-    let (db, mut p, table) = table_mid_snapshot("tm_mrekey");
+    let (db, mut p, table) = table_mid_snapshot("tm_mrekey", 20_000);
     ddl_mid_snapshot(
         &p,
         &db.name,
-        "ALTER TABLE t DROP PRIMARY KEY, ADD PRIMARY KEY (code);
-         UPDATE t SET v = 1 WHERE id IN (5, 10000, 19999);
-         UPDATE t SET code = 200000 + id WHERE id IN (6, 15000);
-         INSERT INTO t VALUES (20001, 50, 2);
-         DELETE FROM t WHERE id IN (7, 12000);",
+        &format!(
+            "{};
+             UPDATE t SET v = 1 WHERE id IN (5, 10000, 19999);
+             UPDATE t SET code = 200000 + id WHERE id IN (6, 15000);
+             INSERT INTO t VALUES (20001, 50, 2);
+             DELETE FROM t WHERE id IN (7, 12000);",
+            redefine_key("code")
+        ),
     );
-    let why = format!(
-        "primary key of {table} changed from (id) to (code) during its incremental snapshot"
-    );
+    let why = key_changed(&table, "id", "code");
     wait_for("the restart", &mut p, Duration::from_secs(120), |p| {
         p.log_text().contains(&why)
     });
@@ -853,22 +858,9 @@ fn snapshot_mysql_incremental_primary_key_redefined() {
          INSERT INTO t VALUES (20002, 60, 4);
          DELETE FROM t WHERE id IN (9, 13000);",
     );
-    wait_for(
-        "the restarted snapshot to finish",
-        &mut p,
-        Duration::from_secs(180),
-        |p| {
-            p.checkpoint().is_some_and(|c| {
-                c["snapshot"]["tables"].as_array().is_some_and(|ts| {
-                    ts.iter().any(|t| {
-                        t["table"] == table.as_str()
-                            && t["complete"] == true
-                            && t["key"] == serde_json::json!(["code"])
-                    })
-                })
-            })
-        },
-    );
+    wait_record(&mut p, &table, "the restarted snapshot to finish", |t| {
+        t["complete"] == true && t["key"] == serde_json::json!(["code"])
+    });
     wait_mysql_marker(&mut p, &db.name, Duration::from_secs(60));
     p.stop();
     let expected = int_triples(
@@ -876,6 +868,40 @@ fn snapshot_mysql_incremental_primary_key_redefined() {
         '\t',
     );
     assert_rekeyed(&p, "t", &expected);
+}
+
+/// The DDL that makes `column` the primary key of `t` instead of the current one.
+fn redefine_key(column: &str) -> String {
+    format!("ALTER TABLE t DROP PRIMARY KEY, ADD PRIMARY KEY ({column})")
+}
+
+/// kill -9 right after the primary key is redefined mid incremental snapshot, MariaDB: as
+/// `snapshot_pg_incremental_kill9_after_primary_key_redefined` (90,000 rows, chunks of 100:
+/// MariaDB reads them several times faster, and each kill must land before the snapshot ends;
+/// `snapshot_support::kill9_after_rekey`): (a) `id` → `code`, killed once a checkpoint holds
+/// the restart and a `code` last key: the next run goes on after it, without restarting;
+/// (b) in that run (no checkpoint after its start) `code` → `id`, killed as soon as the log
+/// says so: the checkpoint still holds `code` and its last key, and the next run starts the
+/// table again from its first `id` (logged), reading every row. The snapshot ends complete
+/// on `id` (checkpoint, `status`) and the sink's rows equal the table's.
+#[test]
+fn snapshot_mysql_incremental_kill9_after_primary_key_redefined() {
+    if !mysql_enabled("snapshot_mysql_incremental_kill9_after_primary_key_redefined") {
+        return;
+    }
+    let rows = 90_000;
+    let (db, mut p, table) = table_mid_snapshot("tm_mrekey_kill", rows);
+    kill9_after_rekey(
+        &mut p,
+        &RekeySource {
+            table: &table,
+            rows,
+            sql: &|text| sql(&db.name, text),
+            sep: '\t',
+            redefine: &redefine_key,
+            marker: &|p| wait_mysql_marker(p, &db.name, Duration::from_secs(60)),
+        },
+    );
 }
 
 /// The primary key dropped during the table's incremental snapshot, MariaDB: as
@@ -887,7 +913,7 @@ fn snapshot_mysql_incremental_primary_key_dropped() {
     if !mysql_enabled("snapshot_mysql_incremental_primary_key_dropped") {
         return;
     }
-    let (db, mut p, table) = table_mid_snapshot("tm_mnokey");
+    let (db, mut p, table) = table_mid_snapshot("tm_mnokey", 20_000);
     ddl_mid_snapshot(
         &p,
         &db.name,
@@ -896,7 +922,8 @@ fn snapshot_mysql_incremental_primary_key_dropped() {
          INSERT INTO t VALUES (20001, 50, 2);",
     );
     let why = format!(
-        "primary key of {table} changed from (id) to () during its incremental snapshot; the table has no primary key now"
+        "{}; the table has no primary key now",
+        key_changed(&table, "id", "")
     );
     wait_entry(&mut p, "the table's snapshot to stop", |t| {
         t["table"] == table.as_str() && t["error"].as_str().is_some_and(|e| e.contains(&why))

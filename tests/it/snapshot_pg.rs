@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use super::snapshot_support::{
     assert_filtered_estimate, assert_no_rows_remaining, assert_rekeyed, assert_same_state,
-    initial_only_state, int_triples, output, range_bounds, reads, replay, replay_file,
-    snapshot_cli, snapshot_until_complete, status_text, wait_entry, wait_for, DdlReplay,
-    FilteredReads, Replay, TypeReplay,
+    initial_only_state, int_triples, key_changed, kill9_after_rekey, output, range_bounds, reads,
+    replay, replay_file, snapshot_cli, snapshot_until_complete, status_text, wait_entry, wait_for,
+    DdlReplay, FilteredReads, RekeySource, Replay, TypeReplay,
 };
 use super::support::{pg_enabled, psql, Pipeline, PipelineSpec, TestDb};
 
@@ -1112,15 +1112,17 @@ fn snapshot_pg_incremental_ddl_mid_snapshot() {
     retyped.assert_forward("v");
 }
 
-/// A new database (`name` its prefix) with a table `t (id PRIMARY KEY, code, v)` of 20,000
-/// rows, and a started pipeline whose incremental snapshot of it (chunks of 100) has read
-/// its first 1,000 rows.
-fn table_mid_snapshot(name: &str) -> (TestDb, Pipeline) {
+/// A new database (`name` its prefix) with a table `t (id PRIMARY KEY, code, v)` of `rows`
+/// rows (`code = 100000 - id`), and a started pipeline whose incremental snapshot of it
+/// (chunks of 100) has read its first 1,000 rows.
+fn table_mid_snapshot(name: &str, rows: i64) -> (TestDb, Pipeline) {
     let db = TestDb::create(name);
     psql(
         &db.name,
-        "CREATE TABLE t (id int PRIMARY KEY, code int NOT NULL, v int NOT NULL);
-         INSERT INTO t SELECT i, 100000 - i, 0 FROM generate_series(1, 20000) i;",
+        &format!(
+            "CREATE TABLE t (id int PRIMARY KEY, code int NOT NULL, v int NOT NULL);
+             INSERT INTO t SELECT i, 100000 - i, 0 FROM generate_series(1, {rows}) i;"
+        ),
     );
     let mut spec = PipelineSpec::new(&db.name, &["public.t"]);
     spec.pipeline_extra = "\n[snapshot]\nmode = \"no_data\"\nincremental_chunk_rows = 100\n".into();
@@ -1155,20 +1157,22 @@ fn snapshot_pg_incremental_primary_key_redefined() {
     if !pg_enabled("snapshot_pg_incremental_primary_key_redefined") {
         return;
     }
-    let (db, mut p) = table_mid_snapshot("tm_snap_rekey");
+    let (db, mut p) = table_mid_snapshot("tm_snap_rekey", 20_000);
     ddl_mid_snapshot(
         &p,
         &db.name,
-        "ALTER TABLE t DROP CONSTRAINT t_pkey, ADD PRIMARY KEY (code);
-         UPDATE t SET v = 1 WHERE id IN (5, 10000, 19999);
-         UPDATE t SET code = 200000 + id WHERE id IN (6, 15000);
-         INSERT INTO t VALUES (20001, 50, 2);
-         DELETE FROM t WHERE id IN (7, 12000);",
+        &format!(
+            "{};
+             UPDATE t SET v = 1 WHERE id IN (5, 10000, 19999);
+             UPDATE t SET code = 200000 + id WHERE id IN (6, 15000);
+             INSERT INTO t VALUES (20001, 50, 2);
+             DELETE FROM t WHERE id IN (7, 12000);",
+            redefine_key("code")
+        ),
     );
+    let why = key_changed("public.t", "id", "code");
     wait_for("the restart", &mut p, Duration::from_secs(120), |p| {
-        p.log_text().contains(
-            "primary key of public.t changed from (id) to (code) during its incremental snapshot",
-        )
+        p.log_text().contains(&why)
     });
     psql(
         &db.name,
@@ -1188,6 +1192,39 @@ fn snapshot_pg_incremental_primary_key_redefined() {
     );
 }
 
+/// The DDL that makes `column` the primary key of `t` instead of the current one.
+fn redefine_key(column: &str) -> String {
+    format!("ALTER TABLE t DROP CONSTRAINT t_pkey, ADD PRIMARY KEY ({column})")
+}
+
+/// kill -9 right after the primary key is redefined mid incremental snapshot (30,000 rows,
+/// chunks of 100, DML before, with and after each DDL and while the engine is down;
+/// `snapshot_support::kill9_after_rekey`): (a) `id` → `code`, killed once a checkpoint holds
+/// the restart and a `code` last key: the next run goes on after it, without restarting;
+/// (b) in that run (no checkpoint after its start) `code` → `id`, killed as soon as the log
+/// says so: the checkpoint still holds `code` and its last key, and the next run starts the
+/// table again from its first `id` (logged), reading every row. The snapshot ends complete
+/// on `id` (checkpoint, `status`) and the sink's rows equal the table's.
+#[test]
+fn snapshot_pg_incremental_kill9_after_primary_key_redefined() {
+    if !pg_enabled("snapshot_pg_incremental_kill9_after_primary_key_redefined") {
+        return;
+    }
+    let rows = 30_000;
+    let (db, mut p) = table_mid_snapshot("tm_snap_rekey_kill", rows);
+    kill9_after_rekey(
+        &mut p,
+        &RekeySource {
+            table: "public.t",
+            rows,
+            sql: &|text| psql(&db.name, text),
+            sep: '|',
+            redefine: &redefine_key,
+            marker: &|p| wait_marker(p, &db.name, Duration::from_secs(60)),
+        },
+    );
+}
+
 /// The primary key dropped during the table's incremental snapshot (`DROP CONSTRAINT t_pkey`,
 /// no new one): no key to cut chunks on, so that table's snapshot stops with the reason in the
 /// checkpoint and `tidemark status`, and the stream goes on.
@@ -1196,18 +1233,21 @@ fn snapshot_pg_incremental_primary_key_dropped() {
     if !pg_enabled("snapshot_pg_incremental_primary_key_dropped") {
         return;
     }
-    let (db, mut p) = table_mid_snapshot("tm_snap_nokey");
+    let (db, mut p) = table_mid_snapshot("tm_snap_nokey", 20_000);
     ddl_mid_snapshot(
         &p,
         &db.name,
         "ALTER TABLE t DROP CONSTRAINT t_pkey; INSERT INTO t VALUES (20001, 50, 2);",
     );
-    let why = "primary key of public.t changed from (id) to () during its incremental snapshot; the table has no primary key now";
+    let why = format!(
+        "{}; the table has no primary key now",
+        key_changed("public.t", "id", "")
+    );
     wait_entry(&mut p, "the table's snapshot to stop", |t| {
-        t["error"].as_str().is_some_and(|e| e.contains(why))
+        t["error"].as_str().is_some_and(|e| e.contains(&why))
     });
     let status = status_text(&p);
-    assert!(status.contains(why), "{status}");
+    assert!(status.contains(&why), "{status}");
     psql(&db.name, "INSERT INTO t VALUES (20002, 60, 4);");
     wait_marker(&mut p, &db.name, Duration::from_secs(60));
     p.stop();

@@ -582,10 +582,7 @@ pub fn int_triples(text: &str, sep: char) -> BTreeMap<i64, (i64, i64)> {
 /// from the database), and id 1, read before the change, was read again after the restart.
 pub fn assert_rekeyed(p: &Pipeline, table: &str, expected: &BTreeMap<i64, (i64, i64)>) {
     let log = p.log_text();
-    assert!(
-        log.contains("starts again from its first key, chunked by the new key"),
-        "{log}"
-    );
+    assert!(log.contains(RESTARTED_LIVE), "{log}");
     let replay = RekeyReplay::of(&output(p), table);
     assert_eq!(
         &replay.rows, expected,
@@ -631,4 +628,309 @@ impl RekeyReplay {
         }
         r
     }
+}
+
+/// How the log says a live key change restarted a table's snapshot (`rekey`).
+pub const RESTARTED_LIVE: &str = "starts again from its first key, chunked by the new key";
+
+/// How the log says a resume found the table keyed otherwise than its recorded last key.
+pub const RESTARTED_ON_RESUME: &str =
+    "the table's key changed since its last chunk; its snapshot starts again from its first key";
+
+/// The log line (and the start of a stopped table's reason) of `table`'s primary key going
+/// from `from` to `to` mid-snapshot.
+pub fn key_changed(table: &str, from: &str, to: &str) -> String {
+    format!(
+        "primary key of {table} changed from ({from}) to ({to}) during its incremental snapshot"
+    )
+}
+
+/// The incremental snapshot record of `table` in `p`'s checkpoint.
+pub fn snapshot_record(p: &Pipeline, table: &str) -> Option<Value> {
+    let c = p.checkpoint()?;
+    if c["snapshot"]["kind"] != "incremental" {
+        return None;
+    }
+    c["snapshot"]["tables"]
+        .as_array()?
+        .iter()
+        .find(|t| t["table"] == table)
+        .cloned()
+}
+
+/// Waits (up to 600 s: a PostgreSQL chunk may wait for `wal_writer_delay` to see its
+/// watermarks, looking every 20 ms) until the incremental snapshot record of `table`
+/// satisfies `done`; returns it.
+pub fn wait_record(
+    p: &mut Pipeline,
+    table: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let every = Duration::from_millis(20);
+    wait_for_every(what, p, Duration::from_secs(600), every, |p| {
+        snapshot_record(p, table).is_some_and(|t| done(&t))
+    });
+    snapshot_record(p, table).expect("the record just seen")
+}
+
+/// The length of `text` up to its last newline: where a run after a kill -9 appends (the
+/// sink cuts a torn last line off).
+pub fn complete_len(text: &str) -> usize {
+    text.rfind('\n').map_or(0, |i| i + 1)
+}
+
+/// The log since `from` (a length of an earlier [`Pipeline::log_text`]).
+fn log_since(p: &Pipeline, from: usize) -> String {
+    let log = p.log_text();
+    log.get(from..).unwrap_or_default().to_string()
+}
+
+/// The `tidemark status` line of `table`.
+fn status_line(p: &Pipeline, table: &str) -> String {
+    let status = status_text(p);
+    status
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{table}: ")))
+        .unwrap_or_else(|| panic!("no line of {table} in tidemark status:\n{status}"))
+        .to_string()
+}
+
+/// Round `r` (1, 2, …) of DML on the table `t (id PRIMARY KEY, code, v)` of `rows` rows
+/// (`code = 100000 - id`, distinct) of [`kill9_after_rekey`], in SQL both servers take: `v`
+/// of a low and a high `id` (read early by `id`, early by `code`), a `code` (a key change once
+/// `code` is the key), an insert (`code = r`: below every other while `rows` < 99,990) and
+/// two deletes; each round touches its own rows.
+pub fn rekey_dml(rows: i64, r: i64) -> String {
+    format!(
+        "UPDATE t SET v = {r} WHERE id IN ({low}, {high});
+         UPDATE t SET code = {recoded} WHERE id = {recode};
+         INSERT INTO t VALUES ({new}, {r}, {r});
+         DELETE FROM t WHERE id IN ({gone}, {middle});",
+        low = 10 * r + 1,
+        high = rows - 10 * r - 1,
+        recode = 10 * r + 2,
+        recoded = 200_000 + 10 * r + 2,
+        new = rows + r,
+        gone = 10 * r + 3,
+        middle = rows / 2 + r,
+    )
+}
+
+/// A source's side of [`kill9_after_rekey`].
+pub struct RekeySource<'a> {
+    /// The table's name in the checkpoint (`public.t`, `db.t`).
+    pub table: &'a str,
+    /// Rows the table was created with.
+    pub rows: i64,
+    /// Runs SQL in the test database; returns the client's output.
+    pub sql: &'a dyn Fn(&str) -> String,
+    /// The client's column separator.
+    pub sep: char,
+    /// The DDL that makes `column` the primary key instead of the current one.
+    pub redefine: &'a dyn Fn(&str) -> String,
+    /// Waits until everything committed so far is in the output.
+    pub marker: &'a dyn Fn(&mut Pipeline),
+}
+
+/// How the log says a table's incremental snapshot ended.
+const TABLE_DONE: &str = "incremental snapshot: table done";
+
+/// Overrides `checkpoint.interval`: no checkpoint while a run lasts (but its very first).
+const NO_CHECKPOINT: (&str, &str) = ("TIDEMARK__CHECKPOINT__INTERVAL", "1h");
+
+/// kill -9 right after a primary key is redefined mid incremental snapshot, twice, on the
+/// table of `s` whose snapshot (on `id`) is under way in `p`, with DML before, with and after
+/// each DDL and while the engine is down:
+///
+/// (a) `id` → `code`; once a checkpoint holds the restart on `code` and a `code` last key,
+///     kill -9. The next run resumes after that key: no restart (log), every row it reads has
+///     a greater `code`.
+/// (b) that run has no checkpoint but its first (`checkpoint.interval` 1 h); `code` → `id`,
+///     kill -9 as soon as the log says so. The checkpoint still holds `code` and the same last
+///     key, so the next run (usual interval) must see the recorded key is not the table's and
+///     start again from its first key on `id` (log): every row of the table is read (or
+///     streamed) in that run.
+///
+/// At the end the record is complete on `id` (checkpoint and `status`) and the sink's rows
+/// equal the table's.
+pub fn kill9_after_rekey(p: &mut Pipeline, s: &RekeySource) {
+    let (table, rows) = (s.table, s.rows);
+    assert!(rows < 99_990, "rekey_dml's codes need fewer rows");
+    let sql = |text: &str| {
+        (s.sql)(text);
+    };
+    sql(&rekey_dml(rows, 1));
+    sql(&format!("{}; {}", (s.redefine)("code"), rekey_dml(rows, 2)));
+
+    // (a) The restart on `code` and some of its chunks are durable.
+    wait_record(p, table, "new-key chunks in a checkpoint", |t| {
+        assert!(
+            t["complete"] == false,
+            "the snapshot ended before the kill: {t}"
+        );
+        t["key"] == serde_json::json!(["code"]) && t["last_key"].is_array()
+    });
+    p.kill9();
+    let at_a = snapshot_record(p, table).expect("a checkpoint");
+    let durable: i64 = at_a["last_key"][0]
+        .as_str()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or_else(|| panic!("a code last key: {at_a}"));
+    assert!(
+        at_a["key"] == serde_json::json!(["code"]) && at_a["complete"] == false,
+        "the kill must land mid-snapshot on code: {at_a}"
+    );
+    let line = status_line(p, table);
+    assert!(line.ends_with(&format!("after key {durable}")), "{line}");
+    let log = p.log_text();
+    assert!(log.contains(&key_changed(table, "id", "code")), "{log}");
+    assert!(log.contains(RESTARTED_LIVE), "{log}");
+    sql(&rekey_dml(rows, 3));
+    let (out_a, log_a) = (complete_len(&output(p)), log.len());
+
+    // The resume goes on after `code`'s last key.
+    p.env.push((NO_CHECKPOINT.0.into(), NO_CHECKPOINT.1.into()));
+    p.start();
+    sql(&rekey_dml(rows, 4));
+    // A run without checkpoints shows its end in the log only.
+    let not_done = |p: &Pipeline| {
+        let run = log_since(p, log_a);
+        assert!(
+            !run.contains(TABLE_DONE),
+            "the snapshot ended before the DDL: {run}"
+        );
+    };
+    wait_for(
+        "chunks after the resume",
+        p,
+        Duration::from_secs(180),
+        |p| {
+            not_done(p);
+            let out = output(p);
+            out.get(out_a..)
+                .unwrap_or_default()
+                .matches("\"op\":\"r\"")
+                .count()
+                >= 1000
+        },
+    );
+    let out = output(p);
+    let resumed = read_codes(&out[out_a..complete_len(&out)], table_name(table));
+    assert!(!resumed.is_empty(), "no chunk read after the resume");
+    let behind: Vec<&(i64, i64)> = resumed
+        .iter()
+        .filter(|(_, c)| *c <= durable)
+        .take(5)
+        .collect();
+    assert!(
+        behind.is_empty(),
+        "rows at or below the durable last key code = {durable} read again (id, code): {behind:?}"
+    );
+
+    // (b) The key changes back; kill -9 before any checkpoint.
+    sql(&format!("{}; {}", (s.redefine)("id"), rekey_dml(rows, 5)));
+    let back = key_changed(table, "code", "id");
+    wait_for_every(
+        "the live restart on id",
+        p,
+        Duration::from_secs(180),
+        Duration::from_millis(20),
+        |p| {
+            not_done(p);
+            log_since(p, log_a).contains(&back)
+        },
+    );
+    p.kill9();
+    let run = log_since(p, log_a);
+    assert!(run.contains("resuming the incremental snapshot"), "{run}");
+    assert!(
+        !run.contains(RESTARTED_ON_RESUME),
+        "the resume on code restarted: {run}"
+    );
+    let at_b = snapshot_record(p, table).expect("a checkpoint");
+    assert!(
+        at_b["key"] == at_a["key"]
+            && at_b["last_key"] == at_a["last_key"]
+            && at_b["complete"] == false,
+        "a checkpoint was saved after the resume: {at_b}, was {at_a}"
+    );
+    let line = status_line(p, table);
+    assert!(line.ends_with(&format!("after key {durable}")), "{line}");
+    sql(&rekey_dml(rows, 6));
+    let (out_b, log_b) = (complete_len(&output(p)), p.log_text().len());
+
+    // The resume sees `code` recorded, `id` the key: it starts again.
+    p.env.retain(|(k, _)| k != NO_CHECKPOINT.0);
+    let started = Instant::now();
+    p.start();
+    wait_for("the restart on resume", p, Duration::from_secs(180), |p| {
+        log_since(p, log_b).contains(RESTARTED_ON_RESUME)
+    });
+    sql(&rekey_dml(rows, 7));
+    let done = wait_record(p, table, "the snapshot to finish on id", |t| {
+        t["complete"] == true && t["key"] == serde_json::json!(["id"])
+    });
+    let finished = started.elapsed();
+    (s.marker)(p);
+    p.stop();
+    let run = log_since(p, log_b);
+    let restart = run
+        .lines()
+        .find(|l| l.contains(RESTARTED_ON_RESUME))
+        .expect("the restart line");
+    assert!(
+        restart.contains("old_key=code") && restart.contains("new_key=id"),
+        "{restart}"
+    );
+    assert!(
+        done["error"].is_null() && done["last_key"].is_null(),
+        "{done}"
+    );
+    let line = status_line(p, table);
+    assert!(line.ends_with(", done"), "{line}");
+    let expected = int_triples(&(s.sql)("SELECT id, code, v FROM t ORDER BY id"), s.sep);
+    assert!(expected.len() as i64 > rows - 20, "{} rows", expected.len());
+    let all = output(p);
+    let last = FilteredReads::of(&all[out_b..], table_name(table));
+    let unread: Vec<&i64> = expected
+        .keys()
+        .filter(|id| !last.reads.contains_key(id) && !last.touched.contains(id))
+        .take(5)
+        .collect();
+    assert!(
+        unread.is_empty(),
+        "rows neither read nor streamed after the restart on resume: {unread:?} ({} read)",
+        last.reads.len()
+    );
+    let replay = RekeyReplay::of(&all, table_name(table));
+    assert_eq!(
+        replay.rows, expected,
+        "the sink's rows differ from the table's"
+    );
+    eprintln!(
+        "kill9_after_rekey {table}: durable code last key {durable}; {} reads after it before the kill; {} reads after the restart on resume, {} rows, in {:?}",
+        resumed.len(),
+        last.reads.len(),
+        expected.len(),
+        finished
+    );
+}
+
+/// `t` of `schema.t` / `db.t`.
+fn table_name(table: &str) -> &str {
+    table.rsplit_once('.').map_or(table, |(_, t)| t)
+}
+
+/// (`id`, `code`) of the `op: r` events of `table` (`t (id, code, v)`) in `text`.
+fn read_codes(text: &str, table: &str) -> Vec<(i64, i64)> {
+    table_events(text, table)
+        .filter_map(|(_, v)| {
+            let p = payload(&v)?;
+            if p["op"] != "r" {
+                return None;
+            }
+            Some((p["after"]["id"].as_i64()?, p["after"]["code"].as_i64()?))
+        })
+        .collect()
 }
