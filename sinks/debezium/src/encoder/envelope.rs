@@ -203,6 +203,19 @@ pub fn write_image(
 /// `,"ts_ms":..,"ts_us":..,"ts_ns":..` of processing time.
 pub fn write_now(out: &mut Vec<u8>, now_ns: i128) {
     let ns = i64::try_from(now_ns).unwrap_or(i64::MAX);
+    // After 1970-01-01 00:00:01 the three are prefixes of the nanoseconds' digits: formatted
+    // once (the encoder writes this for every record).
+    if ns >= 1_000_000_000 {
+        let mut digits = itoa::Buffer::new();
+        let d = digits.format(ns).as_bytes();
+        out.extend_from_slice(b",\"ts_ms\":");
+        out.extend_from_slice(&d[..d.len() - 6]);
+        out.extend_from_slice(b",\"ts_us\":");
+        out.extend_from_slice(&d[..d.len() - 3]);
+        out.extend_from_slice(b",\"ts_ns\":");
+        out.extend_from_slice(d);
+        return;
+    }
     out.extend_from_slice(b",\"ts_ms\":");
     json::i64(out, ns.div_euclid(1_000_000));
     out.extend_from_slice(b",\"ts_us\":");
@@ -216,4 +229,33 @@ pub fn row_lsn(batch: &ChangeBatch, row: usize) -> (Position, Option<u64>) {
     let p = batch.position(row);
     let lsn = p.as_pg().map(|p| p.lsn.0);
     (p, lsn)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The digits' prefixes equal the three divisions, and the short path takes over below it.
+    #[test]
+    fn write_now_matches_the_divisions() {
+        for ns in [
+            0i128,
+            5,
+            999_999_999,
+            1_000_000_000,
+            1_764_633_600_123_456_789,
+            -1_500_000,
+            i128::from(i64::MAX),
+            i128::MAX,
+        ] {
+            let mut out = Vec::new();
+            super::write_now(&mut out, ns);
+            let n = i64::try_from(ns).unwrap_or(i64::MAX);
+            let want = format!(
+                ",\"ts_ms\":{},\"ts_us\":{},\"ts_ns\":{}",
+                n.div_euclid(1_000_000),
+                n.div_euclid(1000),
+                n
+            );
+            assert_eq!(String::from_utf8(out).unwrap(), want, "{ns}");
+        }
+    }
 }

@@ -127,6 +127,22 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Every ASCII byte and a few others alone and amid text: escaped as serde_json does.
+    #[test]
+    fn str_escapes_every_ascii_byte_as_serde_json() {
+        for c in (0u8..=0x7f).map(char::from).chain(['é', '\u{2028}', '😀']) {
+            for s in [
+                c.to_string(),
+                format!("a{c}b{c}{c}"),
+                c.to_string().repeat(300),
+            ] {
+                let mut out = Vec::new();
+                str(&mut out, &s);
+                assert_eq!(out, serde_json::to_vec(&s).unwrap(), "{s:?}");
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn prop_scalars_match_serde_json(s in "\\PC*|[\u{0}-\u{7f}]*", i in any::<i64>(), u in any::<u64>(), f in any::<f64>(), b in proptest::collection::vec(any::<u8>(), 0..40)) {
