@@ -47,6 +47,7 @@ mod pg_ops;
 mod pg_pipeline;
 mod pg_replication;
 mod pg_types;
+mod private_servers;
 #[cfg(any(feature = "iceberg", feature = "delta-s3"))]
 mod s3_support;
 #[cfg(feature = "mysql")]

@@ -145,6 +145,8 @@ pub struct MySpec {
     pub sink_extra: String,
     pub pipeline_extra: String,
     pub checkpoint_interval: String,
+    /// Port of the server to read (`port()` unless a test runs its own server).
+    pub port: u16,
 }
 
 impl MySpec {
@@ -156,6 +158,7 @@ impl MySpec {
             sink_extra: String::new(),
             pipeline_extra: String::new(),
             checkpoint_interval: "200ms".into(),
+            port: port(),
         }
     }
 }
@@ -202,7 +205,7 @@ listen = "127.0.0.1:{metrics_port}"
 "#,
         s = suffix(),
         pipeline_extra = spec.pipeline_extra,
-        port = port(),
+        port = spec.port,
         server_id = 10_000 + rand::random::<u32>() % 1_000_000,
         db = spec.db,
         source_extra = spec.source_extra,

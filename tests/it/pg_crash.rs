@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use serde_json::Value;
 
+use super::private_servers::PrivateCluster;
 use super::support::{pg_enabled, psql, suffix, Pipeline, PipelineSpec, TestDb, TIDEMARK};
 
 /// "X/Y" → u64.
@@ -379,109 +380,6 @@ fn idle_feedback_advances_confirmed_flush_while_other_databases_write() {
     assert_eq!(p.line_count(), 0);
 }
 
-/// A private PostgreSQL cluster (initdb in a temp dir, its own port) whose settings may be
-/// changed without touching the shared server: here `max_slot_wal_keep_size = 1MB`.
-struct PrivateCluster {
-    dir: std::path::PathBuf,
-    port: u16,
-}
-
-impl PrivateCluster {
-    fn bin(name: &str) -> std::path::PathBuf {
-        std::path::Path::new("/usr/lib/postgresql/15/bin").join(name)
-    }
-
-    /// `None` (with a note) when PostgreSQL 15's server binaries or `su` are not there.
-    fn start(settings: &[&str]) -> Option<Self> {
-        if !Self::bin("initdb").exists() {
-            eprintln!("skipping: no /usr/lib/postgresql/15/bin/initdb");
-            return None;
-        }
-        let dir = std::env::temp_dir().join(format!("tidemark-pg-{}", suffix()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let port = super::support::free_port();
-        let as_postgres = |cmd: String| {
-            let out = std::process::Command::new("su")
-                .args(["postgres", "-c", &cmd])
-                .output()
-                .expect("su postgres");
-            assert!(
-                out.status.success(),
-                "{cmd}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        as_postgres(format!(
-            "chown postgres {0} 2>/dev/null; true",
-            dir.display()
-        ));
-        let _ = std::process::Command::new("chown")
-            .args(["postgres"])
-            .arg(&dir)
-            .status();
-        as_postgres(format!(
-            "{} -D {}/data --auth=trust -U postgres >/dev/null",
-            Self::bin("initdb").display(),
-            dir.display()
-        ));
-        let mut opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c wal_level=logical -c max_wal_senders=4 -c max_replication_slots=4",
-            dir.display()
-        );
-        for s in settings {
-            opts.push_str(&format!(" -c {s}"));
-        }
-        as_postgres(format!(
-            "{} -D {}/data -l {}/log -w -o '{opts}' start >/dev/null",
-            Self::bin("pg_ctl").display(),
-            dir.display(),
-            dir.display()
-        ));
-        Some(PrivateCluster { dir, port })
-    }
-
-    fn psql(&self, sql: &str) -> String {
-        let out = std::process::Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-At",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-            ])
-            .args(["-p", &self.port.to_string(), "-d", "postgres", "-c", sql])
-            .output()
-            .expect("psql");
-        assert!(
-            out.status.success(),
-            "{sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-}
-
-impl Drop for PrivateCluster {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("su")
-            .args([
-                "postgres",
-                "-c",
-                &format!(
-                    "{} -D {}/data -m immediate stop >/dev/null 2>&1",
-                    Self::bin("pg_ctl").display(),
-                    self.dir.display()
-                ),
-            ])
-            .status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// A slot whose WAL the server removed (`wal_status = 'lost'` after `max_slot_wal_keep_size`)
 /// stops the pipeline at once with a definite error naming the slot and the fix — on a private
 /// cluster, since the setting would endanger every other slot of the shared server.
@@ -512,13 +410,7 @@ fn slot_whose_wal_was_removed_is_a_definite_error() {
         spec.slot
     ));
     assert_eq!(status, "lost", "the slot should be invalidated");
-    let mut p = Pipeline::new(spec);
-    let config = std::fs::read_to_string(&p.config).expect("config");
-    std::fs::write(
-        &p.config,
-        config.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", pg.port)),
-    )
-    .expect("config");
+    let mut p = pg.pipeline(spec);
     p.spawn();
     let exit = p.wait_exit(Duration::from_secs(30)).expect("stops at once");
     assert!(!exit.success());

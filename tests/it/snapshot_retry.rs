@@ -4,14 +4,24 @@
 //! connections running its SELECT), and checks that the same process logs the retry, counts it
 //! in `/metrics`, finishes the snapshot from its last completed ranges, and leaves the table's
 //! exact state in the sink (duplicates only of the ranges in flight at the kill).
+//!
+//! The `*_across_server_*` tests go further: the whole server goes away mid-snapshot (a clean
+//! stop, or a crash: PostgreSQL `-m immediate`, MariaDB SIGKILL) and refuses connections for a
+//! few seconds before it comes back on the same port. That is what an operator's restart or a
+//! failover looks like, and what killing connections cannot show: every attempt of the retry
+//! fails while the server is down (the engine must keep backing off, not give up, and say so
+//! in `/readyz`), the exported snapshot and the readers' transactions are gone when it returns
+//! (PostgreSQL's slot survives, crash recovery included), and the stream must start from the
+//! snapshot's position on the restarted server. Those tests use private servers
+//! (`private_servers.rs`): the shared ones serve every other test in parallel.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::snapshot_support::{
     assert_same_state, initial_only_state, output, range_bounds, replay, wait_for, wait_for_every,
     Replay,
 };
-use super::support::{metric, Pipeline};
+use super::support::{http_get, metric, Pipeline};
 
 /// Rows of the snapshotted table.
 const ROWS: usize = 200_000;
@@ -217,7 +227,109 @@ fn assert_retry_ends_exact(
     assert_same_state("state after the in-process retry", &reference, &state);
 }
 
+/// How long a stopped server stays down: several attempts of the retry fail meanwhile (they
+/// back off 1 s, 2 s, …).
+const DOWN_FOR: Duration = Duration::from_secs(5);
+
+/// The stream's changes after the snapshot, the same SQL for both servers: an insert, an
+/// update and a delete of `k`.
+const STREAM_DML: &str = "INSERT INTO k VALUES (200001, 1, 'new'); UPDATE k SET v = 100 WHERE id = 1; DELETE FROM k WHERE id = 2";
+
+/// While the server is down (after [`kill_mid_snapshot`] saw the retry's warning), for
+/// [`DOWN_FOR`]: the process keeps running, `/readyz` answers 503 naming the retry, and the
+/// snapshot stays incomplete; then the retry is counted and the log shows that more attempts
+/// failed meanwhile (the retry's decision, or a second retry, met the server still down).
+fn assert_retrying_while_down(p: &mut Pipeline) {
+    let until = Instant::now() + DOWN_FOR;
+    while Instant::now() < until {
+        assert!(
+            p.try_wait().is_none(),
+            "tidemark exited while the server was down:\n{}",
+            p.log_text()
+        );
+        let ready = http_get(p.metrics_port, "/readyz");
+        assert!(
+            matches!(&ready, Some((503, body)) if body.contains("retrying the snapshot")),
+            "/readyz while the server is down: {ready:?}"
+        );
+        assert!(
+            !snapshot_complete(p),
+            "the snapshot completed while the server was down"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let retries = metric(&p.metrics(), "tidemark_snapshot_retries_total").unwrap_or(0.0);
+    assert!(
+        retries >= 1.0,
+        "tidemark_snapshot_retries_total = {retries} while the server is down"
+    );
+    let log = p.log_text();
+    assert!(
+        log.matches("transient error").count() >= 2,
+        "no attempt after the first error while the server was down {DOWN_FOR:?}:\n{log}"
+    );
+}
+
+/// After the snapshot (`p` streaming, `state` its replayed output so far): its state equals
+/// an `initial_only` run's of `reference()`; then `dml` (on the source: [`STREAM_DML`])
+/// reaches the sink exactly once, and the sink's state equals the table's again.
+fn assert_exact_then_streams(
+    p: &mut Pipeline,
+    state: &Replay,
+    dml: impl FnOnce(),
+    reference: impl Fn() -> Pipeline,
+) {
+    assert_eq!(
+        state.rows.len(),
+        ROWS,
+        "rows in the sink after the snapshot"
+    );
+    // Only the run the stop cut was reading; the attempts while the server was down read
+    // nothing: duplicates of the ranges in flight at that one error at most, however many
+    // retries were counted.
+    let twice: u64 = state.reads.values().map(|&n| u64::from(n - 1)).sum();
+    let bound = ((PARALLELISM + 2) * RANGE_ROWS * 3 / 2) as u64;
+    assert!(
+        twice <= bound,
+        "{twice} duplicate reads after one interrupted run (at most {bound}); e.g. {:?}",
+        state.keys_read_twice()
+    );
+    eprintln!("server stop mid-snapshot: {twice} rows read twice");
+    let expected = initial_only_state(reference(), "k", Duration::from_secs(300));
+    assert_same_state("state after the server restart", &expected, state);
+    dml();
+    let streamed = |p: &Pipeline| {
+        let r = replay(&output(p), "k");
+        ["c", "u", "d"].iter().all(|op| r.ops.contains_key(*op))
+    };
+    wait_for(
+        "the insert, update and delete after the snapshot",
+        p,
+        Duration::from_secs(120),
+        streamed,
+    );
+    // A moment more, so a change delivered twice would show.
+    std::thread::sleep(Duration::from_secs(1));
+    let after = replay(&output(p), "k");
+    for op in ["c", "u", "d"] {
+        assert_eq!(
+            after.ops.get(op).copied(),
+            Some(1),
+            "`{op}` events after the snapshot (ops {:?})",
+            after.ops
+        );
+    }
+    let expected = initial_only_state(reference(), "k", Duration::from_secs(300));
+    assert_same_state("state after the stream's changes", &expected, &after);
+    assert!(
+        p.try_wait().is_none(),
+        "the pipeline keeps streaming:\n{}",
+        p.log_text()
+    );
+}
+
 mod postgres {
+    use super::super::private_servers::{PgStop, PrivateCluster};
     use super::super::snapshot_support::replay_file;
     use super::super::support::{pg_enabled, psql, PipelineSpec, TestDb};
     use super::*;
@@ -267,6 +379,64 @@ mod postgres {
         // The sink's file is what `replay` read.
         assert_eq!(replay_file(&p.out, "k").rows.len(), ROWS);
     }
+
+    /// A private cluster's server stopped (`mode`) mid-snapshot and started again a few
+    /// seconds later: the same process retries throughout, resumes from the last completed
+    /// ranges, ends with the table's exact state, and streams from the slot afterwards.
+    fn assert_survives_server_stop(test: &str, mode: PgStop) {
+        if !pg_enabled(test) {
+            return;
+        }
+        let Some(pg) = PrivateCluster::start(&["max_replication_slots=8", "max_wal_senders=8"])
+        else {
+            return;
+        };
+        pg.psql(&format!(
+            "CREATE TABLE k (id int PRIMARY KEY, v int, pad text);
+             INSERT INTO k SELECT i, i % 7, repeat('p', 200) FROM generate_series(1, {ROWS}) i;
+             ANALYZE k;"
+        ));
+        let pipeline = |snapshot: &str| {
+            let mut spec = PipelineSpec::new("postgres", &["public.k"]);
+            spec.pipeline_extra = format!("\n[snapshot]\n{snapshot}\n");
+            pg.pipeline(spec)
+        };
+        let mut p = pipeline(&snapshot_config());
+        p.spawn();
+        let kill = kill_mid_snapshot(&mut p, || {
+            pg.stop(mode);
+            1
+        });
+        assert_retrying_while_down(&mut p);
+        pg.start_again();
+        let state = assert_retried(&mut p, &kill, "k");
+        assert_exact_then_streams(
+            &mut p,
+            &state,
+            || {
+                pg.psql(STREAM_DML);
+            },
+            || pipeline("mode = \"initial_only\"\nprogress = \"off\""),
+        );
+        assert_eq!(
+            p.stop().map(|s| s.success()),
+            Some(true),
+            "{}",
+            p.log_text()
+        );
+    }
+
+    /// `pg_ctl stop -m fast` mid-snapshot, started again after a few seconds.
+    #[test]
+    fn snapshot_pg_retries_across_server_restart() {
+        assert_survives_server_stop("snapshot_pg_retries_across_server_restart", PgStop::Fast);
+    }
+
+    /// `pg_ctl stop -m immediate` (a crash: recovery at the next start) mid-snapshot.
+    #[test]
+    fn snapshot_pg_retries_across_server_crash() {
+        assert_survives_server_stop("snapshot_pg_retries_across_server_crash", PgStop::Immediate);
+    }
 }
 
 #[cfg(feature = "mysql")]
@@ -274,6 +444,7 @@ mod mysql {
     use super::super::mysql_support::{
         mysql_enabled, pipeline as my_pipeline, port, sql, MyDb, MySpec, MyUser,
     };
+    use super::super::private_servers::{MyStop, PrivateMariadb};
     use super::*;
 
     fn pipeline(db: &str, snapshot: &str) -> Pipeline {
@@ -340,5 +511,72 @@ mod mysql {
             || kill_readers(&user.name),
             || pipeline(&db.name, "mode = \"initial_only\"\nprogress = \"off\""),
         );
+    }
+
+    /// A private MariaDB stopped (`mode`) mid-snapshot and started again a few seconds later
+    /// on the same data directory and port: the same process retries throughout, resumes
+    /// from the last completed ranges in new consistent snapshots, ends with the table's exact
+    /// state, and streams from the snapshot's binlog position on the restarted server.
+    fn assert_survives_server_stop(test: &str, mode: MyStop) {
+        if !mysql_enabled(test) {
+            return;
+        }
+        let Some(mut my) = PrivateMariadb::start() else {
+            return;
+        };
+        my.sql("", "CREATE DATABASE tm DEFAULT CHARSET utf8mb4");
+        my.sql(
+            "tm",
+            &format!(
+                "CREATE TABLE k (id INT PRIMARY KEY, v INT, pad VARCHAR(300));
+                 INSERT INTO k SELECT seq, seq % 7, REPEAT('p', 250) FROM seq_1_to_{ROWS}; ANALYZE TABLE k"
+            ),
+        );
+        let port = my.port;
+        let pipeline = |snapshot: &str| {
+            let mut spec = MySpec::new("tm");
+            spec.port = port;
+            spec.pipeline_extra = format!("max_queue_bytes = 33554432\n\n[snapshot]\n{snapshot}\n");
+            my_pipeline(spec)
+        };
+        let mut p = pipeline(&snapshot_config());
+        p.spawn();
+        let kill = kill_mid_snapshot(&mut p, || {
+            my.stop(mode);
+            1
+        });
+        assert_retrying_while_down(&mut p);
+        my.start_again();
+        let state = assert_retried(&mut p, &kill, "k");
+        assert_exact_then_streams(
+            &mut p,
+            &state,
+            || {
+                my.sql("tm", STREAM_DML);
+            },
+            || pipeline("mode = \"initial_only\"\nprogress = \"off\""),
+        );
+        assert_eq!(
+            p.stop().map(|s| s.success()),
+            Some(true),
+            "{}",
+            p.log_text()
+        );
+    }
+
+    /// A clean shutdown (SIGTERM, as `SHUTDOWN`) mid-snapshot, started again after a few
+    /// seconds.
+    #[test]
+    fn snapshot_mysql_retries_across_server_restart() {
+        assert_survives_server_stop(
+            "snapshot_mysql_retries_across_server_restart",
+            MyStop::Clean,
+        );
+    }
+
+    /// SIGKILL (a crash: InnoDB and binlog recovery at the next start) mid-snapshot.
+    #[test]
+    fn snapshot_mysql_retries_across_server_crash() {
+        assert_survives_server_stop("snapshot_mysql_retries_across_server_crash", MyStop::Kill);
     }
 }
