@@ -903,6 +903,22 @@ pub fn kill9_after_rekey(p: &mut Pipeline, s: &RekeySource) {
         "rows neither read nor streamed after the restart on resume: {unread:?} ({} read)",
         last.reads.len()
     );
+    // A delete's old tuple carries the key as of its WAL; a key taken from a later or earlier
+    // catalog names columns the tuple lacks (zero here, as no key of `t` is).
+    let zero_keyed: Vec<(usize, String)> = table_events(&all, table_name(table))
+        .filter(|(_, v)| payload(v).is_some_and(|p| p["op"] == "d"))
+        .filter(|(_, v)| {
+            let key = v["key"].get("payload").unwrap_or(&v["key"]);
+            key.as_object()
+                .is_none_or(|k| k.values().any(|x| x.as_i64() == Some(0)))
+        })
+        .map(|(n, v)| (n + 1, v["key"].to_string()))
+        .take(5)
+        .collect();
+    assert!(
+        zero_keyed.is_empty(),
+        "deletes keyed by a column their old tuple lacks (line, key): {zero_keyed:?}"
+    );
     let replay = RekeyReplay::of(&all, table_name(table));
     assert_eq!(
         replay.rows, expected,

@@ -26,8 +26,12 @@
 //!   one that is equal keeps the version (the server resends them after every reconnect).
 //! - Relation flags mark the *replica identity* columns, which under REPLICA IDENTITY FULL are
 //!   all columns: the primary key comes from the catalog hint the source registers
-//!   ([`Decoder::register_catalog`]); without one, the flags are used only for REPLICA IDENTITY
-//!   DEFAULT, where they are the primary key.
+//!   ([`Decoder::register_catalog`]). Under REPLICA IDENTITY DEFAULT the flags *are* the primary
+//!   key, as of the WAL they describe, and they win over the hint: the hint is read when the
+//!   Relation arrives, which may be before the transaction that redefined the key is visible
+//!   to other sessions (the walsender decodes a commit once it is flushed, before the
+//!   committing backend leaves the proc array) or after a later key change (a replay), and a
+//!   stale key would key that transaction's deletes by columns their old tuples lack.
 //! - **Catalog lookups are not historical.** The source reads `pg_attribute`/`pg_type` when a
 //!   Relation message arrives, which may be long after the WAL it describes: by then a column
 //!   may have another type, name or key status. The Relation message itself is authoritative for
@@ -567,6 +571,10 @@ impl Decoder {
                     SourceType::pg_other(c.type_oid, name, c.type_modifier)
                 });
             let key = match catalog {
+                // REPLICA IDENTITY DEFAULT: the flags are the primary key as of this WAL; the
+                // catalog is read later, and may not show yet the transaction that redefined
+                // the key (module traps).
+                Some(_) if r.replica_identity == ReplicaIdentity::Default => c.is_key(),
                 Some(cat) => cat.primary_key.iter().any(|k| k == c.name),
                 None => use_flags && c.is_key(),
             };
