@@ -21,6 +21,18 @@
 //!   transaction committed between the two is streamed between them, whatever its start.
 //!   A transaction still open at the high watermark was invisible to the chunk's read and is
 //!   streamed after the chunk: order stays right.
+//! - **WAL order is not visibility order.** A transaction's commit record is written (and
+//!   decoded, before the low watermark) a moment before the transaction becomes visible to new
+//!   snapshots (the WAL flush, then the proc array). A chunk read whose snapshot was taken in
+//!   that moment misses the transaction, yet the stream delivered it before the window opened,
+//!   so no window key removes the chunk's older copy: a deleted row would come back. So the
+//!   stream remembers the ids of the last [`RECENT_XIDS`] transactions that changed the active
+//!   table, the read returns its snapshot (`pg_current_snapshot()`), and a chunk whose snapshot
+//!   still had one of the transactions streamed before its window in progress is discarded and
+//!   read again (seen under a concurrent workload on 2 cores: a few chunks in 30). MariaDB and
+//!   MySQL (`binlog_order_commits = ON`, its default) commit in the engine in binlog order,
+//!   and their low watermark is a committed row, so their reads cannot miss a transaction
+//!   binlogged before it.
 //! - Messages are database-wide: the pipeline name in signals and watermarks keeps two
 //!   pipelines on one database apart. They need `messages` (PG 14+).
 //! - Tables without a primary key (and no `snapshot.key_columns`) cannot be chunked by key:
@@ -157,8 +169,44 @@ struct ChunkRead {
     /// The table's primary key is not the job's `pk` any more (these columns now): nothing
     /// was read.
     key_changed: Option<Vec<String>>,
+    /// The chunk transaction's snapshot (`pg_current_snapshot()`), `None` when nothing was
+    /// read.
+    snapshot: Option<XidSnapshot>,
     control: PgControl,
 }
+
+/// Which transactions a chunk's read saw: `pg_current_snapshot()` (`xmin:xmax:xip,…`), the
+/// ids cut to the 32 bits pgoutput decodes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct XidSnapshot {
+    xmax: u32,
+    xip: Vec<u32>,
+}
+
+impl XidSnapshot {
+    fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.split(':');
+        let _xmin = parts.next()?;
+        let xmax = parts.next()?.parse::<u64>().ok()? as u32;
+        let xip = match parts.next()? {
+            "" => Vec::new(),
+            list => list
+                .split(',')
+                .map(|x| x.parse::<u64>().ok().map(|x| x as u32))
+                .collect::<Option<_>>()?,
+        };
+        Some(XidSnapshot { xmax, xip })
+    }
+
+    /// Whether transaction `xid` (committed) was invisible to the read: still in progress
+    /// when the snapshot was taken, or begun after it (modulo-2³² order, as the server's).
+    fn missed(&self, xid: u32) -> bool {
+        self.xip.contains(&xid) || (xid.wrapping_sub(self.xmax) as i32) >= 0
+    }
+}
+
+/// Transactions of the active table remembered for the next low watermark (module traps).
+const RECENT_XIDS: usize = 1024;
 
 /// A table waiting for its turn.
 struct Pending {
@@ -181,6 +229,8 @@ struct Active {
     read: Option<ChunkRead>,
     /// Keys changed in the stream inside the open window.
     window: Option<Window>,
+    /// The table's transactions decoded just before the window opened (module traps).
+    before_window: Vec<u32>,
     /// A chunk read failed on a column the catalog no longer has (a DROP COLUMN the stream
     /// has not decoded yet): no chunk until the stream's schema of the table is past this
     /// version (module traps).
@@ -202,6 +252,8 @@ pub struct Incremental {
     /// A table failed since the last transaction went out: the next one must reach the
     /// engine, so the checkpoint (and `status`) records the failure.
     failed: bool,
+    /// Ids of the last [`RECENT_XIDS`] transactions that changed the active table.
+    recent: VecDeque<u32>,
 }
 
 impl Incremental {
@@ -240,6 +292,7 @@ impl Incremental {
             active: None,
             control: None,
             failed: false,
+            recent: VecDeque::new(),
         }
     }
 
@@ -257,6 +310,7 @@ impl Incremental {
         let mut out = Vec::new();
         let mut keep = Vec::with_capacity(txn.items.len());
         let mut close: Option<Lsn> = None;
+        let mut touched = false;
         for item in std::mem::take(&mut txn.items) {
             match &item {
                 TxnItem::Message(m) if m.prefix == SIGNAL_PREFIX => self.signal(&m.content),
@@ -266,6 +320,7 @@ impl Incremental {
                         Some(true) => {
                             if let Some(a) = self.active.as_mut() {
                                 a.window = Some(Window::new());
+                                a.before_window = self.recent.iter().copied().collect();
                             }
                         }
                         Some(false) => close = m.position.as_pg().map(|p| p.lsn),
@@ -273,13 +328,21 @@ impl Incremental {
                     }
                 }
                 TxnItem::Rows(b) => {
-                    self.seen(b);
+                    if self.seen(b) {
+                        touched = true;
+                    }
                     keep.push(item);
                 }
                 TxnItem::Message(_) => keep.push(item),
             }
         }
         txn.items = keep;
+        if let (true, Some(xid)) = (touched, txn.xid) {
+            if self.recent.len() == RECENT_XIDS {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(xid as u32);
+        }
         if !txn.items.is_empty() {
             out.push(txn);
         }
@@ -348,17 +411,19 @@ impl Incremental {
         }
     }
 
-    /// Records keys of the active table changed inside the open window.
-    fn seen(&mut self, b: &ChangeBatch) {
+    /// Records keys of the active table changed inside the open window; whether `b` is the
+    /// active table's.
+    fn seen(&mut self, b: &ChangeBatch) -> bool {
         let Some(a) = self.active.as_mut() else {
-            return;
+            return false;
         };
         if b.schema.table != a.table.id {
-            return;
+            return false;
         }
         if let Some(w) = a.window.as_mut() {
             w.seen(b, &a.table.progress.key);
         }
+        true
     }
 
     /// A finished reader: keep its chunk for the high watermark, or handle its failure;
@@ -529,6 +594,19 @@ impl Incremental {
             tracing::info!(table = %a.table.progress.table, chunk = a.chunk,
                 read_version = a.table.schema.version, stream_version = current.version,
                 "incremental snapshot: the table's schema changed during the chunk; it is read again");
+            a.chunk += 1;
+            return Ok(None);
+        }
+        let missed = read.snapshot.as_ref().and_then(|s| {
+            let before = std::mem::take(&mut a.before_window);
+            before.into_iter().find(|&x| s.missed(x))
+        });
+        if let Some(xid) = missed {
+            // A transaction decoded before the low watermark that the read did not see: its
+            // commit record was written, but it was not yet visible (module traps). The
+            // chunk would hold rows older than the stream's; it is read again.
+            tracing::info!(table = %a.table.progress.table, chunk = a.chunk, xid,
+                "incremental snapshot: a transaction streamed before the chunk's window was not yet visible to its read; the chunk is read again");
             a.chunk += 1;
             return Ok(None);
         }
@@ -734,6 +812,7 @@ impl Incremental {
             reading: None,
             read: None,
             window: None,
+            before_window: Vec::new(),
             waiting: None,
         });
         Ok(())
@@ -820,10 +899,11 @@ impl ChunkJob {
     /// (best effort), so the stream sees the window end and collects the error (module traps).
     async fn run(self) -> Result<ChunkRead, SnapshotError> {
         match self.read().await {
-            Ok((batch, last_key, key_changed)) => Ok(ChunkRead {
+            Ok((batch, last_key, key_changed, snapshot)) => Ok(ChunkRead {
                 batch,
                 last_key,
                 key_changed,
+                snapshot,
                 control: self.control,
             }),
             Err(e) => {
@@ -893,6 +973,7 @@ impl ChunkJob {
             Option<ChangeBatch>,
             Option<Vec<String>>,
             Option<Vec<String>>,
+            Option<XidSnapshot>,
         ),
         SnapshotError,
     > {
@@ -924,8 +1005,21 @@ impl ChunkJob {
                 .batch_execute(&self.emit("high"))
                 .await
                 .map_err(q("high watermark"))?;
-            return Ok((None, None, Some(now)));
+            return Ok((None, None, Some(now), None));
         }
+        // The read's snapshot (taken by the catalog check's query): which transactions it saw.
+        let text: String = c
+            .client
+            .query_one("SELECT pg_current_snapshot()::text", &[])
+            .await
+            .map_err(q("chunk snapshot"))?
+            .get(0);
+        let snapshot = XidSnapshot::parse(&text).ok_or_else(|| {
+            SnapshotError::Postgres(PgSourceError::Protocol {
+                at: c.at().clone(),
+                message: format!("chunk snapshot: unreadable pg_current_snapshot() {text:?}"),
+            })
+        })?;
         let (select, last) =
             snapshot_plan::chunk_sql(&self.table, self.last_key.as_deref(), self.rows);
         let name = self.table.progress.table.clone();
@@ -977,7 +1071,12 @@ impl ChunkJob {
             Some(builder.finish().map_err(|e| read_err(RowError::Model(e)))?)
         };
         let full = batch_is_full(&batch, self.rows);
-        Ok((batch, if full { last_key } else { None }, None))
+        Ok((
+            batch,
+            if full { last_key } else { None },
+            None,
+            Some(snapshot),
+        ))
     }
 }
 
@@ -994,4 +1093,30 @@ pub fn parse_tables(tables: &[String]) -> Result<Vec<TableId>, String> {
             crate::config::parse_table(t).ok_or_else(|| format!("{t:?} is not \"schema.table\""))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::XidSnapshot;
+
+    #[test]
+    fn a_read_missed_the_transactions_in_progress_or_begun_after_it() {
+        let s = XidSnapshot::parse("740:750:741,745").expect("snapshot");
+        assert_eq!(
+            s,
+            XidSnapshot {
+                xmax: 750,
+                xip: vec![741, 745]
+            }
+        );
+        assert!(!s.missed(739) && !s.missed(742) && !s.missed(749));
+        assert!(s.missed(741) && s.missed(745) && s.missed(750) && s.missed(900));
+        // Epoch-qualified ids (xid8) cut to the 32 bits pgoutput decodes, across wraparound.
+        let s = XidSnapshot::parse("8589934590:8589934597:").expect("snapshot");
+        assert_eq!(s.xmax, 5);
+        assert!(!s.missed(u32::MAX) && !s.missed(4));
+        assert!(s.missed(5) && s.missed(6));
+        assert_eq!(XidSnapshot::parse("1:2"), None);
+        assert_eq!(XidSnapshot::parse("1:x:"), None);
+    }
 }
