@@ -30,6 +30,17 @@ pub fn mysql_enabled(test: &str) -> bool {
 
 /// Runs SQL as root (utf8mb4, UTC session); panics with the client's stderr on failure.
 pub fn sql(db: &str, statements: &str) -> String {
+    try_sql_at(port(), db, statements).unwrap_or_else(|e| {
+        panic!(
+            "mariadb failed: {e}\n{}",
+            statements.chars().take(2000).collect::<String>()
+        )
+    })
+}
+
+/// [`sql`] on the server listening on `port`, in `db` (none when empty): its output, or the
+/// client's stderr.
+pub fn try_sql_at(port: u16, db: &str, statements: &str) -> Result<String, String> {
     let out = Command::new("mariadb")
         .args([
             "-uroot",
@@ -38,24 +49,18 @@ pub fn sql(db: &str, statements: &str) -> String {
             "-B",
             "--default-character-set=utf8mb4",
         ])
-        .arg(format!("-P{}", port()))
+        .arg(format!("-P{port}"))
         .arg("--init-command=SET time_zone='+00:00'")
-        .args(if db.is_empty() {
-            vec![]
-        } else {
-            vec![db.to_string()]
-        })
+        .args((!db.is_empty()).then_some(db))
         .arg("-e")
         .arg(statements)
         .output()
         .expect("mariadb client runs");
-    assert!(
-        out.status.success(),
-        "mariadb failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        statements.chars().take(2000).collect::<String>()
-    );
-    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }
 
 /// A database dropped when the guard goes out of scope.

@@ -16,7 +16,9 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+#[cfg(feature = "mysql")]
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use super::support::{free_port, suffix, Pipeline, PipelineSpec};
@@ -159,27 +161,7 @@ impl PrivateCluster {
 
     /// Runs `sql` in database `postgres`; panics with psql's stderr on failure.
     pub(crate) fn psql(&self, sql: &str) -> String {
-        let out = Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-At",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-            ])
-            .args(["-p", &self.port.to_string(), "-d", "postgres", "-c", sql])
-            .output()
-            .expect("psql");
-        assert!(
-            out.status.success(),
-            "{sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        super::support::psql_at(Some(self.port), "postgres", sql)
     }
 
     /// A pipeline of `spec` whose source is this cluster instead of the shared server.
@@ -213,6 +195,7 @@ impl Drop for PrivateCluster {
 }
 
 /// How [`PrivateMariadb::stop`] stops the server.
+#[cfg(feature = "mysql")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum MyStop {
     /// SIGTERM: a clean shutdown (as `SHUTDOWN` / `mariadb-admin shutdown`).
@@ -223,6 +206,7 @@ pub(crate) enum MyStop {
 
 /// `name` on the `PATH` or in the usual server directories (`mariadbd` is in `/usr/sbin`,
 /// which a test's `PATH` may lack).
+#[cfg(feature = "mysql")]
 fn find_bin(name: &str) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
     path.split(':')
@@ -236,6 +220,7 @@ fn find_bin(name: &str) -> Option<PathBuf> {
 /// binlog on), a child process of the test: root has no password over TCP, as on the shared
 /// server, so [`super::mysql_support::MySpec`] pipelines connect to it unchanged but for the
 /// port.
+#[cfg(feature = "mysql")]
 pub(crate) struct PrivateMariadb {
     dir: PathBuf,
     pub(crate) port: u16,
@@ -243,6 +228,7 @@ pub(crate) struct PrivateMariadb {
     child: Option<Child>,
 }
 
+#[cfg(feature = "mysql")]
 impl PrivateMariadb {
     /// Initialises a data directory and starts the server. `None` (with a note) when
     /// `mariadbd` or `mariadb-install-db` is not there.
@@ -379,26 +365,7 @@ impl PrivateMariadb {
     }
 
     fn try_sql(&self, db: &str, statements: &str) -> Result<String, String> {
-        let out = Command::new("mariadb")
-            .args([
-                "-uroot",
-                "-h127.0.0.1",
-                "-N",
-                "-B",
-                "--default-character-set=utf8mb4",
-            ])
-            .arg(format!("-P{}", self.port))
-            .arg("--init-command=SET time_zone='+00:00'")
-            .args((!db.is_empty()).then_some(db))
-            .arg("-e")
-            .arg(statements)
-            .output()
-            .expect("mariadb client runs");
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        super::mysql_support::try_sql_at(self.port, db, statements)
     }
 
     /// Runs SQL as root in `db` (none when empty); panics with the client's stderr on
@@ -414,6 +381,7 @@ impl PrivateMariadb {
     }
 }
 
+#[cfg(feature = "mysql")]
 impl Drop for PrivateMariadb {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -425,6 +393,7 @@ impl Drop for PrivateMariadb {
 }
 
 /// Whether the tests run as root (then `mariadbd` needs `--user=root`).
+#[cfg(feature = "mysql")]
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")

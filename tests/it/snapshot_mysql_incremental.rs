@@ -16,11 +16,10 @@ use super::mysql_support::{
     mysql_enabled, pipeline as my_pipeline, port, sql, MyDb, MySpec, MyUser,
 };
 use super::snapshot_support::{
-    assert_filtered_estimate, assert_no_rows_remaining, assert_rekeyed, assert_same_state,
-    initial_only_state, int_triples, key_changed, kill9_after_rekey, output, reads, replay,
-    replay_file, snapshot_cli, snapshot_until_complete, status_text, wait_entry, wait_for,
-    wait_mysql_marker, wait_record, DdlReplay, FilteredReads, RekeyReplay, RekeySource, Replay,
-    TypeReplay,
+    assert_filtered_estimate, assert_no_rows_remaining, assert_same_state, ddl_mid_snapshot,
+    initial_only_state, key_changed, kill9_after_rekey, output, reads, rekeyed_mid_snapshot,
+    replay, replay_file, snapshot_cli, snapshot_until_complete, status_text, wait_entry, wait_for,
+    wait_mysql_marker, DdlReplay, FilteredReads, RekeyReplay, RekeySource, Replay, TypeReplay,
 };
 use super::support::{Pipeline, TIDEMARK};
 
@@ -814,16 +813,6 @@ fn table_mid_snapshot(name: &str, rows: i64) -> (MyDb, Pipeline, String) {
     (db, p, table)
 }
 
-/// Runs `ddl` on the table of [`table_mid_snapshot`], asserting its snapshot was not over yet.
-fn ddl_mid_snapshot(p: &Pipeline, db: &str, ddl: &str) {
-    sql(db, ddl);
-    let at_ddl = reads(p);
-    assert!(
-        at_ddl < 20_000,
-        "the snapshot read {at_ddl} rows before the DDL: not mid-snapshot"
-    );
-}
-
 /// The primary key redefined during the table's incremental snapshot, MariaDB: as
 /// `snapshot_pg_incremental_primary_key_redefined` (`DROP PRIMARY KEY, ADD PRIMARY KEY
 /// (code)` while chunks are being read, DML before and after it): the table's snapshot starts
@@ -835,39 +824,19 @@ fn snapshot_mysql_incremental_primary_key_redefined() {
     if !mysql_enabled("snapshot_mysql_incremental_primary_key_redefined") {
         return;
     }
-    let (db, mut p, table) = table_mid_snapshot("tm_mrekey", 20_000);
-    ddl_mid_snapshot(
-        &p,
-        &db.name,
-        &format!(
-            "{};
-             UPDATE t SET v = 1 WHERE id IN (5, 10000, 19999);
-             UPDATE t SET code = 200000 + id WHERE id IN (6, 15000);
-             INSERT INTO t VALUES (20001, 50, 2);
-             DELETE FROM t WHERE id IN (7, 12000);",
-            redefine_key("code")
-        ),
+    let rows = 20_000;
+    let (db, mut p, table) = table_mid_snapshot("tm_mrekey", rows);
+    rekeyed_mid_snapshot(
+        &mut p,
+        &RekeySource {
+            table: &table,
+            rows,
+            sql: &|text| sql(&db.name, text),
+            sep: '\t',
+            redefine: &redefine_key,
+            marker: &|p| wait_mysql_marker(p, &db.name, Duration::from_secs(60)),
+        },
     );
-    let why = key_changed(&table, "id", "code");
-    wait_for("the restart", &mut p, Duration::from_secs(120), |p| {
-        p.log_text().contains(&why)
-    });
-    sql(
-        &db.name,
-        "UPDATE t SET v = 3 WHERE id IN (8, 11000);
-         INSERT INTO t VALUES (20002, 60, 4);
-         DELETE FROM t WHERE id IN (9, 13000);",
-    );
-    wait_record(&mut p, &table, "the restarted snapshot to finish", |t| {
-        t["complete"] == true && t["key"] == serde_json::json!(["code"])
-    });
-    wait_mysql_marker(&mut p, &db.name, Duration::from_secs(60));
-    p.stop();
-    let expected = int_triples(
-        &sql(&db.name, "SELECT id, code, v FROM t ORDER BY id"),
-        '\t',
-    );
-    assert_rekeyed(&p, "t", &expected);
 }
 
 /// The DDL that makes `column` the primary key of `t` instead of the current one.
@@ -916,7 +885,7 @@ fn snapshot_mysql_incremental_primary_key_dropped() {
     let (db, mut p, table) = table_mid_snapshot("tm_mnokey", 20_000);
     ddl_mid_snapshot(
         &p,
-        &db.name,
+        &|text| sql(&db.name, text),
         "UPDATE t SET v = 1 WHERE id IN (5, 19999);
          ALTER TABLE t DROP PRIMARY KEY;
          INSERT INTO t VALUES (20001, 50, 2);",

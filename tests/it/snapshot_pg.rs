@@ -11,10 +11,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::snapshot_support::{
-    assert_filtered_estimate, assert_no_rows_remaining, assert_rekeyed, assert_same_state,
+    assert_filtered_estimate, assert_no_rows_remaining, assert_same_state, ddl_mid_snapshot,
     initial_only_state, int_triples, key_changed, kill9_after_rekey, output, range_bounds, reads,
-    replay, replay_file, snapshot_cli, snapshot_until_complete, status_text, wait_entry, wait_for,
-    DdlReplay, FilteredReads, RekeySource, Replay, TypeReplay,
+    rekeyed_mid_snapshot, replay, replay_file, snapshot_cli, snapshot_until_complete, status_text,
+    wait_entry, wait_for, DdlReplay, FilteredReads, RekeySource, Replay, TypeReplay,
 };
 use super::support::{pg_enabled, psql, Pipeline, PipelineSpec, TestDb};
 
@@ -1136,16 +1136,6 @@ fn table_mid_snapshot(name: &str, rows: i64) -> (TestDb, Pipeline) {
     (db, p)
 }
 
-/// Runs `ddl` on the table of [`table_mid_snapshot`], asserting its snapshot was not over yet.
-fn ddl_mid_snapshot(p: &Pipeline, db: &str, ddl: &str) {
-    psql(db, ddl);
-    let at_ddl = reads(p);
-    assert!(
-        at_ddl < 20_000,
-        "the snapshot read {at_ddl} rows before the DDL: not mid-snapshot"
-    );
-}
-
 /// The primary key redefined during the table's incremental snapshot (`DROP CONSTRAINT
 /// t_pkey, ADD PRIMARY KEY (code)`, the old key column kept) while chunks are being read, DML
 /// before and after it (a delete then carries only `code`): the next chunk sees the new key,
@@ -1157,38 +1147,18 @@ fn snapshot_pg_incremental_primary_key_redefined() {
     if !pg_enabled("snapshot_pg_incremental_primary_key_redefined") {
         return;
     }
-    let (db, mut p) = table_mid_snapshot("tm_snap_rekey", 20_000);
-    ddl_mid_snapshot(
-        &p,
-        &db.name,
-        &format!(
-            "{};
-             UPDATE t SET v = 1 WHERE id IN (5, 10000, 19999);
-             UPDATE t SET code = 200000 + id WHERE id IN (6, 15000);
-             INSERT INTO t VALUES (20001, 50, 2);
-             DELETE FROM t WHERE id IN (7, 12000);",
-            redefine_key("code")
-        ),
-    );
-    let why = key_changed("public.t", "id", "code");
-    wait_for("the restart", &mut p, Duration::from_secs(120), |p| {
-        p.log_text().contains(&why)
-    });
-    psql(
-        &db.name,
-        "UPDATE t SET v = 3 WHERE id IN (8, 11000);
-         INSERT INTO t VALUES (20002, 60, 4);
-         DELETE FROM t WHERE id IN (9, 13000);",
-    );
-    wait_entry(&mut p, "the restarted snapshot to finish", |t| {
-        t["complete"] == true && t["key"] == serde_json::json!(["code"])
-    });
-    wait_marker(&mut p, &db.name, Duration::from_secs(60));
-    p.stop();
-    assert_rekeyed(
-        &p,
-        "t",
-        &int_triples_in_db(&db.name, "SELECT id, code, v FROM t ORDER BY id"),
+    let rows = 20_000;
+    let (db, mut p) = table_mid_snapshot("tm_snap_rekey", rows);
+    rekeyed_mid_snapshot(
+        &mut p,
+        &RekeySource {
+            table: "public.t",
+            rows,
+            sql: &|text| psql(&db.name, text),
+            sep: '|',
+            redefine: &redefine_key,
+            marker: &|p| wait_marker(p, &db.name, Duration::from_secs(60)),
+        },
     );
 }
 
@@ -1236,7 +1206,7 @@ fn snapshot_pg_incremental_primary_key_dropped() {
     let (db, mut p) = table_mid_snapshot("tm_snap_nokey", 20_000);
     ddl_mid_snapshot(
         &p,
-        &db.name,
+        &|text| psql(&db.name, text),
         "ALTER TABLE t DROP CONSTRAINT t_pkey; INSERT INTO t VALUES (20001, 50, 2);",
     );
     let why = format!(

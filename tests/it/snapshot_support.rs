@@ -717,7 +717,7 @@ pub fn rekey_dml(rows: i64, r: i64) -> String {
     )
 }
 
-/// A source's side of [`kill9_after_rekey`].
+/// A source's side of [`kill9_after_rekey`] and [`rekeyed_mid_snapshot`].
 pub struct RekeySource<'a> {
     /// The table's name in the checkpoint (`public.t`, `db.t`).
     pub table: &'a str,
@@ -731,6 +731,55 @@ pub struct RekeySource<'a> {
     pub redefine: &'a dyn Fn(&str) -> String,
     /// Waits until everything committed so far is in the output.
     pub marker: &'a dyn Fn(&mut Pipeline),
+}
+
+/// Runs `ddl` (by `sql`) on a table of 20,000 rows whose incremental snapshot is under way in
+/// `p`, asserting the snapshot was not over yet.
+pub fn ddl_mid_snapshot(p: &Pipeline, sql: &dyn Fn(&str) -> String, ddl: &str) {
+    sql(ddl);
+    let at_ddl = reads(p);
+    assert!(
+        at_ddl < 20_000,
+        "the snapshot read {at_ddl} rows before the DDL: not mid-snapshot"
+    );
+}
+
+/// The primary key redefined (`id` → `code`) during the incremental snapshot of `s`'s table
+/// (of [`RekeySource::rows`] rows, its snapshot on `id` under way in `p`), with DML with the DDL
+/// and after the restart: the restart is logged, the table's snapshot finishes on `code`, and
+/// the sink's rows equal the table's, id 1 read again ([`assert_rekeyed`]).
+pub fn rekeyed_mid_snapshot(p: &mut Pipeline, s: &RekeySource) {
+    let ddl = format!(
+        "{};
+         UPDATE t SET v = 1 WHERE id IN (5, 10000, 19999);
+         UPDATE t SET code = 200000 + id WHERE id IN (6, 15000);
+         INSERT INTO t VALUES (20001, 50, 2);
+         DELETE FROM t WHERE id IN (7, 12000);",
+        (s.redefine)("code")
+    );
+    ddl_mid_snapshot(p, s.sql, &ddl);
+    let why = key_changed(s.table, "id", "code");
+    wait_for("the restart", p, Duration::from_secs(120), |p| {
+        p.log_text().contains(&why)
+    });
+    (s.sql)(
+        "UPDATE t SET v = 3 WHERE id IN (8, 11000);
+         INSERT INTO t VALUES (20002, 60, 4);
+         DELETE FROM t WHERE id IN (9, 13000);",
+    );
+    wait_for(
+        "the restarted snapshot to finish",
+        p,
+        Duration::from_secs(180),
+        |p| {
+            snapshot_record(p, s.table)
+                .is_some_and(|t| t["complete"] == true && t["key"] == serde_json::json!(["code"]))
+        },
+    );
+    (s.marker)(p);
+    p.stop();
+    let expected = int_triples(&(s.sql)("SELECT id, code, v FROM t ORDER BY id"), s.sep);
+    assert_rekeyed(p, "t", &expected);
 }
 
 /// How the log says a table's incremental snapshot ended.

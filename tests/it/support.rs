@@ -22,6 +22,11 @@ pub fn suffix() -> String {
 
 /// Runs SQL as `postgres` in `db` with psql; panics with psql's stderr on failure.
 pub fn psql(db: &str, sql: &str) -> String {
+    psql_at(None, db, sql)
+}
+
+/// [`psql`] on the server listening on `port` (the shared server's when `None`).
+pub fn psql_at(port: Option<u16>, db: &str, sql: &str) -> String {
     let out = Command::new("psql")
         .args([
             "-X",
@@ -33,11 +38,9 @@ pub fn psql(db: &str, sql: &str) -> String {
             "127.0.0.1",
             "-U",
             "postgres",
-            "-d",
-            db,
-            "-c",
-            sql,
         ])
+        .args(port.map(|p| format!("-p{p}")))
+        .args(["-d", db, "-c", sql])
         .output()
         .expect("psql runs");
     assert!(
