@@ -83,7 +83,7 @@ fn done_ranges(cp: &serde_json::Value) -> Vec<(i64, i64)> {
         .collect()
 }
 
-/// Waits until the snapshot has written `OUTPUT_BEFORE_KILL` bytes, calls `kill` (which kills
+/// Waits until the snapshot has written `OUTPUT_BEFORE_KILL` bytes and a checkpoint, calls `kill` (which kills
 /// the reader connections it finds and says how many) until it killed one while the snapshot
 /// is incomplete, then waits for the retry's warning and reads its forced checkpoint.
 fn kill_mid_snapshot(p: &mut Pipeline, mut kill: impl FnMut() -> usize) -> Kill {
@@ -91,7 +91,9 @@ fn kill_mid_snapshot(p: &mut Pipeline, mut kill: impl FnMut() -> usize) -> Kill 
         "snapshot rows before the kill",
         p,
         Duration::from_secs(180),
-        |p| output_len(p) >= OUTPUT_BEFORE_KILL,
+        // And a checkpoint, which the kill's mid-snapshot check reads (under load the first
+        // one can come after the output's first megabytes).
+        |p| output_len(p) >= OUTPUT_BEFORE_KILL && p.checkpoint().is_some(),
     );
     let killed = loop {
         assert!(
