@@ -29,7 +29,7 @@
 //!   stream remembers the ids of the last [`RECENT_XIDS`] transactions that changed the active
 //!   table, the read returns its snapshot (`pg_current_snapshot()`), and a chunk whose snapshot
 //!   still had one of the transactions streamed before its window in progress is discarded and
-//!   read again (seen under a concurrent workload on 2 cores: a few chunks in 30). MariaDB and
+//!   read again (0 to 11 of the ~30 chunks of a run under a concurrent workload). MariaDB and
 //!   MySQL (`binlog_order_commits = ON`, its default) commit in the engine in binlog order,
 //!   and their low watermark is a committed row, so their reads cannot miss a transaction
 //!   binlogged before it.
