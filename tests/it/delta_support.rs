@@ -205,19 +205,23 @@ impl DeltaPipeline {
             .spawn()
             .expect("spawn tidemark");
         self.child = Some(child);
-        // Changes count only once the slot exists (the engine creates it at start).
+        // Changes are streamed only once the slot is consistent (the engine creates it at
+        // start). The slot is listed while it waits for running transactions to end, with no
+        // `confirmed_flush_lsn` yet: a transaction committed then is in the exported snapshot
+        // (an `op: r` row at the snapshot's position), not in the stream.
         let deadline = Instant::now() + Duration::from_secs(60);
         while psql(
             &self.db,
             &format!(
-                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}'",
+                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}' \
+                 AND confirmed_flush_lsn IS NOT NULL",
                 self.slot
             ),
         ) != "1"
         {
             assert!(
                 Instant::now() < deadline,
-                "no slot after 60 s:\n{}",
+                "no consistent slot after 60 s:\n{}",
                 self.log_text()
             );
             std::thread::sleep(Duration::from_millis(100));
