@@ -129,6 +129,20 @@ fn uint_fit<T: TryFrom<u64>>(v: u64, target: &'static str) -> Result<T, ValueErr
     })
 }
 
+/// Arrow's string/binary builders panic past `i32::MAX` bytes in a column ("byte array offset
+/// overflow"): a column of one batch that would pass 2 GiB is an error instead. The binlog
+/// decoder closes batches well before (`tidemark_binlog::decoder::MAX_BATCH_BYTES`).
+fn fits_offsets(used: usize, add: usize) -> Result<(), ValueError> {
+    match used.checked_add(add) {
+        Some(n) if n <= i32::MAX as usize => Ok(()),
+        _ => Err(ValueError::OutOfRange {
+            type_name: "string or binary",
+            target: "an Arrow Utf8/Binary column (i32 offsets)".into(),
+            reason: "more than 2 GiB of data in one column of one batch",
+        }),
+    }
+}
+
 impl MysqlColumnBuilder {
     /// A builder for a column stored as `data_type`; `type_display` names it in errors.
     pub fn new(type_display: &str, data_type: &DataType, cap: usize) -> Self {
@@ -204,8 +218,14 @@ impl MysqlColumnBuilder {
             (Store::D128(b), V::Decimal128(x)) => b.append_value(x),
             (Store::D256(b), V::Decimal256(x)) => b.append_value(x),
             (Store::D256(b), V::Decimal128(x)) => b.append_value(i256::from_i128(x)),
-            (Store::Utf8(b), V::Str(x)) => b.append_value(x),
-            (Store::Binary(b), V::Bytes(x)) => b.append_value(x),
+            (Store::Utf8(b), V::Str(x)) => {
+                fits_offsets(b.values_slice().len(), x.len())?;
+                b.append_value(x)
+            }
+            (Store::Binary(b), V::Bytes(x)) => {
+                fits_offsets(b.values_slice().len(), x.len())?;
+                b.append_value(x)
+            }
             (Store::Date(b), V::Date(x)) => b.append_value(x),
             (Store::Duration(b), V::DurationUs(x)) => b.append_value(x),
             (Store::Timestamp(b), V::TimestampUs(x)) => b.append_value(x),
@@ -321,5 +341,18 @@ mod tests {
         let mut d = MysqlColumnBuilder::new("decimal(65,30)", &DataType::Decimal256(65, 30), 1);
         d.append(MysqlValue::Decimal128(5)).unwrap();
         assert_eq!(d.finish().len(), 1);
+    }
+
+    #[test]
+    fn a_string_column_past_2_gib_is_an_error_not_an_arrow_panic() {
+        // Arrow's builder panicked ("byte array offset overflow") past i32::MAX bytes.
+        let max = i32::MAX as usize;
+        assert!(fits_offsets(max - 3, 3).is_ok());
+        let e = fits_offsets(max - 3, 4).unwrap_err();
+        assert!(e.to_string().contains("more than 2 GiB"), "{e}");
+        assert!(fits_offsets(usize::MAX, 1).is_err());
+        let mut b = MysqlColumnBuilder::new("text", &DataType::Utf8, 1);
+        b.append(MysqlValue::Str("ok")).unwrap();
+        assert_eq!(b.finish().len(), 1);
     }
 }

@@ -429,6 +429,34 @@ fn intervals() {
     );
 }
 
+#[test]
+fn interval_minutes_and_seconds_that_overflow_are_an_error_not_a_panic() {
+    // Minutes and seconds are digit strings of any length: `m * 60 * 1e6` overflowed i64 (a
+    // panic in debug builds, a wrapped value in release).
+    for v in [
+        "00:99999999999999:00",
+        "00:00:99999999999999",
+        "01:9223372036854775807:00",
+    ] {
+        let e = text1(oid::INTERVAL, -1, v).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ValueError::InvalidText {
+                    reason: "time out of range",
+                    ..
+                }
+            ),
+            "{v}: {e:?}"
+        );
+    }
+    // Large but representable fields still add up.
+    assert_eq!(
+        interval("00:600:600"),
+        IntervalMonthDayNano::new(0, 0, (600 * 60 + 600) * 1_000_000_000)
+    );
+}
+
 // ---- network, bits, char ----
 
 fn inet_send(family: u8, bits: u8, cidr: bool, addr: &[u8]) -> Vec<u8> {
@@ -1068,6 +1096,34 @@ fn arrays_binary_match_text() {
         &array_send(oid::INT4, &[(i32::MAX, 1), (i32::MAX, 1)], &[])
     )
     .is_err());
+}
+
+#[test]
+fn a_zero_length_array_dimension_is_an_error_not_a_huge_rendering() {
+    // `array_send` writes an empty array with 0 dimensions. `[2147483647, 0]` has no element,
+    // so it passed the element-count bound, and rendering its text (user-defined range arrays
+    // are kept as text) looped 2^31 times building `{{},{},…}`: gigabytes from 28 bytes.
+    let hostile = array_send(16_393, &[(i32::MAX, 1), (0, 1)], &[]);
+    let ranges = SourceType::pg_structured_array(16_390, "public._floatrange", floatrange());
+    let dt = pg_types::arrow_type(&ranges);
+    let mut b = ColumnBuilder::new(&ranges, &dt, 1);
+    let e = b.append_binary(&hostile).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ValueError::InvalidBinary {
+                type_name: "array",
+                offset: 20,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // The same for a builtin array, and a single zero-length dimension.
+    for dims in [&[(i32::MAX, 1), (0, 1)][..], &[(0, 1)][..]] {
+        let e = bin1(oid::INT4_ARRAY, -1, &array_send(oid::INT4, dims, &[])).unwrap_err();
+        assert!(matches!(e, ValueError::InvalidBinary { .. }), "{e:?}");
+    }
 }
 
 #[test]

@@ -58,6 +58,13 @@ pub mod meta {
     pub const QUERY: &str = "tidemark.mysql.query";
 }
 
+/// Bytes of row data after which a batch is closed and the next row starts another one
+/// ([`Decoder::set_max_batch_bytes`]). Arrow string and binary columns have i32 offsets: a
+/// column past 2 GiB in one batch made the Arrow builder panic ("byte array offset overflow"),
+/// and a few large BLOB/TEXT rows of one table in one transaction get there. A row event is at
+/// most `max_allowed_packet` (≤ 1 GiB), so a batch closed at this size stays below 2 GiB.
+pub const MAX_BATCH_BYTES: usize = 512 << 20;
+
 /// Decoder settings.
 #[derive(Debug, Clone)]
 pub struct DecoderOptions {
@@ -155,6 +162,8 @@ pub struct Decoder {
     query: Option<Arc<str>>,
     /// Keep ROWS_QUERY / ANNOTATE_ROWS text as [`meta::QUERY`] ([`Decoder::set_include_query`]).
     include_query: bool,
+    /// [`MAX_BATCH_BYTES`] unless set ([`Decoder::set_max_batch_bytes`]).
+    max_batch_bytes: usize,
     skip_until: Option<MysqlPosition>,
     /// Resume by GTID inside a transaction: rows of the transaction with this GTID up to this
     /// index were acknowledged ([`Decoder::skip_rows_of`]).
@@ -192,6 +201,7 @@ impl Decoder {
             txn: None,
             query: None,
             include_query: true,
+            max_batch_bytes: MAX_BATCH_BYTES,
             skip_until: None,
             skip_rows_of: None,
             executed: None,
@@ -231,6 +241,12 @@ impl Decoder {
         if !on {
             self.query = None;
         }
+    }
+
+    /// Closes a table's batch once it holds `bytes` of row data (default [`MAX_BATCH_BYTES`];
+    /// at most that, so no Arrow column of a batch reaches its 2 GiB offset limit).
+    pub fn set_max_batch_bytes(&mut self, bytes: usize) {
+        self.max_batch_bytes = bytes.min(MAX_BATCH_BYTES);
     }
 
     /// Only tables for which `f` is true produce rows.
@@ -390,6 +406,15 @@ impl Decoder {
             ));
         }
         let next = inner.map_or(u64::from(h.log_pos), |i| i.1);
+        if inner.is_some() && h.event_type == code::TRANSACTION_PAYLOAD {
+            // The server never nests payloads; each level is decoded by a recursive call that
+            // keeps its decompressed copy alive, so nesting ran the stack out (an abort) and
+            // held memory quadratic in the event's size.
+            return Err(self.err(
+                at,
+                ErrorKind::Sequence("a transaction payload inside a transaction payload".into()),
+            ));
+        }
         if h.event_type == code::FORMAT_DESCRIPTION {
             let (fde, _) = FormatDescription::parse_event(event).map_err(|k| self.err(at, k))?;
             self.checksum = fde.checksum;
@@ -817,7 +842,7 @@ impl Decoder {
                 ctx.skip_row(&mut r, kind, &rh)?;
                 continue;
             }
-            ensure_batch(txn, &schema, &bm)?;
+            ensure_batch(txn, &schema, &bm, self.max_batch_bytes)?;
             let (_, b, _) = txn.current.as_mut().expect("ensured");
             let op = match kind {
                 RowsKind::Write => Op::Insert,
@@ -847,15 +872,13 @@ impl Decoder {
             txn.last = Some(pos);
             txn.chunk_rows += 1;
         }
-        let max = self.options.max_chunk_rows;
+        // At least 1: with 0 an event whose rows were all skipped would emit a chunk before any
+        // row was added (no last position).
+        let max = self.options.max_chunk_rows.max(1);
         let txn = self.txn.as_mut().expect("checked above");
-        if txn.chunk_rows >= max {
+        if let Some(last) = txn.last.filter(|_| txn.chunk_rows >= max) {
             flush_batch(txn)?;
-            let mut chunk = Transaction::new(
-                None,
-                txn.commit_ts_us,
-                Position::Mysql(txn.last.expect("rows were added")),
-            );
+            let mut chunk = Transaction::new(None, txn.commit_ts_us, Position::Mysql(last));
             chunk.items = std::mem::take(&mut txn.items);
             chunk.complete = false;
             txn.chunk_rows = 0;
@@ -865,12 +888,18 @@ impl Decoder {
     }
 }
 
-/// Starts a new batch when the table, version or batch metadata changes.
-fn ensure_batch(txn: &mut Txn, schema: &Arc<TableSchema>, bm: &BatchMeta) -> Result<(), ErrorKind> {
+/// Starts a new batch when the table, version or batch metadata changes, or the batch holds
+/// `max_bytes` of row data ([`MAX_BATCH_BYTES`]).
+fn ensure_batch(
+    txn: &mut Txn,
+    schema: &Arc<TableSchema>,
+    bm: &BatchMeta,
+    max_bytes: usize,
+) -> Result<(), ErrorKind> {
     let same = txn
         .current
         .as_ref()
-        .is_some_and(|(s, _, m)| Arc::ptr_eq(s, schema) && m == bm);
+        .is_some_and(|(s, b, m)| Arc::ptr_eq(s, schema) && m == bm && b.byte_size() < max_bytes);
     if !same {
         flush_batch(txn)?;
         txn.current = Some((

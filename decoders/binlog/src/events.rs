@@ -358,7 +358,11 @@ pub fn zstd_uncompress(src: &[u8], declared: u64, max_len: usize) -> Result<Vec<
 /// The number of events inside a TRANSACTION_PAYLOAD_EVENT (whole event bytes).
 pub fn payload_event_count(event: &[u8], alg: crate::event::Checksum) -> Result<usize, ErrorKind> {
     let data = crate::event::strip_checksum(event, alg)?;
-    let (h, payload) = parse_transaction_payload(&data[crate::event::HEADER_LEN..])?;
+    // Without a checksum nothing above checked the length: a short event panicked here.
+    let body = data
+        .get(crate::event::HEADER_LEN..)
+        .ok_or_else(|| invalid(0, "shorter than a header"))?;
+    let (h, payload) = parse_transaction_payload(body)?;
     let raw = match h.compression {
         0 => zstd_uncompress(payload, h.uncompressed_size, 1 << 30)?,
         _ => payload.to_vec(),

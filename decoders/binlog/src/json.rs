@@ -18,6 +18,11 @@
 //!   integers, DECIMAL as precision, scale and packed decimal, anything else printed as
 //!   `"base64:type<N>:<base64>"` like MySQL does.
 //! - Depth is bounded (MySQL's own limit is 100) so hostile input cannot overflow the stack.
+//! - Nothing stops two value entries from pointing at the same bytes, so a document can name
+//!   one sub-value many times over: 150 levels of two-element arrays whose entries both point
+//!   at the next level are 1.5 KB that print 2^150 values. MySQL writes every value once, and
+//!   its text is at most [`OUTPUT_PER_BYTE`] bytes per document byte (a control character in a
+//!   string, `\u0001`, is 6): past that the document shares bytes, an error.
 
 use std::fmt::Write;
 
@@ -41,6 +46,9 @@ pub(crate) const OPAQUE: u8 = 0x0f;
 
 const MAX_DEPTH: usize = 150;
 
+/// Most text bytes a document byte can print as when no bytes are shared (module traps).
+const OUTPUT_PER_BYTE: usize = 8;
+
 type R<T> = Result<T, &'static str>;
 
 /// Renders a whole binary JSON document (an empty document is JSON `null`, as MySQL reads a
@@ -51,7 +59,8 @@ pub fn render(doc: &[u8], out: &mut String) -> R<()> {
         out.push_str("null");
         return Ok(());
     };
-    value(t, body, out, 0)
+    let limit = doc.len().saturating_mul(OUTPUT_PER_BYTE).saturating_add(64);
+    value(t, body, out, 0, limit)
 }
 
 fn slice(b: &[u8], at: usize, n: usize) -> R<&[u8]> {
@@ -60,13 +69,17 @@ fn slice(b: &[u8], at: usize, n: usize) -> R<&[u8]> {
         .ok_or("offset past the end of the JSON value")
 }
 
-fn value(t: u8, b: &[u8], out: &mut String, depth: usize) -> R<()> {
+/// `limit`: most text the whole document may print (module traps).
+fn value(t: u8, b: &[u8], out: &mut String, depth: usize, limit: usize) -> R<()> {
     if depth > MAX_DEPTH {
         return Err("JSON nested too deeply");
     }
+    if out.len() > limit {
+        return Err("JSON values share bytes (the text outgrows the document)");
+    }
     match t {
-        SMALL_OBJECT | LARGE_OBJECT => container(b, t == LARGE_OBJECT, true, out, depth),
-        SMALL_ARRAY | LARGE_ARRAY => container(b, t == LARGE_ARRAY, false, out, depth),
+        SMALL_OBJECT | LARGE_OBJECT => container(b, t == LARGE_OBJECT, true, out, depth, limit),
+        SMALL_ARRAY | LARGE_ARRAY => container(b, t == LARGE_ARRAY, false, out, depth, limit),
         LITERAL => literal(*b.first().ok_or("empty literal")?, out),
         INT16 => num(i64::from(le_uint(slice(b, 0, 2)?) as u16 as i16), out),
         UINT16 => num(le_uint(slice(b, 0, 2)?), out),
@@ -166,7 +179,14 @@ pub(crate) fn varlen(b: &[u8]) -> R<(usize, usize)> {
     Err("JSON length longer than 5 bytes")
 }
 
-fn container(b: &[u8], large: bool, object: bool, out: &mut String, depth: usize) -> R<()> {
+fn container(
+    b: &[u8],
+    large: bool,
+    object: bool,
+    out: &mut String,
+    depth: usize,
+    limit: usize,
+) -> R<()> {
     let w = if large { 4 } else { 2 };
     let count = le_uint(slice(b, 0, w)?) as usize;
     let size = le_uint(slice(b, w, w)?) as usize;
@@ -203,7 +223,7 @@ fn container(b: &[u8], large: bool, object: bool, out: &mut String, depth: usize
             _ => false,
         };
         if inline {
-            value(t, slice(b, e + 1, w)?, out, depth + 1)?;
+            value(t, slice(b, e + 1, w)?, out, depth + 1, limit)?;
         } else {
             let off = le_uint(slice(b, e + 1, w)?) as usize;
             value(
@@ -211,6 +231,7 @@ fn container(b: &[u8], large: bool, object: bool, out: &mut String, depth: usize
                 b.get(off..).ok_or("JSON value offset past the end")?,
                 out,
                 depth + 1,
+                limit,
             )?;
         }
     }
@@ -565,5 +586,60 @@ mod tests {
         }
         assert!(render(&deep, &mut String::new()).is_err());
         assert!(render(&[0x42], &mut String::new()).is_err());
+    }
+
+    #[test]
+    fn shared_sub_values_are_an_error_not_exponential_output() {
+        // 150 levels of a small array of two elements that both point at the next level (at
+        // offset 10 of the current one): 1.5 KB of document that printed 2^150 values
+        // (endless, unbounded memory) before the output bound.
+        let levels = 150;
+        let mut doc = vec![SMALL_ARRAY];
+        for k in 0..levels {
+            let size = u16::try_from(10 * (levels - k) + 4).unwrap();
+            doc.extend_from_slice(&[2, 0]);
+            doc.extend_from_slice(&size.to_le_bytes());
+            doc.extend_from_slice(&[SMALL_ARRAY, 10, 0, SMALL_ARRAY, 10, 0]);
+        }
+        doc.extend_from_slice(&[0, 0, 4, 0]); // the innermost: an empty array
+        let mut out = String::new();
+        let e = render(&doc, &mut out).unwrap_err();
+        assert!(e.contains("share bytes"), "{e}");
+        assert!(
+            out.len() <= doc.len() * OUTPUT_PER_BYTE + 64 + 16,
+            "{}",
+            out.len()
+        );
+        // Two levels of the same sharing: small enough to print, and it still does.
+        let mut doc = vec![SMALL_ARRAY];
+        for k in 0..2 {
+            let size = u16::try_from(10 * (2 - k) + 4).unwrap();
+            doc.extend_from_slice(&[2, 0]);
+            doc.extend_from_slice(&size.to_le_bytes());
+            doc.extend_from_slice(&[SMALL_ARRAY, 10, 0, SMALL_ARRAY, 10, 0]);
+        }
+        doc.extend_from_slice(&[0, 0, 4, 0]);
+        assert_eq!(text(&doc), "[[[], []], [[], []]]");
+    }
+
+    #[test]
+    fn text_of_real_documents_stays_within_the_output_bound() {
+        // The densest text per byte: control characters in strings and keys (6 bytes each).
+        let ctl: String = "\u{1}".repeat(300);
+        let mut m = serde_json::Map::new();
+        m.insert(
+            ctl.clone(),
+            serde_json::json!([ctl, false, null, -32768, {}, []]),
+        );
+        let v = serde_json::Value::Object(m);
+        let doc = encode(&v);
+        let mut out = String::new();
+        render(&doc, &mut out).unwrap();
+        assert!(
+            out.len() <= doc.len() * OUTPUT_PER_BYTE,
+            "{} {}",
+            out.len(),
+            doc.len()
+        );
     }
 }

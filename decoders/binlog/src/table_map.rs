@@ -78,6 +78,9 @@ pub mod opt {
     pub const COLUMN_VISIBILITY: u8 = 12;
 }
 
+/// Most columns a MySQL or MariaDB table can have.
+pub const MAX_COLUMNS: usize = 4096;
+
 /// One column as the table map describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MapColumn {
@@ -210,7 +213,14 @@ impl TableMap {
         let at = r.offset();
         let table = name_str(r.take(n)?, at)?;
         r.u8()?;
+        let at = r.offset();
         let count = packed_len(&mut r, "column count")?;
+        // A batch builder holds Arrow builders for every column of both images (a few KiB
+        // each): a table map of a million one-byte columns asked for gigabytes. Tables have at
+        // most 4096 columns (MySQL's and MariaDB's limit).
+        if count > MAX_COLUMNS {
+            return Err(invalid(at, "more than 4096 columns (the server's limit)"));
+        }
         // Each column needs at least its type byte: no allocation beyond the input.
         let types = r.take(count)?;
         let meta_total = packed_len(&mut r, "metadata length")?;
@@ -440,5 +450,31 @@ mod tests {
         assert_eq!(resolve_string(ty::STRING, 0xf8_02), (ty::SET, 2));
         // char(100) utf8mb4 = 400 bytes: b0 = 0xfe ^ ((400 >> 4) & 0x30) = 0xee, b1 = 400 & 0xff.
         assert_eq!(resolve_string(ty::STRING, 0xee_90), (ty::STRING, 400));
+    }
+
+    /// A table map body with `n` INT columns and no optional metadata.
+    fn int_columns(n: u16) -> Vec<u8> {
+        let mut b = vec![5, 0, 0, 0, 0, 0, 0, 0, 1, b'd', 0, 1, b't', 0, 0xfc];
+        b.extend_from_slice(&n.to_le_bytes());
+        b.extend(std::iter::repeat_n(ty::LONG, usize::from(n)));
+        b.push(0);
+        b.extend(std::iter::repeat_n(0, usize::from(n).div_ceil(8)));
+        b
+    }
+
+    #[test]
+    fn more_columns_than_a_table_can_have_is_an_error() {
+        // The batch builders allocate per column (two images): a crafted million-column map
+        // asked for gigabytes from a few MB of event.
+        let m = TableMap::parse(&int_columns(4096), 6).unwrap();
+        assert_eq!(m.columns.len(), 4096);
+        let e = TableMap::parse(&int_columns(4097), 6).unwrap_err();
+        assert_eq!(
+            e,
+            ErrorKind::Invalid {
+                offset: 14,
+                reason: "more than 4096 columns (the server's limit)"
+            }
+        );
     }
 }

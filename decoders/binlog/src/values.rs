@@ -388,9 +388,13 @@ fn datetime_value<'s>(
         return Err("time of day out of range in DATETIME".into());
     }
     match valid_days(y, mo, d) {
-        Some(days) => Ok(Decoded::Value(MysqlValue::TimestampUs(
-            days * 86_400 * US + (h * 3600 + mi * 60 + s) * US + us,
-        ))),
+        // The old 8-byte DATETIME packs the year as a decimal number of up to 13 digits: a
+        // corrupt value's year overflows i64 µs (a panic in debug builds before this check).
+        Some(days) => days
+            .checked_mul(86_400 * US)
+            .and_then(|t| t.checked_add((h * 3600 + mi * 60 + s) * US + us))
+            .map(|t| Decoded::Value(MysqlValue::TimestampUs(t)))
+            .ok_or_else(|| format!("DATETIME year {y} out of range")),
         None => {
             scratch.text.clear();
             let _ = write!(scratch.text, "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}");
@@ -571,6 +575,23 @@ mod tests {
             dec(&b, &Kind::Time2 { fsp: 2 }, &mut s),
             Decoded::Value(MysqlValue::DurationUs(-10_000))
         );
+    }
+
+    #[test]
+    fn old_datetime_with_a_corrupt_year_is_an_error_not_an_overflow() {
+        let mut s = Scratch::default();
+        // YYYYMMDDhhmmss as one decimal u64: 2024-02-29 12:34:56 decodes.
+        let ok = 20_240_229_123_456u64.to_le_bytes();
+        assert_eq!(
+            dec(&ok, &Kind::DateTime, &mut s),
+            Decoded::Value(MysqlValue::TimestampUs(
+                days_from_civil(2024, 2, 29) * 86_400 * US + (12 * 3600 + 34 * 60 + 56) * US
+            ))
+        );
+        // Year 1844674407 (a corrupt value): its µs overflow i64, which panicked in debug.
+        let bad = 18_446_744_070_101_000_000u64.to_le_bytes();
+        let e = decode(&mut Reader::new(&bad), &Kind::DateTime, &mut s).unwrap_err();
+        assert!(e.contains("DATETIME year 1844674407 out of range"), "{e}");
     }
 
     #[test]

@@ -238,19 +238,23 @@ fn long_transactions_come_in_bounded_chunks() {
     assert!(txns.windows(2).all(|w| w[0].end < w[1].end));
 }
 
+/// The MySQL position of one `rows_of` line (its fourth field).
+fn position_of_row(line: &str) -> MysqlPosition {
+    line.split_whitespace()
+        .nth(3)
+        .unwrap()
+        .parse::<Position>()
+        .map(|p| *p.as_mysql().unwrap())
+        .unwrap()
+}
+
 #[test]
 fn resume_inside_a_transaction_skips_what_was_acknowledged() {
     let ev = long_txn(25);
     let mut d = Decoder::new(DecoderOptions::default());
     let all = rows_of(&support::decode_all(&mut d, &ev));
     assert_eq!(all.len(), 25);
-    let pos: MysqlPosition = all[14]
-        .split_whitespace()
-        .nth(3)
-        .unwrap()
-        .parse::<Position>()
-        .map(|p| *p.as_mysql().unwrap())
-        .unwrap();
+    let pos = position_of_row(&all[14]);
     let mut d = Decoder::new(DecoderOptions::default());
     d.skip_until(pos);
     let rest = rows_of(&support::decode_all(&mut d, &ev));
@@ -388,13 +392,7 @@ fn gtid_resume_inside_a_transaction_skips_acknowledged_rows_by_gtid() {
     d.set_checksum(Checksum::Crc32);
     let all = rows_of(&support::decode_all(&mut d, &first));
     assert_eq!(all.len(), 50);
-    let pos: MysqlPosition = all[14]
-        .split_whitespace()
-        .nth(3)
-        .unwrap()
-        .parse::<Position>()
-        .map(|p| *p.as_mysql().unwrap())
-        .unwrap();
+    let pos = position_of_row(&all[14]);
     let gtid = pos.gtid.expect("GTIDs on");
     // The same two transactions, re-numbered and at other offsets: 101 → 103, and the stream
     // as another server would send it after `COM_BINLOG_DUMP_GTID(A:1-102)`.
@@ -607,4 +605,87 @@ fn a_new_session_continues_the_schema_versions_of_the_last() {
     third.decode(&three).unwrap();
     assert_eq!(version_of(&third), (2, 3));
     assert_eq!(third.table_schema_or(&t, catalog).version, 2);
+}
+
+#[test]
+fn a_transaction_payload_inside_a_payload_is_an_error() {
+    // Each nesting level was decoded by a recursive call holding its own decompressed copy:
+    // deep nesting ran the stack out (an abort, not even a panic). The server never nests.
+    let mut w = EventWriter::new(Checksum::None);
+    let mut d = Decoder::new(DecoderOptions::default());
+    d.decode(&w.format_description("8.0.36")).unwrap();
+    let inner = vec![w.query(1, "db", "BEGIN"), w.xid(1)];
+    let once = w.transaction_payload(&inner);
+    let steps = d.decode(&once).unwrap();
+    assert!(matches!(steps.last(), Some(Step::Emitted(_))), "{steps:?}");
+    let nested = w.transaction_payload(&inner);
+    let twice = w.transaction_payload(&[nested]);
+    let e = d.decode(&twice).unwrap_err();
+    assert!(
+        matches!(&*e.kind, ErrorKind::Sequence(s) if s.contains("payload inside a transaction payload")),
+        "{e}"
+    );
+    assert!(e.to_string().contains("TRANSACTION_PAYLOAD_EVENT"), "{e}");
+}
+
+#[test]
+fn payload_event_count_of_a_short_event_is_an_error() {
+    // Without a checksum nothing checked the length before the header was sliced off (panic).
+    for n in [0, 5, 18] {
+        let e = tidemark_binlog::events::payload_event_count(&vec![0; n], Checksum::None);
+        assert!(e.is_err(), "{n} bytes");
+    }
+    let mut w = EventWriter::new(Checksum::None);
+    let inner = vec![w.query(1, "db", "BEGIN"), w.xid(1)];
+    let p = w.transaction_payload(&inner);
+    assert_eq!(
+        tidemark_binlog::events::payload_event_count(&p, Checksum::None),
+        Ok(2)
+    );
+}
+
+#[test]
+fn batches_are_closed_at_the_byte_limit() {
+    // Arrow's string/binary offsets are i32: a table's batch past 2 GiB of one column made the
+    // builder panic. The decoder closes a batch at `set_max_batch_bytes` (here: every row).
+    let ev = long_txn(25);
+    let mut d = Decoder::new(DecoderOptions::default());
+    let all = support::decode_all(&mut d, &ev);
+    let batches = |steps: &[Step]| -> Vec<usize> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Emitted(t) => Some(t),
+                _ => None,
+            })
+            .flat_map(|t| t.items.iter())
+            .filter_map(|i| match i {
+                TxnItem::Rows(b) => Some(b.num_rows()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(batches(&all), vec![25]);
+    let mut d = Decoder::new(DecoderOptions::default());
+    d.set_max_batch_bytes(1);
+    let split = support::decode_all(&mut d, &ev);
+    assert_eq!(batches(&split), vec![1; 25]);
+    assert_eq!(rows_of(&split), rows_of(&all));
+}
+
+#[test]
+fn zero_max_chunk_rows_with_skipped_rows_does_not_panic() {
+    // max_chunk_rows = 0 made an event whose rows were all skipped (resume) emit a chunk with
+    // no last row: `expect("rows were added")` panicked. 0 now means 1.
+    let ev = long_txn(25);
+    let mut d = Decoder::new(DecoderOptions::default());
+    let all = rows_of(&support::decode_all(&mut d, &ev));
+    let pos = position_of_row(&all[14]);
+    let mut d = Decoder::new(DecoderOptions {
+        max_chunk_rows: 0,
+        ..Default::default()
+    });
+    d.skip_until(pos);
+    let rest = rows_of(&support::decode_all(&mut d, &ev));
+    assert_eq!(rest, all[15..].to_vec());
 }

@@ -76,6 +76,13 @@ pub struct RelationCatalog {
     pub type_oids: HashMap<String, u32>,
 }
 
+/// Bytes of row data after which a batch is closed and the next row starts another one
+/// ([`Decoder::set_max_batch_bytes`]). Arrow string and binary columns have i32 offsets: a
+/// column past 2 GiB in one batch made the Arrow builder panic ("byte array offset overflow"),
+/// and a few large text/bytea rows of one table in one transaction get there. A value is at
+/// most 1 GB (PostgreSQL's field limit), so a batch closed at this size stays below 2 GiB.
+pub const MAX_BATCH_BYTES: usize = 512 << 20;
+
 /// Decoder settings.
 #[derive(Debug, Clone)]
 pub struct DecoderOptions {
@@ -182,6 +189,8 @@ pub struct Decoder {
     custom_types: HashMap<u32, String>,
     txn: Option<TxnState>,
     warned: HashSet<(TableId, String)>,
+    /// [`MAX_BATCH_BYTES`] unless set ([`Decoder::set_max_batch_bytes`]).
+    max_batch_bytes: usize,
 }
 
 impl Decoder {
@@ -199,7 +208,14 @@ impl Decoder {
             custom_types: HashMap::new(),
             txn: None,
             warned: HashSet::new(),
+            max_batch_bytes: MAX_BATCH_BYTES,
         }
+    }
+
+    /// Closes a table's batch once it holds `bytes` of row data (default [`MAX_BATCH_BYTES`];
+    /// at most that, so no Arrow column of a batch reaches its 2 GiB offset limit).
+    pub fn set_max_batch_bytes(&mut self, bytes: usize) {
+        self.max_batch_bytes = bytes.min(MAX_BATCH_BYTES);
     }
 
     /// Continues the schema version numbering of an earlier session (from
@@ -484,6 +500,7 @@ impl Decoder {
             return Err(DecoderError::UnknownRelation { message, lsn, oid });
         };
         let max_rows = self.options.max_chunk_rows.max(1);
+        let max_bytes = self.max_batch_bytes;
         let Some(txn) = self.txn.as_mut() else {
             return Err(DecoderError::Sequence {
                 message,
@@ -491,7 +508,8 @@ impl Decoder {
                 problem: "row outside a transaction".into(),
             });
         };
-        let same = matches!(&txn.current, Some((cur, b)) if *cur == oid && Arc::ptr_eq(b.schema(), &schema));
+        let same = matches!(&txn.current, Some((cur, b))
+            if *cur == oid && Arc::ptr_eq(b.schema(), &schema) && b.byte_size() < max_bytes);
         if !same {
             finish_current(txn)?;
             txn.current = Some((oid, ChangeBatchBuilder::new(schema.clone(), 64)));

@@ -344,6 +344,15 @@ pub(crate) fn parse_binary_array(b: &[u8]) -> Result<BinaryArray<'_>, ValueError
         if len < 0 {
             return Err(err(at, "negative dimension"));
         }
+        // `array_send` writes an array without elements with 0 dimensions. A dimension of
+        // length 0 next to a long one made the text rendering loop over the long one (28
+        // bytes `[2147483647, 0]` printed `{{},{},…}`: gigabytes, for nothing).
+        if len == 0 {
+            return Err(err(
+                at,
+                "a dimension of length 0 (an empty array has no dimensions)",
+            ));
+        }
         total = total
             .checked_mul(len as usize)
             .ok_or_else(|| err(at, "too many elements"))?;

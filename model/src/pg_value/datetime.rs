@@ -364,9 +364,13 @@ fn interval_time(tok: &str) -> Result<i64, &'static str> {
         let d = s_frac.as_bytes().get(i).map_or(0, |b| (b - b'0') as i64);
         frac = frac * 10 + d;
     }
+    // Every field is a digit string of any length: each product and sum is checked (minutes
+    // or seconds of 15+ digits overflowed i64 µs, a panic in debug builds).
     let total = h
         .checked_mul(3600 * US_PER_SEC)
-        .and_then(|v| v.checked_add(m * 60 * US_PER_SEC + sec * US_PER_SEC + frac))
+        .zip(m.checked_mul(60 * US_PER_SEC))
+        .zip(sec.checked_mul(US_PER_SEC))
+        .and_then(|((h, m), s)| h.checked_add(m)?.checked_add(s)?.checked_add(frac))
         .ok_or("time out of range")?;
     Ok(if neg { -total } else { total })
 }

@@ -46,7 +46,7 @@ use arrow_array::ArrayRef;
 use arrow_buffer::{i256, IntervalMonthDayNano, NullBufferBuilder};
 use arrow_schema::{DataType, FieldRef};
 
-use storage::Storage;
+use storage::{fits_offsets, Storage};
 
 use crate::batch::MarkerKind;
 use crate::error::ValueError;
@@ -268,6 +268,37 @@ pub(crate) enum Parsed<'a> {
     Special(MarkerKind),
 }
 
+impl Scalar<'_> {
+    /// Bytes a string or binary value adds to its column (0 for the others).
+    fn byte_len(&self) -> usize {
+        match self {
+            Scalar::Str(s) => s.len(),
+            Scalar::Bytes(b) => b.len(),
+            _ => 0,
+        }
+    }
+}
+
+impl Parsed<'_> {
+    fn byte_len(&self) -> usize {
+        match self {
+            Parsed::Value(v) => v.byte_len(),
+            Parsed::Special(_) => 0,
+        }
+    }
+}
+
+/// A string/binary column of one batch would pass 2 GiB: Arrow's i32 offsets cannot hold it
+/// (its builder panics). The decoders close batches well before ([`crate::ChangeBatchBuilder`]
+/// byte sizes), so this is reached only by a single batch built past that by hand.
+fn too_many_bytes() -> ValueError {
+    ValueError::OutOfRange {
+        type_name: "string or binary",
+        target: "an Arrow Utf8/Binary column (i32 offsets)".into(),
+        reason: "more than 2 GiB of data in one column of one batch",
+    }
+}
+
 #[derive(Debug)]
 struct ListStorage {
     field: FieldRef,
@@ -426,6 +457,9 @@ impl ColumnBuilder {
                 Ok(Some(ValueMarker { kind, detail: None }))
             }
             Parsed::Value(v) => {
+                if !fits_offsets(self.storage.value_bytes(), v.byte_len()) {
+                    return Err(too_many_bytes());
+                }
                 self.storage
                     .append(v)
                     .map_err(|()| ValueError::TypeMismatch {
@@ -506,6 +540,11 @@ impl ListStorage {
                 kind,
                 detail: Some(render()),
             }));
+        }
+        // All elements or none: a failed push would leave the list's offsets behind its values.
+        let bytes: usize = parsed.iter().flatten().map(Parsed::byte_len).sum();
+        if !fits_offsets(self.values.storage.value_bytes(), bytes) {
+            return Err(too_many_bytes());
         }
         let last = self.offsets.last().copied().unwrap_or(0);
         let end = i32::try_from(parsed.len())

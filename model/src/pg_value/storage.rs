@@ -15,6 +15,12 @@ use arrow_schema::{DataType, IntervalUnit, TimeUnit};
 use super::{ColumnBuilder, ListStorage, Scalar};
 use crate::table::SourceType;
 
+/// Whether `add` more bytes fit a string/binary column that holds `used` (`None`: not such a
+/// column). Arrow's builders panic past `i32::MAX` ("byte array offset overflow").
+pub(super) fn fits_offsets(used: Option<usize>, add: usize) -> bool {
+    used.is_none_or(|u| u.checked_add(add).is_some_and(|n| n <= i32::MAX as usize))
+}
+
 /// Arrow builder of one column, by Arrow type.
 #[derive(Debug)]
 pub(super) enum Storage {
@@ -104,6 +110,16 @@ impl Storage {
         match self {
             Storage::Null { data_type, .. } => data_type.to_string(),
             other => format!("{:?}", std::mem::discriminant(other)),
+        }
+    }
+
+    /// Bytes already in a string/binary column (`None` for other types): their offsets are
+    /// i32, so a column of one batch holds at most `i32::MAX` bytes ([`fits_offsets`]).
+    pub(super) fn value_bytes(&self) -> Option<usize> {
+        match self {
+            Storage::Utf8(b) => Some(b.values_slice().len()),
+            Storage::Binary(b) => Some(b.values_slice().len()),
+            _ => None,
         }
     }
 
@@ -217,5 +233,20 @@ impl Storage {
                 a
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fits_offsets;
+
+    #[test]
+    fn string_columns_stop_at_the_i32_offset_limit() {
+        // Arrow's builder panicked ("byte array offset overflow") past i32::MAX bytes.
+        let max = i32::MAX as usize;
+        assert!(fits_offsets(None, usize::MAX));
+        assert!(fits_offsets(Some(max - 3), 3));
+        assert!(!fits_offsets(Some(max - 3), 4));
+        assert!(!fits_offsets(Some(usize::MAX), 1));
     }
 }
