@@ -179,7 +179,12 @@ pub async fn read_dv(file_io: &FileIO, df: &DataFile) -> Result<RoaringTreemap, 
             "deletion vector entry without content_offset / content_size_in_bytes",
         ));
     };
-    let (off, len) = (off.max(0) as u64, len.max(0) as u64);
+    let (Ok(off), Ok(len)) = (u64::try_from(off), u64::try_from(len)) else {
+        return Err(IcebergError::corrupt(
+            path,
+            format!("deletion vector entry with content_offset {off}, content_size_in_bytes {len}"),
+        ));
+    };
     let bytes: Bytes = file_io
         .new_input(path)
         .io_ctx("open deletion vector", path)?

@@ -305,7 +305,7 @@ pub async fn expire(
     let (kept, expired): (Vec<_>, Vec<_>) = snaps.into_iter().enumerate().partition(|(i, s)| {
         *i < keep as usize
             || Some(s.snapshot_id()) == current
-            || now - s.timestamp_ms() < max_age.as_millis() as i64
+            || now.saturating_sub(s.timestamp_ms()) < max_age.as_millis() as i64
     });
     if expired.is_empty() {
         return Ok((t.clone(), ExpireStats::default()));

@@ -329,6 +329,11 @@ fn read_position(
         message,
         retriable: true,
     };
+    // A record of ours that does not parse reads the same on every retry: definite.
+    let corrupt = |message: String| WriteError {
+        retriable: false,
+        ..err(message)
+    };
     let mut cc = ClientConfig::new();
     for (k, v) in props {
         cc.set(k, v);
@@ -355,13 +360,13 @@ fn read_position(
                 }
                 let Some(payload) = m.payload() else { continue };
                 let v: serde_json::Value = serde_json::from_slice(payload)
-                    .map_err(|e| err(format!("offset {}: {e}", m.offset())))?;
+                    .map_err(|e| corrupt(format!("offset {}: {e}", m.offset())))?;
                 let p = v["position"]
                     .as_str()
-                    .ok_or_else(|| err(format!("offset {}: no position", m.offset())))?;
+                    .ok_or_else(|| corrupt(format!("offset {}: no position", m.offset())))?;
                 last = Some(
                     p.parse::<Position>()
-                        .map_err(|e| err(format!("offset {}: {e}", m.offset())))?,
+                        .map_err(|e| corrupt(format!("offset {}: {e}", m.offset())))?,
                 );
             }
         }

@@ -52,10 +52,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::Int64Type;
-use arrow_array::{Array, RecordBatch, UInt32Array};
-use arrow_schema::DataType;
+use arrow_array::{RecordBatch, UInt32Array};
 use futures_util::TryStreamExt;
 use tidemark_iceberg::iceberg::arrow::ArrowReaderBuilder;
 use tidemark_iceberg::iceberg::io::FileIO;
@@ -67,7 +64,7 @@ use tidemark_iceberg::iceberg::spec::{
     DataContentType, DataFileFormat, ManifestContentType, ManifestEntryRef, ManifestFile,
     ManifestList, ManifestStatus, SchemaRef, SnapshotRef, TableMetadata,
 };
-use tidemark_iceberg::mirror::index::{read_columns, read_file};
+use tidemark_iceberg::mirror::index::{position_delete_rows, read_columns, read_file};
 use tidemark_iceberg::roaring::RoaringTreemap;
 use tidemark_iceberg::{dv, IcebergError};
 
@@ -244,19 +241,16 @@ async fn position_deletes(
         ],
         path,
     )?;
-    if cols.len() != 2 {
-        return Ok(Vec::new());
+    if cols.is_empty() {
+        return Ok(Vec::new()); // no rows
     }
-    let paths = arrow_cast::cast(&cols[0], &DataType::Utf8)
-        .map_err(|e| IcebergError::corrupt(path, format!("file_path column: {e}")))?;
-    let paths = paths.as_string::<i32>();
-    let pos = arrow_cast::cast(&cols[1], &DataType::Int64)
-        .map_err(|e| IcebergError::corrupt(path, format!("pos column: {e}")))?;
-    let pos = pos.as_primitive::<Int64Type>();
-    Ok((0..paths.len())
-        .filter(|i| paths.is_valid(*i) && pos.is_valid(*i))
-        .map(|i| (paths.value(i).to_owned(), pos.value(i).max(0) as u64))
-        .collect())
+    position_delete_rows(&cols, path).map_err(|e| match e {
+        IcebergError::Corrupt { table, reason } => IcebergError::Corrupt {
+            table,
+            reason: format!("snapshot {snapshot}: {reason}"),
+        },
+        other => other,
+    })
 }
 
 /// Reads what `snap` changed relative to its parent (`parent`, if still in the metadata).

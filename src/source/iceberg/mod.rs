@@ -185,6 +185,16 @@ impl IcebergSource {
                 _ => {}
             }
             chain.push(s);
+            // Each snapshot at most once: parent ids that loop (corrupt metadata) would
+            // otherwise grow the chain until memory runs out.
+            if chain.len() > md.snapshots().len() {
+                return Err(self.history(format!(
+                    "the parent-snapshot-id chain from the current snapshot {} loops (snapshot {} \
+                     is its own ancestor): the table metadata is corrupt",
+                    current.snapshot_id(),
+                    s.snapshot_id()
+                )));
+            }
             if start == Start::Snapshot(s.snapshot_id()) {
                 complete = true;
                 break;
@@ -203,7 +213,7 @@ impl IcebergSource {
                 // The parent of the oldest reachable snapshot was expired: if it was not the
                 // checkpoint's snapshot, changes in between are gone.
                 let oldest = chain.first().map_or(0, |s| s.sequence_number() as u64);
-                if oldest > done + 1 {
+                if oldest > done.saturating_add(1) {
                     return Err(self.history(format!(
                         "snapshots between the checkpoint (sequence {done}) and the oldest retained one \
                          (sequence {oldest}) were expired; their changes cannot be read"

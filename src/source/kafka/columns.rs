@@ -120,8 +120,12 @@ pub fn plan_type(schema: &Value) -> (SourceType, Conv, bool) {
                 .unwrap_or(0);
             let precision: Option<i32> =
                 param(schema, "connect.decimal.precision").and_then(|s| s.parse().ok());
+            // Postgres' numeric(p, s) has 1 <= p <= 1000 and s <= p; anything else (a
+            // bigger or missing precision) is an unconstrained numeric, kept exactly as text.
             let modifier = match precision {
-                Some(p) if p >= 1 && scale as i32 <= p => ((p << 16) | scale as i32) + 4,
+                Some(p) if (1..=MAX_NUMERIC_PRECISION).contains(&p) && scale <= p as u32 => {
+                    ((p << 16) | scale as i32) + 4
+                }
                 _ => -1,
             };
             (builtin(oid::NUMERIC, modifier), Conv::Decimal { scale })
@@ -304,6 +308,7 @@ fn write_text(conv: &Conv, v: &Value, out: &mut String) -> Result<(), String> {
         (Conv::Decimal { scale }, Value::String(s)) => {
             let bytes = tidemark_debezium::encoder::base64_decode(s)
                 .ok_or_else(|| "invalid base64 decimal".to_owned())?;
+            check_decimal(&bytes, u64::from(*scale))?;
             out.push_str(&unscaled_to_decimal(&bytes, *scale));
             Ok(())
         }
@@ -320,14 +325,15 @@ fn write_text(conv: &Conv, v: &Value, out: &mut String) -> Result<(), String> {
                 .and_then(Value::as_str)
                 .and_then(tidemark_debezium::encoder::base64_decode)
                 .ok_or("VariableScaleDecimal without a base64 value")?;
-            out.push_str(&unscaled_to_decimal(&bytes, scale as u32));
+            let scale = check_decimal(&bytes, scale)?;
+            out.push_str(&unscaled_to_decimal(&bytes, scale));
             Ok(())
         }
         (Conv::Date, v) => {
             let days = int_of(v)?;
             // Debezium writes Postgres' ±infinity dates as numbers near i32::MIN (both signs
             // wrapped); no real date is that far out.
-            if days.abs() > 1_000_000_000 {
+            if days.unsigned_abs() > 1_000_000_000 {
                 out.push_str(if days > 0 { "infinity" } else { "-infinity" });
             } else {
                 write_date(days, out);
@@ -400,6 +406,11 @@ fn write_text(conv: &Conv, v: &Value, out: &mut String) -> Result<(), String> {
             } else {
                 *length
             };
+            if n > MAX_BITS {
+                return Err(format!(
+                    "a bit string of {n} bits is longer than Postgres' {MAX_BITS}"
+                ));
+            }
             for i in (0..n).rev() {
                 let bit = b.get(i / 8).is_some_and(|x| x & (1 << (i % 8)) != 0);
                 out.push(if bit { '1' } else { '0' });
@@ -439,6 +450,34 @@ fn write_text(conv: &Conv, v: &Value, out: &mut String) -> Result<(), String> {
         }
         (c, v) => Err(format!("a {c:?} value cannot be {v}")),
     }
+}
+
+/// Postgres' largest `numeric(p, s)` precision (`NUMERIC_MAX_PRECISION`).
+const MAX_NUMERIC_PRECISION: i32 = 1000;
+/// Postgres' largest numeric display scale (`NUMERIC_DSCALE_MAX`).
+const MAX_NUMERIC_SCALE: u64 = 0x3FFF;
+/// Bytes of the largest unscaled numeric value: 131,072 digits before the point and
+/// `MAX_NUMERIC_SCALE` after it need about 61,000 bytes.
+const MAX_DECIMAL_BYTES: usize = 64 * 1024;
+/// Postgres' longest bit string (`VARBITMAXLEN`: `MaxAttrSize` bytes of bits).
+const MAX_BITS: usize = 83_886_080;
+
+/// Checks a Connect decimal's scale and unscaled size against what Postgres' numeric holds
+/// (a corrupt record must not make [`unscaled_to_decimal`] pad gigabytes of zeros, or divide
+/// a megabyte-long number digit by digit); returns the scale.
+fn check_decimal(bytes: &[u8], scale: u64) -> Result<u32, String> {
+    if scale > MAX_NUMERIC_SCALE {
+        return Err(format!(
+            "decimal scale {scale} is beyond numeric's largest, {MAX_NUMERIC_SCALE}"
+        ));
+    }
+    if bytes.len() > MAX_DECIMAL_BYTES {
+        return Err(format!(
+            "decimal of {} bytes is longer than numeric's largest value",
+            bytes.len()
+        ));
+    }
+    Ok(scale as u32)
 }
 
 /// Postgres' `infinity` timestamp (i64::MAX µs since 2000) in µs since 1970, as Debezium
@@ -491,7 +530,7 @@ fn iso_interval(s: &str, out: &mut String) -> Result<(), String> {
                 match c {
                     'Y' => parts.push(format!("{n} years")),
                     'M' => parts.push(format!("{n} mons")),
-                    'W' => parts.push(format!("{} days", n * 7)),
+                    'W' => parts.push(format!("{} days", n.checked_mul(7).ok_or_else(bad)?)),
                     _ => parts.push(format!("{n} days")),
                 }
             }
@@ -510,12 +549,21 @@ fn iso_interval(s: &str, out: &mut String) -> Result<(), String> {
                 let (int, frac) = num.split_once('.').unwrap_or((&num, ""));
                 let neg = int.starts_with('-');
                 let i: i128 = int.parse().map_err(|_| bad())?;
+                if !frac.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(bad());
+                }
                 let mut f: i128 = 0;
                 for k in 0..6 {
                     let d = frac.as_bytes().get(k).map_or(0, |b| i128::from(b - b'0'));
                     f = f * 10 + d;
                 }
-                us += i * unit + if neg { -f } else { f } * (unit / 1_000_000);
+                let f = if neg { -f } else { f } * (unit / 1_000_000);
+                // Checked: a corrupt record's `PT<40 digits>H` overflows even an i128.
+                us = i
+                    .checked_mul(unit)
+                    .and_then(|v| v.checked_add(f))
+                    .and_then(|v| v.checked_add(us))
+                    .ok_or_else(bad)?;
                 num.clear();
             }
             _ => num.push(c),
@@ -694,5 +742,38 @@ mod tests {
             1e-7f64
         );
         assert_eq!(fa, want);
+    }
+
+    #[test]
+    fn out_of_range_values_are_errors_not_panics_or_huge_allocations() {
+        // ISO durations: a non-digit fraction (was a u8 underflow), overflowing weeks and
+        // hours (were i64 / i128 overflows).
+        for bad in ["PT1.-5S", "PT1.5xS", "P9223372036854775807W"] {
+            let e = to_text(&Conv::IsoInterval, &json!(bad)).unwrap_err();
+            assert!(e.contains("invalid ISO 8601 duration"), "{bad}: {e}");
+        }
+        let huge = format!("PT{}H", "9".repeat(38));
+        assert!(to_text(&Conv::IsoInterval, &json!(huge)).is_err());
+        // Decimal scales beyond numeric's (were a multi-gigabyte zero padding) and scales
+        // that do not fit 32 bits (were truncated to a wrong value).
+        let v = json!({"scale": 4_000_000_000u64, "value": "AQ=="});
+        let e = to_text(&Conv::VariableScale, &v).unwrap_err();
+        assert!(e.contains("decimal scale 4000000000"), "{e}");
+        let v = json!({"scale": 4_294_967_299u64, "value": "AQ=="});
+        assert!(to_text(&Conv::VariableScale, &v).is_err());
+        let d = Conv::Decimal { scale: 100_000 };
+        assert!(to_text(&d, &json!("AQ==")).is_err());
+        // A numeric precision beyond Postgres' (its typmod overflowed an i32) is unconstrained.
+        let (st, conv, _) = plan_type(&json!({"type": "bytes",
+            "name": "org.apache.kafka.connect.data.Decimal",
+            "parameters": {"scale": "32767", "connect.decimal.precision": "32767"}}));
+        assert_eq!((st.modifier, conv), (-1, Conv::Decimal { scale: 32767 }));
+        let (st, _, _) = plan_type(&json!({"type": "bytes",
+            "name": "org.apache.kafka.connect.data.Decimal",
+            "parameters": {"scale": "2", "connect.decimal.precision": "10"}}));
+        assert_eq!(st.modifier, (10 << 16 | 2) + 4);
+        // A bit length beyond Postgres' longest bit string.
+        let b = Conv::Bits { length: 1 << 40 };
+        assert!(to_text(&b, &json!("AQ==")).unwrap_err().contains("bits"));
     }
 }

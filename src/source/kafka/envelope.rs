@@ -168,12 +168,17 @@ pub fn decode(
         .and_then(Value::as_str)
         .or_else(|| source.get("db").and_then(Value::as_str))
         .ok_or_else(|| at.err("neither source.schema nor source.db is set"))?;
-    let commit_ts_us = source.get("ts_us").and_then(Value::as_i64).or_else(|| {
-        source
-            .get("ts_ms")
-            .and_then(Value::as_i64)
-            .map(|ms| ms * 1000)
-    });
+    let commit_ts_us = match source.get("ts_us").and_then(Value::as_i64) {
+        Some(us) => Some(us),
+        None => match source.get("ts_ms").and_then(Value::as_i64) {
+            Some(ms) => Some(ms.checked_mul(1000).ok_or_else(|| {
+                at.err(format!(
+                    "source.ts_ms {ms} is out of range (its microseconds overflow 64 bits)"
+                ))
+            })?),
+            None => None,
+        },
+    };
     let txid = source.get("txId").and_then(Value::as_u64);
     let image =
         |v: Option<Value>, name: &str| -> Result<Option<Map<String, Value>>, EnvelopeError> {
@@ -350,5 +355,17 @@ mod tests {
         };
         let err = decode(&AT, Some(br#"{"id":2}"#), Some(create), bad).unwrap_err();
         assert!(err.reason.contains("__debezium.oldkey"), "{err}");
+    }
+
+    #[test]
+    fn commit_time_out_of_range_is_an_error_not_an_overflow() {
+        let v = br#"{"after":{"id":1},"source":{"schema":"public","table":"t","ts_ms":9223372036854775807},"op":"c"}"#;
+        let err = decode(&AT, None, Some(v), NO_PK).unwrap_err();
+        assert!(
+            err.reason
+                .contains("source.ts_ms 9223372036854775807 is out of range")
+                && err.offset == 7,
+            "{err}"
+        );
     }
 }

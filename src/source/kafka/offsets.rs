@@ -48,18 +48,30 @@ impl StateFile {
         &self.path
     }
 
-    /// The stored state; the default when there is none.
+    /// The stored state; the default when there is none. A negative offset is refused: the
+    /// consumer would take it for a logical offset (-1 end, -2 beginning, …) and skip or
+    /// repeat records without a word.
     pub fn load(&self) -> std::io::Result<SourceState> {
-        match std::fs::read(&self.path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{}: {e}", self.path.display()),
-                )
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SourceState::default()),
-            Err(e) => Err(e),
+        let invalid = |message: String| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {message}", self.path.display()),
+            )
+        };
+        let state: SourceState = match std::fs::read(&self.path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| invalid(e.to_string()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(SourceState::default()),
+            Err(e) => return Err(e),
+        };
+        for (topic, parts) in &state.offsets {
+            if let Some((p, o)) = parts.iter().find(|(_, o)| **o < 0) {
+                return Err(invalid(format!(
+                    "topic {topic} partition {p}: offset {o} is negative (the file is corrupt; \
+                     move it away to start from the consumer group's offsets)"
+                )));
+            }
         }
+        Ok(state)
     }
 
     pub fn save(&self, state: &SourceState) -> std::io::Result<()> {
@@ -195,6 +207,23 @@ mod tests {
         s.offsets.entry("t".into()).or_default().insert(2, 99);
         f.save(&s).unwrap();
         assert_eq!(f.load().unwrap(), s);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_negative_stored_offset_is_refused() {
+        let dir = std::env::temp_dir().join(format!("tm-kafka-neg-{}", std::process::id()));
+        let f = StateFile::new(&dir, "p");
+        let mut s = SourceState::default();
+        s.offsets.entry("t".into()).or_default().insert(3, -2);
+        f.save(&s).unwrap();
+        let e = f.load().unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+        assert!(
+            e.to_string()
+                .contains("topic t partition 3: offset -2 is negative"),
+            "{e}"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -2,7 +2,7 @@
 //! current position, and the catalog (`information_schema`) of a table.
 
 use mysql_async::prelude::*;
-use mysql_async::{Conn, Opts, OptsBuilder};
+use mysql_async::{Conn, Opts, OptsBuilder, Row};
 use tidemark_binlog::{CatalogColumn, TableCatalog};
 use tidemark_model::mysql_types::GeometryKind;
 use tidemark_model::TableId;
@@ -70,6 +70,39 @@ type R<T> = Result<T, MysqlSourceError>;
 /// `COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME, COLUMN_KEY, CHARACTER_MAXIMUM_LENGTH`.
 type ColumnRow = (String, String, String, Option<String>, String, Option<u64>);
 
+/// Result rows converted to `T`, a row whose values do not fit `T` (a NULL where text is
+/// expected, a number that is not one) an error naming `context`. mysql_async's typed
+/// `exec`/`query` (`Vec<(String, …)>`) and `Row::take` *panic* on such a value, and these rows
+/// are the server's (or a proxy's) replies: read `Row`s and convert them here instead.
+/// Transient like the driver's other unexpected replies (STYLE §2: unknown means transient).
+pub(crate) fn typed_rows<T: FromRow>(
+    addr: &str,
+    context: &'static str,
+    rows: Vec<Row>,
+) -> R<Vec<T>> {
+    rows.into_iter()
+        .map(|r| typed_row(addr, context, r))
+        .collect()
+}
+
+/// One row as [`typed_rows`] converts it.
+pub(crate) fn typed_row<T: FromRow>(addr: &str, context: &'static str, row: Row) -> R<T> {
+    mysql_async::from_row_opt::<T>(row).map_err(|e| MysqlSourceError::Client {
+        addr: addr.to_owned(),
+        context,
+        source: mysql_async::Error::Other(Box::new(e)),
+    })
+}
+
+/// Column `i` of a `SHOW …` row as `T`: `None` when the row is shorter or the value is NULL or
+/// does not fit (never `Row::take`'s panic).
+fn cell<T: FromValue>(r: &mut Row, i: usize) -> Option<T> {
+    match r.take_opt::<Option<T>, _>(i) {
+        Some(Ok(v)) => v,
+        _ => None,
+    }
+}
+
 impl MysqlControl {
     pub async fn connect(o: &Opts) -> R<Self> {
         let addr = addr(o);
@@ -97,8 +130,11 @@ impl MysqlControl {
     /// `SELECT @@GLOBAL.<name>`; `None` when the server does not know the variable.
     pub async fn var(&mut self, name: &str) -> R<Option<String>> {
         let q = format!("SELECT @@GLOBAL.{name}");
-        match self.conn.query_first::<Option<String>, _>(q).await {
-            Ok(v) => Ok(v.flatten()),
+        match self.conn.query_first::<Row, _>(q).await {
+            Ok(None) => Ok(None),
+            Ok(Some(r)) => {
+                Ok(typed_row::<(Option<String>,)>(&self.addr, "reading server variables", r)?.0)
+            }
             // 1193: unknown system variable (older server or the other flavour).
             Err(mysql_async::Error::Server(s)) if s.code == 1193 => Ok(None),
             Err(source) => Err(MysqlSourceError::Client {
@@ -178,7 +214,12 @@ impl MysqlControl {
             .map_err(self.err("SHOW BINARY LOGS"))?;
         Ok(rows
             .into_iter()
-            .filter_map(|mut r| Some((r.take::<String, _>(0)?, r.take::<u64, _>(1).unwrap_or(0))))
+            .filter_map(|mut r| {
+                Some((
+                    cell::<String>(&mut r, 0)?,
+                    cell::<u64>(&mut r, 1).unwrap_or(0),
+                ))
+            })
             .collect())
     }
 
@@ -214,20 +255,17 @@ impl MysqlControl {
             problems: vec!["SHOW MASTER STATUS is empty: the binary log is off (log_bin)".into()],
         })?;
         Ok(MasterStatus {
-            file: r.take::<String, _>(0).unwrap_or_default(),
-            pos: r.take::<u64, _>(1).unwrap_or(4),
+            file: cell::<String>(r, 0).unwrap_or_default(),
+            pos: cell::<u64>(r, 1).unwrap_or(4),
             // MariaDB has four columns; MySQL's fifth is Executed_Gtid_Set.
-            executed_gtid_set: if r.len() > 4 {
-                r.take::<Option<String>, _>(4).flatten()
-            } else {
-                None
-            },
+            executed_gtid_set: cell::<String>(r, 4),
         })
     }
 
     /// Columns, key, charsets, labels and JSON-ness of a table, in column order.
     pub async fn catalog(&mut self, t: &TableId) -> R<TableCatalog> {
-        let rows: Vec<ColumnRow> = self
+        const COLUMNS: &str = "reading information_schema.COLUMNS";
+        let rows: Vec<Row> = self
             .conn
             .exec(
                 "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME, COLUMN_KEY, CHARACTER_MAXIMUM_LENGTH \
@@ -235,9 +273,11 @@ impl MysqlControl {
                 (&t.namespace, &t.name),
             )
             .await
-            .map_err(self.err("reading information_schema.COLUMNS"))?;
+            .map_err(self.err(COLUMNS))?;
+        let rows: Vec<ColumnRow> = typed_rows(&self.addr, COLUMNS, rows)?;
         // MariaDB's JSON is LONGTEXT with a json_valid() check constraint.
-        let checks: Vec<String> = match self
+        const CHECKS: &str = "reading CHECK_CONSTRAINTS";
+        let checks: Vec<Row> = match self
             .conn
             .exec(
                 "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?",
@@ -248,9 +288,13 @@ impl MysqlControl {
             Ok(c) => c,
             Err(mysql_async::Error::Server(s)) if s.code == 1109 => Vec::new(), // no such table (old MySQL)
             Err(source) => {
-                return Err(MysqlSourceError::Client { addr: self.addr.clone(), context: "reading CHECK_CONSTRAINTS", source })
+                return Err(MysqlSourceError::Client { addr: self.addr.clone(), context: CHECKS, source })
             }
         };
+        let checks: Vec<String> = typed_rows::<(String,)>(&self.addr, CHECKS, checks)?
+            .into_iter()
+            .map(|(c,)| c)
+            .collect();
         let columns = rows
             .into_iter()
             .map(|(name, data_type, column_type, charset, key, length)| {
@@ -298,7 +342,9 @@ pub fn parse_labels(column_type: &str) -> Vec<String> {
     let Some(start) = column_type.find('(') else {
         return Vec::new();
     };
-    let body = &column_type[start + 1..column_type.rfind(')').unwrap_or(column_type.len())];
+    // `get`: a `)` before the `(` (not a server's COLUMN_TYPE, but not a panic either).
+    let end = column_type.rfind(')').unwrap_or(column_type.len());
+    let body = column_type.get(start + 1..end).unwrap_or_default();
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut chars = body.chars().peekable();
@@ -335,5 +381,6 @@ mod tests {
             vec!["a", "it's", "x,y"]
         );
         assert_eq!(super::parse_labels("set('')"), vec![""]);
+        assert!(super::parse_labels("enum)'a'(").is_empty());
     }
 }

@@ -428,14 +428,16 @@ pub(super) async fn list_tables(
     m: &MysqlSourceConfig,
     signal: &TableId,
 ) -> R<Vec<TableId>> {
-    let rows: Vec<(String, String)> = ctl
+    const CONTEXT: &str = "listing tables (snapshot)";
+    let rows: Vec<Row> = ctl
         .conn
         .query(
             "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
              WHERE TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_SCHEMA, TABLE_NAME",
         )
         .await
-        .map_err(client(&ctl.addr, "listing tables (snapshot)"))?;
+        .map_err(client(&ctl.addr, CONTEXT))?;
+    let rows: Vec<(String, String)> = control::typed_rows(&ctl.addr, CONTEXT, rows)?;
     Ok(rows
         .into_iter()
         .map(|(s, t)| TableId::new(s, t))
@@ -509,10 +511,12 @@ async fn begin(c: &mut Conn, addr: &str) -> R<()> {
 
 /// MariaDB: the binlog position of this session's consistent snapshot.
 async fn snapshot_status(c: &mut Conn, addr: &str) -> R<Option<(String, u64)>> {
-    let rows: Vec<(String, String)> = c
+    const CONTEXT: &str = "SHOW STATUS LIKE 'binlog_snapshot_%'";
+    let rows: Vec<Row> = c
         .query("SHOW SESSION STATUS LIKE 'binlog_snapshot_%'")
         .await
-        .map_err(client(addr, "SHOW STATUS LIKE 'binlog_snapshot_%'"))?;
+        .map_err(client(addr, CONTEXT))?;
+    let rows: Vec<(String, String)> = control::typed_rows(addr, CONTEXT, rows)?;
     let get = |n: &str| {
         rows.iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(n))

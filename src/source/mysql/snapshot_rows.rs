@@ -34,7 +34,7 @@ use tidemark_model::{
     TableSchema,
 };
 
-use super::control::MysqlControl;
+use super::control::{typed_row, typed_rows, MysqlControl};
 
 /// arrow's i256 (the root crate reaches it through arrow-array).
 #[allow(non_camel_case_types)]
@@ -214,8 +214,10 @@ pub async fn primary_key(
     ctl: &mut MysqlControl,
     t: &TableId,
 ) -> Result<Vec<String>, MysqlSourceError> {
+    const CONTEXT: &str = "reading the primary key (snapshot)";
     let addr = ctl.addr.clone();
-    ctl.conn
+    let rows: Vec<mysql_async::Row> = ctl
+        .conn
         .exec(
             "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
              AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
@@ -223,10 +225,14 @@ pub async fn primary_key(
         )
         .await
         .map_err(|source| MysqlSourceError::Client {
-            addr,
-            context: "reading the primary key (snapshot)",
+            addr: addr.clone(),
+            context: CONTEXT,
             source,
-        })
+        })?;
+    Ok(typed_rows::<(String,)>(&addr, CONTEXT, rows)?
+        .into_iter()
+        .map(|(c,)| c)
+        .collect())
 }
 
 /// Reads the shape of `t`; `key_override`: `snapshot.key_columns` for a keyless table.
@@ -245,7 +251,8 @@ pub async fn describe(
             source,
         }
     };
-    let rows: Vec<ColumnRow> = ctl
+    const COLUMNS: &str = "reading information_schema.COLUMNS (snapshot)";
+    let rows: Vec<mysql_async::Row> = ctl
         .conn
         .exec(
             "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION \
@@ -253,21 +260,25 @@ pub async fn describe(
             (&t.namespace, &t.name),
         )
         .await
-        .map_err(err("reading information_schema.COLUMNS (snapshot)"))?;
+        .map_err(err(COLUMNS))?;
+    let rows: Vec<ColumnRow> = typed_rows(&addr, COLUMNS, rows)?;
     if rows.is_empty() {
         return Err(MysqlSourceError::Config(format!(
             "snapshot: table {t} has no columns in information_schema (dropped, or no SELECT privilege)"
         )));
     }
     let pk = primary_key(ctl, t).await?;
-    let info: Option<(Option<u64>, Option<String>)> = ctl
+    const TABLES: &str = "reading information_schema.TABLES (snapshot)";
+    let info: Option<mysql_async::Row> = ctl
         .conn
         .exec_first(
             "SELECT TABLE_ROWS, ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
             (&t.namespace, &t.name),
         )
         .await
-        .map_err(err("reading information_schema.TABLES (snapshot)"))?;
+        .map_err(err(TABLES))?;
+    let info: Option<(Option<u64>, Option<String>)> =
+        info.map(|r| typed_row(&addr, TABLES, r)).transpose()?;
     let mut columns = Vec::with_capacity(rows.len());
     let mut convs = Vec::with_capacity(rows.len());
     let mut enums = Vec::with_capacity(rows.len());

@@ -501,11 +501,14 @@ pub fn parse_server_version(v: &str) -> Option<u32> {
     let mut parts = head.split('.').map(|p| p.parse::<u32>().ok());
     let major = parts.next()??;
     let minor = parts.next().flatten().unwrap_or(0);
+    // Checked: the parameter is the server's (or a proxy's) text; an absurd one is unknown.
+    let base = major.checked_mul(10000)?;
     if major >= 10 {
-        Some(major * 10000 + minor)
+        base.checked_add(minor)
     } else {
         let patch = parts.next().flatten().unwrap_or(0);
-        Some(major * 10000 + minor * 100 + patch)
+        base.checked_add(minor.checked_mul(100)?)?
+            .checked_add(patch)
     }
 }
 
@@ -576,5 +579,7 @@ mod tests {
         assert_eq!(parse_server_version("16beta1"), Some(160000));
         assert_eq!(parse_server_version("9.6.24"), Some(90624));
         assert_eq!(parse_server_version("x"), None);
+        assert_eq!(parse_server_version("999999.1"), None);
+        assert_eq!(parse_server_version("9.99999999.1"), None);
     }
 }

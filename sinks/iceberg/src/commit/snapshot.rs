@@ -140,12 +140,21 @@ pub async fn commit(
     let md = &base.metadata;
     let table = base.ident.to_string();
     let snapshot_id = new_snapshot_id(base);
-    let seq = md.last_sequence_number() + 1;
+    // Checked: the metadata is the catalog's file (another writer's too).
+    let seq = md.last_sequence_number().checked_add(1).ok_or_else(|| {
+        IcebergError::corrupt(&table, "last-sequence-number is i64::MAX; no next snapshot")
+    })?;
     let parent = md.current_snapshot_id();
     let schema: SchemaRef = match &changes.new_schema {
         Some(s) => {
             // The id the metadata builder will give it.
-            let next_id = md.schemas_iter().map(|s| s.schema_id()).max().unwrap_or(0) + 1;
+            let next_id = md
+                .schemas_iter()
+                .map(|s| s.schema_id())
+                .max()
+                .unwrap_or(0)
+                .checked_add(1)
+                .ok_or_else(|| IcebergError::corrupt(&table, "a schema id is i32::MAX"))?;
             std::sync::Arc::new(
                 s.clone()
                     .into_builder()
@@ -209,7 +218,8 @@ pub async fn commit(
             manifests.push(m);
             continue;
         }
-        let row_ids = inherited_row_ids(&m, entries);
+        let row_ids = inherited_row_ids(&m, entries)
+            .map_err(|reason| IcebergError::corrupt(&m.manifest_path, reason))?;
         let content = match m.content {
             ManifestContentType::Data => DataContentType::Data,
             ManifestContentType::Deletes => DataContentType::PositionDeletes,
@@ -340,7 +350,7 @@ pub async fn commit(
         .with_snapshot_id(snapshot_id)
         .with_parent_snapshot_id(parent)
         .with_sequence_number(seq)
-        .with_timestamp_ms(now_ms().max(md.last_updated_ms() + 1))
+        .with_timestamp_ms(now_ms().max(md.last_updated_ms().saturating_add(1)))
         .with_manifest_list(list_path)
         .with_summary(Summary {
             operation,
@@ -383,21 +393,42 @@ pub async fn commit(
 /// The `first_row_id` of each entry's data file as a v3 reader infers it: its own, or the
 /// manifest's `first_row_id` plus the record counts of the earlier data files without one
 /// (Iceberg spec, "First Row ID Inheritance"). `None` before v3 or for delete files.
-fn inherited_row_ids(m: &ManifestFile, entries: &[ManifestEntryRef]) -> Vec<Option<i64>> {
-    let mut next = m.first_row_id.map(|v| v as i64);
+/// Row ids past `i64::MAX` are corrupt metadata (the error says which).
+fn inherited_row_ids(
+    m: &ManifestFile,
+    entries: &[ManifestEntryRef],
+) -> Result<Vec<Option<i64>>, String> {
+    let mut next = match m.first_row_id {
+        Some(v) => {
+            Some(i64::try_from(v).map_err(|_| format!("manifest first_row_id {v} is beyond i64"))?)
+        }
+        None => None,
+    };
     entries
         .iter()
         .map(|e| {
             let df = &e.data_file;
             if df.content_type() != DataContentType::Data {
-                return None;
+                return Ok(None);
             }
             if let Some(id) = df.first_row_id() {
-                return Some(id);
+                return Ok(Some(id));
             }
-            let id = next?;
-            next = Some(id + df.record_count() as i64);
-            Some(id)
+            let Some(id) = next else {
+                return Ok(None);
+            };
+            let end = i64::try_from(df.record_count())
+                .ok()
+                .and_then(|n| id.checked_add(n))
+                .ok_or_else(|| {
+                    format!(
+                        "row ids of {} ({} records from row id {id}) are beyond i64",
+                        df.file_path(),
+                        df.record_count()
+                    )
+                })?;
+            next = Some(end);
+            Ok(Some(id))
         })
         .collect()
 }

@@ -148,6 +148,45 @@ pub fn read_columns(bytes: Bytes, ids: &[i32], path: &str) -> Result<Vec<ArrayRe
         .collect())
 }
 
+/// The `(file_path, pos)` rows of a position delete file's two columns (as [`read_columns`]
+/// reads them). The spec makes both required, `pos` a non-negative long; another writer's
+/// file that breaks that (a null, a negative position, an int column) is corrupt, never a
+/// panic of a failed downcast nor a row deleted at a clamped position.
+pub fn position_delete_rows(
+    cols: &[ArrayRef],
+    path: &str,
+) -> Result<Vec<(String, u64)>, IcebergError> {
+    let [paths, pos] = cols else {
+        return Err(IcebergError::corrupt(
+            path,
+            format!(
+                "position delete file with {} columns, not file_path and pos",
+                cols.len()
+            ),
+        ));
+    };
+    let paths = arrow_cast::cast(paths, &DataType::Utf8)
+        .map_err(|e| IcebergError::corrupt(path, format!("file_path column: {e}")))?;
+    let paths = paths.as_string::<i32>();
+    let pos = arrow_cast::cast(pos, &DataType::Int64)
+        .map_err(|e| IcebergError::corrupt(path, format!("pos column: {e}")))?;
+    let pos = pos.as_primitive::<Int64Type>();
+    (0..paths.len())
+        .map(|i| {
+            if paths.is_null(i) || pos.is_null(i) {
+                return Err(IcebergError::corrupt(
+                    path,
+                    format!("row {i}: a null file_path or pos (both are required)"),
+                ));
+            }
+            let p = u64::try_from(pos.value(i)).map_err(|_| {
+                IcebergError::corrupt(path, format!("row {i}: negative pos {}", pos.value(i)))
+            })?;
+            Ok((paths.value(i).to_owned(), p))
+        })
+        .collect()
+}
+
 /// Reads a whole file from storage.
 pub async fn read_file(file_io: &FileIO, path: &str) -> Result<Bytes, IcebergError> {
     file_io
@@ -203,17 +242,16 @@ pub async fn rebuild(
             ],
             path,
         )?;
-        if cols.len() != 2 {
-            continue;
+        if cols.is_empty() {
+            continue; // no rows
         }
-        let paths = arrow_cast::cast(&cols[0], &DataType::Utf8).io_ctx("read delete file", path)?;
-        let paths = paths.as_string::<i32>();
-        let pos = cols[1].as_primitive::<Int64Type>();
-        for i in 0..paths.len() {
-            deleted
-                .entry(Arc::from(paths.value(i)))
-                .or_default()
-                .insert(pos.value(i) as u32);
+        for (data, pos) in position_delete_rows(&cols, path)? {
+            // Row positions of the index are u32 (writer.rs `Loc`); a larger one is no row
+            // this sink wrote, and no row of a file it can index.
+            let pos = u32::try_from(pos).map_err(|_| {
+                IcebergError::corrupt(path, format!("pos {pos} of {data} is beyond 2^32 rows"))
+            })?;
+            deleted.entry(Arc::from(data)).or_default().insert(pos);
         }
     }
     for e in entries
@@ -259,4 +297,52 @@ pub async fn rebuild(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Int32Array, Int64Array, StringArray};
+
+    fn cols(paths: Vec<Option<&str>>, pos: ArrayRef) -> Vec<ArrayRef> {
+        vec![Arc::new(StringArray::from(paths)) as ArrayRef, pos]
+    }
+
+    #[test]
+    fn position_delete_rows_refuse_what_the_spec_forbids() {
+        let ok = cols(
+            vec![Some("a"), Some("b")],
+            Arc::new(Int64Array::from(vec![3, 0])),
+        );
+        assert_eq!(
+            position_delete_rows(&ok, "d.parquet").unwrap(),
+            vec![("a".to_owned(), 3), ("b".to_owned(), 0)]
+        );
+        // Another writer's int `pos` column: cast, not a failed downcast's panic.
+        let int = cols(vec![Some("a")], Arc::new(Int32Array::from(vec![7])));
+        assert_eq!(
+            position_delete_rows(&int, "d.parquet").unwrap(),
+            vec![("a".to_owned(), 7)]
+        );
+        let err = |c: &[ArrayRef]| {
+            position_delete_rows(c, "d.parquet")
+                .unwrap_err()
+                .to_string()
+        };
+        let neg = cols(vec![Some("a")], Arc::new(Int64Array::from(vec![-1])));
+        assert!(
+            err(&neg).contains("row 0: negative pos -1"),
+            "{}",
+            err(&neg)
+        );
+        let null = cols(vec![None], Arc::new(Int64Array::from(vec![1])));
+        assert!(
+            err(&null).contains("null file_path or pos"),
+            "{}",
+            err(&null)
+        );
+        let one = vec![ok[0].clone()];
+        assert!(err(&one).contains("1 columns"), "{}", err(&one));
+        assert!(err(&neg).contains("d.parquet"));
+    }
 }
