@@ -387,6 +387,11 @@ impl DebeziumEncoder {
         };
         let meta = mysql::BatchMeta::of(&batch.batch);
         let mut memo = SourceMemo::default();
+        // Each image's columns resolved (downcast) once for the whole batch.
+        let images = [
+            envelope::ImageColumns::new(batch, &plan, Image::Before, &self.opts),
+            envelope::ImageColumns::new(batch, &plan, Image::After, &self.opts),
+        ];
         for row in 0..batch.num_rows() {
             let snapshot = match (txn.snapshot, batch.op(row)) {
                 (Some(mark), Op::Read) => mark.debezium_value(base + row, total),
@@ -394,7 +399,7 @@ impl DebeziumEncoder {
                 _ => "false",
             };
             self.encode_row(
-                txn, batch, &plan, &meta, &mut memo, row, snapshot, tm, buf, out,
+                txn, batch, &plan, &images, &meta, &mut memo, row, snapshot, tm, buf, out,
             )?;
         }
         Ok(())
@@ -402,21 +407,19 @@ impl DebeziumEncoder {
 
     /// Writes the key image (`image` with key columns only) into `buf`; `None` without a
     /// primary key or when the image is null.
-    #[allow(clippy::too_many_arguments)]
     fn key_part(
         &self,
         buf: &mut Vec<u8>,
-        batch: &ChangeBatch,
         plan: &TablePlan,
+        image: &envelope::ImageColumns<'_>,
         row: usize,
-        image: Image,
         markers: &[tidemark_model::Marker],
     ) -> Result<Option<Range<usize>>, EncodeError> {
         if !plan.has_key {
             return Ok(None);
         }
         let start = buf.len();
-        let some = envelope::write_image(buf, batch, plan, row, image, &self.opts, true, markers)?;
+        let some = envelope::write_image(buf, image, row, &self.opts, true, markers)?;
         Ok(some.then_some(start..buf.len()))
     }
 
@@ -468,6 +471,7 @@ impl DebeziumEncoder {
         txn: &Transaction,
         batch: &ChangeBatch,
         plan: &TablePlan,
+        images: &[envelope::ImageColumns<'_>; 2],
         meta: &mysql::BatchMeta<'_>,
         memo: &mut SourceMemo,
         row: usize,
@@ -528,13 +532,16 @@ impl DebeziumEncoder {
         } else {
             Vec::new()
         };
-        let image = |buf: &mut Vec<u8>, img: Image| -> Result<Option<Range<usize>>, EncodeError> {
+        let [before_cols, after_cols] = images;
+        let image = |buf: &mut Vec<u8>,
+                     img: &envelope::ImageColumns<'_>|
+         -> Result<Option<Range<usize>>, EncodeError> {
             let start = buf.len();
-            let some = envelope::write_image(buf, batch, plan, row, img, opts, false, &markers)?;
+            let some = envelope::write_image(buf, img, row, opts, false, &markers)?;
             Ok(some.then_some(start..buf.len()))
         };
-        let before = image(buf, Image::Before)?;
-        let after = image(buf, Image::After)?;
+        let before = image(buf, before_cols)?;
+        let after = image(buf, after_cols)?;
         let parts = RowParts {
             source,
             before,
@@ -588,7 +595,7 @@ impl DebeziumEncoder {
         };
         match op {
             Op::Insert | Op::Read => {
-                let key = self.key_part(buf, batch, plan, row, Image::After, &markers)?;
+                let key = self.key_part(buf, plan, after_cols, row, &markers)?;
                 let code = op.debezium_code();
                 emit(
                     tm,
@@ -599,9 +606,9 @@ impl DebeziumEncoder {
                 );
             }
             Op::Update => {
-                let new_key = self.key_part(buf, batch, plan, row, Image::After, &markers)?;
+                let new_key = self.key_part(buf, plan, after_cols, row, &markers)?;
                 let old_key = if parts.before.is_some() {
-                    self.key_part(buf, batch, plan, row, Image::Before, &markers)?
+                    self.key_part(buf, plan, before_cols, row, &markers)?
                 } else {
                     None
                 };
@@ -645,7 +652,7 @@ impl DebeziumEncoder {
                 }
             }
             Op::Delete => {
-                let key = self.key_part(buf, batch, plan, row, Image::Before, &markers)?;
+                let key = self.key_part(buf, plan, before_cols, row, &markers)?;
                 emit(
                     tm,
                     buf,

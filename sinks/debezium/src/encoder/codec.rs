@@ -242,55 +242,54 @@ pub fn iso_timestamp_utc(micros: i64, fraction_width: u32) -> String {
     out
 }
 
-/// Two ASCII digits of `v` (0..=99).
+/// Two ASCII digits of `v` (0..=99) at `at`.
 #[inline]
-fn push2(out: &mut Vec<u8>, v: i64) {
-    out.extend_from_slice(&[b'0' + (v / 10 % 10) as u8, b'0' + (v % 10) as u8]);
+fn put2(b: &mut [u8], at: usize, v: u32) {
+    b[at] = b'0' + (v / 10 % 10) as u8;
+    b[at + 1] = b'0' + (v % 10) as u8;
 }
 
-/// [`iso_timestamp_utc`] as a JSON string, written in place (no intermediate `String`).
+/// [`iso_timestamp_utc`] as a JSON string, written in place (no intermediate `String`): the
+/// digits go into a fixed template on the stack, appended with one copy.
 pub fn write_iso_timestamp_utc(out: &mut Vec<u8>, micros: i64, fraction_width: u32) {
     let days = micros.div_euclid(86_400_000_000);
     let in_day = micros.rem_euclid(86_400_000_000);
     let (y, m, d) = civil_from_days(days);
-    let secs = in_day / 1_000_000;
+    // INVARIANT: 0 <= in_day < 86_400_000_000, so both fit in u32.
+    let secs = (in_day / 1_000_000) as u32;
+    let frac = (in_day % 1_000_000) as u32;
     let (h, mi, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    out.reserve(32);
-    out.push(b'"');
+    // `"YYYY-MM-DDTHH:MM:SS.ffffffZ"`: the year at 1..5, the fraction at 21..27.
+    let mut b = *b"\"0000-00-00T00:00:00.000000Z\"";
+    put2(&mut b, 6, m);
+    put2(&mut b, 9, d);
+    put2(&mut b, 12, h);
+    put2(&mut b, 15, mi);
+    put2(&mut b, 18, s);
+    let w = fraction_width.min(6) as usize;
+    let end = if w > 0 {
+        put2(&mut b, 21, frac / 10_000);
+        put2(&mut b, 23, frac / 100 % 100);
+        put2(&mut b, 25, frac % 100);
+        b[21 + w] = b'Z';
+        b[22 + w] = b'"';
+        23 + w
+    } else {
+        b[20] = b'Z';
+        b[21] = b'"';
+        22
+    };
     if (0..=9999).contains(&y) {
-        push2(out, y / 100);
-        push2(out, y % 100);
+        let y = y as u32;
+        put2(&mut b, 1, y / 100);
+        put2(&mut b, 3, y % 100);
+        out.extend_from_slice(&b[..end]);
     } else {
         // Java's ISO year outside 0..=9999: signed, at least four digits.
-        let text = iso_year(y);
-        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+        out.extend_from_slice(iso_year(y).as_bytes());
+        out.extend_from_slice(&b[5..end]);
     }
-    out.push(b'-');
-    push2(out, i64::from(m));
-    out.push(b'-');
-    push2(out, i64::from(d));
-    out.push(b'T');
-    push2(out, h);
-    out.push(b':');
-    push2(out, mi);
-    out.push(b':');
-    push2(out, s);
-    if fraction_width > 0 {
-        let frac = in_day % 1_000_000;
-        let digits = [
-            frac / 100_000,
-            frac / 10_000 % 10,
-            frac / 1000 % 10,
-            frac / 100 % 10,
-            frac / 10 % 10,
-            frac % 10,
-        ];
-        out.push(b'.');
-        for d in &digits[..fraction_width.min(6) as usize] {
-            out.push(b'0' + *d as u8);
-        }
-    }
-    out.extend_from_slice(b"Z\"");
 }
 
 /// `HH:MM:SS[.fraction without trailing zeros]` of µs in a day.

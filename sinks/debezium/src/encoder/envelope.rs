@@ -12,11 +12,18 @@
 //!   gets Debezium's fallback value (`0`, `""`, ...), as `convertValue` does for non-optional
 //!   fields.
 
-use arrow_array::{Array, StructArray};
-use tidemark_model::{ChangeBatch, Image, Marker, MarkerKind, Position, TableSchema};
+use arrow_array::cast::AsArray;
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Decimal128Array, Int16Array, Int32Array, Int64Array, Int8Array,
+    StringArray, StructArray, TimestampMicrosecondArray, UInt16Array, UInt32Array, UInt8Array,
+};
+use arrow_buffer::NullBuffer;
+use arrow_schema::DataType;
+use tidemark_model::{ChangeBatch, Column, Image, Marker, MarkerKind, Position, TableSchema};
 
-use super::codec::plain_string;
+use super::codec::{plain_string, write_iso_timestamp_utc};
 use super::json;
+use super::mysql::MyConv;
 use super::values::{self, Conv};
 use super::{EncodeError, TablePlan};
 use crate::config::{DecimalHandling, EncoderOptions};
@@ -107,60 +114,213 @@ fn write_fallback(out: &mut Vec<u8>, conv: &Conv, opts: &EncoderOptions) {
     }
 }
 
+/// A column's values with the conversion resolved to a concrete Arrow array, once per batch:
+/// the common (conversion, Arrow type) pairs of the snapshot and change paths. A row's value
+/// is then written without the per-value dynamic downcasts and type dispatch of
+/// [`values::write`]; every other pair is `Generic` and goes through it. Each variant writes
+/// exactly what [`values::write`] writes for its pair (`differential.rs` checks the bytes).
+#[derive(Clone, Copy)]
+enum Fast<'a> {
+    Generic,
+    I8(&'a Int8Array),
+    I16(&'a Int16Array),
+    I32(&'a Int32Array),
+    I64(&'a Int64Array),
+    U8(&'a UInt8Array),
+    U16(&'a UInt16Array),
+    U32(&'a UInt32Array),
+    Bool(&'a BooleanArray),
+    Str(&'a StringArray),
+    /// A MySQL `TIMESTAMP(fsp)`: ISO-8601 UTC with `fsp` fraction digits.
+    IsoTimestamp(&'a TimestampMicrosecondArray, u32),
+    /// A decimal as Connect `Decimal` bytes (`decimal.handling.mode=precise`).
+    DecimalBytes(&'a Decimal128Array),
+}
+
+impl<'a> Fast<'a> {
+    fn of(conv: &Conv, arr: &'a dyn Array, opts: &EncoderOptions) -> Fast<'a> {
+        let precise = opts.decimal_handling_mode == DecimalHandling::Precise;
+        let int = || match arr.data_type() {
+            DataType::Int8 => arr.as_primitive_opt().map(Fast::I8),
+            DataType::Int16 => arr.as_primitive_opt().map(Fast::I16),
+            DataType::Int32 => arr.as_primitive_opt().map(Fast::I32),
+            DataType::Int64 => arr.as_primitive_opt().map(Fast::I64),
+            DataType::UInt8 => arr.as_primitive_opt().map(Fast::U8),
+            DataType::UInt16 => arr.as_primitive_opt().map(Fast::U16),
+            DataType::UInt32 => arr.as_primitive_opt().map(Fast::U32),
+            _ => None,
+        };
+        let fast = match (conv, arr.data_type()) {
+            (Conv::Mysql(MyConv::Int), _) => int(),
+            (Conv::Int, DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::UInt32) => {
+                int()
+            }
+            (Conv::Mysql(MyConv::Bool) | Conv::Bool, DataType::Boolean) => {
+                arr.as_boolean_opt().map(Fast::Bool)
+            }
+            (Conv::Mysql(MyConv::Text) | Conv::Text, DataType::Utf8) => {
+                arr.as_string_opt().map(Fast::Str)
+            }
+            (Conv::Mysql(MyConv::Timestamp { fsp }), DataType::Timestamp(_, _)) => arr
+                .as_primitive_opt()
+                .map(|a| Fast::IsoTimestamp(a, u32::from(*fsp))),
+            (
+                Conv::Mysql(MyConv::Decimal { .. }) | Conv::Decimal { .. } | Conv::Money,
+                DataType::Decimal128(_, _),
+            ) if precise => arr.as_primitive_opt().map(Fast::DecimalBytes),
+            _ => None,
+        };
+        fast.unwrap_or(Fast::Generic)
+    }
+
+    /// Writes the non-null slot `i` (in range); not for `Generic`.
+    #[inline]
+    fn write(self, out: &mut Vec<u8>, i: usize) {
+        match self {
+            Fast::Generic => {}
+            Fast::I8(a) => json::i64(out, a.value(i).into()),
+            Fast::I16(a) => json::i64(out, a.value(i).into()),
+            Fast::I32(a) => json::i64(out, a.value(i).into()),
+            Fast::I64(a) => json::i64(out, a.value(i)),
+            Fast::U8(a) => json::i64(out, a.value(i).into()),
+            Fast::U16(a) => json::i64(out, a.value(i).into()),
+            Fast::U32(a) => json::i64(out, a.value(i).into()),
+            Fast::Bool(a) => json::bool(out, a.value(i)),
+            Fast::Str(a) => json::str(out, a.value(i)),
+            Fast::IsoTimestamp(a, fsp) => write_iso_timestamp_utc(out, a.value(i), fsp),
+            Fast::DecimalBytes(a) => json::decimal_bytes(out, a.value(i)),
+        }
+    }
+}
+
+/// One column of an image, resolved once per batch.
+#[derive(Clone, Copy)]
+struct ImageColumn<'a> {
+    idx: usize,
+    col: &'a Column,
+    conv: &'a Conv,
+    /// `"<column>":`, escaped once per plan.
+    field: &'a [u8],
+    /// `None` when the image struct has fewer columns than the table (an error when reached).
+    child: Option<&'a ArrayRef>,
+    fast: Fast<'a>,
+    /// The child's length and validity, for `fast` columns.
+    len: usize,
+    nulls: Option<&'a NullBuffer>,
+}
+
+/// One image (`before` or `after`) of a batch, its columns resolved once per batch for
+/// [`write_image`]: the written columns (not [`Conv::Omit`]) and the key columns of them.
+pub struct ImageColumns<'a> {
+    which: Image,
+    arr: &'a StructArray,
+    table: &'a TableSchema,
+    columns: Vec<ImageColumn<'a>>,
+    key_columns: Vec<ImageColumn<'a>>,
+}
+
+impl<'a> ImageColumns<'a> {
+    pub fn new(
+        batch: &'a ChangeBatch,
+        plan: &'a TablePlan,
+        which: Image,
+        opts: &EncoderOptions,
+    ) -> Self {
+        let arr: &StructArray = batch.image(which);
+        let table: &TableSchema = &batch.schema;
+        let children = arr.columns();
+        let columns: Vec<ImageColumn<'a>> = table
+            .columns
+            .iter()
+            .zip(&plan.convs)
+            .zip(&plan.field_keys)
+            .enumerate()
+            .filter(|(_, ((_, conv), _))| **conv != Conv::Omit)
+            .map(|(idx, ((col, conv), field))| {
+                let child = children.get(idx);
+                ImageColumn {
+                    idx,
+                    col,
+                    conv,
+                    field,
+                    child,
+                    fast: child.map_or(Fast::Generic, |c| Fast::of(conv, c.as_ref(), opts)),
+                    len: child.map_or(0, |c| c.len()),
+                    nulls: child.and_then(|c| c.nulls()),
+                }
+            })
+            .collect();
+        let key_columns = columns.iter().filter(|c| c.col.key).copied().collect();
+        ImageColumns {
+            which,
+            arr,
+            table,
+            columns,
+            key_columns,
+        }
+    }
+}
+
 /// Writes one image of one row as a JSON object; `false` (nothing written) when the image is
 /// null. `markers` are the row's markers (empty when it has none). On an error the buffer
 /// holds a partial object: the caller drops the record.
-#[allow(clippy::too_many_arguments)]
 pub fn write_image(
     out: &mut Vec<u8>,
-    batch: &ChangeBatch,
-    plan: &TablePlan,
+    image: &ImageColumns<'_>,
     row: usize,
-    which: Image,
     opts: &EncoderOptions,
     key_only: bool,
     markers: &[Marker],
 ) -> Result<bool, EncodeError> {
-    let arr: &StructArray = batch.image(which);
-    if arr.is_null(row) {
+    if image.arr.is_null(row) {
         return Ok(false);
     }
-    let table: &TableSchema = &batch.schema;
-    let children = arr.columns();
+    let (table, which) = (image.table, image.which);
+    let columns = if key_only {
+        &image.key_columns
+    } else {
+        &image.columns
+    };
     out.push(b'{');
     let mut first = true;
-    for (idx, ((col, conv), field)) in table
-        .columns
-        .iter()
-        .zip(&plan.convs)
-        .zip(&plan.field_keys)
-        .enumerate()
-    {
-        if *conv == Conv::Omit || (key_only && !col.key) {
-            continue;
-        }
-        let child = children.get(idx).ok_or_else(|| EncodeError::Value {
-            table: table.table.to_string(),
-            column: col.name.clone(),
-            source_type: col.source_type.display.clone(),
-            reason: "image struct has fewer columns than the table".into(),
-        })?;
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        // `"<column>":`, escaped once per plan.
-        out.extend_from_slice(field);
+    for c in columns {
+        let (idx, col, conv) = (c.idx, c.col, c.conv);
         let err = |reason: String| EncodeError::Value {
             table: table.table.to_string(),
             column: col.name.clone(),
             source_type: col.source_type.display.clone(),
             reason,
         };
-        let marker = markers
-            .iter()
-            .find(|m| m.image == which && m.column as usize == idx);
+        let Some(child) = c.child else {
+            return Err(err("image struct has fewer columns than the table".into()));
+        };
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.extend_from_slice(c.field);
+        let marker = if markers.is_empty() {
+            None
+        } else {
+            markers
+                .iter()
+                .find(|m| m.image == which && m.column as usize == idx)
+        };
         match marker.map(|m| (m.kind, m.detail.as_deref())) {
+            None if !matches!(c.fast, Fast::Generic) => {
+                if row >= c.len {
+                    return Err(err(format!("row {row} out of range")));
+                }
+                if c.nulls.is_some_and(|n| n.is_null(row)) {
+                    if col.nullable {
+                        json::null(out);
+                    } else {
+                        write_fallback(out, conv, opts);
+                    }
+                } else {
+                    c.fast.write(out, row);
+                }
+            }
             Some((MarkerKind::Unchanged, _)) => values::write_unavailable(
                 out,
                 conv,

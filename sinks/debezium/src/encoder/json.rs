@@ -117,6 +117,24 @@ pub fn base64(out: &mut Vec<u8>, data: &[u8]) {
     out.push(b'"');
 }
 
+/// A Connect `Decimal`'s unscaled value as base64 JSON: the minimal big-endian two's
+/// complement bytes of `v` (what [`super::codec::minimal_twos_complement`] gives for its
+/// bytes, at any sign-extended width), without an intermediate `Vec`.
+#[inline]
+pub fn decimal_bytes(out: &mut Vec<u8>, v: i128) {
+    let bytes = v.to_be_bytes();
+    let mut start = 0;
+    while start + 1 < bytes.len() {
+        let (b, next) = (bytes[start], bytes[start + 1]);
+        if (b == 0 && next & 0x80 == 0) || (b == 0xff && next & 0x80 != 0) {
+            start += 1;
+        } else {
+            break;
+        }
+    }
+    base64(out, bytes.get(start..).unwrap_or_default());
+}
+
 /// A `serde_json::Value` (rare paths: lossless nested arrays; schemas, once per plan).
 pub fn value(out: &mut Vec<u8>, v: &serde_json::Value) {
     let _ = serde_json::to_writer(&mut *out, v);
@@ -161,6 +179,19 @@ mod tests {
             out.clear();
             base64(&mut out, &b);
             prop_assert_eq!(&out, &serde_json::to_vec(&super::super::codec::base64(&b)).unwrap());
+        }
+
+        /// The i128 path equals the bytes of the i128 and of its i256 sign extension.
+        #[test]
+        fn prop_decimal_bytes_are_minimal_twos_complement(v in any::<i128>(), small in any::<i64>()) {
+            use super::super::codec::{base64 as b64, minimal_twos_complement as min};
+            for v in [v, i128::from(small), 0, -1, 127, 128, -128, -129, i128::MIN, i128::MAX] {
+                let mut out = Vec::new();
+                decimal_bytes(&mut out, v);
+                prop_assert_eq!(&out, &serde_json::to_vec(&b64(&min(&v.to_be_bytes()))).unwrap());
+                let wide = arrow_buffer::i256::from_i128(v).to_be_bytes();
+                prop_assert_eq!(&out, &serde_json::to_vec(&b64(&min(&wide))).unwrap());
+            }
         }
     }
 }
