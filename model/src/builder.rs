@@ -270,7 +270,44 @@ impl ChangeBatchBuilder {
     }
 
     /// Checks the row state and the column; marks the column as set.
+    #[inline]
     fn claim(&mut self, image: Image, col: usize) -> Result<(), ModelError> {
+        if self.claim_fast(image, col) {
+            return Ok(());
+        }
+        self.claim_checked(image, col)
+    }
+
+    /// The common case of [`Self::claim`] without building an error: a usable builder, an
+    /// open row, an image not declared null and a column in range not given yet. `false`
+    /// (nothing changed) otherwise; [`Self::claim_checked`] then finds the error.
+    #[inline]
+    fn claim_fast(&mut self, image: Image, col: usize) -> bool {
+        if self.poisoned || self.row.is_none() {
+            return false;
+        }
+        let ib = &mut self.images[image as usize];
+        if ib.explicit_null {
+            return false;
+        }
+        match ib.set.get_mut(col) {
+            Some(s) if !*s => {
+                *s = true;
+                ib.filled += 1;
+                if ib.pending_nulls > 0 {
+                    ib.flush_nulls();
+                }
+                self.bytes += VALUE_OVERHEAD;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// [`Self::claim`] with every check in order, naming the first that fails.
+    #[cold]
+    #[inline(never)]
+    fn claim_checked(&mut self, image: Image, col: usize) -> Result<(), ModelError> {
         self.check_usable()?;
         if self.row.is_none() {
             return Err(self.fail("value outside a row"));
@@ -309,6 +346,7 @@ impl ChangeBatchBuilder {
         }
     }
 
+    #[inline]
     fn value_result(
         &mut self,
         image: Image,
@@ -321,17 +359,22 @@ impl ChangeBatchBuilder {
                 Ok(())
             }
             Ok(None) => Ok(()),
-            Err(error) => {
-                self.poisoned = true;
-                let c = &self.schema.columns[col];
-                Err(ModelError::Value {
-                    table: self.schema.table.clone(),
-                    image,
-                    column: c.name.clone(),
-                    source_type: c.source_type.display.clone(),
-                    error: Box::new(error),
-                })
-            }
+            Err(error) => Err(self.value_error(image, col, error)),
+        }
+    }
+
+    /// A value the column builder refused: poisons the builder, names table and column.
+    #[cold]
+    #[inline(never)]
+    fn value_error(&mut self, image: Image, col: usize, error: ValueError) -> ModelError {
+        self.poisoned = true;
+        let c = &self.schema.columns[col];
+        ModelError::Value {
+            table: self.schema.table.clone(),
+            image,
+            column: c.name.clone(),
+            source_type: c.source_type.display.clone(),
+            error: Box::new(error),
         }
     }
 
@@ -389,10 +432,10 @@ impl ChangeBatchBuilder {
     ) -> Result<(), ModelError> {
         self.claim(image, col)?;
         self.bytes += value.byte_len();
-        let r = self.images[image as usize].columns[col]
-            .append_value(value)
-            .map(|()| None);
-        self.value_result(image, col, r)
+        match self.images[image as usize].columns[col].append_value(value) {
+            Ok(()) => Ok(()),
+            Err(error) => Err(self.value_error(image, col, error)),
+        }
     }
 
     /// A typed value with a marker on its (non-null) slot, e.g. a geometry's `Srid`.
@@ -554,6 +597,7 @@ impl AnyColumn {
         }
     }
 
+    #[inline]
     fn append_value(&mut self, v: MysqlValue<'_>) -> Result<(), ValueError> {
         match self {
             AnyColumn::Mysql(m) => m.append(v),
@@ -564,6 +608,7 @@ impl AnyColumn {
         }
     }
 
+    #[inline]
     fn append_null(&mut self) {
         match self {
             AnyColumn::Pg(c) => c.append_null(),
