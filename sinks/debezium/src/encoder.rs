@@ -33,6 +33,8 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use arrow_array::cast::AsArray;
+use arrow_array::Array;
 use serde_json::Value;
 use tidemark_model::{
     ChangeBatch, Image, LogicalMessage, Lsn, Op, Position, TableId, TableSchema, Transaction,
@@ -151,6 +153,14 @@ fn system_now_ns() -> i128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i128)
+}
+
+/// A row of a batch with its op and position (read once by `encode_batch`).
+#[derive(Clone, Copy)]
+struct RowAt {
+    row: usize,
+    op: Op,
+    position: Position,
 }
 
 /// Byte ranges of one row's parts inside the scratch buffer.
@@ -392,14 +402,34 @@ impl DebeziumEncoder {
             envelope::ImageColumns::new(batch, &plan, Image::Before, &self.opts),
             envelope::ImageColumns::new(batch, &plan, Image::After, &self.opts),
         ];
+        // The rows of a batch mostly share their position (every row of a snapshot chunk):
+        // it is decoded again only when its bytes change.
+        let positions = batch
+            .batch
+            .column(tidemark_model::table::columns::POSITION_INDEX)
+            .as_binary_opt::<i32>();
+        let mut last: Option<(&[u8], Position)> = None;
         for row in 0..batch.num_rows() {
-            let snapshot = match (txn.snapshot, batch.op(row)) {
+            let op = batch.op(row);
+            let position = match positions.filter(|p| row < p.len()).map(|p| p.value(row)) {
+                Some(bytes) => match last {
+                    Some((b, p)) if b == bytes => p,
+                    _ => {
+                        let p = batch.position(row);
+                        last = Some((bytes, p));
+                        p
+                    }
+                },
+                None => batch.position(row),
+            };
+            let snapshot = match (txn.snapshot, op) {
                 (Some(mark), Op::Read) => mark.debezium_value(base + row, total),
                 (None, Op::Read) => "true",
                 _ => "false",
             };
+            let at = RowAt { row, op, position };
             self.encode_row(
-                txn, batch, &plan, &images, &meta, &mut memo, row, snapshot, tm, buf, out,
+                txn, batch, &plan, &images, &meta, &mut memo, at, snapshot, tm, buf, out,
             )?;
         }
         Ok(())
@@ -474,15 +504,15 @@ impl DebeziumEncoder {
         images: &[envelope::ImageColumns<'_>; 2],
         meta: &mysql::BatchMeta<'_>,
         memo: &mut SourceMemo,
-        row: usize,
+        at: RowAt,
         snapshot: &'static str,
         tm: &mut Option<TxMeta>,
         buf: &mut Vec<u8>,
         out: &mut impl FnMut(Record),
     ) -> Result<(), EncodeError> {
         let opts = &self.opts;
-        let op = batch.op(row);
-        let (position, lsn) = envelope::row_lsn(batch, row);
+        let RowAt { row, op, position } = at;
+        let lsn = position.as_pg().map(|p| p.lsn.0);
         let table = &batch.schema.table;
         buf.clear();
         let commit_ts_us = batch.commit_ts_us(row).or(txn.commit_ts_us);

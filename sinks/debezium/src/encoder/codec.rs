@@ -242,11 +242,19 @@ pub fn iso_timestamp_utc(micros: i64, fraction_width: u32) -> String {
     out
 }
 
-/// Two ASCII digits of `v` (0..=99) at `at`.
+/// `00`, `01`, ... `99`: two digits by table, not by division.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// The last two ASCII digits of `v` at `at`.
 #[inline]
 fn put2(b: &mut [u8], at: usize, v: u32) {
-    b[at] = b'0' + (v / 10 % 10) as u8;
-    b[at + 1] = b'0' + (v % 10) as u8;
+    let k = (v % 100) as usize * 2;
+    b[at..at + 2].copy_from_slice(&DIGIT_PAIRS[k..k + 2]);
 }
 
 /// [`iso_timestamp_utc`] as a JSON string, written in place (no intermediate `String`): the

@@ -19,7 +19,7 @@ use arrow_array::{
 };
 use arrow_buffer::NullBuffer;
 use arrow_schema::DataType;
-use tidemark_model::{ChangeBatch, Column, Image, Marker, MarkerKind, Position, TableSchema};
+use tidemark_model::{ChangeBatch, Column, Image, Marker, MarkerKind, TableSchema};
 
 use super::codec::{plain_string, write_iso_timestamp_utc};
 use super::json;
@@ -368,6 +368,15 @@ pub fn write_now(out: &mut Vec<u8>, now_ns: i128) {
     if ns >= 1_000_000_000 {
         let mut digits = itoa::Buffer::new();
         let d = digits.format(ns).as_bytes();
+        // 19 digits (2001-09-09 to 2286): one fixed template, appended with one copy.
+        if let Ok(d) = <&[u8; 19]>::try_from(d) {
+            let mut b = *b",\"ts_ms\":0000000000000,\"ts_us\":0000000000000000,\"ts_ns\":0000000000000000000";
+            b[9..22].copy_from_slice(&d[..13]);
+            b[31..47].copy_from_slice(&d[..16]);
+            b[56..75].copy_from_slice(d);
+            out.extend_from_slice(&b);
+            return;
+        }
         out.extend_from_slice(b",\"ts_ms\":");
         out.extend_from_slice(&d[..d.len() - 6]);
         out.extend_from_slice(b",\"ts_us\":");
@@ -384,13 +393,6 @@ pub fn write_now(out: &mut Vec<u8>, now_ns: i128) {
     json::i64(out, ns);
 }
 
-/// The position of row `row`'s event and its LSN.
-pub fn row_lsn(batch: &ChangeBatch, row: usize) -> (Position, Option<u64>) {
-    let p = batch.position(row);
-    let lsn = p.as_pg().map(|p| p.lsn.0);
-    (p, lsn)
-}
-
 #[cfg(test)]
 mod tests {
     /// The digits' prefixes equal the three divisions, and the short path takes over below it.
@@ -402,6 +404,9 @@ mod tests {
             999_999_999,
             1_000_000_000,
             1_764_633_600_123_456_789,
+            1_000_000_000_000_000_000,
+            999_999_999_999_999_999,
+            8_999_999_999_999_999_999,
             -1_500_000,
             i128::from(i64::MAX),
             i128::MAX,
