@@ -160,6 +160,9 @@ pub struct ChangeBatchBuilder {
     markers: MarkersBuilder,
     row: Option<PendingRow>,
     position_buf: Vec<u8>,
+    /// The position `position_buf` holds the bytes of: the rows of a snapshot chunk share
+    /// one, written once.
+    position_of_buf: Option<Position>,
     rows: usize,
     bytes: usize,
     poisoned: bool,
@@ -188,6 +191,7 @@ impl ChangeBatchBuilder {
             },
             row: None,
             position_buf: Vec::with_capacity(21),
+            position_of_buf: None,
             rows: 0,
             bytes: 0,
             poisoned: false,
@@ -500,8 +504,11 @@ impl ChangeBatchBuilder {
         self.images.iter_mut().for_each(ImageBuilder::finish_row);
         self.markers.finish_row();
         self.ops.append_value(row.op.as_u8());
-        self.position_buf.clear();
-        row.position.write_bytes(&mut self.position_buf);
+        if self.position_of_buf != Some(row.position) {
+            self.position_buf.clear();
+            row.position.write_bytes(&mut self.position_buf);
+            self.position_of_buf = Some(row.position);
+        }
         self.positions.append_value(&self.position_buf);
         self.txids.append_option(row.txid);
         self.commit_ts.append_option(row.commit_ts_us);

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arrow_array::cast::AsArray;
-use arrow_array::Array;
+use arrow_array::{Array, TimestampMicrosecondArray, UInt64Array, UInt8Array};
 use serde_json::Value;
 use tidemark_model::{
     ChangeBatch, Image, LogicalMessage, Lsn, Op, Position, TableId, TableSchema, Transaction,
@@ -155,12 +155,70 @@ fn system_now_ns() -> i128 {
         .map_or(0, |d| d.as_nanos() as i128)
 }
 
-/// A row of a batch with its op and position (read once by `encode_batch`).
+/// A row of a batch with what `encode_row` reads of its system columns (read by
+/// `encode_batch`).
 #[derive(Clone, Copy)]
 struct RowAt {
     row: usize,
     op: Op,
     position: Position,
+    txid: Option<u64>,
+    commit_ts_us: Option<i64>,
+    has_markers: bool,
+}
+
+/// A batch's system columns downcast once. Each accessor returns what the `ChangeBatch`
+/// accessor of the same name returns, and falls back to it when a column is not of the
+/// expected type (which fails there as it always did).
+struct SystemColumns<'a> {
+    batch: &'a ChangeBatch,
+    ops: Option<&'a UInt8Array>,
+    txids: Option<&'a UInt64Array>,
+    commit_ts: Option<&'a TimestampMicrosecondArray>,
+    markers: &'a dyn Array,
+}
+
+impl<'a> SystemColumns<'a> {
+    fn new(batch: &'a ChangeBatch) -> Self {
+        use tidemark_model::table::columns;
+        let col = |i: usize| batch.batch.column(i);
+        SystemColumns {
+            batch,
+            ops: col(columns::OP_INDEX).as_primitive_opt(),
+            txids: col(columns::TXID_INDEX).as_primitive_opt(),
+            commit_ts: col(columns::COMMIT_TS_INDEX).as_primitive_opt(),
+            markers: col(columns::MARKERS_INDEX).as_ref(),
+        }
+    }
+
+    #[inline]
+    fn op(&self, row: usize) -> Op {
+        match self.ops.and_then(|a| Op::from_u8(a.value(row))) {
+            Some(op) => op,
+            None => self.batch.op(row),
+        }
+    }
+
+    #[inline]
+    fn txid(&self, row: usize) -> Option<u64> {
+        match self.txids {
+            Some(a) => a.is_valid(row).then(|| a.value(row)),
+            None => self.batch.txid(row),
+        }
+    }
+
+    #[inline]
+    fn commit_ts_us(&self, row: usize) -> Option<i64> {
+        match self.commit_ts {
+            Some(a) => a.is_valid(row).then(|| a.value(row)),
+            None => self.batch.commit_ts_us(row),
+        }
+    }
+
+    #[inline]
+    fn has_markers(&self, row: usize) -> bool {
+        self.markers.is_valid(row)
+    }
 }
 
 /// Byte ranges of one row's parts inside the scratch buffer.
@@ -409,8 +467,9 @@ impl DebeziumEncoder {
             .column(tidemark_model::table::columns::POSITION_INDEX)
             .as_binary_opt::<i32>();
         let mut last: Option<(&[u8], Position)> = None;
+        let system = SystemColumns::new(batch);
         for row in 0..batch.num_rows() {
-            let op = batch.op(row);
+            let op = system.op(row);
             let position = match positions.filter(|p| row < p.len()).map(|p| p.value(row)) {
                 Some(bytes) => match last {
                     Some((b, p)) if b == bytes => p,
@@ -427,7 +486,14 @@ impl DebeziumEncoder {
                 (None, Op::Read) => "true",
                 _ => "false",
             };
-            let at = RowAt { row, op, position };
+            let at = RowAt {
+                row,
+                op,
+                position,
+                txid: system.txid(row),
+                commit_ts_us: system.commit_ts_us(row),
+                has_markers: system.has_markers(row),
+            };
             self.encode_row(
                 txn, batch, &plan, &images, &meta, &mut memo, at, snapshot, tm, buf, out,
             )?;
@@ -511,13 +577,15 @@ impl DebeziumEncoder {
         out: &mut impl FnMut(Record),
     ) -> Result<(), EncodeError> {
         let opts = &self.opts;
-        let RowAt { row, op, position } = at;
+        let RowAt {
+            row, op, position, ..
+        } = at;
         let lsn = position.as_pg().map(|p| p.lsn.0);
         let table = &batch.schema.table;
         buf.clear();
-        let commit_ts_us = batch.commit_ts_us(row).or(txn.commit_ts_us);
+        let commit_ts_us = at.commit_ts_us.or(txn.commit_ts_us);
         let last_commit_lsn = self.last_commit_lsn.map(|l| l.0);
-        let xid = batch.txid(row).or(txn.xid);
+        let xid = at.txid.or(txn.xid);
         let key = match position.as_mysql() {
             Some(my) => SourceKey::Mysql(commit_ts_us, snapshot, my.event_pos, my.row, my.gtid),
             None => SourceKey::Pg(commit_ts_us, snapshot, last_commit_lsn, lsn, xid),
@@ -557,7 +625,7 @@ impl DebeziumEncoder {
         }
         let source = 0..buf.len();
         let now_ns = (self.clock)();
-        let markers = if batch.has_markers(row) {
+        let markers = if at.has_markers {
             batch.markers(row)
         } else {
             Vec::new()
