@@ -83,7 +83,7 @@ fn done_ranges(cp: &serde_json::Value) -> Vec<(i64, i64)> {
         .collect()
 }
 
-/// Waits until the snapshot has written `OUTPUT_BEFORE_KILL` bytes and a checkpoint, calls `kill` (which kills
+/// Waits until the snapshot has written `OUTPUT_BEFORE_KILL` bytes, calls `kill` (which kills
 /// the reader connections it finds and says how many) until it killed one while the snapshot
 /// is incomplete, then waits for the retry's warning and reads its forced checkpoint.
 fn kill_mid_snapshot(p: &mut Pipeline, mut kill: impl FnMut() -> usize) -> Kill {
@@ -91,9 +91,7 @@ fn kill_mid_snapshot(p: &mut Pipeline, mut kill: impl FnMut() -> usize) -> Kill 
         "snapshot rows before the kill",
         p,
         Duration::from_secs(180),
-        // And a checkpoint, which the kill's mid-snapshot check reads (under load the first
-        // one can come after the output's first megabytes).
-        |p| output_len(p) >= OUTPUT_BEFORE_KILL && p.checkpoint().is_some(),
+        |p| output_len(p) >= OUTPUT_BEFORE_KILL,
     );
     let killed = loop {
         assert!(
@@ -108,11 +106,15 @@ fn kill_mid_snapshot(p: &mut Pipeline, mut kill: impl FnMut() -> usize) -> Kill 
         std::thread::sleep(Duration::from_millis(5));
     };
     let output_at_kill = output(p).len();
-    let cp = p.checkpoint().expect("a checkpoint before the kill");
-    assert_eq!(
-        cp["snapshot"]["complete"], false,
-        "the kill must land mid-snapshot: {cp}"
-    );
+    // Under load the first checkpoint can come after the kill (none yet is mid-snapshot too);
+    // waiting for one let a fast snapshot finish first. The forced checkpoint below is the
+    // real check: it comes only after a reader's error.
+    if let Some(cp) = p.checkpoint() {
+        assert_eq!(
+            cp["snapshot"]["complete"], false,
+            "the kill must land mid-snapshot: {cp}"
+        );
+    }
     // The warning comes after the forced checkpoint and 1 s before the resumed run.
     poll("the retry warning", p, Duration::from_secs(60), |p| {
         p.log_text().contains("initial snapshot: transient error")
@@ -342,13 +344,17 @@ mod postgres {
         Pipeline::new(spec)
     }
 
-    /// Terminates the backends of `db` whose last query is the snapshot's COPY.
+    /// Terminates the snapshot's readers: backends of `db` whose last query is a COPY and that
+    /// are still inside their snapshot transaction (`active`, or `idle in transaction` while
+    /// the engine drains what the server already sent; a bare `idle` one finished its last
+    /// range, and killing it after the snapshot completed failed the test).
     fn terminate_readers(db: &str) -> usize {
         psql(
             "postgres",
             &format!(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-                 WHERE datname = '{db}' AND pid <> pg_backend_pid() AND query LIKE 'COPY (SELECT%'"
+                 WHERE datname = '{db}' AND pid <> pg_backend_pid() \
+                 AND state IN ('active', 'idle in transaction') AND query LIKE 'COPY (SELECT%'"
             ),
         )
         .trim()
