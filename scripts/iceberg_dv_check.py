@@ -8,6 +8,14 @@ length (big-endian) = magic + bitmap, magic D1 D3 39 64, CRC-32 (zlib) big-endia
 bitmap, the bitmap decoded by CRoaring (pyroaring BitMap64, portable 64-bit format), its
 cardinality equal to the footer's `cardinality` and the entry's record_count, the footer's
 blob offset/length equal to the entry's. Prints one JSON object.
+
+With --upgraded (a table upgraded from v2: iceberg_v2_table_upgrades_to_v3_and_merges_old_deletes)
+live Parquet position delete files are allowed (the spec keeps them valid until DVs replace
+them) and read with pyarrow; no data file may have both a DV and a live position delete file
+(the sink replaces a position delete file whole). --v2-snapshot ID: the Parquet position
+deletes live in that (pre-upgrade) snapshot are read too, and every current DV of a data file
+they name must hold all their positions (the spec's merge rule for the first DV of such a
+file). "merged" counts those DVs.
 """
 import argparse
 import json
@@ -28,6 +36,8 @@ def main():
     p.add_argument("--catalog-uri", required=True)
     p.add_argument("--catalog-name", default="tidemark")
     p.add_argument("--table", required=True)
+    p.add_argument("--upgraded", action="store_true")
+    p.add_argument("--v2-snapshot", type=int)
     args = p.parse_args()
     from pyiceberg.catalog.sql import SqlCatalog
     from pyiceberg.manifest import FileFormat
@@ -59,10 +69,38 @@ def main():
             read_enums={0: ManifestEntryStatus, 101: FileFormat, 134: DataFileContent},
         ) as reader:
             entries += [e.data_file for e in reader if e.status != ManifestEntryStatus.DELETED]
-    out["targets"] = len({field(df, "referenced_data_file") for df in entries})
+    out["targets"] = len(
+        {field(df, "referenced_data_file") for df in entries if df.file_format == FileFormat.PUFFIN}
+    )
+    def positions(df, into):
+        import pyarrow.parquet as pq
+
+        with tbl.io.new_input(df.file_path).open() as f:
+            t = pq.read_table(f, columns=["file_path", "pos"])
+        for path, pos in zip(t.column("file_path").to_pylist(), t.column("pos").to_pylist()):
+            into.setdefault(path, set()).add(pos)
+
+    live_old = {}
+    out["parquet_deletes"] = 0
+    out["merged"] = 0
+    for df in entries:
+        if df.file_format == FileFormat.PUFFIN:
+            continue
+        if not args.upgraded:
+            out["errors"].append(f"{df.file_path}: not a Puffin deletion vector")
+            continue
+        positions(df, live_old)
+        out["parquet_deletes"] += 1
+    old = {}
+    if args.v2_snapshot is not None:
+        v2 = tbl.snapshot_by_id(args.v2_snapshot)
+        for m in v2.manifests(tbl.io):
+            if m.content != ManifestContent.DELETES:
+                continue
+            for e in m.fetch_manifest_entry(tbl.io, discard_deleted=True):
+                positions(e.data_file, old)
     for df in entries:
         if df.file_format != FileFormat.PUFFIN:
-            out["errors"].append(f"{df.file_path}: not a Puffin deletion vector")
             continue
         with tbl.io.new_input(df.file_path).open() as f:
             data = f.read()
@@ -92,6 +130,14 @@ def main():
             errs.append(f"{df.file_path}@{off}: cardinality {len(bm)} vs {props['cardinality']} / {df.record_count}")
         if props["referenced-data-file"] != field(df, "referenced_data_file"):
             errs.append(f"{df.file_path}@{off}: referenced-data-file")
+        if field(df, "referenced_data_file") in live_old:
+            errs.append(f"{df.file_path}@{off}: a DV and a live position delete file for one data file")
+        before = old.get(field(df, "referenced_data_file"))
+        if before:
+            missing = sorted(before - set(bm))
+            if missing:
+                errs.append(f"{df.file_path}@{off}: old position deletes {missing[:10]} not in the DV")
+            out["merged"] += 1
         out["dvs"] += 1
         out["positions"] += len(bm)
     print(json.dumps(out))

@@ -469,20 +469,28 @@ struct V3Facts {
     dvs_written: usize,
 }
 
-async fn v3_facts(lake: &ice::Lake) -> V3Facts {
-    use tidemark_iceberg::iceberg::spec::{DataContentType, DataFileFormat, FormatVersion};
+/// `upgraded`: the table was v2 before (its v2 snapshots have no row range).
+async fn v3_facts(lake: &ice::Lake, upgraded: bool) -> V3Facts {
+    use tidemark_iceberg::iceberg::spec::{
+        DataContentType, DataFileFormat, FormatVersion, ManifestContentType,
+    };
     let (catalog, t) = ice::load_table(lake, "t").await;
     let md = &t.metadata;
     assert_eq!(md.format_version(), FormatVersion::V3);
-    // Row lineage: every snapshot has a row range, and the next-row-id is past the last one.
+    // Row lineage: every snapshot has a row range (an upgraded table's v2 ones before the
+    // first v3 one excepted), and the next-row-id is past the last one.
     let mut snaps: Vec<_> = md.snapshots().collect();
     snaps.sort_by_key(|s| s.sequence_number());
     let mut next = 0;
     let mut dvs_written = 0;
+    let mut lineage = false;
     for s in &snaps {
-        let (first, added) = s
-            .row_range()
-            .unwrap_or_else(|| panic!("snapshot {} without first-row-id", s.snapshot_id()));
+        let (first, added) = match s.row_range() {
+            Some(r) => r,
+            None if upgraded && !lineage => continue,
+            None => panic!("snapshot {} without first-row-id", s.snapshot_id()),
+        };
+        lineage = true;
         assert!(first >= next, "first-row-id {first} behind {next}");
         next = first + added;
         dvs_written += s
@@ -493,6 +501,34 @@ async fn v3_facts(lake: &ice::Lake) -> V3Facts {
             .unwrap_or(0);
     }
     assert_eq!(md.next_row_id(), next, "next-row-id");
+    // Every data manifest of the current manifest list has a first_row_id (those carried
+    // from v2 get one in the first v3 snapshot), their ranges (added + existing rows) are
+    // disjoint and below next-row-id.
+    let mut ranges = Vec::new();
+    for m in tidemark_iceberg::commit::snapshot::current_manifests(&catalog.file_io, &t)
+        .await
+        .expect("manifests")
+    {
+        if m.content != ManifestContentType::Data {
+            assert_eq!(m.first_row_id, None, "{}", m.manifest_path);
+            continue;
+        }
+        let first = m
+            .first_row_id
+            .unwrap_or_else(|| panic!("data manifest {} without first_row_id", m.manifest_path));
+        let rows = m.added_rows_count.unwrap_or(0) + m.existing_rows_count.unwrap_or(0);
+        ranges.push((first, first + rows));
+    }
+    ranges.sort_unstable();
+    for w in ranges.windows(2) {
+        assert!(
+            w[0].1 <= w[1].0,
+            "overlapping manifest row id ranges {ranges:?}"
+        );
+    }
+    if let Some(last) = ranges.last() {
+        assert!(last.1 <= md.next_row_id(), "{ranges:?} past next-row-id");
+    }
     let entries = tidemark_iceberg::commit::snapshot::live_entries(&catalog.file_io, &t)
         .await
         .expect("live entries");
@@ -536,6 +572,23 @@ async fn v3_facts(lake: &ice::Lake) -> V3Facts {
         parquet_deletes,
         dvs_written,
     }
+}
+
+/// `scripts/iceberg_dv_check.py` on table `t` with `args` (`--upgraded`, `--v2-snapshot ID`:
+/// see the script); its JSON answer.
+fn dv_check(lake: &ice::Lake, args: &[&str]) -> serde_json::Value {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/iceberg_dv_check.py");
+    let mut cmd = std::process::Command::new(ice::python());
+    cmd.arg(script)
+        .args(["--catalog-uri", &lake.catalog_uri_sqlalchemy()])
+        .args(["--table", &format!("{}.t", lake.namespace)]);
+    cmd.args(args);
+    let out = cmd.output().expect("run iceberg_dv_check.py");
+    let check: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    eprintln!("DV check: {check}");
+    check
 }
 
 /// Format v3: deletion vectors instead of position delete files, merged across commits.
@@ -597,7 +650,7 @@ async fn iceberg_v3_deletion_vectors_match_source() {
         db, mut p, lake, ..
     } = run;
     p.stop();
-    let facts = v3_facts(&lake).await;
+    let facts = v3_facts(&lake, false).await;
     eprintln!(
         "live DVs {}, data files with a DV {}, DVs written {}",
         facts.live_dvs, facts.distinct_dv_targets, facts.dvs_written
@@ -616,17 +669,7 @@ async fn iceberg_v3_deletion_vectors_match_source() {
         "no DV was ever replaced by a merged one"
     );
     // The blobs checked byte by byte by another decoder (zlib CRC-32, CRoaring).
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/iceberg_dv_check.py");
-    let out = std::process::Command::new(ice::python())
-        .arg(script)
-        .args(["--catalog-uri", &lake.catalog_uri_sqlalchemy()])
-        .args(["--table", &format!("{}.t", lake.namespace)])
-        .output()
-        .expect("run iceberg_dv_check.py");
-    let check: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    eprintln!("DV check: {check}");
+    let check = dv_check(&lake, &[]);
     assert_eq!(check["format_version"], 3);
     assert_eq!(check["errors"], serde_json::json!([]), "{check}");
     assert_eq!(check["dvs"], facts.live_dvs, "{check}");
@@ -661,7 +704,293 @@ async fn iceberg_v3_deletion_vectors_match_source() {
     assert!(ok && out.contains("expired"), "{out}");
     let r = ice::compare(&lake, "pyiceberg", &db.name, "public.t", "t");
     assert_eq!(r["equal"], true, "after compaction and expiry: {r}");
-    let facts = v3_facts(&lake).await;
+    let facts = v3_facts(&lake, false).await;
     assert_eq!(facts.live_dvs, 0, "compaction leaves no deletion vector");
     assert_eq!(ice::orphan_files(&lake, "t").await, Vec::<String>::new());
+}
+
+/// The live Parquet position delete files of table `t` and their positions by data file;
+/// the live deletion vectors by data file.
+async fn live_deletes(
+    lake: &ice::Lake,
+) -> (
+    std::collections::BTreeSet<String>,
+    std::collections::HashMap<String, std::collections::BTreeSet<u64>>,
+    std::collections::HashMap<String, std::collections::BTreeSet<u64>>,
+) {
+    use tidemark_iceberg::iceberg::metadata_columns::{
+        RESERVED_FIELD_ID_DELETE_FILE_PATH, RESERVED_FIELD_ID_DELETE_FILE_POS,
+    };
+    use tidemark_iceberg::iceberg::spec::DataContentType;
+    use tidemark_iceberg::mirror::index::{position_delete_rows, read_columns, read_file};
+    let (catalog, t) = ice::load_table(lake, "t").await;
+    let io = &catalog.file_io;
+    let mut files = std::collections::BTreeSet::new();
+    let mut old: std::collections::HashMap<String, std::collections::BTreeSet<u64>> =
+        Default::default();
+    let mut dvs = std::collections::HashMap::new();
+    for e in tidemark_iceberg::commit::snapshot::live_entries(io, &t)
+        .await
+        .expect("live entries")
+    {
+        let f = &e.data_file;
+        if f.content_type() != DataContentType::PositionDeletes {
+            continue;
+        }
+        if tidemark_iceberg::dv::is_dv(f) {
+            let bm = tidemark_iceberg::dv::read_dv(io, f).await.expect("read dv");
+            let target = f.referenced_data_file().expect("referenced_data_file");
+            dvs.insert(target, bm.iter().collect());
+            continue;
+        }
+        files.insert(f.file_path().to_owned());
+        let bytes = read_file(io, f.file_path())
+            .await
+            .expect("read delete file");
+        let cols = read_columns(
+            bytes,
+            &[
+                RESERVED_FIELD_ID_DELETE_FILE_PATH,
+                RESERVED_FIELD_ID_DELETE_FILE_POS,
+            ],
+            f.file_path(),
+        )
+        .expect("delete file columns");
+        if cols.is_empty() {
+            continue;
+        }
+        for (data, pos) in position_delete_rows(&cols, f.file_path()).expect("delete rows") {
+            old.entry(data).or_default().insert(pos);
+        }
+    }
+    (files, old, dvs)
+}
+
+/// Issue 8: an existing format v2 mirror restarted with `format_version = 3` is upgraded in
+/// place; deletes then go into deletion vectors, the first DV of a data file with Parquet
+/// position deletes holds those positions too (the old delete file stays valid until DVs
+/// take it over whole), row lineage starts, and every reader (and compaction, expiry) agrees
+/// with PostgreSQL.
+#[tokio::test(flavor = "multi_thread")]
+async fn iceberg_v2_table_upgrades_to_v3_and_merges_old_deletes() {
+    use tidemark_iceberg::iceberg::spec::FormatVersion;
+    if !ice::enabled("iceberg_v2_table_upgrades_to_v3_and_merges_old_deletes") {
+        return;
+    }
+    const COMMIT: &str = "commit = { max_rows = 3000, interval = \"300ms\" }";
+    let mut run = Run::start(
+        "tm_ice_up",
+        SinkSpec {
+            mode: "mirror",
+            extra: COMMIT,
+            jsonl: false,
+            pg_catalog: false,
+        },
+        600,
+    );
+    // Format v2: updates and deletes over several commits, so the first data files get
+    // Parquet position deletes.
+    for round in 0..3 {
+        psql(
+            &run.db.name,
+            &format!("UPDATE t SET tx = 'v2 {round}' WHERE id % 10 = {round}"),
+        );
+        psql(
+            &run.db.name,
+            &format!(
+                "DELETE FROM t WHERE id IN (SELECT id FROM t WHERE id % 17 = {round} LIMIT 4)"
+            ),
+        );
+        run.txns(2, round);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    run.wait_equal(Duration::from_secs(120));
+    // Cold rows (ids from COLD on, never touched after the upgrade): a data file and a
+    // position delete file of their own (one commit each), which stay as they are after the
+    // upgrade, next to the DVs.
+    const COLD: i64 = 2_000_000_000;
+    psql(&run.db.name, &insert(COLD, COLD + 59));
+    std::thread::sleep(Duration::from_millis(800));
+    psql(
+        &run.db.name,
+        &format!("DELETE FROM t WHERE id BETWEEN {COLD} AND {}", COLD + 9),
+    );
+    let r = run.wait_equal(Duration::from_secs(120));
+    eprintln!("pyiceberg (v2): {r}");
+    run.p.stop();
+    let (_, t) = ice::load_table(&run.lake, "t").await;
+    assert_eq!(t.metadata.format_version(), FormatVersion::V2);
+    let v2_snapshot = t.metadata.current_snapshot_id().expect("a v2 snapshot");
+    let (v2_files, v2_deleted, v2_dvs) = live_deletes(&run.lake).await;
+    assert!(v2_dvs.is_empty());
+    assert!(
+        !v2_files.is_empty(),
+        "the v2 mirror wrote no position deletes"
+    );
+    eprintln!(
+        "v2: {} position delete files over {} data files",
+        v2_files.len(),
+        v2_deleted.len()
+    );
+
+    // The same pipeline with `format_version = 3`.
+    let config = std::fs::read_to_string(&run.p.config).expect("read config");
+    assert!(config.contains(COMMIT));
+    let config = config.replace(COMMIT, &format!("format_version = 3\n{COMMIT}"));
+    std::fs::write(&run.p.config, config).expect("write config");
+    run.p.start();
+    // Updates over every id residue touch rows of every old data file (those with position
+    // deletes too), deletes of old and new rows, inserts, primary key changes; never a cold
+    // row.
+    for round in 3..7 {
+        psql(
+            &run.db.name,
+            &format!(
+                "UPDATE t SET tx = 'v3 {round}', i4 = {round} WHERE id < {COLD} AND id % 10 = {}",
+                round % 3
+            ),
+        );
+        psql(
+            &run.db.name,
+            &format!(
+                "DELETE FROM t WHERE id IN (SELECT id FROM t WHERE id < {COLD} AND id % 13 = {round} LIMIT 5)"
+            ),
+        );
+        let lo = run.next_id;
+        run.next_id += 40;
+        psql(
+            &run.db.name,
+            &format!(
+                "BEGIN; {} UPDATE t SET id = id + 500000000 WHERE id IN \
+                 (SELECT id FROM t WHERE id < 500000000 ORDER BY random() LIMIT 5); \
+                 DELETE FROM t WHERE id BETWEEN {lo} AND {}; COMMIT;",
+                insert(lo, lo + 39),
+                lo + 3
+            ),
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let r = run.wait_equal(Duration::from_secs(120));
+    eprintln!("pyiceberg (upgraded to v3): {r}");
+    assert_eq!(r["duplicates"], 0);
+    let log = run.p.log_text();
+    assert!(
+        log.contains("upgrading the iceberg table's format version"),
+        "no upgrade logged:\n{}",
+        ice::tail(&log, 40)
+    );
+    let Run {
+        db, mut p, lake, ..
+    } = run;
+    p.stop();
+    let facts = v3_facts(&lake, true).await;
+    eprintln!(
+        "live DVs {}, data files with a DV {}, DVs written {}, Parquet delete files {}",
+        facts.live_dvs, facts.distinct_dv_targets, facts.dvs_written, facts.parquet_deletes
+    );
+    assert!(
+        facts.live_dvs > 0,
+        "no deletion vector written after the upgrade"
+    );
+    assert_eq!(
+        facts.live_dvs, facts.distinct_dv_targets,
+        "more than one live DV for a data file"
+    );
+    // No position delete file is added to the v3 table; the old ones stay valid until DVs
+    // take them over: each goes whole, when one of its data files gets a DV (all of them
+    // get one), so no data file has both.
+    let (files, deleted, dvs) = live_deletes(&lake).await;
+    assert!(files.is_subset(&v2_files), "{files:?} not of {v2_files:?}");
+    for data in deleted.keys() {
+        assert!(
+            !dvs.contains_key(data),
+            "{data}: a DV and a position delete file"
+        );
+        assert_eq!(deleted[data], v2_deleted[data]);
+    }
+    assert!(
+        files.len() < v2_files.len(),
+        "no position delete file was taken over"
+    );
+    assert!(
+        !files.is_empty(),
+        "the cold rows' position delete file was taken over"
+    );
+    // The first DV of an old data file with position deletes merged them.
+    let mut merged = 0;
+    for (data, old) in &v2_deleted {
+        if let Some(dv) = dvs.get(data) {
+            assert!(
+                dv.is_superset(old),
+                "{data}: DV {dv:?} lacks old position deletes {:?}",
+                old.difference(dv).collect::<Vec<_>>()
+            );
+            merged += 1;
+        }
+    }
+    assert!(
+        merged > 0,
+        "no old data file with position deletes got a DV"
+    );
+    eprintln!("{merged} DVs merged old position deletes");
+    let v2_snapshot = v2_snapshot.to_string();
+    let check = dv_check(&lake, &["--upgraded", "--v2-snapshot", &v2_snapshot]);
+    assert_eq!(check["format_version"], 3);
+    assert_eq!(check["errors"], serde_json::json!([]), "{check}");
+    assert_eq!(check["dvs"], facts.live_dvs, "{check}");
+    assert_eq!(check["merged"], merged, "{check}");
+    assert_eq!(check["parquet_deletes"], files.len(), "{check}");
+    // The sink's own scan (iceberg-rust + DVs + the old position deletes) and two more
+    // readers.
+    let rows = ice::iceberg_rust_rows(&lake, "t").await;
+    assert_eq!(
+        ice::ids_of(&rows),
+        ice::pg_ids(&db.name, "t"),
+        "iceberg-rust + DVs"
+    );
+    for reader in ["polars", "duckdb"] {
+        let r = ice::compare(&lake, reader, &db.name, "public.t", "t");
+        eprintln!("{reader} on the upgraded table: {r}");
+        assert_eq!(r["equal"], true, "{reader} reads a different table: {r}");
+    }
+    // Compaction (DVs and old position deletes applied) and expiry.
+    let config = p.config.display().to_string();
+    let (ok, out) = ice::tidemark(&["iceberg", "compact", "--config", &config]);
+    assert!(ok && out.contains("compacted"), "{out}");
+    let (ok, out) = ice::tidemark(&[
+        "iceberg",
+        "expire",
+        "--config",
+        &config,
+        "--older-than",
+        "0s",
+        "--keep",
+        "1",
+    ]);
+    assert!(ok && out.contains("expired"), "{out}");
+    let r = ice::compare(&lake, "pyiceberg", &db.name, "public.t", "t");
+    assert_eq!(r["equal"], true, "after compaction and expiry: {r}");
+    let facts = v3_facts(&lake, true).await;
+    assert_eq!(
+        facts.live_dvs + facts.parquet_deletes,
+        0,
+        "compaction left deletes"
+    );
+    assert_eq!(ice::orphan_files(&lake, "t").await, Vec::<String>::new());
+    // The pipeline goes on after the compaction.
+    p.start();
+    psql(
+        &db.name,
+        "UPDATE t SET tx = 'after compaction' WHERE id % 7 = 0",
+    );
+    let r = ice::wait_equal(
+        &mut p,
+        &lake,
+        &db.name,
+        "public.t",
+        "t",
+        Duration::from_secs(120),
+    );
+    eprintln!("pyiceberg (after compaction): {r}");
+    p.stop();
 }

@@ -526,3 +526,97 @@ async fn iceberg_source_replays_a_v3_mirror_with_deletion_vectors() {
     let (back_added, _) = dvs_added_removed(&back).await;
     assert!(back_added > 0, "the second mirror wrote no DV");
 }
+
+/// Issue 8: a format v2 mirror (Parquet position deletes) restarted with `format_version = 3`
+/// is upgraded in place; then DVs whose first version merges a file's position deletes and
+/// takes over the position delete file. The source replays the whole history across the
+/// upgrade: each snapshot's events are the PostgreSQL transaction's net effect.
+#[tokio::test(flavor = "multi_thread")]
+async fn iceberg_source_replays_a_mirror_across_the_v2_to_v3_upgrade() {
+    let name = "iceberg_source_replays_a_mirror_across_the_v2_to_v3_upgrade";
+    if !ice::enabled(name) || !pg_enabled(name) {
+        return;
+    }
+    use tidemark_iceberg::iceberg::spec::FormatVersion;
+    const COMMIT: &str = "commit = { max_rows = 1, interval = \"100ms\" }";
+    let db = TestDb::create("tm_ice_srcup");
+    psql(&db.name, CREATE);
+    let (mut a, lake) = ice::pipeline(
+        &db.name,
+        &["public.t"],
+        SinkSpec {
+            mode: "mirror",
+            extra: COMMIT,
+            jsonl: true,
+            pg_catalog: false,
+        },
+    );
+    a.start();
+    for sql in v3_workload(true) {
+        psql(&db.name, &sql);
+    }
+    ice::wait_equal(
+        &mut a,
+        &lake,
+        &db.name,
+        "public.t",
+        "t",
+        Duration::from_secs(90),
+    );
+    a.stop();
+    let (_, t) = ice::load_table(&lake, "t").await;
+    assert_eq!(t.metadata.format_version(), FormatVersion::V2);
+    let config = std::fs::read_to_string(&a.config).expect("read config");
+    assert!(config.contains(COMMIT));
+    let config = config.replace(COMMIT, &format!("format_version = 3\n{COMMIT}"));
+    std::fs::write(&a.config, config).expect("write config");
+    a.start();
+    for sql in [
+        // Rows of every old data file (files with position deletes among them), twice.
+        "UPDATE t SET v = 'upgraded' WHERE id % 10 = 3;".to_string(),
+        "DELETE FROM t WHERE id IN (20, 21, 120);".into(),
+        "UPDATE t SET n = -n WHERE id % 10 = 3;".into(),
+        format!(
+            "BEGIN; DELETE FROM t WHERE id BETWEEN 30 AND 33; {} COMMIT;",
+            insert(400, 410)
+        ),
+        "UPDATE t SET id = id + 2000 WHERE id IN (40, 41);".into(),
+        "DELETE FROM t WHERE id % 17 = 0;".into(),
+    ] {
+        psql(&db.name, &sql);
+    }
+    ice::wait_equal(
+        &mut a,
+        &lake,
+        &db.name,
+        "public.t",
+        "t",
+        Duration::from_secs(90),
+    );
+    a.stop();
+    let (_, t) = ice::load_table(&lake, "t").await;
+    assert_eq!(t.metadata.format_version(), FormatVersion::V3);
+    let (added, removed) = dvs_added_removed(&lake).await;
+    assert!(
+        added > 0 && removed > 0,
+        "DVs added {added}, removed {removed}"
+    );
+    // Position delete files taken over by DVs (removed in a v3 snapshot).
+    let taken_over = t.metadata.snapshots().any(|s| {
+        let p = &s.summary().additional_properties;
+        let n = |k: &str| p.get(k).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+        n("removed-delete-files") > n("removed-dvs")
+    });
+    assert!(taken_over, "no position delete file was taken over by DVs");
+    let back = Lake {
+        namespace: "back".into(),
+        ..lake.clone()
+    };
+    let mut b = source_pipeline(&db.name, &lake, "", Some("format_version = 3"));
+    b.start();
+    let want = expected(&a.lines()).len();
+    wait_caught_up(&mut b, &back, &db.name, want);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_same(&a.lines(), &b.lines());
+    b.stop();
+}

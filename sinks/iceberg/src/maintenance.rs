@@ -11,7 +11,9 @@
 //! - iceberg-rust 0.10.1 cannot apply deletion vectors (format v3): its delete loader reads
 //!   every position-delete file as Parquet. For v3 tables the scan is planned by
 //!   iceberg-rust and each data file read whole by its `ArrowReader` with the task's deletes
-//!   dropped; the sink then removes the positions of the file's DV (`dv.rs`).
+//!   dropped; the sink then removes the positions of the file's DV (`dv.rs`) and, on a
+//!   table upgraded from v2, of its Parquet position delete files (their union: a data
+//!   file's first DV holds its old position deletes too).
 //! - The compaction snapshot copies `tidemark.position` so exactly-once survives expiry of
 //!   the snapshots that recorded it.
 //! - Expiry deletes a file only when no remaining snapshot references it; readers holding an
@@ -33,6 +35,7 @@ use crate::commit::snapshot::{self, recorded_position, Changes, CommitStats, SUM
 use crate::config::IcebergSinkConfig;
 use crate::encoder::rows::cast_to;
 use crate::error::{IcebergError, IoContext};
+use crate::mirror::index::{position_delete_rows, read_columns, read_file};
 use crate::table::TableState;
 use crate::writer::{DataWriter, FileTable};
 
@@ -91,6 +94,7 @@ async fn scan_stream_v3(
 ) -> Result<iceberg::scan::ArrowRecordBatchStream, IcebergError> {
     let name = t.ident.to_string();
     let mut dvs: HashMap<String, RoaringTreemap> = HashMap::new();
+    let mut parquet = Vec::new();
     for e in snapshot::live_entries(&catalog.file_io, t).await? {
         if crate::dv::is_dv(&e.data_file) {
             if let Some(data) = e.data_file.referenced_data_file() {
@@ -100,13 +104,25 @@ async fn scan_stream_v3(
                 );
             }
         } else if TableState::is_delete(&e.data_file) {
-            return Err(IcebergError::corrupt(
-                &name,
-                format!(
-                    "format v3 table with a Parquet position delete file {}",
-                    e.file_path()
-                ),
-            ));
+            // A Parquet position delete file of a table upgraded from v2: still valid (its
+            // positions are in the DV too once the data file has one; the union is the same).
+            parquet.push(e.file_path().to_owned());
+        }
+    }
+    for path in parquet {
+        let cols = read_columns(
+            read_file(&catalog.file_io, &path).await?,
+            &[
+                iceberg::metadata_columns::RESERVED_FIELD_ID_DELETE_FILE_PATH,
+                iceberg::metadata_columns::RESERVED_FIELD_ID_DELETE_FILE_POS,
+            ],
+            &path,
+        )?;
+        if cols.is_empty() {
+            continue;
+        }
+        for (data, pos) in position_delete_rows(&cols, &path)? {
+            dvs.entry(data).or_default().insert(pos);
         }
     }
     let table = iceberg_table(catalog, t)?;

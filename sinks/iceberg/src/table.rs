@@ -4,14 +4,18 @@
 //! # Traps
 //! - A source schema change while files of the old schema are open closes them first: one
 //!   snapshot may hold files of several schemas (readers project by field id).
-//! - Startup order: clean orphans named in the pending-files log, then rebuild the index, then
-//!   read the recorded position (skip what the table already has).
+//! - Startup order: upgrade a v2 table to v3 if the config asks (one metadata commit), clean
+//!   orphans named in the pending-files log, then rebuild the index, then read the recorded
+//!   position (skip what the table already has).
+//! - After an upgrade from v2 a Parquet position delete file is replaced whole, like a Puffin
+//!   file: once one of its data files gets a DV, all of them do (with its positions) and its
+//!   entry goes, so no data file has a DV and a live position delete file (`commit`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use iceberg::spec::{DataContentType, DataFile, FormatVersion, Schema, SchemaRef, Struct};
-use iceberg::TableCreation;
+use iceberg::{TableCreation, TableUpdate};
 use roaring::RoaringTreemap;
 
 use crate::dv::LiveDv;
@@ -23,7 +27,7 @@ use crate::config::{IcebergSinkConfig, Mode};
 use crate::encoder::schema::{evolve, initial_schema, partition_spec, sort_order};
 use crate::encoder::RowEncoder;
 use crate::error::IcebergError;
-use crate::mirror::index::{rebuild, KeyIndex};
+use crate::mirror::index::{rebuild, KeyIndex, OldDeletes};
 use crate::writer::{read_pending_log, DataWriter, FileTable, Loc};
 
 /// State of one table.
@@ -51,12 +55,46 @@ pub struct TableState {
     /// Format v3: the committed deletion vector of every data file that has one (by file
     /// table index); the next DV of that file merges it and replaces its entry.
     pub dvs: HashMap<u32, LiveDv>,
+    /// Format v3 upgraded from v2: the live Parquet position delete files and their
+    /// positions; a data file's first DV merges them, and a delete file goes when every data
+    /// file it covers has a DV (all of them get one in that commit).
+    pub old_deletes: OldDeletes,
     /// A truncate since the last commit: the parent's files are all removed.
     pub truncated: bool,
     /// Rows written since the last commit.
     pub pending_rows: u64,
     /// Snapshots since the last compaction.
     pub since_compact: u64,
+}
+
+/// `format_version = 3` on a loaded v2 table: one metadata commit upgrading it (through the
+/// catalog's compare-and-swap, like every commit). The metadata builder sets `next-row-id`
+/// to 0; the first v3 snapshot's manifest list then gives the v2 data manifests their
+/// `first_row_id`s (commit/snapshot.rs). A v3 table stays v3 whatever the config says (the
+/// spec forbids a downgrade).
+async fn upgrade_format(
+    catalog: &Catalog,
+    loaded: LoadedTable,
+    wanted: u8,
+) -> Result<LoadedTable, IcebergError> {
+    let have = loaded.metadata.format_version();
+    if wanted == 3 && have == FormatVersion::V2 {
+        tracing::info!(table = %loaded.ident, from = %have, to = %FormatVersion::V3,
+            "upgrading the iceberg table's format version (format_version = 3)");
+        return catalog
+            .commit(
+                &loaded,
+                vec![TableUpdate::UpgradeFormatVersion {
+                    format_version: FormatVersion::V3,
+                }],
+            )
+            .await;
+    }
+    if wanted < 3 && have >= FormatVersion::V3 {
+        tracing::warn!(table = %loaded.ident, version = %have, format_version = wanted,
+            "the table is format v3 and stays v3 (no downgrade); deletes go into deletion vectors");
+    }
+    Ok(loaded)
 }
 
 impl TableState {
@@ -81,9 +119,8 @@ impl TableState {
                 let (schema, _) = initial_schema(ts, changelog)?;
                 let spec = partition_spec(&schema, &ts.table, &tcfg.partition)?;
                 let order = sort_order(&schema, &ts.table, &tcfg.sort_order)?;
-                let mut props = vec![
-                    ("format-version".to_string(), "2".to_string()),
-                    ("write.delete.mode".into(), "merge-on-read".into()),
+                let props = vec![
+                    ("write.delete.mode".to_string(), "merge-on-read".to_string()),
                     ("write.update.mode".into(), "merge-on-read".into()),
                     (
                         "tidemark.mode".into(),
@@ -91,7 +128,6 @@ impl TableState {
                     ),
                     ("tidemark.source".into(), ts.table.to_string()),
                 ];
-                props.retain(|(k, _)| k != "format-version");
                 let version = if cfg.format_version == 3 {
                     FormatVersion::V3
                 } else {
@@ -110,6 +146,7 @@ impl TableState {
                 catalog.create(&ident, creation).await?
             }
         };
+        let loaded = upgrade_format(catalog, loaded, cfg.format_version).await?;
         let md = &loaded.metadata;
         let schema: SchemaRef = md.current_schema().clone();
         let writer = DataWriter::new(
@@ -144,6 +181,7 @@ impl TableState {
             key_field_ids: Vec::new(),
             deletes: BTreeSet::new(),
             dvs: HashMap::new(),
+            old_deletes: OldDeletes::default(),
             truncated: false,
             pending_rows: 0,
             since_compact: 0,
@@ -293,6 +331,7 @@ impl TableState {
             &mut index,
             &mut self.files,
             &mut self.dvs,
+            &mut self.old_deletes,
             max_keys,
         )
         .await?;
@@ -352,6 +391,7 @@ impl TableState {
         self.deletes.clear();
         // The parent's files go, their deletion vectors with them.
         self.dvs.clear();
+        self.old_deletes.clear();
         if let Some(i) = &mut self.index {
             i.clear();
         }
@@ -373,32 +413,62 @@ impl TableState {
         let deletes = std::mem::take(&mut self.deletes);
         let v3 = self.loaded.metadata.format_version() >= FormatVersion::V3;
         let mut merged: Vec<(u32, RoaringTreemap)> = Vec::new();
-        let mut remove_dv_files = HashSet::new();
+        let mut remove_delete_files = HashSet::new();
+        let mut gone_parquet: HashSet<Arc<str>> = HashSet::new();
         let delete_files = if deletes.is_empty() {
             Vec::new()
         } else if v3 {
             // One DV per data file: the previous one merged in, its entry removed. A Puffin
             // file goes whole (dv.rs, Traps): its other DVs move into the new file unchanged.
+            // After an upgrade from v2 a Parquet position delete file goes whole too: every
+            // data file it covers gets a DV holding its positions (no data file ever has a
+            // DV and a live position delete file: DuckDB 1.4's iceberg_scan crashes on one).
             let mut by_file: BTreeMap<u32, RoaringTreemap> = BTreeMap::new();
             for (f, p) in deletes {
                 by_file.entry(f).or_default().insert(p as u64);
             }
-            let replaced: HashSet<Arc<str>> = by_file
-                .keys()
-                .filter_map(|f| self.dvs.get(f).map(|d| d.puffin.clone()))
-                .collect();
-            for (f, d) in &self.dvs {
-                if replaced.contains(&d.puffin) {
-                    by_file.entry(*f).or_default();
+            let mut replaced: HashSet<Arc<str>> = HashSet::new();
+            loop {
+                let before = (by_file.len(), replaced.len(), gone_parquet.len());
+                for (p, covered) in &self.old_deletes.files {
+                    if !gone_parquet.contains(p) && covered.iter().any(|f| by_file.contains_key(f))
+                    {
+                        gone_parquet.insert(p.clone());
+                        for f in covered {
+                            by_file.entry(*f).or_default();
+                        }
+                    }
+                }
+                replaced.extend(
+                    by_file
+                        .keys()
+                        .filter_map(|f| self.dvs.get(f).map(|d| d.puffin.clone())),
+                );
+                for (f, d) in &self.dvs {
+                    if replaced.contains(&d.puffin) {
+                        by_file.entry(*f).or_default();
+                    }
+                }
+                if before == (by_file.len(), replaced.len(), gone_parquet.len()) {
+                    break;
                 }
             }
             for (f, mut bm) in by_file {
                 if let Some(prev) = self.dvs.get(&f) {
                     bm |= &prev.bitmap;
                 }
+                if let Some(old) = self.old_deletes.positions.get(&f) {
+                    // The first DV of a data file written before the upgrade holds its
+                    // Parquet position deletes too (Iceberg spec, "Deletion Vectors").
+                    bm |= old;
+                }
                 merged.push((f, bm));
             }
-            remove_dv_files = replaced.iter().map(|p| p.to_string()).collect();
+            remove_delete_files = replaced
+                .iter()
+                .chain(&gone_parquet)
+                .map(|p| p.to_string())
+                .collect();
             let refs: Vec<(u32, &RoaringTreemap)> = merged.iter().map(|(f, b)| (*f, b)).collect();
             self.writer
                 .write_deletion_vectors(&refs, &self.files)
@@ -419,7 +489,7 @@ impl TableState {
             data_files: data,
             delete_files,
             remove_all: self.truncated,
-            remove_dv_files,
+            remove_delete_files,
             new_schema: self.pending_schema.take(),
             summary,
             ..Changes::default()
@@ -429,7 +499,11 @@ impl TableState {
         self.loaded = loaded;
         self.writer.committed().await?;
         if let Some(puffin) = delete_files_path {
+            for p in &gone_parquet {
+                self.old_deletes.files.remove(p);
+            }
             for (f, bitmap) in merged {
+                self.old_deletes.positions.remove(&f);
                 self.dvs.insert(
                     f,
                     LiveDv {

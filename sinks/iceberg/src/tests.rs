@@ -380,3 +380,64 @@ async fn v3_deletion_vectors_merge_across_commits_and_restart() {
     assert_eq!(md.next_row_id(), last.0 + last.1);
     assert!(md.snapshots().all(|s| s.row_range().is_some()));
 }
+
+/// Issue 8: a v2 table reopened with `format_version = 3` is upgraded in place. The first DV
+/// of a data file holds its Parquet position deletes; a position delete file covering two
+/// data files is replaced whole (both get a DV, its entry goes in the same snapshot).
+#[tokio::test(flavor = "multi_thread")]
+async fn v2_table_upgrades_to_v3_and_dvs_take_over_position_deletes() {
+    let dir = Dir::new();
+    let cfg = dir.config(Mode::Mirror);
+    assert_eq!(cfg.format_version, 2);
+    let mut w = Workload::new(TableId::new("public", "t"));
+    let mut sink = IcebergSink::new(cfg.clone()).await.unwrap();
+    // Two data files (rows 0..10, rows 10..20), then one position delete file for both.
+    for lo in [0, 10] {
+        sink.write(w.txn(&(lo..lo + 10).map(Insert).collect::<Vec<_>>()))
+            .await
+            .unwrap();
+        sink.flush().await.unwrap();
+    }
+    sink.write(w.txn(&[Delete(0), Delete(10)])).await.unwrap();
+    sink.flush().await.unwrap();
+    drop(sink);
+    let ident = TableIdent {
+        namespace: "lake".into(),
+        name: "t".into(),
+    };
+    let mut cfg3 = cfg.clone();
+    cfg3.format_version = 3;
+    let mut sink = IcebergSink::new(cfg3.clone()).await.unwrap();
+    sink.write(w.txn(&[Update(1, false)])).await.unwrap();
+    sink.flush().await.unwrap();
+    let t = sink.catalog().load(&ident).await.unwrap().unwrap();
+    assert_eq!(
+        t.metadata.format_version(),
+        iceberg::spec::FormatVersion::V3
+    );
+    // live_dvs also asserts that no Parquet delete file is left.
+    let dvs = live_dvs(&sink).await;
+    let mut got: Vec<Vec<u64>> = dvs.values().map(|(_, p)| p.clone()).collect();
+    got.sort();
+    assert_eq!(got, vec![vec![0], vec![0, 1]], "{dvs:?}");
+    let state = table_state(&rows(&sink, "t").await);
+    assert_eq!(state.len(), 18);
+    assert!(!state.contains_key(&0) && !state.contains_key(&10));
+    // Row lineage from the first v3 snapshot on: the v2 files' manifests got row ids too.
+    let md = &t.metadata;
+    let current = md.current_snapshot().unwrap();
+    let (first, added) = current.row_range().unwrap();
+    assert_eq!(first, 0);
+    assert!(added >= 20, "{added} rows given ids");
+    assert_eq!(md.next_row_id(), first + added);
+    drop(sink);
+    // A restart (index and DVs read back) and a v2 config: the table stays v3.
+    let mut sink = IcebergSink::new(cfg.clone()).await.unwrap();
+    sink.write(w.txn(&[Delete(2)])).await.unwrap();
+    sink.flush().await.unwrap();
+    let dvs = live_dvs(&sink).await;
+    let mut got: Vec<Vec<u64>> = dvs.values().map(|(_, p)| p.clone()).collect();
+    got.sort();
+    assert_eq!(got, vec![vec![0], vec![0, 1, 2]], "{dvs:?}");
+    assert_eq!(table_state(&rows(&sink, "t").await).len(), 17);
+}

@@ -26,6 +26,9 @@
 //!   builder (or the REST server) moves `next-row-id`. A rewritten data manifest writes each
 //!   EXISTING/DELETED file's inherited `first_row_id` explicitly, so its rows keep their
 //!   `_row_id`s. Updates are modelled as delete + insert (new row ids), which the spec allows.
+//! - A table upgraded from v2: its v2 data manifests have no `first_row_id`; the first v3
+//!   manifest list gives them one (the writer's range of added + existing rows, counted in
+//!   `added-rows`), after which their files inherit ids like any other.
 
 use std::collections::{HashMap, HashSet};
 
@@ -54,9 +57,10 @@ pub struct Changes {
     pub remove_all: bool,
     /// Remove these live files (a compaction).
     pub remove_paths: HashSet<String>,
-    /// Remove every deletion vector entry of these Puffin files (their DVs are replaced by
-    /// merged copies in `delete_files`: at most one DV per data file).
-    pub remove_dv_files: HashSet<String>,
+    /// Remove every delete entry of these delete files: Puffin files whose DVs are replaced
+    /// by merged copies in `delete_files` (at most one DV per data file), and Parquet position
+    /// delete files (of a table upgraded from v2) whose positions all moved into DVs there.
+    pub remove_delete_files: HashSet<String>,
     /// A new current schema (schema evolution), added before the snapshot.
     pub new_schema: Option<Schema>,
     /// Extra summary properties (`tidemark.position`, …).
@@ -71,7 +75,7 @@ impl Changes {
             && self.delete_files.is_empty()
             && !self.remove_all
             && self.remove_paths.is_empty()
-            && self.remove_dv_files.is_empty()
+            && self.remove_delete_files.is_empty()
             && self.new_schema.is_none()
     }
 }
@@ -195,11 +199,12 @@ pub async fn commit(
     let gone = |e: &ManifestEntryRef| {
         changes.remove_all
             || changes.remove_paths.contains(e.file_path())
-            || (crate::dv::is_dv(&e.data_file) && changes.remove_dv_files.contains(e.file_path()))
+            || (e.data_file.content_type() == DataContentType::PositionDeletes
+                && changes.remove_delete_files.contains(e.file_path()))
     };
     // Carry the parent's manifests, or rewrite those that lose a file.
     let removes_data = changes.remove_all || !changes.remove_paths.is_empty();
-    let removes_any = removes_data || !changes.remove_dv_files.is_empty();
+    let removes_any = removes_data || !changes.remove_delete_files.is_empty();
     for m in current_manifests(file_io, base).await? {
         // Replacing deletion vectors only touches delete manifests.
         if !removes_any || (!removes_data && m.content == ManifestContentType::Data) {
@@ -392,7 +397,10 @@ pub async fn commit(
 
 /// The `first_row_id` of each entry's data file as a v3 reader infers it: its own, or the
 /// manifest's `first_row_id` plus the record counts of the earlier data files without one
-/// (Iceberg spec, "First Row ID Inheritance"). `None` before v3 or for delete files.
+/// (Iceberg spec, "First Row ID Inheritance"; DELETED entries without one take none).
+/// `None` before v3 (a v2 manifest the manifest list has not given a `first_row_id` yet,
+/// as in the first snapshot after an upgrade: its files get ids when the rewritten manifest
+/// is listed) or for delete files.
 /// Row ids past `i64::MAX` are corrupt metadata (the error says which).
 fn inherited_row_ids(
     m: &ManifestFile,
@@ -413,6 +421,11 @@ fn inherited_row_ids(
             }
             if let Some(id) = df.first_row_id() {
                 return Ok(Some(id));
+            }
+            // DELETED entries take no row ids: the manifest list gave the manifest a range of
+            // its added + existing rows only (Java's and iceberg-go's id assigners agree).
+            if !e.is_alive() {
+                return Ok(None);
             }
             let Some(id) = next else {
                 return Ok(None);
@@ -493,4 +506,75 @@ pub fn recorded_position(t: &LoadedTable) -> Option<String> {
             .and_then(|id| md.snapshot_by_id(id).cloned());
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iceberg::spec::{DataFileFormat, ManifestEntry, ManifestStatus, Struct};
+
+    fn entry(path: &str, status: ManifestStatus, rows: u64) -> ManifestEntryRef {
+        let df = DataFileBuilder::default()
+            .content(DataContentType::Data)
+            .file_path(path.to_owned())
+            .file_format(DataFileFormat::Parquet)
+            .partition(Struct::empty())
+            .record_count(rows)
+            .file_size_in_bytes(100)
+            .partition_spec_id(0)
+            .build()
+            .unwrap();
+        std::sync::Arc::new(
+            ManifestEntry::builder()
+                .status(status)
+                .snapshot_id(1)
+                .sequence_number(1)
+                .file_sequence_number(1)
+                .data_file(df)
+                .build(),
+        )
+    }
+
+    /// A v2 manifest carried into a v3 manifest list gets the range of its added + existing
+    /// rows: a DELETED entry before a live one takes no ids (else the live file's ids run
+    /// into the next manifest's range).
+    #[test]
+    fn deleted_entries_take_no_inherited_row_ids() {
+        let m = ManifestFile {
+            manifest_path: "m.avro".into(),
+            manifest_length: 1,
+            partition_spec_id: 0,
+            content: ManifestContentType::Data,
+            sequence_number: 1,
+            min_sequence_number: 1,
+            added_snapshot_id: 1,
+            added_files_count: Some(0),
+            existing_files_count: Some(2),
+            deleted_files_count: Some(1),
+            added_rows_count: Some(0),
+            existing_rows_count: Some(15),
+            deleted_rows_count: Some(7),
+            partitions: None,
+            key_metadata: None,
+            first_row_id: Some(100),
+        };
+        let entries = [
+            entry("a", ManifestStatus::Existing, 10),
+            entry("gone", ManifestStatus::Deleted, 7),
+            entry("b", ManifestStatus::Existing, 5),
+        ];
+        assert_eq!(
+            inherited_row_ids(&m, &entries).unwrap(),
+            vec![Some(100), None, Some(110)]
+        );
+        // Not listed with a first_row_id yet (v2, or the first v3 snapshot's rewrite).
+        let v2 = ManifestFile {
+            first_row_id: None,
+            ..m
+        };
+        assert_eq!(
+            inherited_row_ids(&v2, &entries).unwrap(),
+            vec![None, None, None]
+        );
+    }
 }

@@ -4,7 +4,8 @@
 //! widened by schema evolution (int → long) keeps its bytes. The index is rebuilt from the
 //! table on start: the key columns of every live data file, minus every position in the live
 //! position delete files (v2) or deletion vectors (v3, which are also kept: the next DV of
-//! a data file merges the previous one).
+//! a data file merges the previous one). A v3 table upgraded from v2 may still have position
+//! delete files: their positions are kept too ([`OldDeletes`]), for the first DVs to merge.
 //!
 //! # Traps
 //! - Memory is ~60 bytes per live row plus the key; `max_index_keys` bounds it with a
@@ -12,7 +13,7 @@
 //! - Rows written in the current segment are not in a file yet: they carry the
 //!   [`PENDING_FILE`] marker and their slot in the segment as position.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -22,9 +23,10 @@ use arrow_row::{RowConverter, SortField};
 use arrow_schema::DataType;
 use bytes::Bytes;
 use iceberg::io::FileIO;
-use iceberg::spec::DataContentType;
+use iceberg::spec::{DataContentType, FormatVersion};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
+use roaring::RoaringTreemap;
 
 use crate::commit::catalog::LoadedTable;
 use crate::commit::snapshot::live_entries;
@@ -197,8 +199,29 @@ pub async fn read_file(file_io: &FileIO, path: &str) -> Result<Bytes, IcebergErr
         .io_ctx("read", path)
 }
 
+/// Format v3 upgraded from v2: the live Parquet position delete files. The first DV of a data
+/// file must hold its position deletes (Iceberg spec, "Deletion Vectors": writers merge
+/// existing position deletes into the new DV); the sink then replaces each of those files
+/// whole: all the data files it covers get DVs and its entry is removed (`table.rs`).
+#[derive(Debug, Default)]
+pub struct OldDeletes {
+    /// Deleted positions by data file (file table index), for files without a DV.
+    pub positions: HashMap<u32, RoaringTreemap>,
+    /// The live data files (file table indices) each Parquet position delete file covers.
+    pub files: HashMap<Arc<str>, BTreeSet<u32>>,
+}
+
+impl OldDeletes {
+    pub fn clear(&mut self) {
+        self.positions.clear();
+        self.files.clear();
+    }
+}
+
 /// Rebuilds the index (and the file table) from the table's live files; `dvs` gets the live
-/// deletion vector of each data file that has one (by file table index).
+/// deletion vector of each data file that has one (by file table index), `old` (format v3
+/// only) the Parquet position deletes of a table upgraded from v2.
+#[allow(clippy::too_many_arguments)]
 pub async fn rebuild(
     file_io: &FileIO,
     table: &LoadedTable,
@@ -206,12 +229,17 @@ pub async fn rebuild(
     index: &mut KeyIndex,
     files: &mut FileTable,
     dvs: &mut HashMap<u32, crate::dv::LiveDv>,
+    old: &mut OldDeletes,
     max_keys: u64,
 ) -> Result<(), IcebergError> {
     index.clear();
     dvs.clear();
+    old.clear();
+    let v3 = table.metadata.format_version() >= FormatVersion::V3;
     let entries = live_entries(file_io, table).await?;
     let mut deleted: HashMap<Arc<str>, HashSet<u32>> = HashMap::new();
+    // Parquet position delete file → the data files it names.
+    let mut covers: HashMap<Arc<str>, HashSet<Arc<str>>> = HashMap::new();
     let mut vectors: HashMap<String, crate::dv::LiveDv> = HashMap::new();
     for e in entries
         .iter()
@@ -251,15 +279,26 @@ pub async fn rebuild(
             let pos = u32::try_from(pos).map_err(|_| {
                 IcebergError::corrupt(path, format!("pos {pos} of {data} is beyond 2^32 rows"))
             })?;
-            deleted.entry(Arc::from(data)).or_default().insert(pos);
+            let data: Arc<str> = Arc::from(data);
+            if v3 {
+                covers
+                    .entry(Arc::from(path))
+                    .or_default()
+                    .insert(data.clone());
+            }
+            deleted.entry(data).or_default().insert(pos);
         }
     }
+    let mut live_files: HashMap<Arc<str>, u32> = HashMap::new();
     for e in entries
         .iter()
         .filter(|e| e.content_type() == DataContentType::Data)
     {
         let path = e.file_path();
         let file = files.add(path, e.data_file.partition().clone());
+        if v3 {
+            live_files.insert(Arc::from(path), file);
+        }
         let dv = vectors.remove(path);
         let cols = read_columns(read_file(file_io, path).await?, key_field_ids, path)?;
         if cols.is_empty() {
@@ -275,6 +314,10 @@ pub async fn rebuild(
             .io_ctx("read key columns", path)?;
         let keys = index.encode(&cols).io_ctx("encode keys", path)?;
         let gone = deleted.get(path);
+        if let (true, None, Some(g)) = (v3, &dv, gone) {
+            old.positions
+                .insert(file, g.iter().map(|p| *p as u64).collect());
+        }
         for (pos, key) in keys.into_iter().enumerate() {
             let pos = pos as u32;
             if gone.is_some_and(|g| g.contains(&pos))
@@ -295,6 +338,13 @@ pub async fn rebuild(
                 table.ident
             )));
         }
+    }
+    for (delete_file, data) in covers {
+        let live: BTreeSet<u32> = data
+            .iter()
+            .filter_map(|d| live_files.get(d).copied())
+            .collect();
+        old.files.insert(delete_file, live);
     }
     Ok(())
 }
