@@ -52,6 +52,12 @@ pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
 
 /// Trims a big-endian two's complement number to its minimal length.
 pub fn minimal_twos_complement(bytes: &[u8]) -> Vec<u8> {
+    minimal_twos_complement_slice(bytes).to_vec()
+}
+
+/// [`minimal_twos_complement`] without the copy: the minimal suffix of `bytes`.
+#[inline]
+pub fn minimal_twos_complement_slice(bytes: &[u8]) -> &[u8] {
     let mut start = 0;
     while start + 1 < bytes.len() {
         let (b, next) = (bytes[start], bytes[start + 1]);
@@ -61,7 +67,7 @@ pub fn minimal_twos_complement(bytes: &[u8]) -> Vec<u8> {
             break;
         }
     }
-    bytes.get(start..).unwrap_or_default().to_vec()
+    bytes.get(start..).unwrap_or_default()
 }
 
 /// Two's complement bytes of an arbitrary-size integer given as its decimal digits.

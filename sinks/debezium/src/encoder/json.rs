@@ -122,17 +122,10 @@ pub fn base64(out: &mut Vec<u8>, data: &[u8]) {
 /// bytes, at any sign-extended width), without an intermediate `Vec`.
 #[inline]
 pub fn decimal_bytes(out: &mut Vec<u8>, v: i128) {
-    let bytes = v.to_be_bytes();
-    let mut start = 0;
-    while start + 1 < bytes.len() {
-        let (b, next) = (bytes[start], bytes[start + 1]);
-        if (b == 0 && next & 0x80 == 0) || (b == 0xff && next & 0x80 != 0) {
-            start += 1;
-        } else {
-            break;
-        }
-    }
-    base64(out, bytes.get(start..).unwrap_or_default());
+    base64(
+        out,
+        super::codec::minimal_twos_complement_slice(&v.to_be_bytes()),
+    );
 }
 
 /// A `serde_json::Value` (rare paths: lossless nested arrays; schemas, once per plan).
