@@ -443,20 +443,9 @@ async fn iceberg_rest_catalog_mirror_matches_source_and_resumes_exactly_once() {
     // Maintenance from the CLI through the REST catalog: compaction commits a `replace`
     // snapshot; expiry's `remove-snapshots` is refused by lakana-server's policy (403, a
     // definite error naming the server's reason) and changes nothing.
-    let config = p.config.display().to_string();
-    let (ok, out) = ice::tidemark(&["iceberg", "compact", "--config", &config]);
-    assert!(ok && out.contains("compacted"), "{out}");
+    ice::compact(&p);
     let before = load(&server).await.1.metadata.snapshots().count();
-    let (ok, out) = ice::tidemark(&[
-        "iceberg",
-        "expire",
-        "--config",
-        &config,
-        "--older-than",
-        "0s",
-        "--keep",
-        "1",
-    ]);
+    let (ok, out) = ice::expire_all(&p);
     assert!(
         !ok && out.contains("HTTP 403") && out.contains("cannot remove snapshots"),
         "{out}"

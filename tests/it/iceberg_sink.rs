@@ -207,20 +207,8 @@ async fn iceberg_mirror_randomized_workload_matches_source() {
     );
     p.stop();
     // Maintenance from the CLI: the table reads the same after compaction and expiry.
-    let config = p.config.display().to_string();
-    let (ok, out) = ice::tidemark(&["iceberg", "compact", "--config", &config]);
-    assert!(ok && out.contains("compacted"), "{out}");
-    let (ok, out) = ice::tidemark(&[
-        "iceberg",
-        "expire",
-        "--config",
-        &config,
-        "--older-than",
-        "0s",
-        "--keep",
-        "1",
-    ]);
-    assert!(ok && out.contains("expired"), "{out}");
+    ice::compact(&p);
+    let out = ice::expire_all_ok(&p);
     eprintln!("{out}");
     let r = ice::compare(&lake, "pyiceberg", &db.name, "public.t", "t");
     assert_eq!(r["equal"], true, "after compaction and expiry: {r}");
@@ -574,9 +562,26 @@ async fn v3_facts(lake: &ice::Lake, upgraded: bool) -> V3Facts {
     }
 }
 
+/// [`v3_facts`] of a table with deletion vectors, printed: at least one live DV, and at most
+/// one for a data file.
+async fn v3_facts_with_dvs(lake: &ice::Lake, upgraded: bool) -> V3Facts {
+    let facts = v3_facts(lake, upgraded).await;
+    eprintln!(
+        "live DVs {}, data files with a DV {}, DVs written {}, Parquet delete files {}",
+        facts.live_dvs, facts.distinct_dv_targets, facts.dvs_written, facts.parquet_deletes
+    );
+    assert!(facts.live_dvs > 0, "no deletion vector written");
+    assert_eq!(
+        facts.live_dvs, facts.distinct_dv_targets,
+        "more than one live DV for a data file"
+    );
+    facts
+}
+
 /// `scripts/iceberg_dv_check.py` on table `t` with `args` (`--upgraded`, `--v2-snapshot ID`:
-/// see the script); its JSON answer.
-fn dv_check(lake: &ice::Lake, args: &[&str]) -> serde_json::Value {
+/// see the script): the blobs checked byte by byte by another decoder (zlib CRC-32,
+/// CRoaring). Asserts a v3 table, no errors and `live_dvs` DVs; its JSON answer.
+fn dv_check(lake: &ice::Lake, args: &[&str], live_dvs: usize) -> serde_json::Value {
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/iceberg_dv_check.py");
     let mut cmd = std::process::Command::new(ice::python());
@@ -588,7 +593,45 @@ fn dv_check(lake: &ice::Lake, args: &[&str]) -> serde_json::Value {
     let check: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     eprintln!("DV check: {check}");
+    assert_eq!(check["format_version"], 3);
+    assert_eq!(check["errors"], serde_json::json!([]), "{check}");
+    assert_eq!(check["dvs"], live_dvs, "{check}");
     check
+}
+
+/// The readers of a v3 table (`upgraded`: from v2) against PostgreSQL, then maintenance:
+/// the sink's own scan (iceberg-rust with the DVs and any position deletes applied), polars
+/// and DuckDB read the same rows; compaction rewrites them with the deletes applied, expiry
+/// removes the old files, and then pyiceberg reads the same rows, no delete is left and no
+/// file is orphaned.
+async fn v3_readers_compaction_and_expiry(
+    db: &str,
+    p: &crate::support::Pipeline,
+    lake: &ice::Lake,
+    upgraded: bool,
+) {
+    let rows = ice::iceberg_rust_rows(lake, "t").await;
+    assert_eq!(
+        ice::ids_of(&rows),
+        ice::pg_ids(db, "t"),
+        "iceberg-rust + DVs"
+    );
+    for reader in ["polars", "duckdb"] {
+        let r = ice::compare(lake, reader, db, "public.t", "t");
+        eprintln!("{reader} on v3: {r}");
+        assert_eq!(r["equal"], true, "{reader} reads a different v3 table: {r}");
+    }
+    ice::compact(p);
+    ice::expire_all_ok(p);
+    let r = ice::compare(lake, "pyiceberg", db, "public.t", "t");
+    assert_eq!(r["equal"], true, "after compaction and expiry: {r}");
+    let facts = v3_facts(lake, upgraded).await;
+    assert_eq!(facts.live_dvs, 0, "compaction leaves no deletion vector");
+    assert_eq!(
+        facts.parquet_deletes, 0,
+        "compaction leaves no position delete file"
+    );
+    assert_eq!(ice::orphan_files(lake, "t").await, Vec::<String>::new());
 }
 
 /// Format v3: deletion vectors instead of position delete files, merged across commits.
@@ -650,63 +693,17 @@ async fn iceberg_v3_deletion_vectors_match_source() {
         db, mut p, lake, ..
     } = run;
     p.stop();
-    let facts = v3_facts(&lake, false).await;
-    eprintln!(
-        "live DVs {}, data files with a DV {}, DVs written {}",
-        facts.live_dvs, facts.distinct_dv_targets, facts.dvs_written
-    );
+    let facts = v3_facts_with_dvs(&lake, false).await;
     assert_eq!(
         facts.parquet_deletes, 0,
         "a v3 table gets no Parquet position deletes"
-    );
-    assert!(facts.live_dvs > 0, "no deletion vector written");
-    assert_eq!(
-        facts.live_dvs, facts.distinct_dv_targets,
-        "more than one live DV for a data file"
     );
     assert!(
         facts.dvs_written > facts.live_dvs,
         "no DV was ever replaced by a merged one"
     );
-    // The blobs checked byte by byte by another decoder (zlib CRC-32, CRoaring).
-    let check = dv_check(&lake, &[]);
-    assert_eq!(check["format_version"], 3);
-    assert_eq!(check["errors"], serde_json::json!([]), "{check}");
-    assert_eq!(check["dvs"], facts.live_dvs, "{check}");
-    // iceberg-rust reads the data files (its scan cannot apply DVs; the sink's scan applies
-    // them): the same keys.
-    let rows = ice::iceberg_rust_rows(&lake, "t").await;
-    assert_eq!(
-        ice::ids_of(&rows),
-        ice::pg_ids(&db.name, "t"),
-        "iceberg-rust + DVs"
-    );
-    // Two more independent readers that apply deletion vectors.
-    for reader in ["polars", "duckdb"] {
-        let r = ice::compare(&lake, reader, &db.name, "public.t", "t");
-        eprintln!("{reader} on v3: {r}");
-        assert_eq!(r["equal"], true, "{reader} reads a different v3 table: {r}");
-    }
-    // Compaction rewrites the rows with the DVs applied; expiry removes the old files.
-    let config = p.config.display().to_string();
-    let (ok, out) = ice::tidemark(&["iceberg", "compact", "--config", &config]);
-    assert!(ok && out.contains("compacted"), "{out}");
-    let (ok, out) = ice::tidemark(&[
-        "iceberg",
-        "expire",
-        "--config",
-        &config,
-        "--older-than",
-        "0s",
-        "--keep",
-        "1",
-    ]);
-    assert!(ok && out.contains("expired"), "{out}");
-    let r = ice::compare(&lake, "pyiceberg", &db.name, "public.t", "t");
-    assert_eq!(r["equal"], true, "after compaction and expiry: {r}");
-    let facts = v3_facts(&lake, false).await;
-    assert_eq!(facts.live_dvs, 0, "compaction leaves no deletion vector");
-    assert_eq!(ice::orphan_files(&lake, "t").await, Vec::<String>::new());
+    dv_check(&lake, &[], facts.live_dvs);
+    v3_readers_compaction_and_expiry(&db.name, &p, &lake, false).await;
 }
 
 /// The live Parquet position delete files of table `t` and their positions by data file;
@@ -834,10 +831,7 @@ async fn iceberg_v2_table_upgrades_to_v3_and_merges_old_deletes() {
     );
 
     // The same pipeline with `format_version = 3`.
-    let config = std::fs::read_to_string(&run.p.config).expect("read config");
-    assert!(config.contains(COMMIT));
-    let config = config.replace(COMMIT, &format!("format_version = 3\n{COMMIT}"));
-    std::fs::write(&run.p.config, config).expect("write config");
+    ice::set_format_version_3(&run.p, COMMIT);
     run.p.start();
     // Updates over every id residue touch rows of every old data file (those with position
     // deletes too), deletes of old and new rows, inserts, primary key changes; never a cold
@@ -883,19 +877,7 @@ async fn iceberg_v2_table_upgrades_to_v3_and_merges_old_deletes() {
         db, mut p, lake, ..
     } = run;
     p.stop();
-    let facts = v3_facts(&lake, true).await;
-    eprintln!(
-        "live DVs {}, data files with a DV {}, DVs written {}, Parquet delete files {}",
-        facts.live_dvs, facts.distinct_dv_targets, facts.dvs_written, facts.parquet_deletes
-    );
-    assert!(
-        facts.live_dvs > 0,
-        "no deletion vector written after the upgrade"
-    );
-    assert_eq!(
-        facts.live_dvs, facts.distinct_dv_targets,
-        "more than one live DV for a data file"
-    );
+    let facts = v3_facts_with_dvs(&lake, true).await;
     // No position delete file is added to the v3 table; the old ones stay valid until DVs
     // take them over: each goes whole, when one of its data files gets a DV (all of them
     // get one), so no data file has both.
@@ -934,49 +916,14 @@ async fn iceberg_v2_table_upgrades_to_v3_and_merges_old_deletes() {
     );
     eprintln!("{merged} DVs merged old position deletes");
     let v2_snapshot = v2_snapshot.to_string();
-    let check = dv_check(&lake, &["--upgraded", "--v2-snapshot", &v2_snapshot]);
-    assert_eq!(check["format_version"], 3);
-    assert_eq!(check["errors"], serde_json::json!([]), "{check}");
-    assert_eq!(check["dvs"], facts.live_dvs, "{check}");
+    let check = dv_check(
+        &lake,
+        &["--upgraded", "--v2-snapshot", &v2_snapshot],
+        facts.live_dvs,
+    );
     assert_eq!(check["merged"], merged, "{check}");
     assert_eq!(check["parquet_deletes"], files.len(), "{check}");
-    // The sink's own scan (iceberg-rust + DVs + the old position deletes) and two more
-    // readers.
-    let rows = ice::iceberg_rust_rows(&lake, "t").await;
-    assert_eq!(
-        ice::ids_of(&rows),
-        ice::pg_ids(&db.name, "t"),
-        "iceberg-rust + DVs"
-    );
-    for reader in ["polars", "duckdb"] {
-        let r = ice::compare(&lake, reader, &db.name, "public.t", "t");
-        eprintln!("{reader} on the upgraded table: {r}");
-        assert_eq!(r["equal"], true, "{reader} reads a different table: {r}");
-    }
-    // Compaction (DVs and old position deletes applied) and expiry.
-    let config = p.config.display().to_string();
-    let (ok, out) = ice::tidemark(&["iceberg", "compact", "--config", &config]);
-    assert!(ok && out.contains("compacted"), "{out}");
-    let (ok, out) = ice::tidemark(&[
-        "iceberg",
-        "expire",
-        "--config",
-        &config,
-        "--older-than",
-        "0s",
-        "--keep",
-        "1",
-    ]);
-    assert!(ok && out.contains("expired"), "{out}");
-    let r = ice::compare(&lake, "pyiceberg", &db.name, "public.t", "t");
-    assert_eq!(r["equal"], true, "after compaction and expiry: {r}");
-    let facts = v3_facts(&lake, true).await;
-    assert_eq!(
-        facts.live_dvs + facts.parquet_deletes,
-        0,
-        "compaction left deletes"
-    );
-    assert_eq!(ice::orphan_files(&lake, "t").await, Vec::<String>::new());
+    v3_readers_compaction_and_expiry(&db.name, &p, &lake, true).await;
     // The pipeline goes on after the compaction.
     p.start();
     psql(

@@ -251,6 +251,58 @@ fn assert_same(pg_lines: &[Value], b_lines: &[Value]) {
     }
 }
 
+/// A test database with table `t`, and pipeline A started on it: PostgreSQL into an Iceberg
+/// mirror (`extra`: lines of its sink table) and JSON lines.
+fn start_a(prefix: &str, extra: &str) -> (TestDb, Pipeline, Lake) {
+    let db = TestDb::create(prefix);
+    psql(&db.name, CREATE);
+    let (mut a, lake) = ice::pipeline(
+        &db.name,
+        &["public.t"],
+        SinkSpec {
+            mode: "mirror",
+            extra,
+            jsonl: true,
+            pg_catalog: false,
+        },
+    );
+    a.start();
+    (db, a, lake)
+}
+
+/// Runs `sqls` in PostgreSQL, then waits until A's mirror equals the table.
+fn run_on_a(a: &mut Pipeline, lake: &Lake, db: &str, sqls: impl IntoIterator<Item = String>) {
+    for sql in sqls {
+        psql(db, &sql);
+    }
+    ice::wait_equal(a, lake, db, "public.t", "t", Duration::from_secs(90));
+}
+
+/// Where B's mirror goes: A's catalog and warehouse, namespace `back`.
+fn back_of(lake: &Lake) -> Lake {
+    Lake {
+        namespace: "back".into(),
+        ..lake.clone()
+    }
+}
+
+/// Waits until B has caught up with everything A captured, `settle` more, then asserts that
+/// B's events per snapshot are the net effects of A's PostgreSQL transactions; B's lines.
+fn assert_b_replays_a(
+    a: &Pipeline,
+    b: &mut Pipeline,
+    back: &Lake,
+    db: &str,
+    settle: Duration,
+) -> Vec<Value> {
+    let want = expected(&a.lines()).len();
+    wait_caught_up(b, back, db, want);
+    std::thread::sleep(settle);
+    let lines = b.lines();
+    assert_same(&a.lines(), &lines);
+    lines
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn iceberg_source_replays_a_pg_mirror_into_json_and_a_second_mirror() {
     if !ice::enabled("iceberg_source_replays_a_pg_mirror_into_json_and_a_second_mirror")
@@ -258,40 +310,16 @@ async fn iceberg_source_replays_a_pg_mirror_into_json_and_a_second_mirror() {
     {
         return;
     }
-    let db = TestDb::create("tm_ice_src");
-    psql(&db.name, CREATE);
     // One PostgreSQL transaction per snapshot: commit after every transaction.
-    let (mut a, lake) = ice::pipeline(
-        &db.name,
-        &["public.t"],
-        SinkSpec {
-            mode: "mirror",
-            extra: "commit = { max_rows = 1, interval = \"100ms\" }",
-            jsonl: true,
-            pg_catalog: false,
-        },
+    let (db, mut a, lake) = start_a(
+        "tm_ice_src",
+        "commit = { max_rows = 1, interval = \"100ms\" }",
     );
-    a.start();
-    for sql in workload(true) {
-        psql(&db.name, &sql);
-    }
-    ice::wait_equal(
-        &mut a,
-        &lake,
-        &db.name,
-        "public.t",
-        "t",
-        Duration::from_secs(90),
-    );
-    let back = Lake {
-        namespace: "back".into(),
-        ..lake.clone()
-    };
+    run_on_a(&mut a, &lake, &db.name, workload(true));
+    let back = back_of(&lake);
     let mut b = source_pipeline(&db.name, &lake, "", Some(""));
     b.start();
-    let want = expected(&a.lines()).len();
-    wait_caught_up(&mut b, &back, &db.name, want);
-    assert_same(&a.lines(), &b.lines());
+    assert_b_replays_a(&a, &mut b, &back, &db.name, Duration::ZERO);
     let ops: Vec<String> = observed(&b.lines())
         .concat()
         .into_iter()
@@ -339,43 +367,17 @@ async fn iceberg_source_replays_a_pg_mirror_into_json_and_a_second_mirror() {
     // B stops (checkpoint), A goes on, B resumes where it stopped.
     b.stop();
     let before = b.lines().len();
-    for sql in workload(false) {
-        psql(&db.name, &sql);
-    }
-    ice::wait_equal(
-        &mut a,
-        &lake,
-        &db.name,
-        "public.t",
-        "t",
-        Duration::from_secs(90),
-    );
+    run_on_a(&mut a, &lake, &db.name, workload(false));
     // A compaction (a `replace` snapshot) changes files, not rows: no events.
     a.stop();
-    let config = a.config.display().to_string();
-    let (ok, out) = ice::tidemark(&["iceberg", "compact", "--config", &config]);
-    assert!(ok && out.contains("compacted"), "{out}");
+    ice::compact(&a);
     b.start();
-    let want = expected(&a.lines()).len();
-    wait_caught_up(&mut b, &back, &db.name, want);
-    std::thread::sleep(Duration::from_secs(1));
-    let lines = b.lines();
+    let lines = assert_b_replays_a(&a, &mut b, &back, &db.name, Duration::from_secs(1));
     assert!(lines.len() > before);
-    assert_same(&a.lines(), &lines);
     b.stop();
     // Expired history is a definite error, never a silent gap: a new source from the
     // first snapshot cannot start once the first snapshots are gone.
-    let (ok, out) = ice::tidemark(&[
-        "iceberg",
-        "expire",
-        "--config",
-        &config,
-        "--older-than",
-        "0s",
-        "--keep",
-        "1",
-    ]);
-    assert!(ok && out.contains("expired"), "{out}");
+    ice::expire_all_ok(&a);
     let mut c = source_pipeline(&db.name, &lake, "", None);
     c.spawn();
     let status = c
@@ -446,46 +448,21 @@ async fn iceberg_source_replays_a_v3_mirror_with_deletion_vectors() {
     if !ice::enabled(name) || !pg_enabled(name) {
         return;
     }
-    let db = TestDb::create("tm_ice_src3");
-    psql(&db.name, CREATE);
-    let (mut a, lake) = ice::pipeline(
-        &db.name,
-        &["public.t"],
-        SinkSpec {
-            mode: "mirror",
-            extra: "format_version = 3\ncommit = { max_rows = 1, interval = \"100ms\" }",
-            jsonl: true,
-            pg_catalog: false,
-        },
+    let (db, mut a, lake) = start_a(
+        "tm_ice_src3",
+        "format_version = 3\ncommit = { max_rows = 1, interval = \"100ms\" }",
     );
-    a.start();
-    for sql in v3_workload(true) {
-        psql(&db.name, &sql);
-    }
-    ice::wait_equal(
-        &mut a,
-        &lake,
-        &db.name,
-        "public.t",
-        "t",
-        Duration::from_secs(90),
-    );
+    run_on_a(&mut a, &lake, &db.name, v3_workload(true));
     // The mirror did write deletion vectors and replace them by merged ones.
     let (added, removed) = dvs_added_removed(&lake).await;
     assert!(
         added > 0 && removed > 0,
         "DVs added {added}, removed {removed}"
     );
-    let back = Lake {
-        namespace: "back".into(),
-        ..lake.clone()
-    };
+    let back = back_of(&lake);
     let mut b = source_pipeline(&db.name, &lake, "", Some("format_version = 3"));
     b.start();
-    let want = expected(&a.lines()).len();
-    wait_caught_up(&mut b, &back, &db.name, want);
-    std::thread::sleep(Duration::from_millis(500));
-    assert_same(&a.lines(), &b.lines());
+    assert_b_replays_a(&a, &mut b, &back, &db.name, Duration::from_millis(500));
     let ops: Vec<String> = observed(&b.lines())
         .concat()
         .into_iter()
@@ -498,27 +475,12 @@ async fn iceberg_source_replays_a_v3_mirror_with_deletion_vectors() {
     // events), then deletes and a truncate on the compacted files.
     b.stop();
     a.stop();
-    let config = a.config.display().to_string();
-    let (ok, out) = ice::tidemark(&["iceberg", "compact", "--config", &config]);
-    assert!(ok && out.contains("compacted"), "{out}");
+    ice::compact(&a);
     a.start();
-    for sql in v3_workload(false) {
-        psql(&db.name, &sql);
-    }
-    ice::wait_equal(
-        &mut a,
-        &lake,
-        &db.name,
-        "public.t",
-        "t",
-        Duration::from_secs(90),
-    );
+    run_on_a(&mut a, &lake, &db.name, v3_workload(false));
     a.stop();
     b.start();
-    let want = expected(&a.lines()).len();
-    wait_caught_up(&mut b, &back, &db.name, want);
-    std::thread::sleep(Duration::from_secs(1));
-    assert_same(&a.lines(), &b.lines());
+    assert_b_replays_a(&a, &mut b, &back, &db.name, Duration::from_secs(1));
     b.stop();
     let (added_after, removed_after) = dvs_added_removed(&lake).await;
     assert!(added_after > added && removed_after > removed);
@@ -539,39 +501,14 @@ async fn iceberg_source_replays_a_mirror_across_the_v2_to_v3_upgrade() {
     }
     use tidemark_iceberg::iceberg::spec::FormatVersion;
     const COMMIT: &str = "commit = { max_rows = 1, interval = \"100ms\" }";
-    let db = TestDb::create("tm_ice_srcup");
-    psql(&db.name, CREATE);
-    let (mut a, lake) = ice::pipeline(
-        &db.name,
-        &["public.t"],
-        SinkSpec {
-            mode: "mirror",
-            extra: COMMIT,
-            jsonl: true,
-            pg_catalog: false,
-        },
-    );
-    a.start();
-    for sql in v3_workload(true) {
-        psql(&db.name, &sql);
-    }
-    ice::wait_equal(
-        &mut a,
-        &lake,
-        &db.name,
-        "public.t",
-        "t",
-        Duration::from_secs(90),
-    );
+    let (db, mut a, lake) = start_a("tm_ice_srcup", COMMIT);
+    run_on_a(&mut a, &lake, &db.name, v3_workload(true));
     a.stop();
     let (_, t) = ice::load_table(&lake, "t").await;
     assert_eq!(t.metadata.format_version(), FormatVersion::V2);
-    let config = std::fs::read_to_string(&a.config).expect("read config");
-    assert!(config.contains(COMMIT));
-    let config = config.replace(COMMIT, &format!("format_version = 3\n{COMMIT}"));
-    std::fs::write(&a.config, config).expect("write config");
+    ice::set_format_version_3(&a, COMMIT);
     a.start();
-    for sql in [
+    let upgraded = [
         // Rows of every old data file (files with position deletes among them), twice.
         "UPDATE t SET v = 'upgraded' WHERE id % 10 = 3;".to_string(),
         "DELETE FROM t WHERE id IN (20, 21, 120);".into(),
@@ -582,17 +519,8 @@ async fn iceberg_source_replays_a_mirror_across_the_v2_to_v3_upgrade() {
         ),
         "UPDATE t SET id = id + 2000 WHERE id IN (40, 41);".into(),
         "DELETE FROM t WHERE id % 17 = 0;".into(),
-    ] {
-        psql(&db.name, &sql);
-    }
-    ice::wait_equal(
-        &mut a,
-        &lake,
-        &db.name,
-        "public.t",
-        "t",
-        Duration::from_secs(90),
-    );
+    ];
+    run_on_a(&mut a, &lake, &db.name, upgraded);
     a.stop();
     let (_, t) = ice::load_table(&lake, "t").await;
     assert_eq!(t.metadata.format_version(), FormatVersion::V3);
@@ -608,15 +536,9 @@ async fn iceberg_source_replays_a_mirror_across_the_v2_to_v3_upgrade() {
         n("removed-delete-files") > n("removed-dvs")
     });
     assert!(taken_over, "no position delete file was taken over by DVs");
-    let back = Lake {
-        namespace: "back".into(),
-        ..lake.clone()
-    };
+    let back = back_of(&lake);
     let mut b = source_pipeline(&db.name, &lake, "", Some("format_version = 3"));
     b.start();
-    let want = expected(&a.lines()).len();
-    wait_caught_up(&mut b, &back, &db.name, want);
-    std::thread::sleep(Duration::from_millis(500));
-    assert_same(&a.lines(), &b.lines());
+    assert_b_replays_a(&a, &mut b, &back, &db.name, Duration::from_millis(500));
     b.stop();
 }

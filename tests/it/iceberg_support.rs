@@ -265,6 +265,45 @@ pub fn tidemark(args: &[&str]) -> (bool, String) {
     )
 }
 
+/// `tidemark iceberg compact` on the pipeline's config; asserts that it compacted.
+pub fn compact(p: &Pipeline) {
+    let config = p.config.display().to_string();
+    let (ok, out) = tidemark(&["iceberg", "compact", "--config", &config]);
+    assert!(ok && out.contains("compacted"), "{out}");
+}
+
+/// `tidemark iceberg expire --older-than 0s --keep 1` on the pipeline's config (every
+/// snapshot but the current one): whether it succeeded, and its output.
+pub fn expire_all(p: &Pipeline) -> (bool, String) {
+    let config = p.config.display().to_string();
+    tidemark(&[
+        "iceberg",
+        "expire",
+        "--config",
+        &config,
+        "--older-than",
+        "0s",
+        "--keep",
+        "1",
+    ])
+}
+
+/// [`expire_all`], asserting that it expired; its output.
+pub fn expire_all_ok(p: &Pipeline) -> String {
+    let (ok, out) = expire_all(p);
+    assert!(ok && out.contains("expired"), "{out}");
+    out
+}
+
+/// Rewrites the (stopped) pipeline's config so its Iceberg sink gets `format_version = 3`,
+/// put before the sink's `commit` line (which must be in the config as given).
+pub fn set_format_version_3(p: &Pipeline, commit: &str) {
+    let config = std::fs::read_to_string(&p.config).expect("read config");
+    assert!(config.contains(commit));
+    let config = config.replace(commit, &format!("format_version = 3\n{commit}"));
+    std::fs::write(&p.config, config).expect("write config");
+}
+
 /// The lake's catalog and one of its tables, through the sink crate (iceberg-rust).
 pub async fn load_table(
     lake: &Lake,
