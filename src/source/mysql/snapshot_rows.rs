@@ -733,6 +733,17 @@ pub fn parse_decimal(s: &str, scale: u8) -> Option<i256> {
     {
         return None;
     }
+    // Up to 38 digits the unscaled value fits an i128 (10^38 < 2^127): accumulate it without
+    // the text copy and the 256-bit parse (a DECIMAL(12,2) column of a snapshot is one value a
+    // row). Longer ones (DECIMAL(65) has up to 65 digits) go through `i256`.
+    if int.len() + scale <= 38 {
+        let digits = int.bytes().chain(frac.bytes());
+        let mut v = digits.fold(0i128, |v, b| v * 10 + i128::from(b - b'0'));
+        for _ in frac.len()..scale {
+            v *= 10;
+        }
+        return Some(i256::from_i128(if neg { -v } else { v }));
+    }
     let mut digits = String::with_capacity(int.len() + scale + 1);
     if neg {
         digits.push('-');
@@ -758,6 +769,40 @@ mod tests {
         assert_eq!(parse_decimal("1.5", 3), Some(i256::from_i128(1500)));
         assert_eq!(parse_decimal("1.2345", 2), None);
         assert_eq!(parse_decimal("x", 0), None);
+        assert_eq!(parse_decimal("-.5", 1), Some(i256::from_i128(-5)));
+        assert_eq!(parse_decimal("1.", 2), Some(i256::from_i128(100)));
+    }
+
+    /// The i128 fast path (≤ 38 digits) and the i256 path agree, at the boundary too.
+    #[test]
+    fn decimals_parse_the_same_on_both_sides_of_38_digits() {
+        let slow = |s: &str, scale: u8| {
+            let (neg, b) = s.strip_prefix('-').map_or((false, s), |b| (true, b));
+            let (i, f) = b.split_once('.').unwrap_or((b, ""));
+            let t = format!(
+                "{}{i}{f}{}",
+                if neg { "-" } else { "" },
+                "0".repeat(usize::from(scale) - f.len())
+            );
+            i256::from_string(&t)
+        };
+        let nines = "9".repeat(38);
+        for (s, scale) in [
+            (nines.as_str(), 0u8),
+            (&nines[..36], 2),
+            (&format!("-{}.{}", &nines[..30], &nines[..8]), 8),
+            (&"9".repeat(39), 0),
+            (&format!("{}.5", "1".repeat(37)), 2),
+            (&format!("-{}", "9".repeat(65)), 0),
+            ("0.00", 30),
+            ("-0", 0),
+        ] {
+            assert_eq!(
+                parse_decimal(s, scale),
+                slow(s, scale),
+                "{s} at scale {scale}"
+            );
+        }
     }
 
     #[test]
