@@ -237,7 +237,8 @@ pub async fn rebuild(
     old.clear();
     let v3 = table.metadata.format_version() >= FormatVersion::V3;
     let entries = live_entries(file_io, table).await?;
-    let mut deleted: HashMap<Arc<str>, HashSet<u32>> = HashMap::new();
+    // Deleted positions by data file, as the treemap `OldDeletes` keeps (no second form).
+    let mut deleted: HashMap<Arc<str>, RoaringTreemap> = HashMap::new();
     // Parquet position delete file → the data files it names.
     let mut covers: HashMap<Arc<str>, HashSet<Arc<str>>> = HashMap::new();
     let mut vectors: HashMap<String, crate::dv::LiveDv> = HashMap::new();
@@ -286,7 +287,7 @@ pub async fn rebuild(
                     .or_default()
                     .insert(data.clone());
             }
-            deleted.entry(data).or_default().insert(pos);
+            deleted.entry(data).or_default().insert(u64::from(pos));
         }
     }
     let mut live_files: HashMap<Arc<str>, u32> = HashMap::new();
@@ -313,14 +314,10 @@ pub async fn rebuild(
             .collect::<Result<Vec<_>, _>>()
             .io_ctx("read key columns", path)?;
         let keys = index.encode(&cols).io_ctx("encode keys", path)?;
-        let gone = deleted.get(path);
-        if let (true, None, Some(g)) = (v3, &dv, gone) {
-            old.positions
-                .insert(file, g.iter().map(|p| *p as u64).collect());
-        }
+        let gone = deleted.remove(path);
         for (pos, key) in keys.into_iter().enumerate() {
             let pos = pos as u32;
-            if gone.is_some_and(|g| g.contains(&pos))
+            if gone.as_ref().is_some_and(|g| g.contains(u64::from(pos)))
                 || dv.as_ref().is_some_and(|d| d.bitmap.contains(pos as u64))
             {
                 continue;
@@ -328,6 +325,9 @@ pub async fn rebuild(
             if let Some(k) = key {
                 index.insert(k, Loc { file, pos });
             }
+        }
+        if let (true, None, Some(g)) = (v3, &dv, gone) {
+            old.positions.insert(file, g);
         }
         if let Some(d) = dv {
             dvs.insert(file, d);
