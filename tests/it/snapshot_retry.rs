@@ -332,6 +332,37 @@ fn assert_exact_then_streams(
     );
 }
 
+/// The server-stop sequence both sources share: `p` (not yet running) starts, its private
+/// server is stopped mid-snapshot (`stop`) and started again (`start`) a few seconds later;
+/// the same process retries throughout, resumes from the last completed ranges, ends with
+/// the table `k`'s exact state (`reference`: the pipeline replayed against), then streams
+/// `dml` and stops cleanly. Every step gets the server through `server`.
+fn assert_survives_stop<S>(
+    server: &mut S,
+    p: &mut Pipeline,
+    mut stop: impl FnMut(&mut S),
+    start: impl FnOnce(&mut S),
+    dml: impl FnOnce(&S),
+    reference: impl Fn(&S) -> Pipeline,
+) {
+    p.spawn();
+    let kill = kill_mid_snapshot(p, || {
+        stop(server);
+        1
+    });
+    assert_retrying_while_down(p);
+    start(server);
+    let state = assert_retried(p, &kill, "k");
+    let server = &*server;
+    assert_exact_then_streams(p, &state, || dml(server), || reference(server));
+    assert_eq!(
+        p.stop().map(|s| s.success()),
+        Some(true),
+        "{}",
+        p.log_text()
+    );
+}
+
 mod postgres {
     use super::super::private_servers::{PgStop, PrivateCluster};
     use super::super::snapshot_support::replay_file;
@@ -395,7 +426,7 @@ mod postgres {
         if !pg_enabled(test) {
             return;
         }
-        let Some(pg) = PrivateCluster::start(&["max_replication_slots=8", "max_wal_senders=8"])
+        let Some(mut pg) = PrivateCluster::start(&["max_replication_slots=8", "max_wal_senders=8"])
         else {
             return;
         };
@@ -404,33 +435,21 @@ mod postgres {
              INSERT INTO k SELECT i, i % 7, repeat('p', 200) FROM generate_series(1, {ROWS}) i;
              ANALYZE k;"
         ));
-        let pipeline = |snapshot: &str| {
+        let pipeline = |pg: &PrivateCluster, snapshot: &str| {
             let mut spec = PipelineSpec::new("postgres", &["public.k"]);
             spec.pipeline_extra = format!("\n[snapshot]\n{snapshot}\n");
             pg.pipeline(spec)
         };
-        let mut p = pipeline(&snapshot_config());
-        p.spawn();
-        let kill = kill_mid_snapshot(&mut p, || {
-            pg.stop(mode);
-            1
-        });
-        assert_retrying_while_down(&mut p);
-        pg.start_again();
-        let state = assert_retried(&mut p, &kill, "k");
-        assert_exact_then_streams(
+        let mut p = pipeline(&pg, &snapshot_config());
+        assert_survives_stop(
+            &mut pg,
             &mut p,
-            &state,
-            || {
+            |pg| pg.stop(mode),
+            |pg| pg.start_again(),
+            |pg| {
                 pg.psql(STREAM_DML);
             },
-            || pipeline("mode = \"initial_only\"\nprogress = \"off\""),
-        );
-        assert_eq!(
-            p.stop().map(|s| s.success()),
-            Some(true),
-            "{}",
-            p.log_text()
+            |pg| pipeline(pg, "mode = \"initial_only\"\nprogress = \"off\""),
         );
     }
 
@@ -548,27 +567,15 @@ mod mysql {
             my_pipeline(spec)
         };
         let mut p = pipeline(&snapshot_config());
-        p.spawn();
-        let kill = kill_mid_snapshot(&mut p, || {
-            my.stop(mode);
-            1
-        });
-        assert_retrying_while_down(&mut p);
-        my.start_again();
-        let state = assert_retried(&mut p, &kill, "k");
-        assert_exact_then_streams(
+        assert_survives_stop(
+            &mut my,
             &mut p,
-            &state,
-            || {
+            |my| my.stop(mode),
+            |my| my.start_again(),
+            |my| {
                 my.sql("tm", STREAM_DML);
             },
-            || pipeline("mode = \"initial_only\"\nprogress = \"off\""),
-        );
-        assert_eq!(
-            p.stop().map(|s| s.success()),
-            Some(true),
-            "{}",
-            p.log_text()
+            |_| pipeline("mode = \"initial_only\"\nprogress = \"off\""),
         );
     }
 
