@@ -507,3 +507,73 @@ fn snapshot_mysql_global_lock_parallel_readers() {
     assert_eq!(state.rows.len(), 30_000);
     assert!(state.reads.values().all(|n| *n == 1));
 }
+
+/// Key ranges are cut two ways: a dense integer key (here BIGINT UNSIGNED up to 2^64 − 1) by
+/// arithmetic on MIN and MAX, a sparse integer key and a text key by walking the key
+/// (`LIMIT 1 OFFSET range_rows`): the bounds in the checkpoint show which way (walked bounds
+/// are keys of the table), and each table is read exactly once either way.
+#[test]
+fn snapshot_mysql_cuts_dense_sparse_and_text_keys() {
+    if !mysql_enabled("snapshot_mysql_cuts_dense_sparse_and_text_keys") {
+        return;
+    }
+    let db = MyDb::create("tm_msnap_cut");
+    sql(
+        &db.name,
+        "CREATE TABLE d (id BIGINT UNSIGNED PRIMARY KEY, v INT);
+         INSERT INTO d SELECT 18446744073709551615 - 6000 + seq, seq FROM seq_1_to_6000;
+         CREATE TABLE s (id BIGINT PRIMARY KEY, v INT);
+         INSERT INTO s SELECT seq * 1000, seq FROM seq_1_to_6000;
+         CREATE TABLE t (k VARCHAR(20) PRIMARY KEY, v INT);
+         INSERT INTO t SELECT CONCAT('key-', seq), seq FROM seq_1_to_6000;
+         ANALYZE TABLE d, s, t",
+    );
+    let mut p = pipeline(
+        &db.name,
+        "mode = \"initial_only\"\nparallelism = 2\nrange_rows = 1000\nchunk_rows = 500\nprogress = \"off\"",
+    );
+    p.spawn();
+    let status = p.wait_exit(Duration::from_secs(120)).expect("exits");
+    assert!(status.success(), "{}", p.log_text());
+    let cp = p.checkpoint().expect("checkpoint");
+    let bounds = |table: &str| -> Vec<String> {
+        let name = format!("{}.{table}", db.name);
+        let t = cp["snapshot"]["tables"]
+            .as_array()
+            .expect("snapshot tables")
+            .iter()
+            .find(|t| t["table"] == name.as_str())
+            .unwrap_or_else(|| panic!("{name} in {cp}"));
+        t["bounds"]
+            .as_array()
+            .expect("bounds")
+            .iter()
+            .map(|b| b[0].as_str().expect("text bound").to_string())
+            .collect()
+    };
+    let all = output(&p);
+    for table in ["d", "s", "t"] {
+        let b = bounds(table);
+        // About one range per 1,000 estimated rows (InnoDB's estimate, not the exact count).
+        assert!((3..=9).contains(&b.len()), "{table}: {b:?}");
+        let state = replay(&all, table);
+        assert_eq!(state.rows.len(), 6000, "{table}");
+        assert!(state.reads.values().all(|n| *n == 1), "{table}");
+    }
+    // Dense: evenly spaced integers above MIN, increasing (parsed as u64: none beyond MAX).
+    let d: Vec<u64> = bounds("d").iter().map(|v| v.parse().unwrap()).collect();
+    let lo = u64::MAX - 5999;
+    assert!(d.windows(2).all(|w| w[0] < w[1]), "{d:?}");
+    assert!(d.iter().all(|v| *v > lo), "{d:?}");
+    let step = (d[1] - d[0]) as i64;
+    assert!(
+        d.windows(2)
+            .all(|w| ((w[1] - w[0]) as i64 - step).abs() <= 1),
+        "{d:?}"
+    );
+    // Sparse (span 6,000,000 for 6,000 keys) and text: walked, so every bound is a key.
+    assert!(bounds("s")
+        .iter()
+        .all(|v| v.parse::<i64>().unwrap() % 1000 == 0));
+    assert!(bounds("t").iter().all(|v| v.starts_with("key-")));
+}
