@@ -1,6 +1,7 @@
 //! The operator's surface of a running pipeline, through the `tidemark` binary: config validation
 //! errors and environment overrides, `/metrics` (events and bytes per table and op, lag),
-//! `/healthz` and `/readyz`, and `tidemark reset` never dropping a slot it may not drop.
+//! `/healthz` and `/readyz`, `tidemark reset` never dropping a slot it may not drop, and the
+//! binary turning transparent huge pages off for itself.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -280,4 +281,46 @@ fn a_definite_sink_error_stops_the_pipeline() {
     );
     // The checkpoint, if any, is not past what the sink durably wrote (nothing).
     assert!(p.checkpoint().is_none(), "{:?}", p.checkpoint());
+}
+
+/// The binary turns transparent huge pages off for itself (`src/main.rs`, `thp_off`), unless
+/// `MIMALLOC_ALLOW_THP` is set: the kernel's per-process flag says which (`THP_enabled` in
+/// `/proc/<pid>/status`). A pipeline that cannot connect keeps running long enough to look.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_binary_turns_transparent_huge_pages_off_unless_told_otherwise() {
+    let thp_flag = |env: Option<(&str, &str)>| {
+        let mut spec = PipelineSpec::new("tidemark", &["public.t"]);
+        spec.source_extra = String::new();
+        let mut p = Pipeline::new(spec);
+        let config = std::fs::read_to_string(&p.config).expect("config");
+        std::fs::write(&p.config, config.replace("127.0.0.1:5432", "127.0.0.1:1")).expect("config");
+        if let Some((k, v)) = env {
+            p.env.push((k.into(), v.into()));
+        }
+        p.spawn();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http_get(p.metrics_port, "/healthz").is_none() {
+            assert!(Instant::now() < deadline, "{}", p.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let pid = p.pid().expect("running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        let flag = status
+            .lines()
+            .find_map(|l| l.strip_prefix("THP_enabled:"))
+            .map(|v| v.trim().to_string());
+        p.stop();
+        flag
+    };
+    let Some(default) = thp_flag(None) else {
+        eprintln!("this kernel has no THP_enabled in /proc/<pid>/status: nothing to check");
+        return;
+    };
+    assert_eq!(default, "0", "THP off by default");
+    assert_eq!(
+        thp_flag(Some(("MIMALLOC_ALLOW_THP", "1"))).as_deref(),
+        Some("1"),
+        "MIMALLOC_ALLOW_THP=1 keeps the host's setting"
+    );
 }
