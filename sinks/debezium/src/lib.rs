@@ -29,6 +29,8 @@
 //!   pgjdbc's sentinels, e.g. `-2147472692` for a date).
 //! - `name` columns: the text (Debezium 3.6: always `null`).
 //! - multi-dimensional arrays: nested lists (Debezium: a list of nulls).
+//! - NOT NULL columns a key-only old image does not carry: `null` (Debezium: a made-up `0`,
+//!   `""`, `false`, ...).
 //!
 //! # Traps
 //! - Envelope `ts_ms`/`ts_us`/`ts_ns` are processing time: comparisons must ignore them.

@@ -893,7 +893,7 @@ fn golden_lines(use_oracle: bool) -> String {
                 .iter()
                 .map(|(k, v)| (k.clone(), String::from_utf8(v.clone()).expect("utf-8")))
                 .collect();
-            let line = serde_json::json!({"case": name, "topic": r.topic, "op": r.op,
+            let line = serde_json::json!({"case": name, "topic": &*r.topic, "op": r.op,
                 "headers": headers, "key": text(&r.key), "value": text(&r.value)});
             out.push_str(&line.to_string());
             out.push('\n');

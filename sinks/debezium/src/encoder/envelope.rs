@@ -10,7 +10,7 @@
 //!   under the new key (header `__debezium.oldkey`).
 //! - A NOT NULL column that is null without a marker (non-key columns of a key-only old image)
 //!   gets Debezium's fallback value (`0`, `""`, ...), as `convertValue` does for non-optional
-//!   fields.
+//!   fields; lossless mode writes `null` (the value was not sent, so `0` would be made up).
 
 use arrow_array::cast::AsArray;
 use arrow_array::{
@@ -312,7 +312,7 @@ pub fn write_image(
                     return Err(err(format!("row {row} out of range")));
                 }
                 if c.nulls.is_some_and(|n| n.is_null(row)) {
-                    if col.nullable {
+                    if col.nullable || opts.lossless {
                         json::null(out);
                     } else {
                         write_fallback(out, conv, opts);
@@ -349,7 +349,8 @@ pub fn write_image(
             None => {
                 let start = out.len();
                 values::write(out, conv, child.as_ref(), row, opts).map_err(err)?;
-                if !col.nullable && &out[start..] == b"null" && child.is_null(row) {
+                if !col.nullable && !opts.lossless && &out[start..] == b"null" && child.is_null(row)
+                {
                     out.truncate(start);
                     write_fallback(out, conv, opts);
                 }

@@ -422,6 +422,23 @@ fn delete_then_tombstone_and_key_only_before() {
     assert_eq!((recs[1].op, recs[1].value.is_none()), (None, true));
     assert_eq!(recs[1].key, recs[0].key);
     assert_eq!(&*recs[1].topic, "tm.public.t");
+    // Lossless: the value was not sent, so no made-up 0.
+    let lossless = EncoderOptions {
+        lossless: true,
+        ..opts()
+    };
+    let key_only = vec![Some("1"), None, None, None, None, None];
+    let recs = encode(
+        lossless,
+        &txn(vec![TxnItem::Rows(batch(
+            &s,
+            &[(Op::Delete, Some(key_only), None)],
+        ))]),
+    );
+    assert_eq!(
+        json_of(&recs[0].value)["before"],
+        json!({"id":1,"body":null,"blob":null,"tags":null,"n":null,"qty":null})
+    );
     let no_tomb = EncoderOptions {
         tombstones_on_delete: false,
         ..opts()

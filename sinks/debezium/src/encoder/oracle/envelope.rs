@@ -148,7 +148,8 @@ pub fn image(
             },
             None => {
                 let v = values::value(conv, child.as_ref(), row, opts).map_err(err)?;
-                if v.is_null() && !col.nullable && child.is_null(row) {
+                // Lossless: a value the server did not send stays null (changed with the writer).
+                if v.is_null() && !col.nullable && !opts.lossless && child.is_null(row) {
                     fallback(conv, opts)
                 } else {
                     v
