@@ -401,14 +401,18 @@ fn full(id: &str, body: &str) -> Vec<Cell<'static>> {
 #[test]
 fn delete_then_tombstone_and_key_only_before() {
     let s = small_schema(true);
-    let key_only = vec![Some("1"), None, None, None, None, None];
-    let recs = encode(
-        opts(),
-        &txn(vec![TxnItem::Rows(batch(
-            &s,
-            &[(Op::Delete, Some(key_only), None)],
-        ))]),
-    );
+    // The delete of id 1 with a key-only old image, under `o`.
+    let delete = |o: EncoderOptions| {
+        let key_only = vec![Some("1"), None, None, None, None, None];
+        encode(
+            o,
+            &txn(vec![TxnItem::Rows(batch(
+                &s,
+                &[(Op::Delete, Some(key_only), None)],
+            ))]),
+        )
+    };
+    let recs = delete(opts());
     assert_eq!(recs.len(), 2);
     assert_eq!(recs[0].op, Some("d"));
     assert_eq!(json_of(&recs[0].key), json!({"id": 1}));
@@ -423,34 +427,18 @@ fn delete_then_tombstone_and_key_only_before() {
     assert_eq!(recs[1].key, recs[0].key);
     assert_eq!(&*recs[1].topic, "tm.public.t");
     // Lossless: the value was not sent, so no made-up 0.
-    let lossless = EncoderOptions {
+    let recs = delete(EncoderOptions {
         lossless: true,
         ..opts()
-    };
-    let key_only = vec![Some("1"), None, None, None, None, None];
-    let recs = encode(
-        lossless,
-        &txn(vec![TxnItem::Rows(batch(
-            &s,
-            &[(Op::Delete, Some(key_only), None)],
-        ))]),
-    );
+    });
     assert_eq!(
         json_of(&recs[0].value)["before"],
         json!({"id":1,"body":null,"blob":null,"tags":null,"n":null,"qty":null})
     );
-    let no_tomb = EncoderOptions {
+    let recs = delete(EncoderOptions {
         tombstones_on_delete: false,
         ..opts()
-    };
-    let key_only = vec![Some("1"), None, None, None, None, None];
-    let recs = encode(
-        no_tomb,
-        &txn(vec![TxnItem::Rows(batch(
-            &s,
-            &[(Op::Delete, Some(key_only), None)],
-        ))]),
-    );
+    });
     assert_eq!(recs.len(), 1);
 }
 
