@@ -510,8 +510,9 @@ fn snapshot_mysql_global_lock_parallel_readers() {
 
 /// Key ranges are cut two ways: a dense integer key (here BIGINT UNSIGNED up to 2^64 − 1) by
 /// arithmetic on MIN and MAX, a sparse integer key and a text key by walking the key
-/// (`LIMIT 1 OFFSET range_rows`): the bounds in the checkpoint show which way (walked bounds
-/// are keys of the table), and each table is read exactly once either way.
+/// (`LIMIT 1 OFFSET range_rows`): the debug log says which way, walked bounds are keys of the
+/// table, and each table is read exactly once either way. A nullable `snapshot.key_columns`
+/// key is not cut at all (a NULL key is in no range): its NULL-key rows are read too.
 #[test]
 fn snapshot_mysql_cuts_dense_sparse_and_text_keys() {
     if !mysql_enabled("snapshot_mysql_cuts_dense_sparse_and_text_keys") {
@@ -526,15 +527,21 @@ fn snapshot_mysql_cuts_dense_sparse_and_text_keys() {
          INSERT INTO s SELECT seq * 1000, seq FROM seq_1_to_6000;
          CREATE TABLE t (k VARCHAR(20) PRIMARY KEY, v INT);
          INSERT INTO t SELECT CONCAT('key-', seq), seq FROM seq_1_to_6000;
-         ANALYZE TABLE d, s, t",
+         CREATE TABLE n (id INT NULL, v INT, KEY (id));
+         INSERT INTO n SELECT IF(seq % 10 = 0, NULL, seq), seq FROM seq_1_to_6000;
+         ANALYZE TABLE d, s, t, n",
     );
     let mut p = pipeline(
         &db.name,
-        "mode = \"initial_only\"\nparallelism = 2\nrange_rows = 1000\nchunk_rows = 500\nprogress = \"off\"",
+        &format!(
+            "mode = \"initial_only\"\nparallelism = 2\nrange_rows = 1000\nchunk_rows = 500\nprogress = \"off\"\nkey_columns = {{ \"{}.n\" = [\"id\"] }}",
+            db.name
+        ),
     );
     p.spawn();
     let status = p.wait_exit(Duration::from_secs(120)).expect("exits");
-    assert!(status.success(), "{}", p.log_text());
+    let log = p.log_text();
+    assert!(status.success(), "{log}");
     let cp = p.checkpoint().expect("checkpoint");
     let bounds = |table: &str| -> Vec<String> {
         let name = format!("{}.{table}", db.name);
@@ -560,6 +567,24 @@ fn snapshot_mysql_cuts_dense_sparse_and_text_keys() {
         assert_eq!(state.rows.len(), 6000, "{table}");
         assert!(state.reads.values().all(|n| *n == 1), "{table}");
     }
+    // Which way each was cut, from the debug log.
+    let cut_line = |table: &str| {
+        let name = format!("{}.{table}", db.name);
+        log.lines()
+            .find(|l| l.contains("key ranges:") && l.contains(&name))
+            .unwrap_or_else(|| panic!("no key-range line for {name}:\n{log}"))
+            .to_string()
+    };
+    assert!(
+        cut_line("d").contains("by arithmetic on MIN and MAX"),
+        "{}",
+        cut_line("d")
+    );
+    assert!(
+        cut_line("s").contains("walking the key"),
+        "{}",
+        cut_line("s")
+    );
     // Dense: evenly spaced integers above MIN, increasing (parsed as u64: none beyond MAX).
     let d: Vec<u64> = bounds("d").iter().map(|v| v.parse().unwrap()).collect();
     let lo = u64::MAX - 5999;
@@ -576,4 +601,20 @@ fn snapshot_mysql_cuts_dense_sparse_and_text_keys() {
         .iter()
         .all(|v| v.parse::<i64>().unwrap() % 1000 == 0));
     assert!(bounds("t").iter().all(|v| v.starts_with("key-")));
+    // Nullable user-given key: one range, every row (600 with a NULL key) read once.
+    assert!(bounds("n").is_empty(), "{:?}", bounds("n"));
+    assert!(
+        log.contains("nullable columns: the table is read in one range"),
+        "{log}"
+    );
+    let reads: Vec<Value> = lines_of(&all, "n")
+        .into_iter()
+        .filter(|v| op(v) == "r")
+        .collect();
+    assert_eq!(reads.len(), 6000);
+    let null_ids = reads
+        .iter()
+        .filter(|v| payload(&v["value"])["after"]["id"].is_null())
+        .count();
+    assert_eq!(null_ids, 600);
 }

@@ -54,8 +54,9 @@
 //!   the final state is exact (`snapshot/mod.rs` traps). Readers need not agree then.
 //! - **Non-InnoDB tables** (MyISAM, Aria) ignore consistent snapshots: they are read as they
 //!   are at that moment, with a warning.
-//! - **Keyless tables** (no primary key, no `snapshot.key_columns`) and keys of binary, float
-//!   or bit columns are read in one range: a restart reads them again from the start.
+//! - **Keyless tables** (no primary key, no `snapshot.key_columns`), keys of binary, float or
+//!   bit columns, and a `snapshot.key_columns` key with a nullable column (a NULL key is in no
+//!   range) are read in one range: a restart reads them again from the start.
 //! - Readers set `time_zone = '+00:00'` (TIMESTAMP as UTC), `sql_mode = ''` (CHAR without
 //!   padding, backslash escapes in literals), `net_write_timeout = 3600` (a stalled sink must
 //!   not make the server drop a reader mid-range).
@@ -335,7 +336,7 @@ pub async fn prepare(
                 "no primary key (and no snapshot.key_columns): the table is read in one piece; an interrupted read starts the table over");
         } else if !shape.rangeable {
             tracing::warn!(table = %id,
-                "the key has binary, float or bit columns: the table is read in one range");
+                "the key has binary, float, bit or nullable columns: the table is read in one range");
         }
         let bounds = if shape.rangeable && shape.estimate > snap_cfg.range_rows {
             cut(&mut ctl, &shape, snap_cfg.range_rows).await?
@@ -504,28 +505,42 @@ async fn cut_integer(
     let [k] = shape.key[..] else {
         return Ok(None);
     };
+    // (A nullable key is not `rangeable`: `cut` is not called for it.)
+    let column = &shape.schema.columns[k];
     if !matches!(shape.convs.get(k), Some(Conv::Int | Conv::UInt)) {
         return Ok(None);
     }
-    let name = snapshot_rows::quote_ident(&shape.schema.columns[k].name);
-    // As text (the text protocol's form of every value): BIGINT UNSIGNED fits an i128.
+    let name = snapshot_rows::quote_ident(&column.name);
     let q = format!(
         "SELECT MIN({name}), MAX({name}) FROM {}",
         qualified(&shape.id)
     );
-    let row: Option<(Option<String>, Option<String>)> = ctl
+    // A `Row`, not a tuple: mysql_async's tuple conversion panics on a value it cannot convert.
+    let row: Option<Row> = ctl
         .conn
         .query_first(q)
         .await
         .map_err(client(&ctl.addr, "key MIN and MAX (snapshot)"))?;
-    let Some((Some(lo), Some(hi))) = row else {
-        return Ok(Some(Vec::new())); // no rows now: one range
+    // The text protocol sends integers as their decimal text; BIGINT UNSIGNED fits an i128.
+    let int = |i: usize| match row.as_ref().and_then(|r| r.as_ref(i)) {
+        Some(mysql_async::Value::Bytes(b)) => std::str::from_utf8(b).ok()?.parse::<i128>().ok(),
+        Some(mysql_async::Value::Int(v)) => Some(i128::from(*v)),
+        Some(mysql_async::Value::UInt(v)) => Some(i128::from(*v)),
+        _ => None,
     };
-    let (Ok(lo), Ok(hi)) = (lo.parse::<i128>(), hi.parse::<i128>()) else {
-        return Ok(None);
+    let (lo, hi) = match (int(0), int(1)) {
+        (Some(lo), Some(hi)) => (lo, hi),
+        // No rows now (MIN and MAX are NULL): one range.
+        _ if row.as_ref().and_then(|r| r.as_ref(0)) == Some(&mysql_async::Value::NULL) => {
+            return Ok(Some(Vec::new()))
+        }
+        _ => return Ok(None),
     };
-    Ok(even_bounds(lo, hi, shape.estimate, range_rows)
-        .map(|b| b.into_iter().map(|v| vec![v.to_string()]).collect()))
+    let bounds = even_bounds(lo, hi, shape.estimate, range_rows);
+    tracing::debug!(table = %shape.id, lo = %lo, hi = %hi, estimate = shape.estimate,
+        ranges = bounds.as_ref().map(|b| b.len() + 1),
+        "key ranges: {}", if bounds.is_some() { "by arithmetic on MIN and MAX" } else { "too sparse for arithmetic; walking the key" });
+    Ok(bounds.map(|b| b.into_iter().map(|v| vec![v.to_string()]).collect()))
 }
 
 /// Inner bounds cutting the integer keys `lo..=hi` of about `estimate` rows into ranges of
@@ -543,7 +558,10 @@ fn even_bounds(lo: i128, hi: i128, estimate: u64, range_rows: u64) -> Option<Vec
         return None;
     }
     let n = i128::from(estimate.div_ceil(range_rows.max(1))).min(span);
-    Some((1..n).map(|i| lo + span * i / n).collect())
+    // `span * i` fits an i128 for any u64 span and count (< 2^65 · 2^64).
+    (1..n)
+        .map(|i| span.checked_mul(i).map(|x| lo + x / n))
+        .collect()
 }
 
 /// A reader connection with the snapshot's session settings (module traps).

@@ -309,12 +309,15 @@ pub async fn describe(
         })?;
         key.push(i);
     }
+    // A nullable column of a user-given key (a primary key has none): a NULL key is in no
+    // `key >= a AND key < b` range, so such a table is read in one piece.
     let rangeable = !key.is_empty()
         && key.iter().all(|&i| {
-            !matches!(
-                convs[i],
-                Conv::Bytes | Conv::Geometry | Conv::Float | Conv::Double | Conv::Bit { .. }
-            )
+            !columns[i].nullable
+                && !matches!(
+                    convs[i],
+                    Conv::Bytes | Conv::Geometry | Conv::Float | Conv::Double | Conv::Bit { .. }
+                )
         });
     let (estimate, engine) = info.unwrap_or_default();
     Ok(TableShape {
