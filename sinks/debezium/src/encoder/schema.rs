@@ -154,7 +154,14 @@ pub fn row_schema(
         .filter(|(c, conv)| **conv != Conv::Omit && (!key_only || c.key))
         .map(|(c, conv)| {
             with_field(
-                conv_schema(conv, c, &c.data_type, c.nullable && !c.key, opts),
+                // Lossless mode writes null for a NOT NULL column an old image lacks.
+                conv_schema(
+                    conv,
+                    c,
+                    &c.data_type,
+                    (c.nullable || opts.lossless) && !c.key,
+                    opts,
+                ),
                 &c.name,
             )
         })

@@ -654,10 +654,11 @@ fn lossless_mode_keeps_what_debezium_loses() {
 #[test]
 fn schemas_enable_wraps_key_and_value() {
     let s = small_schema(true);
-    let o = EncoderOptions {
+    let with_schemas = || EncoderOptions {
         schemas_enable: true,
         ..opts()
     };
+    let o = with_schemas();
     let recs = encode(
         o,
         &txn(vec![TxnItem::Rows(batch(
@@ -709,6 +710,29 @@ fn schemas_enable_wraps_key_and_value() {
     );
     assert_eq!(v["payload"]["after"]["n"], "AJY=");
     assert_eq!(v["payload"]["op"], "c");
+    // NOT NULL `qty` is required, as Debezium's; lossless mode can write null for it (a
+    // key-only old image), so its schema says optional there. The key stays required.
+    let qty = |v: &Value| v["schema"]["fields"][1]["fields"][5].clone();
+    assert_eq!(
+        (qty(&v)["field"].clone(), qty(&v)["optional"].clone()),
+        (json!("qty"), json!(false))
+    );
+    let recs = encode(
+        EncoderOptions {
+            lossless: true,
+            ..with_schemas()
+        },
+        &txn(vec![TxnItem::Rows(batch(
+            &s,
+            &[(Op::Insert, None, Some(full("1", "x")))],
+        ))]),
+    );
+    let v = json_of(&recs[0].value);
+    assert_eq!(qty(&v)["optional"], json!(true));
+    assert_eq!(
+        v["schema"]["fields"][1]["fields"][0]["optional"],
+        json!(false)
+    );
 }
 
 fn decode_decimal(b64: &str) -> i128 {
