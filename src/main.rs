@@ -147,9 +147,18 @@ fn thp_off() -> Option<String> {
     None
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// THP is turned off before the runtime's threads and buffers exist (the flag is the process's,
+/// and is inherited by child processes, across `exec` too).
+fn main() -> anyhow::Result<()> {
     let thp = thp_off();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(run(thp))
+}
+
+async fn run(thp: Option<String>) -> anyhow::Result<()> {
     let matches = <Cli as clap::CommandFactory>::command().get_matches();
     let cli =
         <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
