@@ -163,21 +163,30 @@ fn metrics_health_readiness_and_env_override_of_a_running_pipeline() {
     assert_eq!(p.stop().map(|s| s.success()), Some(true));
 }
 
-/// While the source cannot connect (transient: it retries), the process is healthy but not
-/// ready.
-#[test]
-fn readyz_is_503_while_the_source_cannot_connect() {
+/// A running pipeline (extra environment `env`) whose source cannot connect (port 1: it keeps
+/// retrying), once its `/healthz` answers.
+fn spawn_unconnectable(env: &[(&str, &str)]) -> Pipeline {
     let mut spec = PipelineSpec::new("tidemark", &["public.t"]);
     spec.source_extra = String::new();
     let mut p = Pipeline::new(spec);
     let config = std::fs::read_to_string(&p.config).expect("config");
     std::fs::write(&p.config, config.replace("127.0.0.1:5432", "127.0.0.1:1")).expect("config");
+    p.env
+        .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     p.spawn();
     let deadline = Instant::now() + Duration::from_secs(30);
     while http_get(p.metrics_port, "/healthz").is_none() {
         assert!(Instant::now() < deadline, "{}", p.log_text());
         std::thread::sleep(Duration::from_millis(100));
     }
+    p
+}
+
+/// While the source cannot connect (transient: it retries), the process is healthy but not
+/// ready.
+#[test]
+fn readyz_is_503_while_the_source_cannot_connect() {
+    let mut p = spawn_unconnectable(&[]);
     assert_eq!(http_get(p.metrics_port, "/healthz").map(|r| r.0), Some(200));
     std::thread::sleep(Duration::from_millis(1500));
     let (status, _) = http_get(p.metrics_port, "/readyz").expect("readyz");
@@ -289,21 +298,8 @@ fn a_definite_sink_error_stops_the_pipeline() {
 #[cfg(target_os = "linux")]
 #[test]
 fn the_binary_turns_transparent_huge_pages_off_unless_told_otherwise() {
-    let thp_flag = |env: Option<(&str, &str)>| {
-        let mut spec = PipelineSpec::new("tidemark", &["public.t"]);
-        spec.source_extra = String::new();
-        let mut p = Pipeline::new(spec);
-        let config = std::fs::read_to_string(&p.config).expect("config");
-        std::fs::write(&p.config, config.replace("127.0.0.1:5432", "127.0.0.1:1")).expect("config");
-        if let Some((k, v)) = env {
-            p.env.push((k.into(), v.into()));
-        }
-        p.spawn();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while http_get(p.metrics_port, "/healthz").is_none() {
-            assert!(Instant::now() < deadline, "{}", p.log_text());
-            std::thread::sleep(Duration::from_millis(100));
-        }
+    let thp_flag = |env: &[(&str, &str)]| {
+        let mut p = spawn_unconnectable(env);
         let pid = p.pid().expect("running");
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
         let flag = status
@@ -324,13 +320,13 @@ fn the_binary_turns_transparent_huge_pages_off_unless_told_otherwise() {
         eprintln!("this runner has THP off already (or MIMALLOC_ALLOW_THP set): nothing to check");
         return;
     }
-    let Some(default) = thp_flag(None) else {
+    let Some(default) = thp_flag(&[]) else {
         eprintln!("this kernel has no THP_enabled in /proc/<pid>/status: nothing to check");
         return;
     };
     assert_eq!(default, "0", "THP off by default");
     assert_eq!(
-        thp_flag(Some(("MIMALLOC_ALLOW_THP", "1"))).as_deref(),
+        thp_flag(&[("MIMALLOC_ALLOW_THP", "1")]).as_deref(),
         Some("1"),
         "MIMALLOC_ALLOW_THP=1 keeps the host's setting"
     );

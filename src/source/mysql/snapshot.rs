@@ -481,14 +481,10 @@ async fn cut(ctl: &mut MysqlControl, shape: &TableShape, range_rows: u64) -> R<V
         let Some(row) = row else { break };
         let mut bound = Vec::with_capacity(keys.len());
         for i in 0..keys.len() {
-            match row.as_ref(i) {
-                Some(mysql_async::Value::Bytes(b)) => {
-                    bound.push(String::from_utf8_lossy(b).into_owned())
-                }
-                Some(mysql_async::Value::Int(v)) => bound.push(v.to_string()),
-                Some(mysql_async::Value::UInt(v)) => bound.push(v.to_string()),
+            match row.as_ref(i).and_then(key_text) {
+                Some(text) => bound.push(text),
                 // A NULL in a user-given key: ranges cannot be cut on it.
-                _ => return Ok(Vec::new()),
+                None => return Ok(Vec::new()),
             }
         }
         bounds.push(bound);
@@ -506,11 +502,10 @@ async fn cut_integer(
         return Ok(None);
     };
     // (A nullable key is not `rangeable`: `cut` is not called for it.)
-    let column = &shape.schema.columns[k];
     if !matches!(shape.convs.get(k), Some(Conv::Int | Conv::UInt)) {
         return Ok(None);
     }
-    let name = snapshot_rows::quote_ident(&column.name);
+    let name = snapshot_rows::quote_ident(&shape.schema.columns[k].name);
     let q = format!(
         "SELECT MIN({name}), MAX({name}) FROM {}",
         qualified(&shape.id)
@@ -521,12 +516,13 @@ async fn cut_integer(
         .query_first(q)
         .await
         .map_err(client(&ctl.addr, "key MIN and MAX (snapshot)"))?;
-    // The text protocol sends integers as their decimal text; BIGINT UNSIGNED fits an i128.
-    let int = |i: usize| match row.as_ref().and_then(|r| r.as_ref(i)) {
-        Some(mysql_async::Value::Bytes(b)) => std::str::from_utf8(b).ok()?.parse::<i128>().ok(),
-        Some(mysql_async::Value::Int(v)) => Some(i128::from(*v)),
-        Some(mysql_async::Value::UInt(v)) => Some(i128::from(*v)),
-        _ => None,
+    // BIGINT UNSIGNED fits an i128.
+    let int = |i: usize| {
+        row.as_ref()
+            .and_then(|r| r.as_ref(i))
+            .and_then(key_text)?
+            .parse::<i128>()
+            .ok()
     };
     let (lo, hi) = match (int(0), int(1)) {
         (Some(lo), Some(hi)) => (lo, hi),
@@ -541,6 +537,17 @@ async fn cut_integer(
         ranges = bounds.as_ref().map(|b| b.len() + 1),
         "key ranges: {}", if bounds.is_some() { "by arithmetic on MIN and MAX" } else { "too sparse for arithmetic; walking the key" });
     Ok(bounds.map(|b| b.into_iter().map(|v| vec![v.to_string()]).collect()))
+}
+
+/// A key value of a text-protocol row as the text range bounds are kept in (the text
+/// protocol sends numbers as their decimal text); `None` for NULL.
+fn key_text(v: &mysql_async::Value) -> Option<String> {
+    match v {
+        mysql_async::Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        mysql_async::Value::Int(v) => Some(v.to_string()),
+        mysql_async::Value::UInt(v) => Some(v.to_string()),
+        _ => None,
+    }
 }
 
 /// Inner bounds cutting the integer keys `lo..=hi` of about `estimate` rows into ranges of
